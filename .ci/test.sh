@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The whole strata test suite — the README's test command, and what .ci/run calls.
+#
+#   sudo bash .ci/test.sh          (on a fresh Debian machine with the Rust toolchain)
+#
+# As root it: installs the packages the tests use and creates the unprivileged
+# user `builder` with a subordinate id range (../shared/peers/setup-host.sh),
+# starts the local registry on 127.0.0.1:5000 and builds the busybox and
+# debian-slim base images offline (../shared/peers), checks formatting and
+# clippy, builds every test binary, and then runs every test binary — unit,
+# conformance and end-to-end — as `builder`, because rootless is the product:
+# a test that passes only as root does not count.
+#
+# Environment: STRATA_SHARED (default ../shared beside the checkout),
+# STRATA_TEST_FILTER (passed to every test binary), SKIP_SETUP=1 (reuse an
+# already prepared machine).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+shared="${STRATA_SHARED:-$repo/../shared}"
+shared="$(cd "$shared" && pwd)"
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=never
+user=builder
+ci_tmp=/var/tmp/strata-ci
+
+step() { printf '\n==> %s\n' "$*"; }
+[ "$(id -u)" -eq 0 ] || { echo "run as root (it installs packages and creates the test user)" >&2; exit 2; }
+
+if [ "${SKIP_SETUP:-0}" != 1 ]; then
+    step "host setup: packages, user $user, subuid range"
+    bash "$shared/peers/setup-host.sh"
+    step "local registry and offline base images"
+    bash "$shared/peers/registry-start.sh"
+    bash "$shared/peers/make-base-images.sh" busybox debian
+fi
+uid="$(id -u "$user")"
+install -d -m 1777 "$ci_tmp" && install -d -o "$user" -g "$user" "$ci_tmp/tmp" "$ci_tmp/home"
+
+cd "$repo"
+step "cargo fmt --check"
+cargo fmt --all --check
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build test binaries"
+cargo build --workspace --locked --bins
+cargo test --workspace --locked --no-run --message-format=json 2>/dev/null \
+    | jq -r 'select(.reason=="compiler-artifact" and .profile.test==true and .executable!=null)
+             | "\(.manifest_path)\t\(.executable)"' > "$ci_tmp/tests.tsv"
+chmod -R a+rX "$repo/target"
+
+step "doc tests"
+cargo test --workspace --locked --doc
+
+run_as_user() {
+    local dir=$1; shift
+    (cd "$dir" && runuser -u "$user" -- env -i \
+        HOME="$ci_tmp/home" USER="$user" LOGNAME="$user" \
+        PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+        XDG_RUNTIME_DIR="/run/user/$uid" TMPDIR="$ci_tmp/tmp" LANG=C.UTF-8 \
+        RUST_BACKTRACE=1 \
+        STRATA_TEST_REGISTRY=127.0.0.1:5000 \
+        STRATA_TEST_IMAGES=/var/tmp/peers-images \
+        STRATA_SHARED="$shared" \
+        "$@")
+}
+
+step "all tests, as the unprivileged user $user"
+passed=0; failed=0; ignored=0; broken=()
+while IFS=$'\t' read -r manifest exe; do
+    dir="$(dirname "$manifest")"
+    name="${exe#"$repo"/}"
+    echo "--- $name (in ${dir#"$repo"/})"
+    log="$ci_tmp/$(basename "$exe").log"
+    set +e
+    run_as_user "$dir" "$exe" --include-ignored ${STRATA_TEST_FILTER:+"$STRATA_TEST_FILTER"} 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    line="$(grep -E '^test result: ' "$log" | tail -1 || true)"
+    p="$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line")"; p=${p:-0}
+    f="$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$line")"; f=${f:-0}
+    i="$(sed -nE 's/.* ([0-9]+) ignored.*/\1/p' <<<"$line")"; i=${i:-0}
+    passed=$((passed + p)); failed=$((failed + f)); ignored=$((ignored + i))
+    if [ "$rc" -ne 0 ]; then
+        broken+=("$name")
+        [ "$f" -gt 0 ] || failed=$((failed + 1))
+    fi
+done < "$ci_tmp/tests.tsv"
+
+echo
+[ "${#broken[@]}" -eq 0 ] || printf 'failing test binaries: %s\n' "${broken[*]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "${#broken[@]}" -eq 0 ]

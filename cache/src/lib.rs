@@ -1,0 +1,9 @@
+//! The content store and everything that moves images in and out of it.
+//!
+//! Blobs live by sha256 digest and are verified on every write; tags and
+//! cache keys are small index files; layers are written and read as tar
+//! streams with OCI whiteouts; images come from and go to registries,
+//! docker-archive tarballs and OCI layouts. Nothing here knows about
+//! Dockerfiles: the builder hands over bytes, directories and digests.
+
+pub mod digest;

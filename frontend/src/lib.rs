@@ -1,0 +1,9 @@
+//! The Dockerfile frontend: text in, build graph out, with no I/O.
+//!
+//! It parses a Dockerfile (parser directives, instructions, flags, heredocs)
+//! into an AST where every node carries its position, expands words the way
+//! BuildKit's shell lexer does, and lowers the AST to a [`BuildGraph`]-style
+//! description of stages, steps and image configs. Anything that needs the
+//! outside world (a base image's config) comes in through a resolver trait the
+//! caller implements, so the whole crate can be tested without a disk or a
+//! network.

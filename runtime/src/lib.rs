@@ -1,0 +1,9 @@
+//! The rootless runtime: everything that runs a process for a build step.
+//!
+//! A step runs in a fresh user namespace (uid 0 inside is the invoking user;
+//! a subordinate id range when the host grants one) with its own mount, pid,
+//! ipc, uts and optionally network namespaces, on a root filesystem assembled
+//! by a snapshotter (kernel overlayfs in the user namespace, or a copy when
+//! the kernel cannot). After the step, the snapshot's changes are read back as
+//! a list of additions, modifications and whiteouts. Nothing here knows about
+//! Dockerfiles or the build graph.
