@@ -7,3 +7,7 @@
 //! the kernel cannot). After the step, the snapshot's changes are read back as
 //! a list of additions, modifications and whiteouts. Nothing here knows about
 //! Dockerfiles or the build graph.
+
+pub mod rootfs;
+
+pub use rootfs::RootfsSpec;
