@@ -44,7 +44,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build test binaries"
 cargo build --workspace --locked --bins
-cargo test --workspace --locked --no-run --message-format=json 2>/dev/null \
+cargo test --workspace --locked --no-run
+cargo test --workspace --locked --no-run --message-format=json \
     | jq -r 'select(.reason=="compiler-artifact" and .profile.test==true and .executable!=null)
              | "\(.manifest_path)\t\(.executable)"' > "$ci_tmp/tests.tsv"
 chmod -R a+rX "$repo/target"
