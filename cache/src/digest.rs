@@ -108,8 +108,17 @@ mod tests {
     fn parse_round_trips_and_rejects_bad_input() {
         let d = Digest::of(b"x");
         assert_eq!(d.to_string().parse::<Digest>(), Ok(d.clone()));
-        assert!(matches!("md5:abc".parse::<Digest>(), Err(DigestError::Algorithm(_))));
-        assert!(matches!("sha256:ABC".parse::<Digest>(), Err(DigestError::Malformed(_))));
-        assert!(matches!("nocolon".parse::<Digest>(), Err(DigestError::Malformed(_))));
+        assert!(matches!(
+            "md5:abc".parse::<Digest>(),
+            Err(DigestError::Algorithm(_))
+        ));
+        assert!(matches!(
+            "sha256:ABC".parse::<Digest>(),
+            Err(DigestError::Malformed(_))
+        ));
+        assert!(matches!(
+            "nocolon".parse::<Digest>(),
+            Err(DigestError::Malformed(_))
+        ));
     }
 }
