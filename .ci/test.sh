@@ -36,6 +36,20 @@ fi
 uid="$(id -u "$user")"
 install -d -m 1777 "$ci_tmp" && install -d -o "$user" -g "$user" "$ci_tmp/tmp" "$ci_tmp/home"
 
+# The tests run as $user, who must be able to read the checkout, the shared
+# corpus and the test binaries. A checkout under a private home (/root) is
+# not readable, so run from a readable copy instead.
+if ! runuser -u "$user" -- test -r "$repo/Cargo.toml" -a -r "$shared/corpus/README.md"; then
+    stage="$ci_tmp/stage"
+    step "checkout not readable by $user: running from a copy in $stage"
+    rm -rf "$stage" && mkdir -p "$stage/main"
+    tar -C "$repo" --exclude=./target -cf - . | tar -C "$stage/main" -xf -
+    cp -a "$shared" "$stage/shared"
+    chmod -R a+rX "$stage"
+    exec env STRATA_SHARED="$stage/shared" SKIP_SETUP=1 bash "$stage/main/.ci/test.sh"
+fi
+target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+
 cd "$repo"
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -48,7 +62,7 @@ cargo test --workspace --locked --no-run
 cargo test --workspace --locked --no-run --message-format=json \
     | jq -r 'select(.reason=="compiler-artifact" and .profile.test==true and .executable!=null)
              | "\(.manifest_path)\t\(.executable)"' > "$ci_tmp/tests.tsv"
-chmod -R a+rX "$repo/target"
+chmod -R a+rX "$target_dir"
 
 step "doc tests"
 cargo test --workspace --locked --doc
