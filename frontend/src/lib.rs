@@ -7,3 +7,10 @@
 //! outside world (a base image's config) comes in through a resolver trait the
 //! caller implements, so the whole crate can be tested without a disk or a
 //! network.
+
+pub mod ast;
+pub mod diagnostic;
+pub mod syntax;
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use syntax::parse;
