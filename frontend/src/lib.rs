@@ -8,6 +8,7 @@
 //! caller implements, so the whole crate can be tested without a disk or a
 //! network.
 
+pub mod words;
 pub mod ast;
 pub mod diagnostic;
 pub mod syntax;
