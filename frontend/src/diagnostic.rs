@@ -113,6 +113,9 @@ mod tests {
     fn display_without_position_or_hint() {
         let d = Diagnostic::error("-", 0, 0, "the Dockerfile is empty");
         assert_eq!(d.to_string(), "-: the Dockerfile is empty");
-        assert_eq!(d.clone().warning().to_string(), "warning: -: the Dockerfile is empty");
+        assert_eq!(
+            d.clone().warning().to_string(),
+            "warning: -: the Dockerfile is empty"
+        );
     }
 }

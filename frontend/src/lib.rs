@@ -8,10 +8,11 @@
 //! caller implements, so the whole crate can be tested without a disk or a
 //! network.
 
-pub mod words;
 pub mod ast;
 pub mod diagnostic;
+pub mod dump;
 pub mod syntax;
+pub mod words;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use syntax::parse;
