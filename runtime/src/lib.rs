@@ -8,6 +8,17 @@
 //! a list of additions, modifications and whiteouts. Nothing here knows about
 //! Dockerfiles or the build graph.
 
+pub mod detect;
+pub mod diff;
 pub mod rootfs;
+pub mod run_mounts;
+pub mod sandbox;
+pub mod snapshot;
+pub mod userns;
 
 pub use rootfs::RootfsSpec;
+pub use sandbox::{
+    ExitStatus, Network, OutputStream, RunOutcome, RunSpec, Sandbox, SandboxError, SandboxOptions,
+    sandbox_mount_points,
+};
+pub use userns::{remove_tree_in_userns, run_in_userns};

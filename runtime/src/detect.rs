@@ -1,0 +1,222 @@
+//! Host capability detection: can this user create a rootless sandbox, and
+//! with which id mapping?
+//!
+//! Every check here turns a kernel or distribution knob into a sentence that
+//! says what is missing and how to fix it, because "unshare: Operation not
+//! permitted" alone sends users on a long hunt. Detection reads files only; the
+//! sandbox additionally probes by really creating a user namespace once.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// A subordinate id range from /etc/subuid or /etc/subgid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubidRange {
+    pub start: u32,
+    pub count: u32,
+}
+
+/// What the host allows for the calling user.
+#[derive(Debug, Clone)]
+pub struct HostCapabilities {
+    /// The caller's real uid and gid (mapped to 0 inside).
+    pub uid: u32,
+    pub gid: u32,
+    /// The caller's login name, when the passwd database knows it.
+    pub user_name: Option<String>,
+    /// `Err(explanation)` when unprivileged user namespaces are disabled.
+    pub userns: Result<(), String>,
+    /// setuid (or file-capability) `newuidmap`/`newgidmap`, or why not.
+    pub id_helpers: Result<(PathBuf, PathBuf), String>,
+    /// The caller's ranges, or why there is none.
+    pub subuid: Result<SubidRange, String>,
+    pub subgid: Result<SubidRange, String>,
+}
+
+const SUBID_HINT: &str = "add one with `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER` (as root)";
+
+impl HostCapabilities {
+    /// Reads /proc/sys and /etc; never fails, every problem is recorded.
+    pub fn detect() -> HostCapabilities {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let user_name = user_name_of(uid);
+        HostCapabilities {
+            uid,
+            gid,
+            userns: userns_allowed(Path::new("/proc/sys")),
+            id_helpers: find_id_helpers(),
+            subuid: find_subid_range(Path::new("/etc/subuid"), uid, user_name.as_deref()),
+            subgid: find_subid_range(Path::new("/etc/subgid"), uid, user_name.as_deref()),
+            user_name,
+        }
+    }
+
+    /// `Ok` when a full subordinate range can be mapped, else the reason.
+    pub fn range_mapping_available(&self) -> Result<(), String> {
+        self.id_helpers.as_ref().map_err(Clone::clone)?;
+        self.subuid.as_ref().map_err(Clone::clone)?;
+        self.subgid.as_ref().map_err(Clone::clone)?;
+        Ok(())
+    }
+}
+
+fn read_number(path: &Path) -> Option<i64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Checks the three knobs that distributions use to forbid unprivileged user
+/// namespaces. `proc_sys` is a parameter so tests can point it at a fake tree.
+pub fn userns_allowed(proc_sys: &Path) -> Result<(), String> {
+    if read_number(&proc_sys.join("user/max_user_namespaces")) == Some(0) {
+        return Err("user namespaces are disabled: sysctl user.max_user_namespaces is 0; \
+             ask your admin to raise it (e.g. `sysctl -w user.max_user_namespaces=15000`)"
+            .into());
+    }
+    if read_number(&proc_sys.join("kernel/unprivileged_userns_clone")) == Some(0) {
+        return Err("unprivileged user namespaces are disabled: sysctl \
+             kernel.unprivileged_userns_clone is 0; ask your admin to run \
+             `sysctl -w kernel.unprivileged_userns_clone=1`"
+            .into());
+    }
+    if read_number(&proc_sys.join("kernel/apparmor_restrict_unprivileged_userns")) == Some(1) {
+        return Err("AppArmor restricts unprivileged user namespaces \
+             (kernel.apparmor_restrict_unprivileged_userns=1): the sandbox would get no \
+             capabilities; ask your admin to add an AppArmor profile allowing `userns` for \
+             strata, or to set the sysctl to 0"
+            .into());
+    }
+    Ok(())
+}
+
+fn user_name_of(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: passwd is plain old data; getpwuid_r writes into it and buf.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the given sizes.
+    let rc =
+        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() || pw.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points into buf and is NUL-terminated.
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+fn is_privileged_helper(path: &Path) -> bool {
+    let Ok(meta) = fs::metadata(path) else {
+        return false;
+    };
+    if !meta.is_file() {
+        return false;
+    }
+    let setuid_root = meta.permissions().mode() & 0o4000 != 0 && {
+        use std::os::unix::fs::MetadataExt;
+        meta.uid() == 0
+    };
+    // Fedora ships the helpers with file capabilities instead of setuid.
+    let has_caps = has_file_caps(path);
+    setuid_root || has_caps
+}
+
+fn has_file_caps(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a size query with a null buffer.
+    let n = unsafe {
+        libc::getxattr(c.as_ptr(), c"security.capability".as_ptr(), std::ptr::null_mut(), 0)
+    };
+    n > 0
+}
+
+fn find_id_helpers() -> Result<(PathBuf, PathBuf), String> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    for d in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+        dirs.push(PathBuf::from(d));
+    }
+    let find = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
+    let (Some(u), Some(g)) = (find("newuidmap"), find("newgidmap")) else {
+        return Err("newuidmap/newgidmap not found: install the `uidmap` package \
+             (Debian/Ubuntu) or `shadow-utils` (Fedora) to map a subordinate id range"
+            .into());
+    };
+    for p in [&u, &g] {
+        if !is_privileged_helper(p) {
+            return Err(format!(
+                "{} is neither setuid root nor has file capabilities, so it cannot write \
+                 id maps; reinstall the `uidmap` package",
+                p.display()
+            ));
+        }
+    }
+    Ok((u, g))
+}
+
+/// Finds the first range for `uid` (by name or number) in a subuid/subgid file.
+pub fn find_subid_range(file: &Path, uid: u32, name: Option<&str>) -> Result<SubidRange, String> {
+    let text = fs::read_to_string(file).map_err(|e| {
+        format!("cannot read {}: {e}; {SUBID_HINT}", file.display())
+    })?;
+    let uid_s = uid.to_string();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split(':');
+        let (Some(who), Some(start), Some(count)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if who != uid_s && Some(who) != name {
+            continue;
+        }
+        if let (Ok(start), Ok(count)) = (start.parse::<u32>(), count.parse::<u32>())
+            && count > 0
+        {
+            return Ok(SubidRange { start, count });
+        }
+    }
+    Err(format!(
+        "no subordinate id range for {} in {}; {SUBID_HINT}",
+        name.map(str::to_owned).unwrap_or(uid_s),
+        file.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subid_range_found_by_name_or_number() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("subuid");
+        fs::write(&f, "# c\nalice:200000:100\nbuilder:100000:65536\n1002:300000:5\n").unwrap();
+        assert_eq!(
+            find_subid_range(&f, 1001, Some("builder")).unwrap(),
+            SubidRange { start: 100000, count: 65536 }
+        );
+        assert_eq!(find_subid_range(&f, 1002, None).unwrap().start, 300000);
+        let err = find_subid_range(&f, 1003, Some("carol")).unwrap_err();
+        assert!(err.contains("usermod --add-subuids"), "{err}");
+    }
+
+    #[test]
+    fn disabled_userns_is_explained() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("user")).unwrap();
+        fs::create_dir_all(d.path().join("kernel")).unwrap();
+        assert!(userns_allowed(d.path()).is_ok());
+        fs::write(d.path().join("kernel/apparmor_restrict_unprivileged_userns"), "1\n").unwrap();
+        assert!(userns_allowed(d.path()).unwrap_err().contains("AppArmor"));
+        fs::write(d.path().join("user/max_user_namespaces"), "0\n").unwrap();
+        assert!(userns_allowed(d.path()).unwrap_err().contains("max_user_namespaces is 0"));
+    }
+}

@@ -1,0 +1,369 @@
+//! Running one build step in a rootless sandbox.
+//!
+//! [`Sandbox::new`] detects once what the host allows and picks the id
+//! mapping; [`Sandbox::run`] then runs a [`RunSpec`] on a [`RootfsSpec`]:
+//! prepare the RUN mounts and mount-point stubs outside the rootfs, fork the
+//! namespace chain ([`namespaces`]), stream output, wait, clean up. See
+//! `namespaces.rs` for the process tree and why nothing outlives the caller.
+
+pub mod idmap;
+pub(crate) mod inroot;
+pub(crate) mod mounts;
+pub(crate) mod namespaces;
+pub mod network;
+pub(crate) mod process;
+pub mod stubs;
+pub(crate) mod supervise;
+pub(crate) mod sys;
+pub mod user;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::detect::HostCapabilities;
+use crate::rootfs::RootfsSpec;
+use crate::run_mounts::{self, MountContext, RunMount};
+use crate::userns::{remove_tree, remove_tree_in_userns, run_in_userns};
+
+pub use idmap::{IdMapping, UsernsMode};
+pub use network::Network;
+pub use process::DEFAULT_PATH;
+pub use stubs::{MountPoint, sandbox_mount_points};
+
+use mounts::{MountPlan, RootPlan};
+use namespaces::ChildPlan;
+use process::ExecPlan;
+use supervise::Stopped;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The host cannot run rootless sandboxes (the message says why and how
+    /// to fix it).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The step's description is unusable (missing secret, bad mount, …).
+    #[error("{0}")]
+    InvalidSpec(String),
+    /// Building the sandbox failed before the command started.
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
+    /// The command could not be started: not found, not executable, unknown
+    /// USER, ids not mapped.
+    #[error("{0}")]
+    Exec(String),
+    #[error("the step timed out after {0:?} and was killed")]
+    Timeout(Duration),
+    #[error("the step was cancelled")]
+    Cancelled,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+
+    fn from_wait(status: i32) -> ExitStatus {
+        if libc::WIFSIGNALED(status) {
+            ExitStatus::Signal(libc::WTERMSIG(status))
+        } else {
+            ExitStatus::Code(libc::WEXITSTATUS(status))
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub exit: ExitStatus,
+    /// Wall time from the start of setup to the end of teardown.
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// A flag another thread sets to stop a running step (the whole process
+/// tree is killed within ~50 ms).
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One step to run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub rootfs: RootfsSpec,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Absolute path inside the rootfs; created when missing.
+    pub cwd: String,
+    /// `user[:group]`, names or numbers; `None` = root.
+    pub user: Option<String>,
+    pub network: Network,
+    pub mounts: Vec<RunMount>,
+    pub hostname: String,
+    /// /etc/hosts content; `None` = localhost entries plus the hostname.
+    pub hosts: Option<String>,
+    /// /etc/resolv.conf content; `None` = the host's.
+    pub resolv_conf: Option<String>,
+    pub timeout: Option<Duration>,
+    pub cancel: Option<CancelToken>,
+}
+
+impl RunSpec {
+    pub fn new(rootfs: RootfsSpec, argv: Vec<String>) -> RunSpec {
+        RunSpec {
+            rootfs,
+            argv,
+            env: Vec::new(),
+            cwd: "/".into(),
+            user: None,
+            network: Network::Host,
+            mounts: Vec::new(),
+            hostname: "strata".into(),
+            hosts: None,
+            resolv_conf: None,
+            timeout: None,
+            cancel: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    pub userns: UsernsMode,
+    /// Scratch space for per-step directories (mount points, rw bind uppers).
+    /// Must not be on overlayfs. Inside the store's `tmp/`, typically.
+    pub state_dir: PathBuf,
+    /// Where `type=cache` mounts live (in the store, never in a layer).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A configured sandbox runner; cheap to share between threads.
+#[derive(Debug)]
+pub struct Sandbox {
+    host: HostCapabilities,
+    mapping: IdMapping,
+    mapping_reason: String,
+    state_dir: PathBuf,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Sandbox {
+    /// Detects the host, chooses the id mapping and proves with a real probe
+    /// that a user namespace can be created and mapped.
+    pub fn new(opts: SandboxOptions) -> Result<Sandbox, SandboxError> {
+        let host = HostCapabilities::detect();
+        host.userns.clone().map_err(SandboxError::Unsupported)?;
+        let (mapping, mapping_reason) =
+            IdMapping::choose(opts.userns, &host).map_err(SandboxError::Unsupported)?;
+        run_in_userns(&mapping, || Ok::<(), String>(()))
+            .map_err(|e| SandboxError::Unsupported(e.to_string()))?;
+        fs::create_dir_all(&opts.state_dir).map_err(|e| {
+            SandboxError::Setup(format!("creating state dir {}: {e}", opts.state_dir.display()))
+        })?;
+        Ok(Sandbox { host, mapping, mapping_reason, state_dir: opts.state_dir, cache_dir: opts.cache_dir })
+    }
+
+    pub fn mapping(&self) -> &IdMapping {
+        &self.mapping
+    }
+
+    /// One sentence: which mapping and why (for verbose output).
+    pub fn mapping_reason(&self) -> &str {
+        &self.mapping_reason
+    }
+
+    pub fn host(&self) -> &HostCapabilities {
+        &self.host
+    }
+
+    /// Runs the step, calling `output` for each line (without the newline) as
+    /// it arrives. A non-zero exit is `Ok` with that status; `Err` means the
+    /// command did not run to completion (setup, exec, timeout, cancel).
+    pub fn run(
+        &self,
+        spec: &RunSpec,
+        output: &mut dyn FnMut(OutputStream, &[u8]),
+    ) -> Result<RunOutcome, SandboxError> {
+        let start = Instant::now();
+        let run_dir = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(&self.state_dir)
+            .map_err(|e| SandboxError::Setup(format!("creating a run dir in {}: {e}", self.state_dir.display())))?
+            .keep();
+        let mut dir_stubs = None;
+        let res = self.run_in(spec, &run_dir, &mut dir_stubs, output);
+        if let Some(s) = dir_stubs {
+            stubs::DirStubs::remove(s);
+        }
+        if remove_tree(&run_dir).is_err() {
+            // Files a rw bind mount's writer left with subordinate ids.
+            let _ = remove_tree_in_userns(&self.mapping, &run_dir);
+        }
+        res.map(|exit| RunOutcome { exit, duration: start.elapsed() })
+    }
+
+    fn run_in(
+        &self,
+        spec: &RunSpec,
+        run_dir: &Path,
+        dir_stubs: &mut Option<stubs::DirStubs>,
+        output: &mut dyn FnMut(OutputStream, &[u8]),
+    ) -> Result<ExitStatus, SandboxError> {
+        let invalid = SandboxError::InvalidSpec;
+        let setup = SandboxError::Setup;
+        if spec.argv.is_empty() {
+            return Err(invalid("the step has an empty command line".into()));
+        }
+        let ctx = MountContext { cache_dir: self.cache_dir.as_deref(), run_dir, mapping: &self.mapping };
+        let prepared = run_mounts::prepare(&spec.mounts, &ctx).map_err(invalid)?;
+        let points = sandbox_mount_points(&spec.mounts);
+
+        let mkdir = |p: &Path| fs::create_dir(p).map_err(|e| setup(format!("mkdir {}: {e}", p.display())));
+        let merged = run_dir.join("merged");
+        let secrets_dir = run_dir.join("secrets");
+        mkdir(&merged)?;
+        mkdir(&secrets_dir)?;
+        let root = match &spec.rootfs {
+            RootfsSpec::Overlay { lowers, upper, work } => {
+                let stub_layer = run_dir.join("stubs");
+                mkdir(&stub_layer)?;
+                stubs::build_stub_layer(&stub_layer, &points).map_err(setup)?;
+                RootPlan::Overlay { options: overlay_options(lowers, &stub_layer, upper, work).map_err(invalid)? }
+            }
+            RootfsSpec::Dir(dir) => {
+                *dir_stubs = Some(stubs::create_in_dir(dir, &points).map_err(setup)?);
+                RootPlan::Dir { source: dir.clone() }
+            }
+        };
+
+        let hosts = spec.hosts.clone().unwrap_or_else(|| {
+            format!("127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n", h = spec.hostname)
+        });
+        let resolv = match &spec.resolv_conf {
+            Some(r) => r.clone(),
+            None => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
+        let mut etc_files = Vec::new();
+        for (name, content, target) in [
+            ("hosts", hosts, "/etc/hosts"),
+            ("resolv.conf", resolv, "/etc/resolv.conf"),
+            ("hostname", format!("{}\n", spec.hostname), "/etc/hostname"),
+        ] {
+            let p = run_dir.join(name);
+            fs::write(&p, content).map_err(|e| setup(format!("writing {}: {e}", p.display())))?;
+            etc_files.push((p, target));
+        }
+
+        let mut env = spec.env.clone();
+        env.extend(prepared.env.iter().cloned());
+        let (max_uid, max_gid) = match &self.mapping {
+            IdMapping::Single { .. } => (0, 0),
+            IdMapping::Range { subuid, subgid, .. } => (subuid.count, subgid.count),
+        };
+        let plan = ChildPlan {
+            map: self.mapping.plan().map_err(setup)?,
+            network: spec.network,
+            mounts: MountPlan {
+                root,
+                merged,
+                network: spec.network,
+                etc_files,
+                mounts: prepared.mounts,
+                secrets_dir,
+            },
+            exec: ExecPlan {
+                argv: spec.argv.clone(),
+                env,
+                cwd: spec.cwd.clone(),
+                user: spec.user.clone(),
+                hostname: spec.hostname.clone(),
+                range: self.mapping.is_range(),
+                max_uid,
+                max_gid,
+                stdout: -1,
+                stderr: -1,
+            },
+        };
+        let spawned = namespaces::spawn(plan, &self.mapping).map_err(setup)?;
+        let sup = supervise::supervise(spawned, spec.timeout, spec.cancel.as_ref(), output);
+        drop(prepared.locks);
+        match sup.stopped {
+            Some(Stopped::Timeout) => return Err(SandboxError::Timeout(spec.timeout.unwrap_or_default())),
+            Some(Stopped::Cancelled) => return Err(SandboxError::Cancelled),
+            None => {}
+        }
+        let text = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+        if let Some((_, m)) = sup.frames.iter().find(|(t, _)| *t == sys::frame::EXEC) {
+            return Err(SandboxError::Exec(text(m)));
+        }
+        if let Some((_, m)) = sup.frames.iter().find(|(t, _)| *t == sys::frame::ERROR) {
+            return Err(setup(text(m)));
+        }
+        if let Some((_, s)) = sup.frames.iter().find(|(t, _)| *t == sys::frame::STATUS)
+            && let Ok(b) = <[u8; 4]>::try_from(s.as_slice())
+        {
+            return Ok(ExitStatus::from_wait(i32::from_le_bytes(b)));
+        }
+        Err(setup(format!(
+            "the sandbox process ended without reporting a status ({})",
+            sup.c1_status.map(|s| ExitStatus::from_wait(s).to_string()).unwrap_or_else(|| "not reaped".into())
+        )))
+    }
+}
+
+/// The overlay mount data: the image's lowers (topmost first), then the
+/// step's stub layer at the very bottom (see `stubs`).
+fn overlay_options(lowers: &[PathBuf], stubs: &Path, upper: &Path, work: &Path) -> Result<String, String> {
+    let mut all: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
+    all.push(stubs);
+    for p in all.iter().chain([&upper, &work]) {
+        let s = p.to_str().ok_or_else(|| format!("overlay path {} is not UTF-8", p.display()))?;
+        if s.contains([':', ',', '\\']) {
+            return Err(format!("overlay path {s} contains ':', ',' or '\\', which overlayfs cannot take"));
+        }
+    }
+    let lower = all.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+    let opts = format!("lowerdir={lower},upperdir={},workdir={},userxattr", upper.display(), work.display());
+    if opts.len() >= 4000 {
+        return Err(format!(
+            "{} lower layers make the overlay mount options {} bytes, over the kernel's one-page limit; \
+             use shorter store paths or flatten the image",
+            lowers.len(),
+            opts.len()
+        ));
+    }
+    Ok(opts)
+}

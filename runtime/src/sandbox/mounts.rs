@@ -1,0 +1,284 @@
+//! Assembling the step's root filesystem inside its private mount namespace,
+//! run by the namespace's pid 1 (proc can only be mounted from inside the new
+//! pid namespace) and ending in pivot_root.
+//!
+//! Every mount lives only in this mount namespace, which dies with pid 1, so
+//! no exit path — success, failure, SIGKILL — leaves a mount on the host.
+//! Targets are resolved confined to the rootfs ([`inroot`]) so a symlink in
+//! the image cannot redirect a mount onto a host path.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use crate::run_mounts::{PreparedKind, PreparedMount};
+use crate::sandbox::inroot::{self, Created};
+use crate::sandbox::network::Network;
+use crate::sandbox::sys;
+
+/// How `/` is made.
+#[derive(Debug)]
+pub(crate) enum RootPlan {
+    /// Kernel overlayfs; `options` is the full mount data string.
+    Overlay { options: String },
+    /// Bind mount of a prepared directory.
+    Dir { source: PathBuf },
+}
+
+/// Everything pid 1 mounts, computed by the supervisor before fork.
+#[derive(Debug)]
+pub(crate) struct MountPlan {
+    pub root: RootPlan,
+    /// Empty directory where the root is assembled before pivot_root.
+    pub merged: PathBuf,
+    pub network: Network,
+    /// (file outside the rootfs, path inside): hosts, resolv.conf, hostname.
+    pub etc_files: Vec<(PathBuf, &'static str)>,
+    pub mounts: Vec<PreparedMount>,
+    /// Empty directory on which a private tmpfs for secrets is mounted.
+    pub secrets_dir: PathBuf,
+}
+
+fn opt_c(s: Option<&str>) -> Result<Option<CString>, String> {
+    s.map(sys::cstr).transpose()
+}
+
+pub(crate) fn mount(
+    src: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), String> {
+    let (s, f, d) = (opt_c(src)?, opt_c(fstype)?, opt_c(data)?);
+    let t = sys::cpath(target)?;
+    let p = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is NUL-terminated or null.
+    let r = unsafe { libc::mount(p(&s), t.as_ptr(), p(&f), flags, p(&d).cast()) };
+    if r != 0 {
+        return Err(sys::errno_msg(format!(
+            "mount {} on {} (type {})",
+            src.unwrap_or("none"),
+            target.display(),
+            fstype.unwrap_or("bind")
+        )));
+    }
+    Ok(())
+}
+
+fn bind(src: &Path, target: &Path, recursive: bool) -> Result<(), String> {
+    let s = src.to_str().ok_or_else(|| format!("{} is not UTF-8", src.display()))?;
+    let rec = if recursive { libc::MS_REC } else { 0 };
+    mount(Some(s), target, None, libc::MS_BIND | rec, None)
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// Makes a bind mount (and its submounts) read-only. mount_setattr changes
+/// only the read-only bit; the remount fallback must repeat the flags the
+/// kernel locked on mounts inherited from the host (nosuid, nodev, …).
+fn make_readonly(target: &Path) -> Result<(), String> {
+    let t = sys::cpath(target)?;
+    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: valid path and attr struct with its size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    // SAFETY: statvfs buffer is plain data.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and buffer.
+    if unsafe { libc::statvfs(t.as_ptr(), &mut st) } != 0 {
+        return Err(sys::errno_msg(format!("statvfs {}", target.display())));
+    }
+    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+    for (st_flag, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if st.f_flag & st_flag != 0 {
+            flags |= ms;
+        }
+    }
+    mount(None, target, None, flags, None)
+}
+
+fn ensure(root: &std::os::fd::OwnedFd, path: &str, dir: bool) -> Result<PathBuf, String> {
+    let rel = inroot::clean(path);
+    inroot::ensure(root, &rel, dir, &mut Created::default())
+}
+
+fn touch(p: &Path) -> Result<(), String> {
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)
+        .map(drop)
+        .map_err(|e| format!("creating {}: {e}", p.display()))
+}
+
+fn setup_dev(dev: &Path) -> Result<(), String> {
+    let nosuid_noexec = libc::MS_NOSUID | libc::MS_NOEXEC;
+    mount(Some("tmpfs"), dev, Some("tmpfs"), nosuid_noexec, Some("mode=755,size=65536"))?;
+    // mknod is not allowed in a user namespace: bind the host's nodes.
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let host = Path::new("/dev").join(name);
+        if !host.exists() {
+            continue;
+        }
+        let node = dev.join(name);
+        touch(&node)?;
+        bind(&host, &node, false)?;
+    }
+    let pts = dev.join("pts");
+    let _ = fs::create_dir(&pts);
+    // Best effort: a pty is a nicety for a build step, not a requirement.
+    if mount(Some("devpts"), &pts, Some("devpts"), nosuid_noexec, Some("newinstance,ptmxmode=0666,mode=620")).is_ok() {
+        let _ = symlink("pts/ptmx", dev.join("ptmx"));
+    }
+    let shm = dev.join("shm");
+    let _ = fs::create_dir(&shm);
+    mount(Some("shm"), &shm, Some("tmpfs"), nosuid_noexec | libc::MS_NODEV, Some("mode=1777,size=67108864"))?;
+    for (link, to) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        symlink(to, dev.join(link)).map_err(|e| format!("symlink /dev/{link}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn setup_sys(sys_dir: &Path, network: Network) -> Result<(), String> {
+    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // sysfs may only be mounted by the owner of the network namespace.
+    if network == Network::None && mount(Some("sysfs"), sys_dir, Some("sysfs"), flags, None).is_ok() {
+        return Ok(());
+    }
+    bind(Path::new("/sys"), sys_dir, true)?;
+    make_readonly(sys_dir)
+}
+
+fn mount_one(m: &PreparedMount, at: &Path, secrets_dir: &Path, secrets_ready: &mut bool, n: usize) -> Result<(), String> {
+    match &m.kind {
+        PreparedKind::Bind { source, readonly, init } => {
+            bind(source, at, true)?;
+            if let Some((mode, uid, gid)) = init {
+                std::os::unix::fs::chown(at, Some(*uid), Some(*gid))
+                    .map_err(|e| format!("chown {uid}:{gid} on cache mount {}: {e}", at.display()))?;
+                fs::set_permissions(at, fs::Permissions::from_mode(*mode))
+                    .map_err(|e| format!("chmod on cache mount {}: {e}", at.display()))?;
+            }
+            if *readonly {
+                make_readonly(at)?;
+            }
+        }
+        PreparedKind::Overlay { lower, upper, work } => {
+            let opts = format!(
+                "lowerdir={},upperdir={},workdir={},userxattr",
+                lower.display(),
+                upper.display(),
+                work.display()
+            );
+            mount(Some("overlay"), at, Some("overlay"), 0, Some(&opts))?;
+        }
+        PreparedKind::Tmpfs { size } => {
+            let opts = match size {
+                Some(s) => format!("mode=755,size={s}"),
+                None => "mode=755".into(),
+            };
+            mount(Some("tmpfs"), at, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(&opts))?;
+        }
+        PreparedKind::Secret { value, mode, uid, gid } => {
+            if !*secrets_ready {
+                // Memory only, and visible only in this mount namespace.
+                mount(Some("tmpfs"), secrets_dir, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, Some("mode=700,size=4194304"))?;
+                *secrets_ready = true;
+            }
+            let f = secrets_dir.join(format!("s{n}"));
+            fs::write(&f, &value.0).map_err(|e| format!("writing secret file: {e}"))?;
+            std::os::unix::fs::chown(&f, Some(*uid), Some(*gid)).map_err(|e| format!("chown secret to {uid}:{gid}: {e}"))?;
+            fs::set_permissions(&f, fs::Permissions::from_mode(*mode)).map_err(|e| format!("chmod secret: {e}"))?;
+            bind(&f, at, false)?;
+            make_readonly(at)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the root and pivots into it. Runs as uid 0 of the new user
+/// namespace, as pid 1 of the new pid namespace.
+pub(crate) fn build_root(plan: &MountPlan) -> Result<(), String> {
+    mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    match &plan.root {
+        RootPlan::Overlay { options } => {
+            mount(Some("overlay"), &plan.merged, Some("overlay"), 0, Some(options)).map_err(|e| {
+                format!(
+                    "{e}; kernel overlayfs in a user namespace needs Linux >= 5.11 and an upper \
+                     dir on a file system with user xattrs that is not itself overlayfs (use the \
+                     native snapshotter otherwise)"
+                )
+            })?
+        }
+        RootPlan::Dir { source } => bind(source, &plan.merged, true)?,
+    }
+    let root = inroot::open_root(&plan.merged)?;
+    setup_dev(&ensure(&root, "/dev", true)?)?;
+    let proc_dir = ensure(&root, "/proc", true)?;
+    mount(Some("proc"), &proc_dir, Some("proc"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)?;
+    setup_sys(&ensure(&root, "/sys", true)?, plan.network)?;
+    for (src, target) in &plan.etc_files {
+        bind(src, &ensure(&root, target, false)?, false)?;
+    }
+    let mut secrets_ready = false;
+    for (n, m) in plan.mounts.iter().enumerate() {
+        let target = format!("/{}", m.target.join("/"));
+        let at = ensure(&root, &target, m.is_dir).map_err(|e| format!("mount target {target}: {e}"))?;
+        mount_one(m, &at, &plan.secrets_dir, &mut secrets_ready, n).map_err(|e| format!("mount at {target}: {e}"))?;
+    }
+    if secrets_ready {
+        // The binds keep the files alive; the staging mount is not needed.
+        let c = sys::cpath(&plan.secrets_dir)?;
+        // SAFETY: valid path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+    drop(root);
+    let merged = sys::cpath(&plan.merged)?;
+    // SAFETY: plain path syscalls; pivot_root(".", ".") stacks the old root
+    // on top of the new one, and the detach below drops it.
+    unsafe {
+        if libc::chdir(merged.as_ptr()) != 0 {
+            return Err(sys::errno_msg("chdir to the new root"));
+        }
+        if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
+            return Err(sys::errno_msg("pivot_root"));
+        }
+        if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
+            return Err(sys::errno_msg("detaching the old root"));
+        }
+        if libc::chdir(c"/".as_ptr()) != 0 {
+            return Err(sys::errno_msg("chdir /"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The step's process, started by pid 1 after pivot_root: user and groups
+//! from the image's passwd/group, cwd, environment, umask 022, stdin from
+//! /dev/null, stdout/stderr into the supervisor's pipes, no new privileges,
+//! then execve with a PATH lookup done inside the rootfs using the step's own
+//! PATH (not the host's).
+
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::RawFd;
+
+use crate::sandbox::idmap::NEED_RANGE_HINT;
+use crate::sandbox::sys::{self, frame};
+use crate::sandbox::user::{ResolvedUser, resolve_user};
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug)]
+pub(crate) struct ExecPlan {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    pub user: Option<String>,
+    pub hostname: String,
+    /// Whether setgroups is allowed and ids beyond 0 exist (range mapping).
+    pub range: bool,
+    pub max_uid: u32,
+    pub max_gid: u32,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+}
+
+/// Why exec did not happen: a setup error (`frame::ERROR`) or a problem with
+/// the command itself (`frame::EXEC`).
+pub(crate) type ExecFailure = (u8, String);
+
+fn setup_err(s: String) -> ExecFailure {
+    (frame::ERROR, s)
+}
+
+fn resolve(plan: &ExecPlan) -> Result<ResolvedUser, ExecFailure> {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = fs::read_to_string("/etc/group").unwrap_or_default();
+    let spec = plan.user.as_deref().unwrap_or("0");
+    let u = resolve_user(spec, &passwd, &group).map_err(|e| (frame::EXEC, e))?;
+    if u.uid > plan.max_uid || u.gid > plan.max_gid {
+        return Err((
+            frame::EXEC,
+            format!("USER {spec} needs uid {} / gid {}, but {NEED_RANGE_HINT}", u.uid, u.gid),
+        ));
+    }
+    Ok(u)
+}
+
+fn find_in_path(cmd: &str, path: &str) -> Option<CString> {
+    if cmd.contains('/') {
+        return CString::new(cmd).ok();
+    }
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let Ok(c) = CString::new(format!("{dir}/{cmd}")) else { continue };
+        // SAFETY: c is NUL-terminated; eaccess-like check with the step's ids.
+        let ok = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) } == 0;
+        if ok && fs::metadata(format!("{dir}/{cmd}")).is_ok_and(|m| m.is_file()) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// Never returns on success (the process image is replaced).
+pub(crate) fn exec_step(plan: &ExecPlan) -> ExecFailure {
+    match exec_inner(plan) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+enum Never {}
+
+fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
+    if plan.argv.is_empty() {
+        return Err((frame::EXEC, "empty command line".into()));
+    }
+    // SAFETY: UTS namespace is ours.
+    if unsafe { libc::sethostname(plan.hostname.as_ptr().cast(), plan.hostname.len()) } != 0 {
+        return Err(setup_err(sys::errno_msg("sethostname")));
+    }
+    let user = resolve(plan)?;
+    let mut env = plan.env.clone();
+    let has = |env: &[(String, String)], k: &str| env.iter().any(|(n, _)| n == k);
+    if !has(&env, "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    if !has(&env, "HOSTNAME") {
+        env.push(("HOSTNAME".into(), plan.hostname.clone()));
+    }
+    if !has(&env, "HOME") {
+        let home = user.home.clone().unwrap_or_else(|| if user.uid == 0 { "/root".into() } else { "/".into() });
+        env.push(("HOME".into(), home));
+    }
+    let path_var = env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
+    let cenv: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| CString::new(format!("{k}={v}")))
+        .collect::<Result<_, _>>()
+        .map_err(|_| (frame::EXEC, "an environment variable contains a NUL byte".into()))?;
+    let cargv: Vec<CString> = plan
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| (frame::EXEC, "an argument contains a NUL byte".into()))?;
+
+    // Working directory: created (as root) when missing, as BuildKit does.
+    let cwd = if plan.cwd.is_empty() { "/" } else { plan.cwd.as_str() };
+    fs::create_dir_all(cwd).map_err(|e| setup_err(format!("creating working directory {cwd}: {e}")))?;
+    let ccwd = sys::cstr(cwd).map_err(setup_err)?;
+    // SAFETY: plain fd and id syscalls in the single-threaded child.
+    unsafe {
+        if libc::chdir(ccwd.as_ptr()) != 0 {
+            return Err(setup_err(sys::errno_msg(format!("chdir {cwd}"))));
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        if null < 0 || libc::dup2(null, 0) < 0 {
+            return Err(setup_err(sys::errno_msg("stdin from /dev/null")));
+        }
+        if null > 2 {
+            libc::close(null);
+        }
+        if libc::dup2(plan.stdout, 1) < 0 || libc::dup2(plan.stderr, 2) < 0 {
+            return Err(setup_err(sys::errno_msg("connecting stdout/stderr")));
+        }
+        libc::umask(0o022);
+        if plan.range {
+            let groups: Vec<libc::gid_t> = user.groups.iter().copied().filter(|g| *g <= plan.max_gid).collect();
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                return Err(setup_err(sys::errno_msg("setgroups")));
+            }
+        }
+        if libc::setresgid(user.gid, user.gid, user.gid) != 0 {
+            return Err(setup_err(sys::errno_msg(format!("setgid {}", user.gid))));
+        }
+        if libc::setresuid(user.uid, user.uid, user.uid) != 0 {
+            return Err(setup_err(sys::errno_msg(format!("setuid {}", user.uid))));
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(setup_err(sys::errno_msg("PR_SET_NO_NEW_PRIVS")));
+        }
+    }
+    let prog = find_in_path(&plan.argv[0], &path_var).ok_or_else(|| {
+        (frame::EXEC, format!("command not found: {} (searched PATH={path_var} in the rootfs)", plan.argv[0]))
+    })?;
+    let mut argv_p: Vec<*const libc::c_char> = cargv.iter().map(|c| c.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut env_p: Vec<*const libc::c_char> = cenv.iter().map(|c| c.as_ptr()).collect();
+    env_p.push(std::ptr::null());
+    // SAFETY: NULL-terminated arrays of valid C strings; every inherited
+    // descriptor except 0..=2 is closed by exec.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+        libc::execve(prog.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
+    }
+    Err((frame::EXEC, sys::errno_msg(format!("exec {}", prog.to_string_lossy()))))
+}

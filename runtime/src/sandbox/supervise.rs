@@ -1,0 +1,155 @@
+//! The caller's side of a running step: stream stdout/stderr line by line,
+//! collect the control frames, enforce the timeout and the cancel flag by
+//! killing the tree, and reap the intermediate process.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::sandbox::namespaces::Spawned;
+use crate::sandbox::sys::{self, frame};
+use crate::sandbox::{CancelToken, OutputStream};
+
+/// Longest line handed to the callback; longer ones are split.
+const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    Timeout,
+    Cancelled,
+}
+
+pub(crate) struct Supervised {
+    pub frames: Vec<(u8, Vec<u8>)>,
+    pub stopped: Option<Stopped>,
+    /// Wait status of the intermediate process.
+    pub c1_status: Option<i32>,
+}
+
+struct Stream {
+    fd: Option<OwnedFd>,
+    kind: OutputStream,
+    buf: Vec<u8>,
+}
+
+impl Stream {
+    fn emit(&mut self, out: &mut dyn FnMut(OutputStream, &[u8]), eof: bool) {
+        let mut start = 0;
+        while let Some(i) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            out(self.kind, &self.buf[start..start + i]);
+            start += i + 1;
+        }
+        while self.buf.len() - start > MAX_LINE {
+            out(self.kind, &self.buf[start..start + MAX_LINE]);
+            start += MAX_LINE;
+        }
+        if eof && start < self.buf.len() {
+            out(self.kind, &self.buf[start..]);
+            start = self.buf.len();
+        }
+        self.buf.drain(..start);
+    }
+}
+
+pub(crate) fn supervise(
+    sp: Spawned,
+    timeout: Option<Duration>,
+    cancel: Option<&CancelToken>,
+    output: &mut dyn FnMut(OutputStream, &[u8]),
+) -> Supervised {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut streams = [
+        Stream { fd: Some(sp.stdout), kind: OutputStream::Stdout, buf: Vec::new() },
+        Stream { fd: Some(sp.stderr), kind: OutputStream::Stderr, buf: Vec::new() },
+    ];
+    let mut ctl = Some(sp.ctl);
+    let mut ctl_buf = Vec::new();
+    let mut stopped = None;
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        let mut who: Vec<usize> = Vec::new();
+        for (i, s) in streams.iter().enumerate() {
+            if let Some(fd) = &s.fd {
+                fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+                who.push(i);
+            }
+        }
+        if let Some(fd) = &ctl {
+            fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            who.push(2);
+        }
+        if fds.is_empty() {
+            break;
+        }
+        let mut wait_ms: i32 = -1;
+        if stopped.is_none() {
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                wait_ms = left.as_millis().min(i32::MAX as u128) as i32;
+            }
+            if cancel.is_some() {
+                wait_ms = if wait_ms < 0 { 50 } else { wait_ms.min(50) };
+            }
+        }
+        // SAFETY: fds is a valid array of pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
+        if n < 0 && sys::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break;
+        }
+        if stopped.is_none() {
+            let why = if cancel.is_some_and(CancelToken::is_cancelled) {
+                Some(Stopped::Cancelled)
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                Some(Stopped::Timeout)
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                stopped = Some(why);
+                kill_tree(sp.c1, &ctl_buf);
+            }
+        }
+        for (p, &w) in fds.iter().zip(&who) {
+            if p.revents == 0 {
+                continue;
+            }
+            let fd = p.fd;
+            let got = sys::read_some(fd, &mut chunk).unwrap_or(0);
+            if w == 2 {
+                if got == 0 {
+                    ctl = None;
+                } else {
+                    ctl_buf.extend_from_slice(&chunk[..got]);
+                }
+                continue;
+            }
+            let s = &mut streams[w];
+            if got == 0 {
+                s.emit(output, true);
+                s.fd = None;
+            } else {
+                s.buf.extend_from_slice(&chunk[..got]);
+                s.emit(output, false);
+            }
+        }
+    }
+    let c1_status = sys::wait_pid(sp.c1).ok();
+    Supervised { frames: frame::parse(&ctl_buf), stopped, c1_status }
+}
+
+/// Kills pid 1 of the namespace (the kernel then kills the rest) and the
+/// intermediate process. pid 1 is only signalled while it is known to be
+/// unreaped (its pid reported, no status yet), so a recycled pid is never hit.
+fn kill_tree(c1: libc::pid_t, ctl_so_far: &[u8]) {
+    let frames = frame::parse(ctl_so_far);
+    let reaped = frames.iter().any(|(t, _)| *t == frame::STATUS);
+    if !reaped
+        && let Some((_, p)) = frames.iter().find(|(t, _)| *t == frame::PID1)
+        && let Ok(b) = <[u8; 4]>::try_from(p.as_slice())
+    {
+        // SAFETY: signalling a process of ours.
+        unsafe { libc::kill(i32::from_le_bytes(b), libc::SIGKILL) };
+    }
+    // SAFETY: c1 is our unreaped child.
+    unsafe { libc::kill(c1, libc::SIGKILL) };
+}

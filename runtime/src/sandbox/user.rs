@@ -1,0 +1,125 @@
+//! Resolving a step's `USER user[:group]` against the rootfs' own
+//! /etc/passwd and /etc/group (never the host's), as Docker does: names are
+//! looked up, numbers are taken as they are (a numeric uid missing from
+//! passwd gets gid 0), and without an explicit group the user's
+//! supplementary groups come from /etc/group.
+
+/// The ids a step's process runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// From passwd, for a default `HOME`.
+    pub home: Option<String>,
+}
+
+struct PasswdEntry<'a> {
+    name: &'a str,
+    uid: u32,
+    gid: u32,
+    home: &'a str,
+}
+
+fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
+    text.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 4 || l.starts_with('#') {
+            return None;
+        }
+        Some(PasswdEntry {
+            name: f[0],
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+            home: f.get(5).copied().unwrap_or(""),
+        })
+    })
+}
+
+/// (name, gid, members)
+fn group_entries(text: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
+    text.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 3 || l.starts_with('#') {
+            return None;
+        }
+        let members = f.get(3).map(|m| m.split(',').filter(|s| !s.is_empty()).collect());
+        Some((f[0], f[2].parse().ok()?, members.unwrap_or_default()))
+    })
+}
+
+/// Resolves `spec` (`user`, `uid`, `user:group`, `uid:gid`, …). `passwd` and
+/// `group` are the rootfs' files (empty when absent).
+pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, String> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if user.is_empty() {
+        return Err(format!("invalid user {spec:?}: empty user name"));
+    }
+    let entry = passwd_entries(passwd).find(|e| e.name == user || e.uid.to_string() == user);
+    let (uid, mut gid, name, home) = match (&entry, user.parse::<u32>()) {
+        (Some(e), _) => (e.uid, e.gid, Some(e.name), Some(e.home.to_string())),
+        (None, Ok(n)) => (n, 0, None, None),
+        (None, Err(_)) => {
+            return Err(format!(
+                "unable to find user {user}: no matching entries in the image's /etc/passwd"
+            ));
+        }
+    };
+    let mut groups = Vec::new();
+    match grp {
+        Some(g) if !g.is_empty() => {
+            gid = match group_entries(group).find(|(n, id, _)| *n == g || id.to_string() == g) {
+                Some((_, id, _)) => id,
+                None => g.parse().map_err(|_| {
+                    format!("unable to find group {g}: no matching entries in the image's /etc/group")
+                })?,
+            };
+        }
+        Some(_) => return Err(format!("invalid user {spec:?}: empty group name")),
+        None => {
+            if let Some(name) = name {
+                groups = group_entries(group)
+                    .filter(|(_, _, members)| members.contains(&name))
+                    .map(|(_, id, _)| id)
+                    .filter(|id| *id != gid)
+                    .collect();
+            }
+        }
+    }
+    Ok(ResolvedUser { uid, gid, groups, home: home.filter(|h| !h.is_empty()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nwheel:x:10:app,root\nnogroup:x:65534:\napp:x:1000:\ndocker:x:999:app\n";
+
+    #[test]
+    fn names_numbers_and_groups() {
+        let r = resolve_user("nobody", PASSWD, GROUP).unwrap();
+        assert_eq!((r.uid, r.gid, r.groups.len()), (65534, 65534, 0));
+        let r = resolve_user("app", PASSWD, GROUP).unwrap();
+        assert_eq!((r.uid, r.gid, r.groups.clone()), (1000, 1000, vec![10, 999]));
+        assert_eq!(r.home.as_deref(), Some("/home/app"));
+        let r = resolve_user("app:nogroup", PASSWD, GROUP).unwrap();
+        assert_eq!((r.uid, r.gid, r.groups.len()), (1000, 65534, 0));
+        let r = resolve_user("4242", PASSWD, GROUP).unwrap();
+        assert_eq!((r.uid, r.gid), (4242, 0));
+        let r = resolve_user("4242:77", PASSWD, GROUP).unwrap();
+        assert_eq!((r.uid, r.gid), (4242, 77));
+        let r = resolve_user("1000", PASSWD, GROUP).unwrap();
+        assert_eq!(r.gid, 1000);
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        assert!(resolve_user("ghost", PASSWD, GROUP).unwrap_err().contains("unable to find user ghost"));
+        assert!(resolve_user("app:ghosts", PASSWD, GROUP).unwrap_err().contains("group ghosts"));
+        assert!(resolve_user("", PASSWD, GROUP).is_err());
+    }
+}
