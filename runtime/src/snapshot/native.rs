@@ -1,0 +1,278 @@
+//! The native (copy) snapshotter: the fallback that always works.
+//!
+//! No mount, no xattr requirement for running: `prepare` copies the merged
+//! view of the lower layers into a fresh directory (whiteouts and opaque
+//! directories applied, hardlinks within a layer kept), which the sandbox
+//! bind-mounts as `/`. Files are copied, never hardlinked from the layers: a
+//! step that modified a hardlinked file in place would corrupt the layer.
+//! `diff` compares the tree with the layers by metadata and by the inode
+//! table recorded at prepare time ([`BaseInodes`]). `commit` writes only the
+//! changes, in the overlay form every layer directory uses, so a native layer
+//! can sit in an overlay stack and the other way round.
+//!
+//! The cost is a full copy of the image per step; it is the price of working
+//! on kernels and file systems where overlayfs in a user namespace does not.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::copy::{copy_non_dir, make_dir, set_metadata};
+use super::key::validate_key;
+use super::overlay::create_snapshot_dir;
+use super::remove::remove_tree;
+use super::{ActiveSnapshot, LAYER_DIR, SnapshotError, Snapshotter, SnapshotterKind};
+use crate::RootfsSpec;
+use crate::diff::overlay_form::{make_opaque, make_whiteout};
+use crate::diff::{
+    BaseInodes, Change, ChangeKind, EntryType, LowerView, apply_excludes, diff_trees, read_xattrs,
+};
+
+const ROOTFS_DIR: &str = "rootfs";
+const INODES_FILE: &str = "inodes";
+const PARTIAL_LAYER_DIR: &str = "layer.partial";
+
+#[derive(Debug, Clone)]
+pub struct NativeSnapshotter {
+    root: PathBuf,
+}
+
+impl NativeSnapshotter {
+    /// Snapshots live under `root` (`<store>/snapshots/`).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        NativeSnapshotter { root: root.into() }
+    }
+
+    fn rootfs_of(snapshot: &ActiveSnapshot) -> Result<&Path, SnapshotError> {
+        match &snapshot.rootfs {
+            RootfsSpec::Dir(dir) if dir.is_dir() => Ok(dir),
+            _ => Err(SnapshotError::NotActive {
+                path: snapshot.dir.clone(),
+            }),
+        }
+    }
+}
+
+impl Snapshotter for NativeSnapshotter {
+    fn kind(&self) -> SnapshotterKind {
+        SnapshotterKind::Native
+    }
+
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn prepare(&self, key: &str, lowers: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
+        validate_key(key)?;
+        for l in lowers {
+            if !l.is_dir() {
+                return Err(SnapshotError::MissingLower { path: l.clone() });
+            }
+        }
+        let dir = create_snapshot_dir(&self.root, key)?;
+        let rootfs = dir.join(ROOTFS_DIR);
+        let view = LowerView::new(lowers.to_vec());
+        make_dir(&rootfs)?;
+        let mut merge = Merge {
+            view: &view,
+            links: HashMap::new(),
+        };
+        merge.dir(Path::new(""), &rootfs)?;
+        match view.lookup(Path::new(""))? {
+            Some(top) => set_metadata(&rootfs, &top.metadata, &read_xattrs(&top.path)?)?,
+            None => std::fs::set_permissions(
+                &rootfs,
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .map_err(|e| SnapshotError::io("chmod", &rootfs, e))?,
+        }
+        BaseInodes::record(&rootfs)?.save(&dir.join(INODES_FILE))?;
+        Ok(ActiveSnapshot {
+            key: key.to_string(),
+            dir,
+            lowers: lowers.to_vec(),
+            rootfs: RootfsSpec::Dir(rootfs),
+        })
+    }
+
+    fn diff(
+        &self,
+        snapshot: &ActiveSnapshot,
+        excludes: &[PathBuf],
+    ) -> Result<Vec<Change>, SnapshotError> {
+        let rootfs = Self::rootfs_of(snapshot)?;
+        let base = BaseInodes::load(&snapshot.dir.join(INODES_FILE))?;
+        let view = LowerView::new(snapshot.lowers.clone());
+        let raw = diff_trees(rootfs, &view, &base)?;
+        Ok(apply_excludes(raw, excludes, &view)?)
+    }
+
+    fn commit(
+        &self,
+        snapshot: &ActiveSnapshot,
+        changes: &[Change],
+    ) -> Result<PathBuf, SnapshotError> {
+        let rootfs = Self::rootfs_of(snapshot)?.to_path_buf();
+        let partial = snapshot.dir.join(PARTIAL_LAYER_DIR);
+        remove_tree(&partial)?;
+        make_dir(&partial)?;
+        let view = LowerView::new(snapshot.lowers.clone());
+        let mut writer = LayerWriter {
+            rootfs: &rootfs,
+            layer: &partial,
+            view: &view,
+            dirs: vec![PathBuf::new()],
+            made: std::collections::HashSet::new(),
+        };
+        for change in changes {
+            writer.write(change)?;
+        }
+        writer.finish_dirs()?;
+        let layer = snapshot.dir.join(LAYER_DIR);
+        std::fs::rename(&partial, &layer)
+            .map_err(|e| SnapshotError::io("rename the new layer to", &layer, e))?;
+        remove_tree(&rootfs)?;
+        remove_tree(&snapshot.dir.join(INODES_FILE))?;
+        Ok(layer)
+    }
+
+    fn remove(&self, key: &str) -> Result<(), SnapshotError> {
+        validate_key(key)?;
+        remove_tree(&self.root.join(key))
+    }
+}
+
+/// Copies the merged view of the lowers into the working tree.
+struct Merge<'a> {
+    view: &'a LowerView,
+    /// Source inode → the first copy made of it, to keep hardlinks.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl Merge<'_> {
+    fn dir(&mut self, rel: &Path, dst: &Path) -> Result<(), SnapshotError> {
+        for (name, entry) in self.view.read_dir(rel)? {
+            let child_rel = rel.join(&name);
+            let child_dst = dst.join(&name);
+            let md = &entry.metadata;
+            if md.is_dir() {
+                make_dir(&child_dst)?;
+                self.dir(&child_rel, &child_dst)?;
+                set_metadata(&child_dst, md, &read_xattrs(&entry.path)?)?;
+                continue;
+            }
+            let id = (md.dev(), md.ino());
+            if md.nlink() > 1
+                && let Some(first) = self.links.get(&id)
+            {
+                std::fs::hard_link(first, &child_dst)
+                    .map_err(|e| SnapshotError::io("hardlink", &child_dst, e))?;
+                continue;
+            }
+            if copy_non_dir(&entry.path, md, &child_dst)? && md.nlink() > 1 {
+                self.links.insert(id, child_dst);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a change list into a layer directory in overlay form.
+struct LayerWriter<'a> {
+    rootfs: &'a Path,
+    layer: &'a Path,
+    view: &'a LowerView,
+    /// Directories made in the layer (relative), in creation order; their
+    /// metadata is applied at the end, children first.
+    dirs: Vec<PathBuf>,
+    made: std::collections::HashSet<PathBuf>,
+}
+
+impl LayerWriter<'_> {
+    fn write(&mut self, change: &Change) -> Result<(), SnapshotError> {
+        if let Some(parent) = change.path.parent() {
+            self.make_parents(parent)?;
+        }
+        let dst = self.layer.join(&change.path);
+        let src = self.rootfs.join(&change.path);
+        match &change.kind {
+            ChangeKind::Deleted => make_whiteout(&dst)?,
+            ChangeKind::Opaque(_) => {
+                self.make_layer_dir(&change.path)?;
+                if !make_opaque(&dst)? {
+                    // No user xattrs here: hide each lower child explicitly,
+                    // except those the new directory has again (they follow
+                    // as changes of their own and hide the lower ones).
+                    for name in self.view.read_dir(&change.path)?.keys() {
+                        let again = std::fs::symlink_metadata(src.join(name)).is_ok();
+                        if !again {
+                            make_whiteout(&dst.join(name))?;
+                        }
+                    }
+                }
+            }
+            ChangeKind::Added(entry) | ChangeKind::Modified(entry) => match &entry.file {
+                EntryType::Dir => self.make_layer_dir(&change.path)?,
+                EntryType::Hardlink { target } => {
+                    let first = self.layer.join(target);
+                    std::fs::hard_link(&first, &dst)
+                        .map_err(|e| SnapshotError::io("hardlink", &dst, e))?;
+                }
+                _ => link_or_copy(&src, &dst)?,
+            },
+        }
+        Ok(())
+    }
+
+    /// Makes the ancestors of `rel` that no change made. They are unchanged
+    /// directories, so they get the working tree's (= the lowers') metadata.
+    fn make_parents(&mut self, rel: &Path) -> Result<(), SnapshotError> {
+        if rel.as_os_str().is_empty() || self.made.contains(rel) {
+            return Ok(());
+        }
+        if let Some(parent) = rel.parent() {
+            self.make_parents(parent)?;
+        }
+        self.make_layer_dir(rel)
+    }
+
+    fn make_layer_dir(&mut self, rel: &Path) -> Result<(), SnapshotError> {
+        make_dir(&self.layer.join(rel))?;
+        self.made.insert(rel.to_path_buf());
+        self.dirs.push(rel.to_path_buf());
+        Ok(())
+    }
+
+    /// Gives every directory made its final metadata, children before
+    /// parents so that making them does not change a parent's mtime again.
+    fn finish_dirs(&mut self) -> Result<(), SnapshotError> {
+        for rel in self.dirs.iter().rev() {
+            let src = self.rootfs.join(rel);
+            let md =
+                std::fs::symlink_metadata(&src).map_err(|e| SnapshotError::io("stat", &src, e))?;
+            set_metadata(&self.layer.join(rel), &md, &read_xattrs(&src)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Moves a non-directory into the layer by hardlinking it (the working tree
+/// is deleted right after commit, so the layer ends up its only owner), or
+/// copies it where a link is refused.
+fn link_or_copy(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
+    match std::fs::hard_link(src, dst) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EPERM) | Some(libc::EXDEV) | Some(libc::EMLINK)
+            ) || e.kind() == io::ErrorKind::PermissionDenied =>
+        {
+            let md =
+                std::fs::symlink_metadata(src).map_err(|e| SnapshotError::io("stat", src, e))?;
+            copy_non_dir(src, &md, dst).map(|_| ())
+        }
+        Err(e) => Err(SnapshotError::io("hardlink into the layer", dst, e)),
+    }
+}

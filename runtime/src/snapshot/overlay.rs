@@ -1,0 +1,311 @@
+//! The kernel overlayfs snapshotter: the fast path.
+//!
+//! `prepare` only creates an empty upper and work directory; the sandbox
+//! mounts `overlay` with `userxattr` from inside its user namespace (an
+//! unprivileged user may mount overlayfs only there, Linux 5.11+). The
+//! step's writes land in the upper directory, which after the step *is* the
+//! diff ([`crate::diff::diff_overlay_upper`]) and, pruned of the sandbox's
+//! mount points, the committed layer: it is already in the form overlayfs
+//! reads as a lower, so commit is a rename.
+//!
+//! Stack depth. Overlayfs stacks at most 500 layers. The legacy mount(2)
+//! option string is limited to one page (4096 bytes including the NUL), which
+//! with absolute paths of ~100 bytes allows only ~35 lowers; the sandbox
+//! should use the new mount API (`fsopen("overlay")` and one
+//! `fsconfig(FSCONFIG_SET_STRING, "lowerdir+", dir)` per layer, topmost
+//! first; Linux 6.8+), or `chdir` into the snapshot root and pass relative
+//! paths. [`overlay_mount_options`] builds the legacy string and refuses one
+//! that does not fit, saying so.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::key::validate_key;
+use super::remove::remove_tree;
+use super::{ActiveSnapshot, LAYER_DIR, SnapshotError, Snapshotter, SnapshotterKind};
+use crate::RootfsSpec;
+use crate::diff::{Change, LowerView, apply_excludes, diff_overlay_upper};
+
+/// Overlayfs' `OVL_MAX_STACK`.
+pub const OVERLAY_MAX_LOWERS: usize = 500;
+/// The legacy mount(2) data page, including its terminating NUL.
+const MOUNT_DATA_MAX: usize = 4096;
+
+const UPPER_DIR: &str = "upper";
+const WORK_DIR: &str = "work";
+/// The lower of a `FROM scratch` step (overlayfs needs at least one).
+const EMPTY_DIR: &str = "empty";
+
+/// Bookkeeping overlayfs writes on copied-up objects; meaningless once the
+/// upper directory becomes a lower, so commit removes it.
+const BOOKKEEPING_XATTRS: [&str; 3] = [
+    "user.overlay.origin",
+    "user.overlay.impure",
+    "user.overlay.uuid",
+];
+
+#[derive(Debug, Clone)]
+pub struct OverlaySnapshotter {
+    root: PathBuf,
+}
+
+impl OverlaySnapshotter {
+    /// Snapshots live under `root` (`<store>/snapshots/`). The root must be on
+    /// a file system that can hold an overlay upper directory with user
+    /// xattrs; [`super::choose`] checks that.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        OverlaySnapshotter { root: root.into() }
+    }
+
+    fn upper_of(snapshot: &ActiveSnapshot) -> Result<&Path, SnapshotError> {
+        match &snapshot.rootfs {
+            RootfsSpec::Overlay { upper, .. } if upper.is_dir() => Ok(upper),
+            _ => Err(SnapshotError::NotActive {
+                path: snapshot.dir.clone(),
+            }),
+        }
+    }
+}
+
+impl Snapshotter for OverlaySnapshotter {
+    fn kind(&self) -> SnapshotterKind {
+        SnapshotterKind::Overlay
+    }
+
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn prepare(&self, key: &str, lowers: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
+        validate_key(key)?;
+        if lowers.len() > OVERLAY_MAX_LOWERS {
+            return Err(SnapshotError::TooManyLowers {
+                count: lowers.len(),
+                max: OVERLAY_MAX_LOWERS,
+            });
+        }
+        for l in lowers {
+            if !l.is_dir() {
+                return Err(SnapshotError::MissingLower { path: l.clone() });
+            }
+        }
+        let dir = create_snapshot_dir(&self.root, key)?;
+        let upper = dir.join(UPPER_DIR);
+        let work = dir.join(WORK_DIR);
+        for d in [&upper, &work] {
+            std::fs::create_dir(d).map_err(|e| SnapshotError::io("create directory", d, e))?;
+        }
+        let mut mount_lowers = lowers.to_vec();
+        if mount_lowers.is_empty() {
+            let empty = dir.join(EMPTY_DIR);
+            std::fs::create_dir(&empty)
+                .map_err(|e| SnapshotError::io("create directory", &empty, e))?;
+            mount_lowers.push(empty);
+        }
+        // The merged root takes the upper root's attributes; keep the image's.
+        let top_mode = std::fs::metadata(&mount_lowers[0])
+            .map_err(|e| SnapshotError::io("stat", &mount_lowers[0], e))?
+            .permissions()
+            .mode();
+        std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(top_mode & 0o7777))
+            .map_err(|e| SnapshotError::io("chmod", &upper, e))?;
+        Ok(ActiveSnapshot {
+            key: key.to_string(),
+            dir,
+            lowers: lowers.to_vec(),
+            rootfs: RootfsSpec::Overlay {
+                lowers: mount_lowers,
+                upper,
+                work,
+            },
+        })
+    }
+
+    fn diff(
+        &self,
+        snapshot: &ActiveSnapshot,
+        excludes: &[PathBuf],
+    ) -> Result<Vec<Change>, SnapshotError> {
+        let upper = Self::upper_of(snapshot)?;
+        let view = LowerView::new(snapshot.lowers.clone());
+        let raw = diff_overlay_upper(upper, &view)?;
+        Ok(apply_excludes(raw, excludes, &view)?)
+    }
+
+    fn commit(
+        &self,
+        snapshot: &ActiveSnapshot,
+        changes: &[Change],
+    ) -> Result<PathBuf, SnapshotError> {
+        let upper = Self::upper_of(snapshot)?.to_path_buf();
+        let keep = KeepSet::new(changes);
+        prune(&upper, Path::new(""), &keep)?;
+        let layer = snapshot.dir.join(LAYER_DIR);
+        std::fs::rename(&upper, &layer)
+            .map_err(|e| SnapshotError::io("rename the upper directory to", &layer, e))?;
+        remove_tree(&snapshot.dir.join(WORK_DIR))?;
+        remove_tree(&snapshot.dir.join(EMPTY_DIR))?;
+        Ok(layer)
+    }
+
+    fn remove(&self, key: &str) -> Result<(), SnapshotError> {
+        validate_key(key)?;
+        remove_tree(&self.root.join(key))
+    }
+}
+
+/// Creates `<root>/<key>`, refusing an existing one.
+pub(crate) fn create_snapshot_dir(root: &Path, key: &str) -> Result<PathBuf, SnapshotError> {
+    std::fs::create_dir_all(root).map_err(|e| SnapshotError::io("create directory", root, e))?;
+    let dir = root.join(key);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(SnapshotError::Exists { path: dir })
+        }
+        Err(e) => Err(SnapshotError::io("create directory", &dir, e)),
+    }
+}
+
+/// The paths a committed upper keeps: every change and its ancestors.
+struct KeepSet {
+    paths: std::collections::HashSet<PathBuf>,
+}
+
+impl KeepSet {
+    fn new(changes: &[Change]) -> Self {
+        let mut paths = std::collections::HashSet::new();
+        for c in changes {
+            for a in c.path.ancestors() {
+                if !paths.insert(a.to_path_buf()) {
+                    break;
+                }
+            }
+        }
+        KeepSet { paths }
+    }
+}
+
+/// Removes from the upper directory everything the diff left out (sandbox
+/// mount points and their copied-up parents, whiteouts of nothing), and
+/// overlay's bookkeeping xattrs from what stays.
+fn prune(abs: &Path, rel: &Path, keep: &KeepSet) -> Result<(), SnapshotError> {
+    strip_bookkeeping(abs)?;
+    let rd = std::fs::read_dir(abs).map_err(|e| SnapshotError::io("list", abs, e))?;
+    for item in rd {
+        let item = item.map_err(|e| SnapshotError::io("list", abs, e))?;
+        let child_rel = rel.join(item.file_name());
+        let child_abs = item.path();
+        let is_dir = item
+            .file_type()
+            .map_err(|e| SnapshotError::io("stat", &child_abs, e))?
+            .is_dir();
+        if !keep.paths.contains(&child_rel) {
+            if is_dir {
+                remove_tree(&child_abs)?;
+            } else {
+                std::fs::remove_file(&child_abs)
+                    .map_err(|e| SnapshotError::io("remove", &child_abs, e))?;
+            }
+        } else if is_dir {
+            prune(&child_abs, &child_rel, keep)?;
+        }
+    }
+    Ok(())
+}
+
+fn strip_bookkeeping(dir: &Path) -> Result<(), SnapshotError> {
+    for name in BOOKKEEPING_XATTRS {
+        match xattr::remove(dir, name) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENODATA) | Some(libc::EOPNOTSUPP)
+                ) => {}
+            Err(e) => return Err(SnapshotError::io("remove overlay xattr from", dir, e)),
+        }
+    }
+    Ok(())
+}
+
+/// The legacy mount(2) data string for `overlay` with `userxattr`:
+/// `lowerdir=L1:L2,upperdir=U,workdir=W,userxattr` (lowers topmost first),
+/// with `\`, `,` and `:` in paths escaped by a backslash. Fails when it does
+/// not fit the one page mount(2) accepts; see the module documentation for
+/// the two ways around that.
+pub fn overlay_mount_options(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+) -> Result<String, SnapshotError> {
+    use std::os::unix::ffi::OsStrExt;
+    fn escape(p: &Path, out: &mut Vec<u8>) {
+        for &b in p.as_os_str().as_bytes() {
+            if matches!(b, b'\\' | b',' | b':') {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+    }
+    let mut s = b"lowerdir=".to_vec();
+    for (i, l) in lowers.iter().enumerate() {
+        if i > 0 {
+            s.push(b':');
+        }
+        escape(l, &mut s);
+    }
+    s.extend_from_slice(b",upperdir=");
+    escape(upper, &mut s);
+    s.extend_from_slice(b",workdir=");
+    escape(work, &mut s);
+    s.extend_from_slice(b",userxattr");
+    if s.len() >= MOUNT_DATA_MAX {
+        return Err(SnapshotError::Unsupported(format!(
+            "the overlay mount options for {} lower layers are {} bytes, more than mount(2) \
+             accepts ({}); mount with the new mount API (fsconfig lowerdir+, Linux 6.8+), use \
+             paths relative to the snapshot root, or use --snapshotter native",
+            lowers.len(),
+            s.len(),
+            MOUNT_DATA_MAX - 1
+        )));
+    }
+    String::from_utf8(s).map_err(|_| {
+        SnapshotError::Unsupported(
+            "a snapshot path is not UTF-8; overlay mount options must be text".into(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_options_escape_and_order() {
+        let opts = overlay_mount_options(
+            &[PathBuf::from("/s/top"), PathBuf::from("/s/a,b:c")],
+            Path::new("/s/u"),
+            Path::new("/s/w"),
+        )
+        .expect("short options fit");
+        assert_eq!(
+            opts,
+            r"lowerdir=/s/top:/s/a\,b\:c,upperdir=/s/u,workdir=/s/w,userxattr"
+        );
+    }
+
+    #[test]
+    fn mount_options_refuse_more_than_a_page() {
+        let lowers: Vec<PathBuf> = (0..60)
+            .map(|i| {
+                PathBuf::from(format!(
+                    "/home/user/.local/share/strata/snapshots/{i:064}/layer"
+                ))
+            })
+            .collect();
+        let err = overlay_mount_options(&lowers, Path::new("/u"), Path::new("/w"))
+            .expect_err("60 long paths exceed a page");
+        assert!(err.to_string().contains("lowerdir+"), "{err}");
+    }
+}
