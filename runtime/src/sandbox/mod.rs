@@ -205,6 +205,13 @@ impl Sandbox {
         &self.mapping_reason
     }
 
+    /// In single-id mode, the sentence to show next to a failed step (its
+    /// `chown` or `useradd` most likely hit an unmapped id); `None` with a
+    /// subordinate range.
+    pub fn single_mapping_hint(&self) -> Option<&'static str> {
+        (!self.mapping.is_range()).then_some(idmap::NEED_RANGE_HINT)
+    }
+
     pub fn host(&self) -> &HostCapabilities {
         &self.host
     }

@@ -1,0 +1,385 @@
+//! Acceptance tests of the rootless sandbox. They must pass as an
+//! unprivileged user with a subordinate id range (the CI user `builder`).
+
+mod sandbox_support;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use runtime::run_mounts::{BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, TmpfsMount};
+use runtime::sandbox::{CancelToken, ExitStatus, Network, OutputStream, UsernsMode};
+use runtime::{RootfsSpec, SandboxError, remove_tree_in_userns, run_in_userns};
+use sandbox_support::{Fixture, list_tree};
+
+#[test]
+fn id_is_root_on_overlay_and_dir_in_both_modes() {
+    for mode in [UsernsMode::Single, UsernsMode::Subuid] {
+        let fx = Fixture::new(mode);
+        let (ov, _) = fx.overlay("a");
+        assert_eq!(fx.stdout(&fx.spec(ov, "id -u; id -g")), vec!["0", "0"], "{mode:?}");
+        let dir = RootfsSpec::Dir(fx.path("lower"));
+        assert_eq!(fx.stdout(&fx.spec(dir, "id -u")), vec!["0"], "{mode:?}");
+    }
+}
+
+#[test]
+fn the_inside_looks_like_a_container() {
+    let fx = Fixture::new(UsernsMode::Auto);
+    let (ov, _) = fx.overlay("a");
+    let mut spec = fx.spec(
+        ov,
+        "echo $$; hostname; cat /etc/hostname; echo x > /dev/null && echo devnull-ok; \
+         test -c /dev/urandom && echo urandom-ok; test -e /proc/self/status && echo proc-ok; \
+         touch /sys/x 2>/dev/null || echo sys-ro; cat /proc/self/status | grep NoNewPrivs; \
+         pwd; echo $FOO; touch /tmp/umask && stat -c %a /tmp/umask; ls -d /dev/pts /dev/shm",
+    );
+    spec.hostname = "stepbox".into();
+    spec.env.push(("FOO".into(), "bar baz".into()));
+    spec.cwd = "/work/dir".into();
+    let out = fx.stdout(&spec);
+    assert_eq!(
+        out,
+        vec![
+            "1", "stepbox", "stepbox", "devnull-ok", "urandom-ok", "proc-ok", "sys-ro",
+            "NoNewPrivs:\t1", "/work/dir", "bar baz", "644", "/dev/pts", "/dev/shm"
+        ]
+    );
+}
+
+#[test]
+fn stdout_and_stderr_stream_as_lines() {
+    let fx = Fixture::new(UsernsMode::Auto);
+    let (ov, _) = fx.overlay("a");
+    let (res, lines) = fx.run(&fx.spec(ov, "echo one; echo two >&2; printf 'no-newline'"));
+    assert!(res.unwrap().exit.success());
+    assert_eq!(
+        lines,
+        vec![
+            (OutputStream::Stdout, "one".to_string()),
+            (OutputStream::Stderr, "two".to_string()),
+            (OutputStream::Stdout, "no-newline".to_string())
+        ]
+    );
+}
+
+#[test]
+fn chown_works_with_a_subuid_range() {
+    let fx = Fixture::new(UsernsMode::Subuid);
+    let (ov, upper) = fx.overlay("a");
+    fx.stdout(&fx.spec(ov, "touch /f && chown 1000:1000 /f && stat -c %u:%g /f"));
+    let meta = fs::metadata(upper.join("f")).unwrap();
+    let (sub_uid, sub_gid) = (fx.sandbox.mapping().host_uid(1000).unwrap(), fx.sandbox.mapping().host_gid(1000).unwrap());
+    assert_eq!((meta.uid(), meta.gid()), (sub_uid, sub_gid));
+    assert_ne!(meta.uid(), unsafe { libc::getuid() });
+}
+
+#[test]
+fn chown_fails_clearly_in_single_mode() {
+    let fx = Fixture::new(UsernsMode::Single);
+    let (ov, _) = fx.overlay("a");
+    let (res, lines) = fx.run(&fx.spec(ov.clone(), "touch /f && chown 1000:1000 /f"));
+    assert_eq!(res.unwrap().exit, ExitStatus::Code(1), "{lines:?}");
+    assert!(lines.iter().any(|(_, l)| l.contains("Invalid argument")), "{lines:?}");
+    let hint = fx.sandbox.single_mapping_hint().expect("single mode has a hint");
+    assert!(hint.contains("usermod --add-subuids 100000-165535"), "{hint}");
+    // A USER that needs other ids fails before exec, saying how to fix it.
+    let mut spec = fx.spec(ov, "id -u");
+    spec.user = Some("nobody".into());
+    match fx.run(&spec).0 {
+        Err(SandboxError::Exec(m)) => assert!(m.contains("usermod --add-subuids"), "{m}"),
+        other => panic!("expected an exec error, got {other:?}"),
+    }
+}
+
+#[test]
+fn user_nobody_runs_as_65534() {
+    let fx = Fixture::new(UsernsMode::Subuid);
+    let (ov, _) = fx.overlay("a");
+    let mut spec = fx.spec(ov, "id -u; id -g");
+    spec.user = Some("nobody".into());
+    assert_eq!(fx.stdout(&spec), vec!["65534", "65534"]);
+    let (ov, _) = fx.overlay("b");
+    let mut spec = fx.spec(ov, "id -u; id -g");
+    spec.user = Some("4242:77".into());
+    assert_eq!(fx.stdout(&spec), vec!["4242", "77"]);
+    let (ov, _) = fx.overlay("c");
+    let mut spec = fx.spec(ov, "id -u");
+    spec.user = Some("ghost".into());
+    match fx.run(&spec).0 {
+        Err(SandboxError::Exec(m)) => assert!(m.contains("unable to find user ghost"), "{m}"),
+        other => panic!("expected an exec error, got {other:?}"),
+    }
+}
+
+#[test]
+fn network_none_has_only_loopback_and_it_is_up() {
+    let fx = Fixture::new(UsernsMode::Auto);
+    let (ov, _) = fx.overlay("a");
+    let mut spec = fx.spec(ov, "ls /sys/class/net; cat /sys/class/net/lo/flags; tail -n +3 /proc/net/dev | cut -d: -f1");
+    spec.network = Network::None;
+    let out = fx.stdout(&spec);
+    assert_eq!(out[0], "lo");
+    let flags = u32::from_str_radix(out[1].trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is not up: {out:?}");
+    let ifaces: Vec<&str> = out[2..].iter().map(|s| s.trim()).collect();
+    assert_eq!(ifaces, vec!["lo"]);
+}
+
+#[test]
+fn network_host_reaches_a_server_on_localhost_and_none_does_not() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 16\r\n\r\nhello-from-host\n").unwrap();
+    });
+    let fx = Fixture::new(UsernsMode::Auto);
+    let (ov, _) = fx.overlay("a");
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut spec = fx.spec(ov, &format!("wget -q -O - {url}"));
+    spec.network = Network::Host;
+    assert_eq!(fx.stdout(&spec), vec!["hello-from-host"]);
+    server.join().unwrap();
+    let (ov, _) = fx.overlay("b");
+    let mut spec = fx.spec(ov, &format!("wget -q -T 2 -O - {url}"));
+    spec.network = Network::None;
+    let (res, _) = fx.run(&spec);
+    assert!(!res.unwrap().exit.success());
+}
+
+#[test]
+fn exit_codes_propagate_and_missing_commands_are_explained() {
+    let fx = Fixture::new(UsernsMode::Auto);
+    let (ov, _) = fx.overlay("a");
+    assert_eq!(fx.run(&fx.spec(ov.clone(), "exit 3")).0.unwrap().exit, ExitStatus::Code(3));
+    let spec = runtime::RunSpec::new(ov.clone(), vec!["nosuchcmd".into(), "x".into()]);
+    match fx.run(&spec).0 {
+        Err(SandboxError::Exec(m)) => assert!(m.contains("command not found: nosuchcmd"), "{m}"),
+        other => panic!("expected an exec error, got {other:?}"),
+    }
+    let spec = runtime::RunSpec::new(ov, vec!["/bin/nope".into()]);
+    match fx.run(&spec).0 {
+        Err(SandboxError::Exec(m)) => assert!(m.contains("/bin/nope") && m.contains("No such file"), "{m}"),
+        other => panic!("expected an exec error, got {other:?}"),
+    }
+}
+
+fn sleepers(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains("sleep") && c.contains(marker) {
+                found.push(format!("{}: {c}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+fn wait_until_gone(marker: &str) -> Vec<String> {
+    let t = Instant::now();
+    loop {
+        let s = sleepers(marker);
+        if s.is_empty() || t.elapsed() > Duration::from_secs(5) {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn timeout_and_cancel_kill_the_whole_tree() {
+    let fx = Fixture::new(UsernsMode::Auto);
+    let (ov, _) = fx.overlay("a");
+    let mut spec = fx.spec(ov.clone(), "sleep 871 & sleep 871");
+    spec.timeout = Some(Duration::from_millis(300));
+    let t = Instant::now();
+    assert!(matches!(fx.run(&spec).0, Err(SandboxError::Timeout(_))));
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert_eq!(wait_until_gone("871"), Vec::<String>::new());
+
+    let mut spec = fx.spec(ov, "sleep 872 & sleep 872");
+    let cancel = CancelToken::new();
+    spec.cancel = Some(cancel.clone());
+    let c2 = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        c2.cancel();
+    });
+    assert!(matches!(fx.run(&spec).0, Err(SandboxError::Cancelled)));
+    assert_eq!(wait_until_gone("872"), Vec::<String>::new());
+}
+
+/// Helper for the SIGKILL test: runs only when re-invoked by it.
+#[test]
+#[ignore]
+fn helper_run_sleep_forever() {
+    let Ok(state) = std::env::var("STRATA_TEST_HELPER_DIR") else {
+        return;
+    };
+    let fx = Fixture::new(UsernsMode::Auto);
+    let _ = fs::write(format!("{state}/tmpdir"), fx.tmp.path().display().to_string());
+    let (ov, _) = fx.overlay("a");
+    let mut spec = fx.spec(ov, "echo started; sleep 993 & exec sleep 993");
+    spec.mounts.push(RunMount::Tmpfs(TmpfsMount { target: "/scratch".into(), size: None }));
+    let _ = fx.sandbox.run(&spec, &mut |_, l| {
+        if l == b"started" {
+            let _ = fs::write(format!("{state}/started"), "1");
+        }
+    });
+}
+
+#[test]
+fn sigkill_of_strata_leaves_no_process_and_no_mount() {
+    let state = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "helper_run_sleep_forever", "--include-ignored", "--nocapture"])
+        .env("STRATA_TEST_HELPER_DIR", state.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !state.path().join("started").exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "helper never started its step");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(sleepers("993").len(), 2, "the step should be running");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(wait_until_gone("993"), Vec::<String>::new(), "processes left behind");
+    let helper_tmp = fs::read_to_string(state.path().join("tmpdir")).unwrap();
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(&helper_tmp), "mounts left behind:\n{mountinfo}");
+    // The helper's mount namespace is gone too: nothing mounts overlay on our paths.
+    assert!(!mountinfo.lines().any(|l| l.contains("overlay") && l.contains("strata")), "{mountinfo}");
+    let _ = fs::remove_dir_all(helper_tmp);
+}
+
+#[test]
+fn cache_mount_survives_runs_and_stays_out_of_the_upper_dir() {
+    let fx = Fixture::new(UsernsMode::Auto);
+    let cache = || {
+        RunMount::Cache(CacheMount {
+            id: Some("gocache".into()),
+            target: "/root/.cache/go".into(),
+            sharing: CacheSharing::Locked,
+            from: None,
+            source: None,
+            mode: None,
+            uid: None,
+            gid: None,
+            readonly: false,
+        })
+    };
+    let (ov, upper) = fx.overlay("a");
+    let mut spec = fx.spec(ov, "echo cached-data > /root/.cache/go/f");
+    spec.mounts.push(cache());
+    fx.stdout(&spec);
+    assert_eq!(list_tree(&upper), Vec::<String>::new(), "the step wrote only to the cache");
+    let (ov, upper) = fx.overlay("b");
+    let mut spec = fx.spec(ov, "cat /root/.cache/go/f");
+    spec.mounts.push(cache());
+    assert_eq!(fx.stdout(&spec), vec!["cached-data"]);
+    assert_eq!(list_tree(&upper), Vec::<String>::new());
+}
+
+const SECRET: &str = "s3cr3t-Value-91f0";
+
+#[test]
+fn secrets_are_readable_but_never_in_the_layer_or_the_output() {
+    for mode in [UsernsMode::Single, UsernsMode::Subuid] {
+        let fx = Fixture::new(mode);
+        let (ov, upper) = fx.overlay("a");
+        let mut spec = fx.spec(
+            ov,
+            // The script must not contain the whole secret itself.
+            "s=$(cat /run/secrets/tok); test \"${s%-91f0}\" = s3cr3t-Value && echo file-ok; \
+             test \"${TOKEN#s3cr3t-}\" = Value-91f0 && echo env-ok; stat -c %a /run/secrets/tok; \
+             (echo > /run/secrets/tok) 2>/dev/null || echo ro",
+        );
+        let secret = |env: Option<&str>, target: Option<&str>| {
+            RunMount::Secret(SecretMount {
+                id: "tok".into(),
+                target: target.map(str::to_owned),
+                env: env.map(str::to_owned),
+                required: true,
+                mode: None,
+                uid: None,
+                gid: None,
+                value: Some(SecretValue(SECRET.as_bytes().to_vec())),
+            })
+        };
+        spec.mounts.push(secret(None, None));
+        spec.mounts.push(secret(Some("TOKEN"), None));
+        assert!(!format!("{spec:?}").contains(SECRET), "Debug of the spec leaks the secret");
+        let (res, lines) = fx.run(&spec);
+        assert!(res.unwrap().exit.success());
+        let out: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(out, vec!["file-ok", "env-ok", "400", "ro"], "{mode:?}");
+        assert!(lines.iter().all(|(_, l)| !l.contains(SECRET)));
+        assert_eq!(list_tree(&upper), Vec::<String>::new(), "{mode:?}");
+        // Nor anywhere else on disk the sandbox wrote: its state dir is gone.
+        assert_eq!(list_tree(&fx.path("state")), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn bind_tmpfs_mounts_and_mount_points_leave_no_trace() {
+    let fx = Fixture::new(UsernsMode::Auto);
+    let ctx = fx.path("context");
+    fs::create_dir_all(ctx.join("sub")).unwrap();
+    fs::write(ctx.join("sub/file"), "from-context\n").unwrap();
+    let (ov, upper) = fx.overlay("a");
+    let mut spec = fx.spec(
+        ov,
+        "cat /src/file; touch /src/x 2>/dev/null || echo ro; touch /rw/y && echo rw-ok; \
+         echo t > /scratch/t && cat /scratch/t",
+    );
+    spec.mounts.push(RunMount::Bind(BindMount { from: ctx.clone(), source: Some("sub".into()), target: "/src".into(), readwrite: false }));
+    spec.mounts.push(RunMount::Bind(BindMount { from: ctx.clone(), source: Some("/sub/../sub".into()), target: "/rw".into(), readwrite: true }));
+    spec.mounts.push(RunMount::Tmpfs(TmpfsMount { target: "/scratch".into(), size: Some(1 << 20) }));
+    assert_eq!(fx.stdout(&spec), vec!["from-context", "ro", "rw-ok", "t"]);
+    assert_eq!(list_tree(&upper), Vec::<String>::new(), "mount points leaked into the upper dir");
+    assert!(!ctx.join("sub/y").exists(), "rw bind writes must be discarded");
+
+    // A Dir rootfs without /proc, /dev, /sys or /etc/hosts: stubs are removed again.
+    let dir = fx.path("dirroot");
+    sandbox_support::busybox_tree(&dir);
+    let before = list_tree(&dir);
+    let etc_mtime = fs::metadata(dir.join("etc")).unwrap().modified().unwrap();
+    let mut spec = fx.spec(RootfsSpec::Dir(dir.clone()), "cat /etc/hosts | grep -c localhost; ls /scratch");
+    spec.mounts.push(RunMount::Tmpfs(TmpfsMount { target: "/scratch/deep".into(), size: None }));
+    assert_eq!(fx.stdout(&spec), vec!["2", "deep"]);
+    assert_eq!(list_tree(&dir), before);
+    assert_eq!(fs::metadata(dir.join("etc")).unwrap().modified().unwrap(), etc_mtime);
+}
+
+#[test]
+fn run_in_userns_owns_subordinate_files() {
+    let fx = Fixture::new(UsernsMode::Subuid);
+    let m = fx.sandbox.mapping().clone();
+    let d = fx.path("owned");
+    let d2 = d.clone();
+    let uid = run_in_userns(&m, move || -> std::io::Result<u64> {
+        fs::create_dir_all(d2.join("a/b"))?;
+        fs::write(d2.join("a/b/f"), "x")?;
+        std::os::unix::fs::chown(d2.join("a/b/f"), Some(1000), Some(1000))?;
+        std::os::unix::fs::chown(d2.join("a/b"), Some(1000), Some(1000))?;
+        fs::set_permissions(d2.join("a/b"), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        Ok(u64::from(fs::metadata(d2.join("a/b/f"))?.uid()))
+    })
+    .unwrap();
+    assert_eq!(uid, 1000, "ids inside are container ids");
+    assert_eq!(fs::metadata(d.join("a/b")).unwrap().uid(), m.host_uid(1000).unwrap());
+    assert!(fs::remove_dir_all(&d).is_err(), "the caller cannot delete subuid-owned files");
+    remove_tree_in_userns(&m, &d).unwrap();
+    assert!(!d.exists());
+    let err = run_in_userns(&m, || Err::<(), _>("nope")).unwrap_err();
+    assert_eq!(err.to_string(), "nope");
+}
