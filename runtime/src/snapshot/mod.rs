@@ -26,6 +26,7 @@
 //! empty directories and works anywhere.
 
 mod choose;
+mod codec;
 mod copy;
 mod error;
 mod key;
@@ -57,6 +58,14 @@ pub struct ActiveSnapshot {
     pub lowers: Vec<PathBuf>,
     /// What the sandbox mounts as `/` for the step.
     pub rootfs: RootfsSpec,
+}
+
+impl ActiveSnapshot {
+    /// Where [`Snapshotter::commit`] puts the layer (`<dir>/layer`), for a
+    /// caller that ran the commit in a forked child.
+    pub fn layer_dir(&self) -> PathBuf {
+        self.dir.join(LAYER_DIR)
+    }
 }
 
 /// A way to give a build step a writable root filesystem over read-only

@@ -12,8 +12,17 @@ use std::path::Path;
 
 use super::SnapshotError;
 
-/// Removes `path` and everything below it; a missing `path` is fine.
+/// Removes `path` (a directory and everything below it, or a single file);
+/// a missing `path` is fine.
 pub fn remove_tree(path: &Path) -> Result<(), SnapshotError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if !md.is_dir() => {
+            return std::fs::remove_file(path).map_err(|e| SnapshotError::io("remove", path, e));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SnapshotError::io("stat", path, e)),
+    }
     match std::fs::remove_dir_all(path) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
