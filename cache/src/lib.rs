@@ -7,3 +7,4 @@
 //! Dockerfiles: the builder hands over bytes, directories and digests.
 
 pub mod digest;
+pub mod layer;
