@@ -7,4 +7,13 @@
 //! Dockerfiles: the builder hands over bytes, directories and digests.
 
 pub mod digest;
+mod atomic;
+pub mod cas;
+pub mod error;
+pub mod image;
+pub mod index;
 pub mod layer;
+pub mod lock;
+pub mod platform;
+pub mod reference;
+pub mod store;

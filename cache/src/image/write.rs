@@ -1,0 +1,72 @@
+//! Writing a new image: config bytes and layer descriptors in, a manifest in
+//! the blob store out.
+//!
+//! The builder produces the config JSON itself (it knows the Dockerfile
+//! semantics); this module only checks that the pieces agree (one diff ID per
+//! layer, every layer blob present with the stated size) and writes a
+//! deterministic manifest, so the same inputs always give the same digest.
+
+use super::descriptor::Descriptor;
+use super::manifest::Manifest;
+use super::media_type::{ManifestFormat, layer_compression};
+use super::{Image, ImageConfig};
+use crate::cas::BlobStore;
+use crate::error::{Result, invalid};
+
+/// Stores `config_json` and a manifest for it and `layers` (already in the
+/// store, bottom first) using `format`'s media types. Layer media types are
+/// translated to that format's spelling. Returns the new image; its
+/// `manifest_digest` is what a tag should point to.
+pub fn write_image(
+    blobs: &BlobStore,
+    config_json: &[u8],
+    layers: &[Descriptor],
+    format: ManifestFormat,
+) -> Result<Image> {
+    let config = ImageConfig::parse(config_json.to_vec(), "new image config")?;
+    if config.diff_ids().len() != layers.len() {
+        return Err(invalid(format!(
+            "new image: the config lists {} diff_ids but {} layers were given",
+            config.diff_ids().len(),
+            layers.len()
+        )));
+    }
+    let mut out_layers = Vec::with_capacity(layers.len());
+    for l in layers {
+        let size = blobs.size(&l.digest)?;
+        if size != l.size {
+            return Err(invalid(format!(
+                "new image: layer {} is {size} bytes in the store but its descriptor says {}",
+                l.digest, l.size
+            )));
+        }
+        let mut l = l.clone();
+        if let Some(c) = layer_compression(&l.media_type) {
+            l.media_type = format.layer_type(c).to_string();
+        }
+        out_layers.push(l);
+    }
+    let config_digest = blobs.put_bytes(config.raw(), Some(config.digest()))?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(format.manifest_type().to_string()),
+        config: Descriptor::new(
+            format.config_type(),
+            config_digest,
+            config.raw().len() as u64,
+        ),
+        layers: out_layers,
+        subject: None,
+        annotations: Default::default(),
+    };
+    let manifest_raw = serde_json::to_vec(&manifest)
+        .map_err(|e| invalid(format!("cannot serialize the new manifest: {e}")))?;
+    let manifest_digest = blobs.put_bytes(&manifest_raw, None)?;
+    Ok(Image {
+        manifest_digest,
+        manifest_raw,
+        manifest,
+        config,
+        index_digest: None,
+    })
+}

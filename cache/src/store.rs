@@ -1,0 +1,293 @@
+//! The store: one root directory holding blobs, snapshots, the tag and cache
+//! indexes and scratch space, shared safely by several strata processes.
+//!
+//! ```text
+//! <root>/blobs/sha256/<hex>   content-addressed, immutable
+//! <root>/snapshots/<id>/      unpacked layers / upper dirs (runtime's)
+//! <root>/index/tags/          image names → manifest digests
+//! <root>/index/cache/         cache keys → values + what they keep alive
+//! <root>/tmp/<process>/       in-flight work; garbage once its owner is gone
+//! <root>/locks/               flock files
+//! ```
+//!
+//! Every process holds a shared lock on `locks/store.lock` while it has the
+//! store open; garbage collection takes it exclusively, so it never deletes a
+//! blob some live process has written but not yet tagged.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cas::BlobStore;
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::image::{Descriptor, Image, ManifestFormat, write_image};
+use crate::index::{CacheIndex, CacheRefs, TagIndex};
+use crate::lock::{self, LockGuard, ScratchDir};
+use crate::platform::Platform;
+use crate::reference::Reference;
+
+/// An open store.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    blobs: BlobStore,
+    tags: TagIndex,
+    cache: CacheIndex,
+    scratch: Arc<ScratchDir>,
+    _store_lock: LockGuard,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`, alongside any other
+    /// processes using it, and removes scratch left by dead processes.
+    pub fn open(root: impl AsRef<Path>) -> Result<Store> {
+        let root = root.as_ref();
+        Self::create_layout(root)?;
+        let guard = lock::lock_shared(&root.join("locks/store.lock"))?;
+        Self::finish_open(root, guard)
+    }
+
+    /// Opens the store only if no other process has it open, and keeps
+    /// others out until dropped. Garbage collection needs this.
+    pub fn open_exclusive(root: impl AsRef<Path>) -> Result<Store> {
+        let root = root.as_ref();
+        Self::create_layout(root)?;
+        let guard = lock::try_lock_exclusive(&root.join("locks/store.lock"))?.ok_or_else(|| {
+            Error::Busy(format!(
+                "another strata process is using the store at {}; run this again when it has finished",
+                root.display()
+            ))
+        })?;
+        Self::finish_open(root, guard)
+    }
+
+    fn create_layout(root: &Path) -> Result<()> {
+        for sub in [
+            "blobs/sha256",
+            "snapshots",
+            "index/tags",
+            "index/cache",
+            "tmp",
+            "locks",
+        ] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).ctx("create store directory", &p)?;
+        }
+        Ok(())
+    }
+
+    fn finish_open(root: &Path, guard: LockGuard) -> Result<Store> {
+        let (tmp, locks) = (root.join("tmp"), root.join("locks"));
+        lock::clean_stale_scratch(&tmp, &locks)?;
+        let scratch = Arc::new(ScratchDir::create(&tmp, &locks)?);
+        let sp = scratch.path().to_path_buf();
+        Ok(Store {
+            root: root.to_path_buf(),
+            blobs: BlobStore::new(root.join("blobs/sha256"), scratch.clone())?,
+            tags: TagIndex::new(root.join("index/tags"), sp.clone())?,
+            cache: CacheIndex::new(root.join("index/cache"), sp)?,
+            scratch,
+            _store_lock: guard,
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// The tags.
+    pub fn tags(&self) -> &TagIndex {
+        &self.tags
+    }
+
+    /// The cache-key index.
+    pub fn cache(&self) -> &CacheIndex {
+        &self.cache
+    }
+
+    /// This process's scratch directory (same filesystem as the store,
+    /// removed when the store is dropped or after a crash).
+    pub fn scratch_dir(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// Where snapshots live. Name them by something a cache entry can
+    /// reference ([`CacheRefs::snapshots`]) or `prune` removes them.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    /// Takes the lock for one cache key, waiting for another process that
+    /// holds it: the first process computes the value, later ones find it
+    /// with [`Store::cache_get`] once they get the lock.
+    pub fn lock_key(&self, key: &str) -> Result<LockGuard> {
+        let name = format!("key-{}.lock", Digest::of(key.as_bytes()).hex());
+        lock::lock_exclusive(&self.root.join("locks").join(name))
+    }
+
+    /// The value stored under a cache key.
+    pub fn cache_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.cache.get(key)
+    }
+
+    /// Stores a cache value that keeps nothing else alive.
+    pub fn cache_put(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.cache.put(key, value, &CacheRefs::default())
+    }
+
+    /// Stores a cache value and the blobs and snapshots it needs, which
+    /// `prune` then keeps as long as the entry exists. Referenced blobs must
+    /// already be in the store.
+    pub fn cache_put_with_refs(&self, key: &str, value: &[u8], refs: &CacheRefs) -> Result<()> {
+        for d in &refs.blobs {
+            if !self.blobs.has(d) {
+                return Err(Error::BlobNotFound {
+                    digest: d.clone(),
+                    root: self.root.clone(),
+                });
+            }
+        }
+        self.cache.put(key, value, refs)
+    }
+
+    /// Points `reference` (a name with a tag) at a manifest in the store.
+    pub fn tag_image(&self, reference: &Reference, manifest: &Digest) -> Result<()> {
+        if !self.blobs.has(manifest) {
+            return Err(Error::BlobNotFound {
+                digest: manifest.clone(),
+                root: self.root.clone(),
+            });
+        }
+        self.tags.set(reference, manifest)
+    }
+
+    /// The manifest (or index) digest a reference names in this store: its
+    /// digest if it has one and the blob is here, else its tag.
+    pub fn resolve_digest(&self, reference: &Reference) -> Result<Option<Digest>> {
+        if let Some(d) = reference.digest() {
+            return Ok(self.blobs.has(d).then(|| d.clone()));
+        }
+        self.tags.get(reference)
+    }
+
+    /// The local image for `reference` on linux/amd64 (the default
+    /// platform), or `None` if the store has no such name.
+    pub fn resolve_image(&self, reference: &Reference) -> Result<Option<Image>> {
+        self.resolve_image_for(reference, &Platform::default())
+    }
+
+    /// The local image for `reference` on `platform`.
+    pub fn resolve_image_for(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<Option<Image>> {
+        match self.resolve_digest(reference)? {
+            None => Ok(None),
+            Some(d) => Image::load(&self.blobs, &d, platform).map(Some),
+        }
+    }
+
+    /// Loads the image at a manifest or index digest.
+    pub fn image(&self, digest: &Digest, platform: &Platform) -> Result<Image> {
+        Image::load(&self.blobs, digest, platform)
+    }
+
+    /// Writes a new image (config bytes + layers already in the store) and
+    /// returns it; tag it with [`Store::tag_image`].
+    pub fn write_image(
+        &self,
+        config_json: &[u8],
+        layers: &[Descriptor],
+        format: ManifestFormat,
+    ) -> Result<Image> {
+        write_image(&self.blobs, config_json, layers, format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::media_type;
+
+    fn config_for(diff_ids: &[Digest]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Healthcheck": {"Test": ["CMD", "true"]}},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .expect("json")
+    }
+
+    #[test]
+    fn layout_is_created_and_images_resolve_by_tag_and_digest() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(t.path()).expect("open");
+        for sub in ["blobs/sha256", "snapshots", "index", "tmp", "locks"] {
+            assert!(t.path().join(sub).is_dir(), "{sub}");
+        }
+        let layer = b"pretend this is a tar";
+        let ld = s.blobs().put_bytes(layer, None).expect("put");
+        let desc = Descriptor::new(media_type::OCI_LAYER, ld.clone(), layer.len() as u64);
+        let cfg = config_for(std::slice::from_ref(&ld));
+        let img = s
+            .write_image(&cfg, std::slice::from_ref(&desc), ManifestFormat::Docker)
+            .expect("write");
+        assert_eq!(img.id(), &Digest::of(&cfg));
+        assert_eq!(img.manifest.layers[0].media_type, media_type::DOCKER_LAYER);
+        // Same inputs, same manifest digest.
+        let again = s
+            .write_image(&cfg, std::slice::from_ref(&desc), ManifestFormat::Docker)
+            .expect("write");
+        assert_eq!(again.manifest_digest, img.manifest_digest);
+
+        let r = Reference::parse("example.com/app:v1").expect("ref");
+        assert!(s.resolve_image(&r).expect("resolve").is_none());
+        s.tag_image(&r, &img.manifest_digest).expect("tag");
+        let found = s.resolve_image(&r).expect("resolve").expect("present");
+        assert_eq!(found.manifest_digest, img.manifest_digest);
+        assert_eq!(found.config.raw(), &cfg[..]);
+        let by_digest = r.with_digest(img.manifest_digest.clone());
+        assert!(s.resolve_image(&by_digest).expect("resolve").is_some());
+
+        // The config must match the layers.
+        assert!(
+            s.write_image(&config_for(&[]), &[desc], ManifestFormat::Oci)
+                .is_err()
+        );
+        // Tagging something that is not there is refused.
+        assert!(s.tag_image(&r, &Digest::of(b"absent")).is_err());
+    }
+
+    #[test]
+    fn exclusive_open_waits_for_nobody_and_reports_busy() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let a = Store::open(t.path()).expect("open");
+        let err = Store::open_exclusive(t.path()).unwrap_err();
+        assert!(matches!(err, Error::Busy(_)), "{err}");
+        drop(a);
+        let ex = Store::open_exclusive(t.path()).expect("exclusive");
+        drop(ex);
+    }
+
+    #[test]
+    fn cache_refs_must_exist() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(t.path()).expect("open");
+        let refs = CacheRefs {
+            blobs: vec![Digest::of(b"missing")],
+            snapshots: vec![],
+        };
+        assert!(s.cache_put_with_refs("k", b"v", &refs).is_err());
+        s.cache_put("k", b"v").expect("put");
+        assert_eq!(s.cache_get("k").expect("get"), Some(b"v".to_vec()));
+    }
+}
