@@ -7,6 +7,7 @@
 //! Dockerfiles: the builder hands over bytes, directories and digests.
 
 pub mod digest;
+pub mod transport;
 mod atomic;
 pub mod cas;
 pub mod error;
