@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::hardlinks::LinkGroups;
 use super::meta::{read_entry, same_object};
+use super::overlay_form::check_name;
 use super::{Change, ChangeKind, DiffError, Entry, LowerView};
 
 pub use super::base_inodes::BaseInodes;
@@ -101,6 +102,7 @@ impl Walk<'_> {
             let child_rel = rel.join(&name);
             let md = std::fs::symlink_metadata(&child_abs)
                 .map_err(|e| DiffError::io("stat", &child_abs, e))?;
+            check_name(&child_abs)?;
             let Some(entry) = read_entry(&child_abs, &md)? else {
                 continue;
             };

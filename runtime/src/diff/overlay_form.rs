@@ -73,6 +73,24 @@ pub(crate) fn check_translatable(path: &Path) -> Result<(), DiffError> {
     Ok(())
 }
 
+/// Refuses a real file whose name an OCI layer reserves for whiteouts
+/// (`.wh.<name>`, `.wh..wh..opq`): written into a layer it would be read back
+/// as a deletion.
+pub(crate) fn check_name(path: &Path) -> Result<(), DiffError> {
+    use std::os::unix::ffi::OsStrExt;
+    if path
+        .file_name()
+        .is_some_and(|n| n.as_bytes().starts_with(b".wh."))
+    {
+        return Err(DiffError::Unsupported {
+            path: path.to_path_buf(),
+            what: "file names starting with `.wh.` are reserved for whiteouts in OCI layers and                    cannot be stored in an image; rename the file in the build step"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// Creates a whiteout at `path` (which must not exist).
 pub(crate) fn make_whiteout(path: &Path) -> Result<(), DiffError> {
     use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};

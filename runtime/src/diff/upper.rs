@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::hardlinks::LinkGroups;
 use super::meta::{read_entry, same_object};
-use super::overlay_form::{check_translatable, is_opaque_dir, is_whiteout};
+use super::overlay_form::{check_name, check_translatable, is_opaque_dir, is_whiteout};
 use super::{Change, ChangeKind, DiffError, LowerView};
 
 /// Every change recorded in `upper` (an overlay upper directory, in the form
@@ -69,6 +69,7 @@ impl Walk<'_> {
                 }
                 continue;
             }
+            check_name(&child_abs)?;
             check_translatable(&child_abs)?;
             let Some(entry) = read_entry(&child_abs, &md)? else {
                 continue;
