@@ -362,6 +362,7 @@ fn a_committed_layer_is_the_lower_of_the_next_step_for_every_combination() {
     .map(|s| s.to_string())
     .collect();
     let snapshotters = fx.snapshotters();
+    let mut listings = Vec::new();
     for (first, second) in [(0, 0), (1, 1), (0, 1), (1, 0)] {
         let (a, b) = (snapshotters[first].as_ref(), snapshotters[second].as_ref());
         let k1 = format!("one-{}-{first}{second}", a.kind());
@@ -372,6 +373,11 @@ fn a_committed_layer_is_the_lower_of_the_next_step_for_every_combination() {
         let changes = fx.diff(a, &step1, &excludes_for(&mounts));
         let layer = fx.commit(a, &step1, &changes);
         assert!(layer.is_dir(), "commit made {}", layer.display());
+        if first == second {
+            let listing = run_in_userns(fx.mapping(), || layer_listing(&layer))
+                .unwrap_or_else(|e| panic!("list {}: {e}", layer.display()));
+            listings.push(listing);
+        }
 
         let step2 = fx.prepare(b, &k2, &[layer.clone(), fx.base()]);
         let out = fx.run(&step2.rootfs, check, Vec::new());
@@ -383,6 +389,75 @@ fn a_committed_layer_is_the_lower_of_the_next_step_for_every_combination() {
             run_in_userns(fx.mapping(), || s.remove(k)).expect("remove");
         }
     }
+    // Both snapshotters commit the very same layer, in overlay form.
+    assert_eq!(listings[0], listings[1], "overlay layer vs native layer");
+    let owner = if range { "1000:1000" } else { "0:0" };
+    let want = [
+        format!("added.txt f 644 {owner} 4 1"),
+        "chmod.bin f 4755 0:0 10 1".to_string(),
+        "delete.txt whiteout".to_string(),
+        "dir_del whiteout".to_string(),
+        "dir_to_file f 644 0:0 2 1".to_string(),
+        "file_to_dir d 755 0:0".to_string(),
+        "file_to_dir/inner f 644 0:0 3 1".to_string(),
+        "hl_a f 644 0:0 2 2".to_string(),
+        "hl_b f 644 0:0 2 2".to_string(),
+        "modify.txt f 644 0:0 12 1".to_string(),
+        "newdir d 755 0:0".to_string(),
+        "newdir/deep d 755 0:0".to_string(),
+        "newdir/deep/file f 644 0:0 2 1".to_string(),
+        "newlink l /keep.txt".to_string(),
+        "opq d 755 0:0 opaque".to_string(),
+        "opq/new f 644 0:0 2 1".to_string(),
+        "parent d 755 0:0".to_string(),
+        "parent/added f 644 0:0 2 1".to_string(),
+    ];
+    assert_eq!(listings[0].lines().collect::<Vec<_>>(), want);
+}
+
+/// One line per entry of a layer directory: path, type, mode, owner, size,
+/// link count; whiteouts and opaque markers spelled out; no mtimes.
+fn layer_listing(layer: &Path) -> Result<String, String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), String> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .map_err(|e| e.to_string())?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            let rel = format!("{rel}{}", name.to_string_lossy());
+            let md = fs::symlink_metadata(&path).map_err(|e| e.to_string())?;
+            let ft = md.file_type();
+            let perm = md.mode() & 0o7777;
+            let owner = format!("{}:{}", md.uid(), md.gid());
+            if ft.is_char_device() && md.rdev() == 0 {
+                out.push(format!("{rel} whiteout"));
+            } else if ft.is_dir() {
+                let opaque = xattr::get(&path, "user.overlay.opaque")
+                    .map_err(|e| e.to_string())?
+                    .is_some_and(|v| v == b"y");
+                let mark = if opaque { " opaque" } else { "" };
+                out.push(format!("{rel} d {perm:o} {owner}{mark}"));
+                walk(&path, &format!("{rel}/"), out)?;
+            } else if ft.is_symlink() {
+                let target = fs::read_link(&path).map_err(|e| e.to_string())?;
+                out.push(format!("{rel} l {}", target.display()));
+            } else {
+                out.push(format!(
+                    "{rel} f {perm:o} {owner} {} {}",
+                    md.len(),
+                    md.nlink()
+                ));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(layer, "", &mut out)?;
+    Ok(out.join("\n"))
 }
 
 #[test]

@@ -24,7 +24,8 @@ use super::key::validate_key;
 use super::remove::remove_tree;
 use super::{ActiveSnapshot, LAYER_DIR, SnapshotError, Snapshotter, SnapshotterKind};
 use crate::RootfsSpec;
-use crate::diff::{Change, LowerView, apply_excludes, diff_overlay_upper};
+use crate::diff::overlay_form::{OPAQUE_XATTR, is_whiteout};
+use crate::diff::{Change, ChangeKind, LowerView, apply_excludes, diff_overlay_upper};
 
 /// Overlayfs' `OVL_MAX_STACK`.
 pub const OVERLAY_MAX_LOWERS: usize = 500;
@@ -167,63 +168,81 @@ pub(crate) fn create_snapshot_dir(root: &Path, key: &str) -> Result<PathBuf, Sna
     }
 }
 
-/// The paths a committed upper keeps: every change and its ancestors.
+/// The paths a committed upper keeps: every change and its ancestors; and
+/// which directories stay opaque.
 struct KeepSet {
     paths: std::collections::HashSet<PathBuf>,
+    opaque: std::collections::HashSet<PathBuf>,
 }
 
 impl KeepSet {
     fn new(changes: &[Change]) -> Self {
         let mut paths = std::collections::HashSet::new();
+        let mut opaque = std::collections::HashSet::new();
         for c in changes {
+            if matches!(c.kind, ChangeKind::Opaque(_)) {
+                opaque.insert(c.path.clone());
+            }
             for a in c.path.ancestors() {
                 if !paths.insert(a.to_path_buf()) {
                     break;
                 }
             }
         }
-        KeepSet { paths }
+        KeepSet { paths, opaque }
     }
 }
 
 /// Removes from the upper directory everything the diff left out (sandbox
 /// mount points and their copied-up parents, whiteouts of nothing), and
-/// overlay's bookkeeping xattrs from what stays.
+/// overlay's bookkeeping xattrs from what stays. An opaque marker stays only
+/// where the diff reports an opaque directory: overlayfs also sets it on a
+/// directory made where a file was deleted, where it hides nothing, and
+/// dropping it there makes the layer identical to the native snapshotter's.
 fn prune(abs: &Path, rel: &Path, keep: &KeepSet) -> Result<(), SnapshotError> {
-    strip_bookkeeping(abs)?;
+    strip_bookkeeping(abs, !keep.opaque.contains(rel))?;
     let rd = std::fs::read_dir(abs).map_err(|e| SnapshotError::io("list", abs, e))?;
     for item in rd {
         let item = item.map_err(|e| SnapshotError::io("list", abs, e))?;
         let child_rel = rel.join(item.file_name());
         let child_abs = item.path();
-        let is_dir = item
+        let file_type = item
             .file_type()
-            .map_err(|e| SnapshotError::io("stat", &child_abs, e))?
-            .is_dir();
+            .map_err(|e| SnapshotError::io("stat", &child_abs, e))?;
         if !keep.paths.contains(&child_rel) {
-            if is_dir {
+            if file_type.is_dir() {
                 remove_tree(&child_abs)?;
             } else {
                 std::fs::remove_file(&child_abs)
                     .map_err(|e| SnapshotError::io("remove", &child_abs, e))?;
             }
-        } else if is_dir {
+        } else if file_type.is_dir() {
             prune(&child_abs, &child_rel, keep)?;
+        } else if file_type.is_file() && !is_xattr_whiteout(&child_abs)? {
+            strip_bookkeeping(&child_abs, false)?;
         }
     }
     Ok(())
 }
 
-fn strip_bookkeeping(dir: &Path) -> Result<(), SnapshotError> {
-    for name in BOOKKEEPING_XATTRS {
-        match xattr::remove(dir, name) {
+fn is_xattr_whiteout(path: &Path) -> Result<bool, SnapshotError> {
+    let md = std::fs::symlink_metadata(path).map_err(|e| SnapshotError::io("stat", path, e))?;
+    Ok(is_whiteout(path, &md)?)
+}
+
+/// Removes overlay's bookkeeping xattrs (and the opaque marker if asked)
+/// from a directory or regular file.
+fn strip_bookkeeping(path: &Path, opaque_too: bool) -> Result<(), SnapshotError> {
+    let extra = opaque_too.then_some(OPAQUE_XATTR);
+    for name in BOOKKEEPING_XATTRS.into_iter().chain(extra) {
+        match xattr::remove(path, name) {
             Ok(()) => {}
             Err(e)
                 if matches!(
                     e.raw_os_error(),
                     Some(libc::ENODATA) | Some(libc::EOPNOTSUPP)
                 ) => {}
-            Err(e) => return Err(SnapshotError::io("remove overlay xattr from", dir, e)),
+            Err(e) => return Err(SnapshotError::io("remove overlay xattr from", path, e)),
         }
     }
     Ok(())
