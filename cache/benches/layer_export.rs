@@ -1,5 +1,98 @@
-//! Layer export benchmark driver (being written; see export_vs_tar.sh).
-fn main() {
-    eprintln!("layer_export: not written yet");
-    std::process::exit(2);
+//! The strata side of `export_vs_tar.sh` (a plain `main`, `harness = false`):
+//!
+//!   layer_export export DIR gzip|zstd|none OUT   write DIR as a layer blob
+//!   layer_export hash FILE                       sha256 of a blob
+//!
+//! `export` prints the descriptor and writes it to `OUT.desc` so the script
+//! can check the digests with independent tools. Arguments cargo adds
+//! (`--bench`) are ignored.
+
+use std::fs::File;
+use std::io::{BufWriter, Read};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use cache::digest::Digest;
+use cache::layer::{Compression, WriteOptions, write_dir};
+use sha2::{Digest as _, Sha256};
+
+fn export(dir: &str, comp: &str, out: &str) -> Result<(), String> {
+    let compression = match comp {
+        "gzip" => Compression::Gzip { level: 6 },
+        "zstd" => Compression::Zstd { level: 3 },
+        "none" => Compression::None,
+        other => return Err(format!("unknown compression {other:?}: gzip, zstd or none")),
+    };
+    let opts = WriteOptions {
+        compression,
+        ..WriteOptions::default()
+    };
+    let file = File::create(out).map_err(|e| format!("creating {out}: {e}"))?;
+    let start = Instant::now();
+    let desc = write_dir(
+        Path::new(dir),
+        &opts,
+        BufWriter::with_capacity(1 << 20, file),
+    )
+    .map_err(|e| e.to_string())?;
+    let secs = start.elapsed().as_secs_f64();
+    let text = format!(
+        "digest {}\ndiff_id {}\nsize {}\nuncompressed_size {}\nmedia_type {}\n",
+        desc.digest, desc.diff_id, desc.size, desc.uncompressed_size, desc.media_type
+    );
+    std::fs::write(format!("{out}.desc"), &text).map_err(|e| format!("writing {out}.desc: {e}"))?;
+    print!("{text}");
+    println!(
+        "seconds {secs:.3}\nMB/s {:.1}",
+        desc.uncompressed_size as f64 / secs / 1e6
+    );
+    Ok(())
+}
+
+fn hash(path: &str) -> Result<(), String> {
+    let mut f = File::open(path).map_err(|e| format!("opening {path}: {e}"))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("reading {path}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    println!("{}  {path}", Digest::from_hasher(h));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let r = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["export", dir, comp, out] => export(dir, comp, out),
+        ["hash", file] => hash(file),
+        [] => {
+            // `cargo bench` with no arguments: nothing to measure here; the
+            // numbers come from export_vs_tar.sh.
+            eprintln!("layer_export: run cache/benches/export_vs_tar.sh");
+            return ExitCode::SUCCESS;
+        }
+        _ => Err("usage: layer_export export DIR gzip|zstd|none OUT | hash FILE".to_string()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("layer_export: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
