@@ -70,9 +70,11 @@ fn read_number(path: &Path) -> Option<i64> {
 /// namespaces. `proc_sys` is a parameter so tests can point it at a fake tree.
 pub fn userns_allowed(proc_sys: &Path) -> Result<(), String> {
     if read_number(&proc_sys.join("user/max_user_namespaces")) == Some(0) {
-        return Err("user namespaces are disabled: sysctl user.max_user_namespaces is 0; \
+        return Err(
+            "user namespaces are disabled: sysctl user.max_user_namespaces is 0; \
              ask your admin to raise it (e.g. `sysctl -w user.max_user_namespaces=15000`)"
-            .into());
+                .into(),
+        );
     }
     if read_number(&proc_sys.join("kernel/unprivileged_userns_clone")) == Some(0) {
         return Err("unprivileged user namespaces are disabled: sysctl \
@@ -96,8 +98,7 @@ fn user_name_of(uid: u32) -> Option<String> {
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: all pointers are valid for the given sizes.
-    let rc =
-        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) };
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) };
     if rc != 0 || result.is_null() || pw.pw_name.is_null() {
         return None;
     }
@@ -128,7 +129,12 @@ fn has_file_caps(path: &Path) -> bool {
     };
     // SAFETY: a size query with a null buffer.
     let n = unsafe {
-        libc::getxattr(c.as_ptr(), c"security.capability".as_ptr(), std::ptr::null_mut(), 0)
+        libc::getxattr(
+            c.as_ptr(),
+            c"security.capability".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
     };
     n > 0
 }
@@ -142,9 +148,11 @@ fn find_id_helpers() -> Result<(PathBuf, PathBuf), String> {
     }
     let find = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
     let (Some(u), Some(g)) = (find("newuidmap"), find("newgidmap")) else {
-        return Err("newuidmap/newgidmap not found: install the `uidmap` package \
+        return Err(
+            "newuidmap/newgidmap not found: install the `uidmap` package \
              (Debian/Ubuntu) or `shadow-utils` (Fedora) to map a subordinate id range"
-            .into());
+                .into(),
+        );
     };
     for p in [&u, &g] {
         if !is_privileged_helper(p) {
@@ -160,9 +168,8 @@ fn find_id_helpers() -> Result<(PathBuf, PathBuf), String> {
 
 /// Finds the first range for `uid` (by name or number) in a subuid/subgid file.
 pub fn find_subid_range(file: &Path, uid: u32, name: Option<&str>) -> Result<SubidRange, String> {
-    let text = fs::read_to_string(file).map_err(|e| {
-        format!("cannot read {}: {e}; {SUBID_HINT}", file.display())
-    })?;
+    let text = fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}; {SUBID_HINT}", file.display()))?;
     let uid_s = uid.to_string();
     for line in text.lines() {
         let line = line.trim();
@@ -198,10 +205,17 @@ mod tests {
     fn subid_range_found_by_name_or_number() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("subuid");
-        fs::write(&f, "# c\nalice:200000:100\nbuilder:100000:65536\n1002:300000:5\n").unwrap();
+        fs::write(
+            &f,
+            "# c\nalice:200000:100\nbuilder:100000:65536\n1002:300000:5\n",
+        )
+        .unwrap();
         assert_eq!(
             find_subid_range(&f, 1001, Some("builder")).unwrap(),
-            SubidRange { start: 100000, count: 65536 }
+            SubidRange {
+                start: 100000,
+                count: 65536
+            }
         );
         assert_eq!(find_subid_range(&f, 1002, None).unwrap().start, 300000);
         let err = find_subid_range(&f, 1003, Some("carol")).unwrap_err();
@@ -214,9 +228,18 @@ mod tests {
         fs::create_dir_all(d.path().join("user")).unwrap();
         fs::create_dir_all(d.path().join("kernel")).unwrap();
         assert!(userns_allowed(d.path()).is_ok());
-        fs::write(d.path().join("kernel/apparmor_restrict_unprivileged_userns"), "1\n").unwrap();
+        fs::write(
+            d.path()
+                .join("kernel/apparmor_restrict_unprivileged_userns"),
+            "1\n",
+        )
+        .unwrap();
         assert!(userns_allowed(d.path()).unwrap_err().contains("AppArmor"));
         fs::write(d.path().join("user/max_user_namespaces"), "0\n").unwrap();
-        assert!(userns_allowed(d.path()).unwrap_err().contains("max_user_namespaces is 0"));
+        assert!(
+            userns_allowed(d.path())
+                .unwrap_err()
+                .contains("max_user_namespaces is 0")
+        );
     }
 }

@@ -114,12 +114,27 @@ pub enum RunMount {
 #[derive(Debug)]
 pub(crate) enum PreparedKind {
     /// A bind mount; `init` = (mode, uid, gid) to apply to a fresh cache dir.
-    Bind { source: PathBuf, readonly: bool, init: Option<(u32, u32, u32)> },
+    Bind {
+        source: PathBuf,
+        readonly: bool,
+        init: Option<(u32, u32, u32)>,
+    },
     /// A writable view of `lower` whose writes land in a scratch upper.
-    Overlay { lower: PathBuf, upper: PathBuf, work: PathBuf },
-    Tmpfs { size: Option<u64> },
+    Overlay {
+        lower: PathBuf,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+    Tmpfs {
+        size: Option<u64>,
+    },
     /// A file on the sandbox-private tmpfs.
-    Secret { value: SecretValue, mode: u32, uid: u32, gid: u32 },
+    Secret {
+        value: SecretValue,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -155,7 +170,9 @@ pub fn mount_targets(mounts: &[RunMount]) -> Vec<(String, bool)> {
             RunMount::Cache(c) => out.push((c.target.clone(), true)),
             RunMount::Tmpfs(t) => out.push((t.target.clone(), true)),
             RunMount::Bind(b) => {
-                let is_dir = resolve_source(&b.from, b.source.as_deref()).map(|p| p.is_dir()).unwrap_or(true);
+                let is_dir = resolve_source(&b.from, b.source.as_deref())
+                    .map(|p| p.is_dir())
+                    .unwrap_or(true);
                 out.push((b.target.clone(), is_dir))
             }
             RunMount::Secret(s) => {
@@ -178,13 +195,17 @@ fn secret_target(s: &SecretMount) -> Option<String> {
 }
 
 fn ssh_target(s: &SshMount) -> String {
-    s.target.clone().unwrap_or_else(|| "/run/buildkit/ssh_agent.0".into())
+    s.target
+        .clone()
+        .unwrap_or_else(|| "/run/buildkit/ssh_agent.0".into())
 }
 
 fn target_components(t: &str) -> Result<Vec<String>, String> {
     let c = inroot::clean(t);
     if c.is_empty() {
-        return Err(format!("mount target {t:?} is the root directory; mount somewhere below /"));
+        return Err(format!(
+            "mount target {t:?} is the root directory; mount somewhere below /"
+        ));
     }
     Ok(c.into_iter().map(str::to_owned).collect())
 }
@@ -192,7 +213,11 @@ fn target_components(t: &str) -> Result<Vec<String>, String> {
 fn resolve_source(from: &Path, source: Option<&str>) -> Result<PathBuf, String> {
     let root = inroot::open_root(from)?;
     inroot::resolve(&root, &inroot::clean(source.unwrap_or("/")))?.ok_or_else(|| {
-        format!("mount source {} not found in {}", source.unwrap_or("/"), from.display())
+        format!(
+            "mount source {} not found in {}",
+            source.unwrap_or("/"),
+            from.display()
+        )
     })
 }
 
@@ -200,7 +225,9 @@ fn check_ids(mapping: &IdMapping, what: &str, uid: u32, gid: u32) -> Result<(), 
     if mapping.has_uid(uid) && mapping.has_gid(gid) {
         Ok(())
     } else {
-        Err(format!("{what} asks for owner {uid}:{gid}, but {NEED_RANGE_HINT}"))
+        Err(format!(
+            "{what} asks for owner {uid}:{gid}, but {NEED_RANGE_HINT}"
+        ))
     }
 }
 
@@ -218,7 +245,12 @@ fn cache_key(id: &str) -> String {
 }
 
 fn lock(path: &Path, op: libc::c_int) -> io::Result<File> {
-    let f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(path)?;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
     loop {
         // SAFETY: flock on our own descriptor.
         if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
@@ -250,22 +282,39 @@ fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
     }
 }
 
-fn prepare_cache(c: &CacheMount, ctx: &MountContext<'_>, out: &mut PreparedMounts) -> Result<(), String> {
-    let root = ctx.cache_dir.ok_or(
-        "cache mounts need a cache directory in the store: set SandboxOptions::cache_dir",
-    )?;
+fn prepare_cache(
+    c: &CacheMount,
+    ctx: &MountContext<'_>,
+    out: &mut PreparedMounts,
+) -> Result<(), String> {
+    let root = ctx
+        .cache_dir
+        .ok_or("cache mounts need a cache directory in the store: set SandboxOptions::cache_dir")?;
     let id = c.id.clone().unwrap_or_else(|| c.target.clone());
     let dir = root.join(cache_key(&id));
     fs::create_dir_all(&dir).map_err(|e| format!("creating cache dir {}: {e}", dir.display()))?;
     let lock_err = |e: io::Error| format!("locking cache {id:?}: {e}");
     let (data, lockf) = match c.sharing {
-        CacheSharing::Shared => (dir.join("data"), lock(&dir.join("data.lock"), libc::LOCK_SH).map_err(lock_err)?),
-        CacheSharing::Locked => (dir.join("data"), lock(&dir.join("data.lock"), libc::LOCK_EX).map_err(lock_err)?),
+        CacheSharing::Shared => (
+            dir.join("data"),
+            lock(&dir.join("data.lock"), libc::LOCK_SH).map_err(lock_err)?,
+        ),
+        CacheSharing::Locked => (
+            dir.join("data"),
+            lock(&dir.join("data.lock"), libc::LOCK_EX).map_err(lock_err)?,
+        ),
         CacheSharing::Private => {
             let mut found = None;
             for n in 0..256 {
-                let name = if n == 0 { "data".to_string() } else { format!("data-{n}") };
-                match lock(&dir.join(format!("{name}.lock")), libc::LOCK_EX | libc::LOCK_NB) {
+                let name = if n == 0 {
+                    "data".to_string()
+                } else {
+                    format!("data-{n}")
+                };
+                match lock(
+                    &dir.join(format!("{name}.lock")),
+                    libc::LOCK_EX | libc::LOCK_NB,
+                ) {
                     Ok(f) => {
                         found = Some((dir.join(name), f));
                         break;
@@ -280,17 +329,27 @@ fn prepare_cache(c: &CacheMount, ctx: &MountContext<'_>, out: &mut PreparedMount
     out.locks.push(lockf);
     let mut init = None;
     if !data.exists() {
-        let (mode, uid, gid) = (c.mode.unwrap_or(0o755), c.uid.unwrap_or(0), c.gid.unwrap_or(0));
+        let (mode, uid, gid) = (
+            c.mode.unwrap_or(0o755),
+            c.uid.unwrap_or(0),
+            c.gid.unwrap_or(0),
+        );
         check_ids(ctx.mapping, &format!("cache mount {}", c.target), uid, gid)?;
         // SAFETY: getpid cannot fail.
-        let tmp = dir.join(format!(".new-{}-{:?}", unsafe { libc::getpid() }, std::thread::current().id()));
+        let tmp = dir.join(format!(
+            ".new-{}-{:?}",
+            unsafe { libc::getpid() },
+            std::thread::current().id()
+        ));
         let _ = fs::remove_dir_all(&tmp);
         match &c.from {
             Some(from) => {
                 let src = resolve_source(from, c.source.as_deref())?;
-                copy_tree(&src, &tmp).map_err(|e| format!("seeding cache {id:?} from {}: {e}", src.display()))?;
+                copy_tree(&src, &tmp)
+                    .map_err(|e| format!("seeding cache {id:?} from {}: {e}", src.display()))?;
             }
-            None => fs::create_dir(&tmp).map_err(|e| format!("creating cache {}: {e}", tmp.display()))?,
+            None => fs::create_dir(&tmp)
+                .map_err(|e| format!("creating cache {}: {e}", tmp.display()))?,
         }
         match fs::rename(&tmp, &data) {
             Ok(()) => init = Some((mode, uid, gid)),
@@ -303,13 +362,20 @@ fn prepare_cache(c: &CacheMount, ctx: &MountContext<'_>, out: &mut PreparedMount
     out.mounts.push(PreparedMount {
         target: target_components(&c.target)?,
         is_dir: true,
-        kind: PreparedKind::Bind { source: data, readonly: c.readonly, init },
+        kind: PreparedKind::Bind {
+            source: data,
+            readonly: c.readonly,
+            init,
+        },
     });
     Ok(())
 }
 
 /// Resolves every mount of a step. Errors say which mount and what to do.
-pub(crate) fn prepare(mounts: &[RunMount], ctx: &MountContext<'_>) -> Result<PreparedMounts, String> {
+pub(crate) fn prepare(
+    mounts: &[RunMount],
+    ctx: &MountContext<'_>,
+) -> Result<PreparedMounts, String> {
     let mut out = PreparedMounts::default();
     for (i, m) in mounts.iter().enumerate() {
         match m {
@@ -321,17 +387,34 @@ pub(crate) fn prepare(mounts: &[RunMount], ctx: &MountContext<'_>) -> Result<Pre
                     let d = ctx.run_dir.join(format!("bind-{i}"));
                     let (upper, work) = (d.join("upper"), d.join("work"));
                     for p in [&upper, &work] {
-                        fs::create_dir_all(p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+                        fs::create_dir_all(p)
+                            .map_err(|e| format!("creating {}: {e}", p.display()))?;
                     }
-                    PreparedKind::Overlay { lower: src, upper, work }
+                    PreparedKind::Overlay {
+                        lower: src,
+                        upper,
+                        work,
+                    }
                 } else if b.readwrite {
                     let copy = ctx.run_dir.join(format!("bind-{i}"));
                     fs::copy(&src, &copy).map_err(|e| format!("copying {}: {e}", src.display()))?;
-                    PreparedKind::Bind { source: copy, readonly: false, init: None }
+                    PreparedKind::Bind {
+                        source: copy,
+                        readonly: false,
+                        init: None,
+                    }
                 } else {
-                    PreparedKind::Bind { source: src, readonly: true, init: None }
+                    PreparedKind::Bind {
+                        source: src,
+                        readonly: true,
+                        init: None,
+                    }
                 };
-                out.mounts.push(PreparedMount { target: target_components(&b.target)?, is_dir, kind });
+                out.mounts.push(PreparedMount {
+                    target: target_components(&b.target)?,
+                    is_dir,
+                    kind,
+                });
             }
             RunMount::Tmpfs(t) => out.mounts.push(PreparedMount {
                 target: target_components(&t.target)?,
@@ -350,7 +433,10 @@ pub(crate) fn prepare(mounts: &[RunMount], ctx: &MountContext<'_>) -> Result<Pre
                 };
                 if let Some(name) = &s.env {
                     let text = String::from_utf8(value.0.clone()).map_err(|_| {
-                        format!("secret {:?} is not UTF-8 text, so it cannot be exposed as env {name}", s.id)
+                        format!(
+                            "secret {:?} is not UTF-8 text, so it cannot be exposed as env {name}",
+                            s.id
+                        )
                     })?;
                     out.env.push((name.clone(), text));
                 }
@@ -360,7 +446,12 @@ pub(crate) fn prepare(mounts: &[RunMount], ctx: &MountContext<'_>) -> Result<Pre
                     out.mounts.push(PreparedMount {
                         target: target_components(&t)?,
                         is_dir: false,
-                        kind: PreparedKind::Secret { value: value.clone(), mode: s.mode.unwrap_or(0o400), uid, gid },
+                        kind: PreparedKind::Secret {
+                            value: value.clone(),
+                            mode: s.mode.unwrap_or(0o400),
+                            uid,
+                            gid,
+                        },
                     });
                 }
             }
@@ -375,14 +466,21 @@ pub(crate) fn prepare(mounts: &[RunMount], ctx: &MountContext<'_>) -> Result<Pre
                     continue;
                 };
                 if !sock.exists() {
-                    return Err(format!("ssh agent socket {} does not exist", sock.display()));
+                    return Err(format!(
+                        "ssh agent socket {} does not exist",
+                        sock.display()
+                    ));
                 }
                 let t = ssh_target(s);
                 out.env.push(("SSH_AUTH_SOCK".into(), t.clone()));
                 out.mounts.push(PreparedMount {
                     target: target_components(&t)?,
                     is_dir: false,
-                    kind: PreparedKind::Bind { source: sock.clone(), readonly: false, init: None },
+                    kind: PreparedKind::Bind {
+                        source: sock.clone(),
+                        readonly: false,
+                        init: None,
+                    },
                 });
             }
         }
@@ -413,7 +511,11 @@ mod tests {
     fn missing_required_secret_is_explained() {
         let d = tempfile::tempdir().unwrap();
         let m = IdMapping::Single { uid: 1, gid: 1 };
-        let ctx = MountContext { cache_dir: None, run_dir: d.path(), mapping: &m };
+        let ctx = MountContext {
+            cache_dir: None,
+            run_dir: d.path(),
+            mapping: &m,
+        };
         let s = RunMount::Secret(SecretMount {
             id: "tok".into(),
             target: None,

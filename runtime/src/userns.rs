@@ -155,7 +155,11 @@ where
             frame::ERROR if map_res.is_err() || status.is_err() => {
                 return Err(UsernsError::Setup(String::from_utf8_lossy(&payload).into()));
             }
-            frame::ERROR => return Err(UsernsError::Failed(String::from_utf8_lossy(&payload).into())),
+            frame::ERROR => {
+                return Err(UsernsError::Failed(
+                    String::from_utf8_lossy(&payload).into(),
+                ));
+            }
             _ => {}
         }
     }

@@ -9,7 +9,9 @@ use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-use runtime::run_mounts::{BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, TmpfsMount};
+use runtime::run_mounts::{
+    BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, TmpfsMount,
+};
 use runtime::sandbox::{CancelToken, ExitStatus, Network, OutputStream, UsernsMode};
 use runtime::{RootfsSpec, SandboxError, remove_tree_in_userns, run_in_userns};
 use sandbox_support::{Fixture, list_tree};
@@ -19,7 +21,11 @@ fn id_is_root_on_overlay_and_dir_in_both_modes() {
     for mode in [UsernsMode::Single, UsernsMode::Subuid] {
         let fx = Fixture::new(mode);
         let (ov, _) = fx.overlay("a");
-        assert_eq!(fx.stdout(&fx.spec(ov, "id -u; id -g")), vec!["0", "0"], "{mode:?}");
+        assert_eq!(
+            fx.stdout(&fx.spec(ov, "id -u; id -g")),
+            vec!["0", "0"],
+            "{mode:?}"
+        );
         let dir = RootfsSpec::Dir(fx.path("lower"));
         assert_eq!(fx.stdout(&fx.spec(dir, "id -u")), vec!["0"], "{mode:?}");
     }
@@ -43,8 +49,19 @@ fn the_inside_looks_like_a_container() {
     assert_eq!(
         out,
         vec![
-            "1", "stepbox", "stepbox", "devnull-ok", "urandom-ok", "proc-ok", "sys-ro",
-            "NoNewPrivs:\t1", "/work/dir", "bar baz", "644", "/dev/pts", "/dev/shm"
+            "1",
+            "stepbox",
+            "stepbox",
+            "devnull-ok",
+            "urandom-ok",
+            "proc-ok",
+            "sys-ro",
+            "NoNewPrivs:\t1",
+            "/work/dir",
+            "bar baz",
+            "644",
+            "/dev/pts",
+            "/dev/shm"
         ]
     );
 }
@@ -71,7 +88,10 @@ fn chown_works_with_a_subuid_range() {
     let (ov, upper) = fx.overlay("a");
     fx.stdout(&fx.spec(ov, "touch /f && chown 1000:1000 /f && stat -c %u:%g /f"));
     let meta = fs::metadata(upper.join("f")).unwrap();
-    let (sub_uid, sub_gid) = (fx.sandbox.mapping().host_uid(1000).unwrap(), fx.sandbox.mapping().host_gid(1000).unwrap());
+    let (sub_uid, sub_gid) = (
+        fx.sandbox.mapping().host_uid(1000).unwrap(),
+        fx.sandbox.mapping().host_gid(1000).unwrap(),
+    );
     assert_eq!((meta.uid(), meta.gid()), (sub_uid, sub_gid));
     assert_ne!(meta.uid(), unsafe { libc::getuid() });
 }
@@ -82,9 +102,18 @@ fn chown_fails_clearly_in_single_mode() {
     let (ov, _) = fx.overlay("a");
     let (res, lines) = fx.run(&fx.spec(ov.clone(), "touch /f && chown 1000:1000 /f"));
     assert_eq!(res.unwrap().exit, ExitStatus::Code(1), "{lines:?}");
-    assert!(lines.iter().any(|(_, l)| l.contains("Invalid argument")), "{lines:?}");
-    let hint = fx.sandbox.single_mapping_hint().expect("single mode has a hint");
-    assert!(hint.contains("usermod --add-subuids 100000-165535"), "{hint}");
+    assert!(
+        lines.iter().any(|(_, l)| l.contains("Invalid argument")),
+        "{lines:?}"
+    );
+    let hint = fx
+        .sandbox
+        .single_mapping_hint()
+        .expect("single mode has a hint");
+    assert!(
+        hint.contains("usermod --add-subuids 100000-165535"),
+        "{hint}"
+    );
     // A USER that needs other ids fails before exec, saying how to fix it.
     let mut spec = fx.spec(ov, "id -u");
     spec.user = Some("nobody".into());
@@ -118,7 +147,10 @@ fn user_nobody_runs_as_65534() {
 fn network_none_has_only_loopback_and_it_is_up() {
     let fx = Fixture::new(UsernsMode::Auto);
     let (ov, _) = fx.overlay("a");
-    let mut spec = fx.spec(ov, "ls /sys/class/net; cat /sys/class/net/lo/flags; tail -n +3 /proc/net/dev | cut -d: -f1");
+    let mut spec = fx.spec(
+        ov,
+        "ls /sys/class/net; cat /sys/class/net/lo/flags; tail -n +3 /proc/net/dev | cut -d: -f1",
+    );
     spec.network = Network::None;
     let out = fx.stdout(&spec);
     assert_eq!(out[0], "lo");
@@ -136,7 +168,8 @@ fn network_host_reaches_a_server_on_localhost_and_none_does_not() {
         let (mut s, _) = listener.accept().unwrap();
         let mut buf = [0u8; 1024];
         let _ = s.read(&mut buf);
-        s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 16\r\n\r\nhello-from-host\n").unwrap();
+        s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 16\r\n\r\nhello-from-host\n")
+            .unwrap();
     });
     let fx = Fixture::new(UsernsMode::Auto);
     let (ov, _) = fx.overlay("a");
@@ -156,7 +189,10 @@ fn network_host_reaches_a_server_on_localhost_and_none_does_not() {
 fn exit_codes_propagate_and_missing_commands_are_explained() {
     let fx = Fixture::new(UsernsMode::Auto);
     let (ov, _) = fx.overlay("a");
-    assert_eq!(fx.run(&fx.spec(ov.clone(), "exit 3")).0.unwrap().exit, ExitStatus::Code(3));
+    assert_eq!(
+        fx.run(&fx.spec(ov.clone(), "exit 3")).0.unwrap().exit,
+        ExitStatus::Code(3)
+    );
     let spec = runtime::RunSpec::new(ov.clone(), vec!["nosuchcmd".into(), "x".into()]);
     match fx.run(&spec).0 {
         Err(SandboxError::Exec(m)) => assert!(m.contains("command not found: nosuchcmd"), "{m}"),
@@ -164,7 +200,9 @@ fn exit_codes_propagate_and_missing_commands_are_explained() {
     }
     let spec = runtime::RunSpec::new(ov, vec!["/bin/nope".into()]);
     match fx.run(&spec).0 {
-        Err(SandboxError::Exec(m)) => assert!(m.contains("/bin/nope") && m.contains("No such file"), "{m}"),
+        Err(SandboxError::Exec(m)) => {
+            assert!(m.contains("/bin/nope") && m.contains("No such file"), "{m}")
+        }
         other => panic!("expected an exec error, got {other:?}"),
     }
 }
@@ -224,10 +262,16 @@ fn helper_run_sleep_forever() {
         return;
     };
     let fx = Fixture::new(UsernsMode::Auto);
-    let _ = fs::write(format!("{state}/tmpdir"), fx.tmp.path().display().to_string());
+    let _ = fs::write(
+        format!("{state}/tmpdir"),
+        fx.tmp.path().display().to_string(),
+    );
     let (ov, _) = fx.overlay("a");
     let mut spec = fx.spec(ov, "echo started; sleep 993 & exec sleep 993");
-    spec.mounts.push(RunMount::Tmpfs(TmpfsMount { target: "/scratch".into(), size: None }));
+    spec.mounts.push(RunMount::Tmpfs(TmpfsMount {
+        target: "/scratch".into(),
+        size: None,
+    }));
     let _ = fx.sandbox.run(&spec, &mut |_, l| {
         if l == b"started" {
             let _ = fs::write(format!("{state}/started"), "1");
@@ -239,25 +283,45 @@ fn helper_run_sleep_forever() {
 fn sigkill_of_strata_leaves_no_process_and_no_mount() {
     let state = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "helper_run_sleep_forever", "--include-ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "helper_run_sleep_forever",
+            "--include-ignored",
+            "--nocapture",
+        ])
         .env("STRATA_TEST_HELPER_DIR", state.path())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let t = Instant::now();
     while !state.path().join("started").exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "helper never started its step");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "helper never started its step"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(sleepers("993").len(), 2, "the step should be running");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert_eq!(wait_until_gone("993"), Vec::<String>::new(), "processes left behind");
+    assert_eq!(
+        wait_until_gone("993"),
+        Vec::<String>::new(),
+        "processes left behind"
+    );
     let helper_tmp = fs::read_to_string(state.path().join("tmpdir")).unwrap();
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mountinfo.contains(&helper_tmp), "mounts left behind:\n{mountinfo}");
+    assert!(
+        !mountinfo.contains(&helper_tmp),
+        "mounts left behind:\n{mountinfo}"
+    );
     // The helper's mount namespace is gone too: nothing mounts overlay on our paths.
-    assert!(!mountinfo.lines().any(|l| l.contains("overlay") && l.contains("strata")), "{mountinfo}");
+    assert!(
+        !mountinfo
+            .lines()
+            .any(|l| l.contains("overlay") && l.contains("strata")),
+        "{mountinfo}"
+    );
     let _ = fs::remove_dir_all(helper_tmp);
 }
 
@@ -281,7 +345,11 @@ fn cache_mount_survives_runs_and_stays_out_of_the_upper_dir() {
     let mut spec = fx.spec(ov, "echo cached-data > /root/.cache/go/f");
     spec.mounts.push(cache());
     fx.stdout(&spec);
-    assert_eq!(list_tree(&upper), Vec::<String>::new(), "the step wrote only to the cache");
+    assert_eq!(
+        list_tree(&upper),
+        Vec::<String>::new(),
+        "the step wrote only to the cache"
+    );
     let (ov, upper) = fx.overlay("b");
     let mut spec = fx.spec(ov, "cat /root/.cache/go/f");
     spec.mounts.push(cache());
@@ -317,7 +385,10 @@ fn secrets_are_readable_but_never_in_the_layer_or_the_output() {
         };
         spec.mounts.push(secret(None, None));
         spec.mounts.push(secret(Some("TOKEN"), None));
-        assert!(!format!("{spec:?}").contains(SECRET), "Debug of the spec leaks the secret");
+        assert!(
+            !format!("{spec:?}").contains(SECRET),
+            "Debug of the spec leaks the secret"
+        );
         let (res, lines) = fx.run(&spec);
         assert!(res.unwrap().exit.success());
         let out: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
@@ -341,23 +412,52 @@ fn bind_tmpfs_mounts_and_mount_points_leave_no_trace() {
         "cat /src/file; touch /src/x 2>/dev/null || echo ro; touch /rw/y && echo rw-ok; \
          echo t > /scratch/t && cat /scratch/t",
     );
-    spec.mounts.push(RunMount::Bind(BindMount { from: ctx.clone(), source: Some("sub".into()), target: "/src".into(), readwrite: false }));
-    spec.mounts.push(RunMount::Bind(BindMount { from: ctx.clone(), source: Some("/sub/../sub".into()), target: "/rw".into(), readwrite: true }));
-    spec.mounts.push(RunMount::Tmpfs(TmpfsMount { target: "/scratch".into(), size: Some(1 << 20) }));
+    spec.mounts.push(RunMount::Bind(BindMount {
+        from: ctx.clone(),
+        source: Some("sub".into()),
+        target: "/src".into(),
+        readwrite: false,
+    }));
+    spec.mounts.push(RunMount::Bind(BindMount {
+        from: ctx.clone(),
+        source: Some("/sub/../sub".into()),
+        target: "/rw".into(),
+        readwrite: true,
+    }));
+    spec.mounts.push(RunMount::Tmpfs(TmpfsMount {
+        target: "/scratch".into(),
+        size: Some(1 << 20),
+    }));
     assert_eq!(fx.stdout(&spec), vec!["from-context", "ro", "rw-ok", "t"]);
-    assert_eq!(list_tree(&upper), Vec::<String>::new(), "mount points leaked into the upper dir");
-    assert!(!ctx.join("sub/y").exists(), "rw bind writes must be discarded");
+    assert_eq!(
+        list_tree(&upper),
+        Vec::<String>::new(),
+        "mount points leaked into the upper dir"
+    );
+    assert!(
+        !ctx.join("sub/y").exists(),
+        "rw bind writes must be discarded"
+    );
 
     // A Dir rootfs without /proc, /dev, /sys or /etc/hosts: stubs are removed again.
     let dir = fx.path("dirroot");
     sandbox_support::busybox_tree(&dir);
     let before = list_tree(&dir);
     let etc_mtime = fs::metadata(dir.join("etc")).unwrap().modified().unwrap();
-    let mut spec = fx.spec(RootfsSpec::Dir(dir.clone()), "cat /etc/hosts | grep -c localhost; ls /scratch");
-    spec.mounts.push(RunMount::Tmpfs(TmpfsMount { target: "/scratch/deep".into(), size: None }));
+    let mut spec = fx.spec(
+        RootfsSpec::Dir(dir.clone()),
+        "cat /etc/hosts | grep -c localhost; ls /scratch",
+    );
+    spec.mounts.push(RunMount::Tmpfs(TmpfsMount {
+        target: "/scratch/deep".into(),
+        size: None,
+    }));
     assert_eq!(fx.stdout(&spec), vec!["2", "deep"]);
     assert_eq!(list_tree(&dir), before);
-    assert_eq!(fs::metadata(dir.join("etc")).unwrap().modified().unwrap(), etc_mtime);
+    assert_eq!(
+        fs::metadata(dir.join("etc")).unwrap().modified().unwrap(),
+        etc_mtime
+    );
 }
 
 #[test]
@@ -371,13 +471,22 @@ fn run_in_userns_owns_subordinate_files() {
         fs::write(d2.join("a/b/f"), "x")?;
         std::os::unix::fs::chown(d2.join("a/b/f"), Some(1000), Some(1000))?;
         std::os::unix::fs::chown(d2.join("a/b"), Some(1000), Some(1000))?;
-        fs::set_permissions(d2.join("a/b"), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        fs::set_permissions(
+            d2.join("a/b"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
         Ok(u64::from(fs::metadata(d2.join("a/b/f"))?.uid()))
     })
     .unwrap();
     assert_eq!(uid, 1000, "ids inside are container ids");
-    assert_eq!(fs::metadata(d.join("a/b")).unwrap().uid(), m.host_uid(1000).unwrap());
-    assert!(fs::remove_dir_all(&d).is_err(), "the caller cannot delete subuid-owned files");
+    assert_eq!(
+        fs::metadata(d.join("a/b")).unwrap().uid(),
+        m.host_uid(1000).unwrap()
+    );
+    assert!(
+        fs::remove_dir_all(&d).is_err(),
+        "the caller cannot delete subuid-owned files"
+    );
     remove_tree_in_userns(&m, &d).unwrap();
     assert!(!d.exists());
     let err = run_in_userns(&m, || Err::<(), _>("nope")).unwrap_err();

@@ -35,7 +35,9 @@ impl FromStr for UsernsMode {
             "auto" => Ok(UsernsMode::Auto),
             "single" => Ok(UsernsMode::Single),
             "subuid" => Ok(UsernsMode::Subuid),
-            _ => Err(format!("unknown --userns mode {s:?}: use auto, single or subuid")),
+            _ => Err(format!(
+                "unknown --userns mode {s:?}: use auto, single or subuid"
+            )),
         }
     }
 }
@@ -65,39 +67,47 @@ id range is mapped; add one with `usermod --add-subuids 100000-165535 --add-subg
 
 impl IdMapping {
     /// Picks the mapping for `mode`, returning it with a sentence saying why.
-    pub fn choose(mode: UsernsMode, host: &HostCapabilities) -> Result<(IdMapping, String), String> {
-        let single = IdMapping::Single { uid: host.uid, gid: host.gid };
+    pub fn choose(
+        mode: UsernsMode,
+        host: &HostCapabilities,
+    ) -> Result<(IdMapping, String), String> {
+        let single = IdMapping::Single {
+            uid: host.uid,
+            gid: host.gid,
+        };
         match mode {
             UsernsMode::Single => Ok((single, "single id mapping (--userns single)".into())),
-            UsernsMode::Subuid | UsernsMode::Auto => match (&host.id_helpers, &host.subuid, &host.subgid) {
-                (Ok((u, g)), Ok(su), Ok(sg)) => {
-                    let m = IdMapping::Range {
-                        uid: host.uid,
-                        gid: host.gid,
-                        subuid: *su,
-                        subgid: *sg,
-                        newuidmap: u.clone(),
-                        newgidmap: g.clone(),
-                    };
-                    let why = format!(
-                        "subordinate id mapping: 0 -> {}, 1..{} -> {}.. (uids) / {}.. (gids) via {}",
-                        host.uid,
-                        su.count.min(sg.count),
-                        su.start,
-                        sg.start,
-                        u.display()
-                    );
-                    Ok((m, why))
-                }
-                _ => {
-                    let why = host.range_mapping_available().err().unwrap_or_default();
-                    if mode == UsernsMode::Subuid {
-                        Err(format!("--userns subuid: {why}"))
-                    } else {
-                        Ok((single, format!("single id mapping: {why}")))
+            UsernsMode::Subuid | UsernsMode::Auto => {
+                match (&host.id_helpers, &host.subuid, &host.subgid) {
+                    (Ok((u, g)), Ok(su), Ok(sg)) => {
+                        let m = IdMapping::Range {
+                            uid: host.uid,
+                            gid: host.gid,
+                            subuid: *su,
+                            subgid: *sg,
+                            newuidmap: u.clone(),
+                            newgidmap: g.clone(),
+                        };
+                        let why = format!(
+                            "subordinate id mapping: 0 -> {}, 1..{} -> {}.. (uids) / {}.. (gids) via {}",
+                            host.uid,
+                            su.count.min(sg.count),
+                            su.start,
+                            sg.start,
+                            u.display()
+                        );
+                        Ok((m, why))
+                    }
+                    _ => {
+                        let why = host.range_mapping_available().err().unwrap_or_default();
+                        if mode == UsernsMode::Subuid {
+                            Err(format!("--userns subuid: {why}"))
+                        } else {
+                            Ok((single, format!("single id mapping: {why}")))
+                        }
                     }
                 }
-            },
+            }
         }
     }
 
@@ -157,9 +167,16 @@ impl IdMapping {
                 gid_map: format!("0 {gid} 1\n").into_bytes(),
             }),
             IdMapping::Range { .. } => {
-                let (child_ready_r, child_ready_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
-                let (parent_done_r, parent_done_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
-                Ok(MapPlan::Range(RangeSync { child_ready_r, child_ready_w, parent_done_r, parent_done_w }))
+                let (child_ready_r, child_ready_w) =
+                    sys::pipe().map_err(|e| format!("pipe: {e}"))?;
+                let (parent_done_r, parent_done_w) =
+                    sys::pipe().map_err(|e| format!("pipe: {e}"))?;
+                Ok(MapPlan::Range(RangeSync {
+                    child_ready_r,
+                    child_ready_w,
+                    parent_done_r,
+                    parent_done_w,
+                }))
             }
         }
     }
@@ -237,27 +254,50 @@ impl MapPlan {
         let MapPlan::Range(s) = self else {
             return Ok(());
         };
-        let RangeSync { child_ready_r, child_ready_w, parent_done_r, parent_done_w } = s;
+        let RangeSync {
+            child_ready_r,
+            child_ready_w,
+            parent_done_r,
+            parent_done_w,
+        } = s;
         drop(child_ready_w);
         drop(parent_done_r);
         let mut b = [0u8; 1];
-        let n = sys::read_some(child_ready_r.as_raw_fd(), &mut b).map_err(|e| format!("id map sync: {e}"))?;
+        let n = sys::read_some(child_ready_r.as_raw_fd(), &mut b)
+            .map_err(|e| format!("id map sync: {e}"))?;
         if n == 0 {
             return Err("the sandbox exited before its ids were mapped".into());
         }
         let res = run_helpers(mapping, child);
-        let _ = sys::write_all(parent_done_w.as_raw_fd(), if res.is_ok() { b"1" } else { b"0" });
+        let _ = sys::write_all(
+            parent_done_w.as_raw_fd(),
+            if res.is_ok() { b"1" } else { b"0" },
+        );
         res
     }
 }
 
 fn run_helpers(mapping: &IdMapping, pid: libc::pid_t) -> Result<(), String> {
-    let IdMapping::Range { uid, gid, subuid, subgid, newuidmap, newgidmap } = mapping else {
+    let IdMapping::Range {
+        uid,
+        gid,
+        subuid,
+        subgid,
+        newuidmap,
+        newgidmap,
+    } = mapping
+    else {
         return Ok(());
     };
     for (helper, id, r) in [(newuidmap, uid, subuid), (newgidmap, gid, subgid)] {
         let out = Command::new(helper)
-            .args([pid.to_string(), "0".into(), id.to_string(), "1".into(), "1".into()])
+            .args([
+                pid.to_string(),
+                "0".into(),
+                id.to_string(),
+                "1".into(),
+                "1".into(),
+            ])
             .args([r.start.to_string(), r.count.to_string()])
             .output()
             .map_err(|e| format!("cannot run {}: {e}", helper.display()))?;
@@ -272,4 +312,3 @@ fn run_helpers(mapping: &IdMapping, pid: libc::pid_t) -> Result<(), String> {
     }
     Ok(())
 }
-

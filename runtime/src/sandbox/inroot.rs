@@ -34,7 +34,12 @@ pub fn clean(path: &str) -> Vec<&str> {
 pub fn open_root(root: &Path) -> Result<OwnedFd, String> {
     let c = sys::cpath(root)?;
     // SAFETY: c is NUL-terminated.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(sys::errno_msg(format!("open {}", root.display())));
     }
@@ -53,7 +58,11 @@ struct OpenHow {
 /// The real host path of `rel` resolved inside `root`, or `Ok(None)` when it
 /// does not exist. The last component is followed too when it is a symlink.
 pub fn resolve(root: &OwnedFd, rel: &[&str]) -> Result<Option<PathBuf>, String> {
-    let joined = if rel.is_empty() { ".".to_string() } else { rel.join("/") };
+    let joined = if rel.is_empty() {
+        ".".to_string()
+    } else {
+        rel.join("/")
+    };
     let c = CString::new(joined.clone()).map_err(|_| format!("{joined:?} contains a NUL byte"))?;
     let how = OpenHow {
         flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
@@ -93,7 +102,12 @@ pub struct Created {
 
 /// Makes sure `rel` exists inside `root` as a directory (`dir`) or an empty
 /// file, creating missing parents as 0755 directories. Returns its real path.
-pub fn ensure(root: &OwnedFd, rel: &[&str], dir: bool, created: &mut Created) -> Result<PathBuf, String> {
+pub fn ensure(
+    root: &OwnedFd,
+    rel: &[&str],
+    dir: bool,
+    created: &mut Created,
+) -> Result<PathBuf, String> {
     let mut cur = resolve(root, &[])?.ok_or("the rootfs disappeared")?;
     for i in 0..rel.len() {
         let last = i + 1 == rel.len();
@@ -112,7 +126,11 @@ pub fn ensure(root: &OwnedFd, rel: &[&str], dir: bool, created: &mut Created) ->
                     let fd = unsafe {
                         libc::open(
                             c.as_ptr(),
-                            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                            libc::O_CREAT
+                                | libc::O_EXCL
+                                | libc::O_WRONLY
+                                | libc::O_NOFOLLOW
+                                | libc::O_CLOEXEC,
                             0o644,
                         )
                     };

@@ -191,9 +191,18 @@ impl Sandbox {
         run_in_userns(&mapping, || Ok::<(), String>(()))
             .map_err(|e| SandboxError::Unsupported(e.to_string()))?;
         fs::create_dir_all(&opts.state_dir).map_err(|e| {
-            SandboxError::Setup(format!("creating state dir {}: {e}", opts.state_dir.display()))
+            SandboxError::Setup(format!(
+                "creating state dir {}: {e}",
+                opts.state_dir.display()
+            ))
         })?;
-        Ok(Sandbox { host, mapping, mapping_reason, state_dir: opts.state_dir, cache_dir: opts.cache_dir })
+        Ok(Sandbox {
+            host,
+            mapping,
+            mapping_reason,
+            state_dir: opts.state_dir,
+            cache_dir: opts.cache_dir,
+        })
     }
 
     pub fn mapping(&self) -> &IdMapping {
@@ -228,7 +237,12 @@ impl Sandbox {
         let run_dir = tempfile::Builder::new()
             .prefix("run-")
             .tempdir_in(&self.state_dir)
-            .map_err(|e| SandboxError::Setup(format!("creating a run dir in {}: {e}", self.state_dir.display())))?
+            .map_err(|e| {
+                SandboxError::Setup(format!(
+                    "creating a run dir in {}: {e}",
+                    self.state_dir.display()
+                ))
+            })?
             .keep();
         let mut dir_stubs = None;
         let res = self.run_in(spec, &run_dir, &mut dir_stubs, output);
@@ -239,7 +253,10 @@ impl Sandbox {
             // Files a rw bind mount's writer left with subordinate ids.
             let _ = remove_tree_in_userns(&self.mapping, &run_dir);
         }
-        res.map(|exit| RunOutcome { exit, duration: start.elapsed() })
+        res.map(|exit| RunOutcome {
+            exit,
+            duration: start.elapsed(),
+        })
     }
 
     fn run_in(
@@ -254,30 +271,46 @@ impl Sandbox {
         if spec.argv.is_empty() {
             return Err(invalid("the step has an empty command line".into()));
         }
-        let ctx = MountContext { cache_dir: self.cache_dir.as_deref(), run_dir, mapping: &self.mapping };
+        let ctx = MountContext {
+            cache_dir: self.cache_dir.as_deref(),
+            run_dir,
+            mapping: &self.mapping,
+        };
         let prepared = run_mounts::prepare(&spec.mounts, &ctx).map_err(invalid)?;
         let points = sandbox_mount_points(&spec.mounts);
 
-        let mkdir = |p: &Path| fs::create_dir(p).map_err(|e| setup(format!("mkdir {}: {e}", p.display())));
+        let mkdir =
+            |p: &Path| fs::create_dir(p).map_err(|e| setup(format!("mkdir {}: {e}", p.display())));
         let merged = run_dir.join("merged");
         let secrets_dir = run_dir.join("secrets");
         mkdir(&merged)?;
         mkdir(&secrets_dir)?;
         let root = match &spec.rootfs {
-            RootfsSpec::Overlay { lowers, upper, work } => {
+            RootfsSpec::Overlay {
+                lowers,
+                upper,
+                work,
+            } => {
                 let stub_layer = run_dir.join("stubs");
                 mkdir(&stub_layer)?;
                 stubs::build_stub_layer(&stub_layer, &points).map_err(setup)?;
-                RootPlan::Overlay { options: overlay_options(lowers, &stub_layer, upper, work).map_err(invalid)? }
+                RootPlan::Overlay {
+                    options: overlay_options(lowers, &stub_layer, upper, work).map_err(invalid)?,
+                }
             }
             RootfsSpec::Dir(dir) => {
                 *dir_stubs = Some(stubs::create_in_dir(dir, &points).map_err(setup)?);
-                RootPlan::Dir { source: dir.clone() }
+                RootPlan::Dir {
+                    source: dir.clone(),
+                }
             }
         };
 
         let hosts = spec.hosts.clone().unwrap_or_else(|| {
-            format!("127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n", h = spec.hostname)
+            format!(
+                "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n",
+                h = spec.hostname
+            )
         });
         let resolv = match &spec.resolv_conf {
             Some(r) => r.clone(),
@@ -328,7 +361,9 @@ impl Sandbox {
         let sup = supervise::supervise(spawned, spec.timeout, spec.cancel.as_ref(), output);
         drop(prepared.locks);
         match sup.stopped {
-            Some(Stopped::Timeout) => return Err(SandboxError::Timeout(spec.timeout.unwrap_or_default())),
+            Some(Stopped::Timeout) => {
+                return Err(SandboxError::Timeout(spec.timeout.unwrap_or_default()));
+            }
             Some(Stopped::Cancelled) => return Err(SandboxError::Cancelled),
             None => {}
         }
@@ -346,24 +381,43 @@ impl Sandbox {
         }
         Err(setup(format!(
             "the sandbox process ended without reporting a status ({})",
-            sup.c1_status.map(|s| ExitStatus::from_wait(s).to_string()).unwrap_or_else(|| "not reaped".into())
+            sup.c1_status
+                .map(|s| ExitStatus::from_wait(s).to_string())
+                .unwrap_or_else(|| "not reaped".into())
         )))
     }
 }
 
 /// The overlay mount data: the image's lowers (topmost first), then the
 /// step's stub layer at the very bottom (see `stubs`).
-fn overlay_options(lowers: &[PathBuf], stubs: &Path, upper: &Path, work: &Path) -> Result<String, String> {
+fn overlay_options(
+    lowers: &[PathBuf],
+    stubs: &Path,
+    upper: &Path,
+    work: &Path,
+) -> Result<String, String> {
     let mut all: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
     all.push(stubs);
     for p in all.iter().chain([&upper, &work]) {
-        let s = p.to_str().ok_or_else(|| format!("overlay path {} is not UTF-8", p.display()))?;
+        let s = p
+            .to_str()
+            .ok_or_else(|| format!("overlay path {} is not UTF-8", p.display()))?;
         if s.contains([':', ',', '\\']) {
-            return Err(format!("overlay path {s} contains ':', ',' or '\\', which overlayfs cannot take"));
+            return Err(format!(
+                "overlay path {s} contains ':', ',' or '\\', which overlayfs cannot take"
+            ));
         }
     }
-    let lower = all.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
-    let opts = format!("lowerdir={lower},upperdir={},workdir={},userxattr", upper.display(), work.display());
+    let lower = all
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={},userxattr",
+        upper.display(),
+        work.display()
+    );
     if opts.len() >= 4000 {
         return Err(format!(
             "{} lower layers make the overlay mount options {} bytes, over the kernel's one-page limit; \

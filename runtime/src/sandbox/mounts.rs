@@ -68,7 +68,9 @@ pub(crate) fn mount(
 }
 
 fn bind(src: &Path, target: &Path, recursive: bool) -> Result<(), String> {
-    let s = src.to_str().ok_or_else(|| format!("{} is not UTF-8", src.display()))?;
+    let s = src
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", src.display()))?;
     let rec = if recursive { libc::MS_REC } else { 0 };
     mount(Some(s), target, None, libc::MS_BIND | rec, None)
 }
@@ -89,7 +91,12 @@ const AT_RECURSIVE: libc::c_uint = 0x8000;
 /// kernel locked on mounts inherited from the host (nosuid, nodev, …).
 fn make_readonly(target: &Path) -> Result<(), String> {
     let t = sys::cpath(target)?;
-    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
     // SAFETY: valid path and attr struct with its size.
     let r = unsafe {
         libc::syscall(
@@ -143,7 +150,13 @@ fn touch(p: &Path) -> Result<(), String> {
 
 fn setup_dev(dev: &Path) -> Result<(), String> {
     let nosuid_noexec = libc::MS_NOSUID | libc::MS_NOEXEC;
-    mount(Some("tmpfs"), dev, Some("tmpfs"), nosuid_noexec, Some("mode=755,size=65536"))?;
+    mount(
+        Some("tmpfs"),
+        dev,
+        Some("tmpfs"),
+        nosuid_noexec,
+        Some("mode=755,size=65536"),
+    )?;
     // mknod is not allowed in a user namespace: bind the host's nodes.
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let host = Path::new("/dev").join(name);
@@ -157,13 +170,32 @@ fn setup_dev(dev: &Path) -> Result<(), String> {
     let pts = dev.join("pts");
     let _ = fs::create_dir(&pts);
     // Best effort: a pty is a nicety for a build step, not a requirement.
-    if mount(Some("devpts"), &pts, Some("devpts"), nosuid_noexec, Some("newinstance,ptmxmode=0666,mode=620")).is_ok() {
+    if mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        nosuid_noexec,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )
+    .is_ok()
+    {
         let _ = symlink("pts/ptmx", dev.join("ptmx"));
     }
     let shm = dev.join("shm");
     let _ = fs::create_dir(&shm);
-    mount(Some("shm"), &shm, Some("tmpfs"), nosuid_noexec | libc::MS_NODEV, Some("mode=1777,size=67108864"))?;
-    for (link, to) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+    mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        nosuid_noexec | libc::MS_NODEV,
+        Some("mode=1777,size=67108864"),
+    )?;
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
         symlink(to, dev.join(link)).map_err(|e| format!("symlink /dev/{link}: {e}"))?;
     }
     Ok(())
@@ -172,20 +204,32 @@ fn setup_dev(dev: &Path) -> Result<(), String> {
 fn setup_sys(sys_dir: &Path, network: Network) -> Result<(), String> {
     let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     // sysfs may only be mounted by the owner of the network namespace.
-    if network == Network::None && mount(Some("sysfs"), sys_dir, Some("sysfs"), flags, None).is_ok() {
+    if network == Network::None && mount(Some("sysfs"), sys_dir, Some("sysfs"), flags, None).is_ok()
+    {
         return Ok(());
     }
     bind(Path::new("/sys"), sys_dir, true)?;
     make_readonly(sys_dir)
 }
 
-fn mount_one(m: &PreparedMount, at: &Path, secrets_dir: &Path, secrets_ready: &mut bool, n: usize) -> Result<(), String> {
+fn mount_one(
+    m: &PreparedMount,
+    at: &Path,
+    secrets_dir: &Path,
+    secrets_ready: &mut bool,
+    n: usize,
+) -> Result<(), String> {
     match &m.kind {
-        PreparedKind::Bind { source, readonly, init } => {
+        PreparedKind::Bind {
+            source,
+            readonly,
+            init,
+        } => {
             bind(source, at, true)?;
             if let Some((mode, uid, gid)) = init {
-                std::os::unix::fs::chown(at, Some(*uid), Some(*gid))
-                    .map_err(|e| format!("chown {uid}:{gid} on cache mount {}: {e}", at.display()))?;
+                std::os::unix::fs::chown(at, Some(*uid), Some(*gid)).map_err(|e| {
+                    format!("chown {uid}:{gid} on cache mount {}: {e}", at.display())
+                })?;
                 fs::set_permissions(at, fs::Permissions::from_mode(*mode))
                     .map_err(|e| format!("chmod on cache mount {}: {e}", at.display()))?;
             }
@@ -207,18 +251,37 @@ fn mount_one(m: &PreparedMount, at: &Path, secrets_dir: &Path, secrets_ready: &m
                 Some(s) => format!("mode=755,size={s}"),
                 None => "mode=755".into(),
             };
-            mount(Some("tmpfs"), at, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(&opts))?;
+            mount(
+                Some("tmpfs"),
+                at,
+                Some("tmpfs"),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                Some(&opts),
+            )?;
         }
-        PreparedKind::Secret { value, mode, uid, gid } => {
+        PreparedKind::Secret {
+            value,
+            mode,
+            uid,
+            gid,
+        } => {
             if !*secrets_ready {
                 // Memory only, and visible only in this mount namespace.
-                mount(Some("tmpfs"), secrets_dir, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, Some("mode=700,size=4194304"))?;
+                mount(
+                    Some("tmpfs"),
+                    secrets_dir,
+                    Some("tmpfs"),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    Some("mode=700,size=4194304"),
+                )?;
                 *secrets_ready = true;
             }
             let f = secrets_dir.join(format!("s{n}"));
             fs::write(&f, &value.0).map_err(|e| format!("writing secret file: {e}"))?;
-            std::os::unix::fs::chown(&f, Some(*uid), Some(*gid)).map_err(|e| format!("chown secret to {uid}:{gid}: {e}"))?;
-            fs::set_permissions(&f, fs::Permissions::from_mode(*mode)).map_err(|e| format!("chmod secret: {e}"))?;
+            std::os::unix::fs::chown(&f, Some(*uid), Some(*gid))
+                .map_err(|e| format!("chown secret to {uid}:{gid}: {e}"))?;
+            fs::set_permissions(&f, fs::Permissions::from_mode(*mode))
+                .map_err(|e| format!("chmod secret: {e}"))?;
             bind(&f, at, false)?;
             make_readonly(at)?;
         }
@@ -229,23 +292,40 @@ fn mount_one(m: &PreparedMount, at: &Path, secrets_dir: &Path, secrets_ready: &m
 /// Builds the root and pivots into it. Runs as uid 0 of the new user
 /// namespace, as pid 1 of the new pid namespace.
 pub(crate) fn build_root(plan: &MountPlan) -> Result<(), String> {
-    mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )?;
     match &plan.root {
-        RootPlan::Overlay { options } => {
-            mount(Some("overlay"), &plan.merged, Some("overlay"), 0, Some(options)).map_err(|e| {
-                format!(
-                    "{e}; kernel overlayfs in a user namespace needs Linux >= 5.11 and an upper \
+        RootPlan::Overlay { options } => mount(
+            Some("overlay"),
+            &plan.merged,
+            Some("overlay"),
+            0,
+            Some(options),
+        )
+        .map_err(|e| {
+            format!(
+                "{e}; kernel overlayfs in a user namespace needs Linux >= 5.11 and an upper \
                      dir on a file system with user xattrs that is not itself overlayfs (use the \
                      native snapshotter otherwise)"
-                )
-            })?
-        }
+            )
+        })?,
         RootPlan::Dir { source } => bind(source, &plan.merged, true)?,
     }
     let root = inroot::open_root(&plan.merged)?;
     setup_dev(&ensure(&root, "/dev", true)?)?;
     let proc_dir = ensure(&root, "/proc", true)?;
-    mount(Some("proc"), &proc_dir, Some("proc"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)?;
+    mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )?;
     setup_sys(&ensure(&root, "/sys", true)?, plan.network)?;
     for (src, target) in &plan.etc_files {
         bind(src, &ensure(&root, target, false)?, false)?;
@@ -253,8 +333,10 @@ pub(crate) fn build_root(plan: &MountPlan) -> Result<(), String> {
     let mut secrets_ready = false;
     for (n, m) in plan.mounts.iter().enumerate() {
         let target = format!("/{}", m.target.join("/"));
-        let at = ensure(&root, &target, m.is_dir).map_err(|e| format!("mount target {target}: {e}"))?;
-        mount_one(m, &at, &plan.secrets_dir, &mut secrets_ready, n).map_err(|e| format!("mount at {target}: {e}"))?;
+        let at =
+            ensure(&root, &target, m.is_dir).map_err(|e| format!("mount target {target}: {e}"))?;
+        mount_one(m, &at, &plan.secrets_dir, &mut secrets_ready, n)
+            .map_err(|e| format!("mount at {target}: {e}"))?;
     }
     if secrets_ready {
         // The binds keep the files alive; the staging mount is not needed.

@@ -66,7 +66,12 @@ pub(crate) fn spawn(mut plan: ChildPlan, mapping: &IdMapping) -> Result<Spawned,
         let _ = sys::wait_pid(pid);
         return Err(e);
     }
-    Ok(Spawned { c1: pid, stdout: out_r, stderr: err_r, ctl: ctl_r })
+    Ok(Spawned {
+        c1: pid,
+        stdout: out_r,
+        stderr: err_r,
+        ctl: ctl_r,
+    })
 }
 
 fn c1(plan: &ChildPlan, parent: libc::pid_t, out_w: OwnedFd, err_w: OwnedFd, ctl_w: OwnedFd) -> ! {
@@ -111,7 +116,11 @@ fn c1(plan: &ChildPlan, parent: libc::pid_t, out_w: OwnedFd, err_w: OwnedFd, ctl
     frame::send(ctl, frame::PID1, &pid.to_le_bytes());
     match sys::wait_pid(pid) {
         Ok(status) => frame::send(ctl, frame::STATUS, &status.to_le_bytes()),
-        Err(e) => frame::send(ctl, frame::ERROR, format!("waiting for the sandbox's pid 1: {e}").as_bytes()),
+        Err(e) => frame::send(
+            ctl,
+            frame::ERROR,
+            format!("waiting for the sandbox's pid 1: {e}").as_bytes(),
+        ),
     }
     drop(alive_w);
     sys::exit_now(0)
@@ -119,8 +128,20 @@ fn c1(plan: &ChildPlan, parent: libc::pid_t, out_w: OwnedFd, err_w: OwnedFd, ctl
 
 fn c2(plan: &ChildPlan, alive_r: OwnedFd, ctl: i32) -> ! {
     // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
-    let mut pfd = libc::pollfd { fd: alive_r.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    let mut pfd = libc::pollfd {
+        fd: alive_r.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     if unsafe { libc::poll(&mut pfd, 1, 0) } != 0 {
         sys::exit_now(1); // C1 is already gone

@@ -54,7 +54,11 @@ pub(crate) fn bring_up_loopback() -> Result<(), String> {
     if fd < 0 {
         return Err(sys::errno_msg("socket for configuring loopback"));
     }
-    let mut req = IfReqFlags { name: [0; libc::IFNAMSIZ], flags: 0, _pad: [0; 22] };
+    let mut req = IfReqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
     req.name[..2].copy_from_slice(b"lo");
     // SAFETY: req is a valid ifreq-shaped buffer for these ioctls.
     let res = unsafe {

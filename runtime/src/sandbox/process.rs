@@ -45,7 +45,10 @@ fn resolve(plan: &ExecPlan) -> Result<ResolvedUser, ExecFailure> {
     if u.uid > plan.max_uid || u.gid > plan.max_gid {
         return Err((
             frame::EXEC,
-            format!("USER {spec} needs uid {} / gid {}, but {NEED_RANGE_HINT}", u.uid, u.gid),
+            format!(
+                "USER {spec} needs uid {} / gid {}, but {NEED_RANGE_HINT}",
+                u.uid, u.gid
+            ),
         ));
     }
     Ok(u)
@@ -57,9 +60,13 @@ fn find_in_path(cmd: &str, path: &str) -> Option<CString> {
     }
     for dir in path.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };
-        let Ok(c) = CString::new(format!("{dir}/{cmd}")) else { continue };
+        let Ok(c) = CString::new(format!("{dir}/{cmd}")) else {
+            continue;
+        };
         // SAFETY: c is NUL-terminated; eaccess-like check with the step's ids.
-        let ok = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) } == 0;
+        let ok =
+            unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) }
+                == 0;
         if ok && fs::metadata(format!("{dir}/{cmd}")).is_ok_and(|m| m.is_file()) {
             return Some(c);
         }
@@ -95,15 +102,31 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
         env.push(("HOSTNAME".into(), plan.hostname.clone()));
     }
     if !has(&env, "HOME") {
-        let home = user.home.clone().unwrap_or_else(|| if user.uid == 0 { "/root".into() } else { "/".into() });
+        let home = user.home.clone().unwrap_or_else(|| {
+            if user.uid == 0 {
+                "/root".into()
+            } else {
+                "/".into()
+            }
+        });
         env.push(("HOME".into(), home));
     }
-    let path_var = env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
+    let path_var = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     let cenv: Vec<CString> = env
         .iter()
         .map(|(k, v)| CString::new(format!("{k}={v}")))
         .collect::<Result<_, _>>()
-        .map_err(|_| (frame::EXEC, "an environment variable contains a NUL byte".into()))?;
+        .map_err(|_| {
+            (
+                frame::EXEC,
+                "an environment variable contains a NUL byte".into(),
+            )
+        })?;
     let cargv: Vec<CString> = plan
         .argv
         .iter()
@@ -112,8 +135,13 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
         .map_err(|_| (frame::EXEC, "an argument contains a NUL byte".into()))?;
 
     // Working directory: created (as root) when missing, as BuildKit does.
-    let cwd = if plan.cwd.is_empty() { "/" } else { plan.cwd.as_str() };
-    fs::create_dir_all(cwd).map_err(|e| setup_err(format!("creating working directory {cwd}: {e}")))?;
+    let cwd = if plan.cwd.is_empty() {
+        "/"
+    } else {
+        plan.cwd.as_str()
+    };
+    fs::create_dir_all(cwd)
+        .map_err(|e| setup_err(format!("creating working directory {cwd}: {e}")))?;
     let ccwd = sys::cstr(cwd).map_err(setup_err)?;
     // SAFETY: plain fd and id syscalls in the single-threaded child.
     unsafe {
@@ -132,7 +160,12 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
         }
         libc::umask(0o022);
         if plan.range {
-            let groups: Vec<libc::gid_t> = user.groups.iter().copied().filter(|g| *g <= plan.max_gid).collect();
+            let groups: Vec<libc::gid_t> = user
+                .groups
+                .iter()
+                .copied()
+                .filter(|g| *g <= plan.max_gid)
+                .collect();
             if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
                 return Err(setup_err(sys::errno_msg("setgroups")));
             }
@@ -148,7 +181,13 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
         }
     }
     let prog = find_in_path(&plan.argv[0], &path_var).ok_or_else(|| {
-        (frame::EXEC, format!("command not found: {} (searched PATH={path_var} in the rootfs)", plan.argv[0]))
+        (
+            frame::EXEC,
+            format!(
+                "command not found: {} (searched PATH={path_var} in the rootfs)",
+                plan.argv[0]
+            ),
+        )
     })?;
     let mut argv_p: Vec<*const libc::c_char> = cargv.iter().map(|c| c.as_ptr()).collect();
     argv_p.push(std::ptr::null());
@@ -157,8 +196,16 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
     // SAFETY: NULL-terminated arrays of valid C strings; every inherited
     // descriptor except 0..=2 is closed by exec.
     unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
         libc::execve(prog.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
     }
-    Err((frame::EXEC, sys::errno_msg(format!("exec {}", prog.to_string_lossy()))))
+    Err((
+        frame::EXEC,
+        sys::errno_msg(format!("exec {}", prog.to_string_lossy())),
+    ))
 }

@@ -47,10 +47,18 @@ const FIXED: [(&str, bool); 6] = [
 /// itself writes there; with a Dir rootfs the sandbox removes the ones it
 /// created. A differ may exclude these paths as a second line of defence.
 pub fn sandbox_mount_points(mounts: &[RunMount]) -> Vec<MountPoint> {
-    let mut out: Vec<MountPoint> =
-        FIXED.iter().map(|(p, d)| MountPoint { path: (*p).into(), dir: *d }).collect();
+    let mut out: Vec<MountPoint> = FIXED
+        .iter()
+        .map(|(p, d)| MountPoint {
+            path: (*p).into(),
+            dir: *d,
+        })
+        .collect();
     for (t, dir) in mount_targets(mounts) {
-        out.push(MountPoint { path: format!("/{}", inroot::clean(&t).join("/")), dir });
+        out.push(MountPoint {
+            path: format!("/{}", inroot::clean(&t).join("/")),
+            dir,
+        });
     }
     out
 }
@@ -63,10 +71,15 @@ pub(crate) fn build_stub_layer(layer: &Path, points: &[MountPoint]) -> Result<()
             continue;
         }
         let full = rel.iter().fold(layer.to_path_buf(), |acc, c| acc.join(c));
-        let dir = if p.dir { full.as_path() } else { full.parent().unwrap_or(layer) };
+        let dir = if p.dir {
+            full.as_path()
+        } else {
+            full.parent().unwrap_or(layer)
+        };
         fs::create_dir_all(dir).map_err(|e| format!("creating stub {}: {e}", dir.display()))?;
         if !p.dir && !full.exists() {
-            fs::File::create(&full).map_err(|e| format!("creating stub {}: {e}", full.display()))?;
+            fs::File::create(&full)
+                .map_err(|e| format!("creating stub {}: {e}", full.display()))?;
         }
     }
     Ok(())
@@ -88,8 +101,14 @@ fn times_of(p: &Path) -> Option<(libc::timespec, libc::timespec)> {
         return None;
     }
     Some((
-        libc::timespec { tv_sec: st.st_atime, tv_nsec: st.st_atime_nsec },
-        libc::timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec },
+        libc::timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec,
+        },
+        libc::timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec,
+        },
     ))
 }
 
@@ -142,7 +161,14 @@ impl DirStubs {
             if let Ok(c) = sys::cpath(p) {
                 let ts = [*a, *m];
                 // SAFETY: valid path and two timespecs.
-                unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+                unsafe {
+                    libc::utimensat(
+                        libc::AT_FDCWD,
+                        c.as_ptr(),
+                        ts.as_ptr(),
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    )
+                };
             }
         }
     }

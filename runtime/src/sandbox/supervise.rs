@@ -58,8 +58,16 @@ pub(crate) fn supervise(
 ) -> Supervised {
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut streams = [
-        Stream { fd: Some(sp.stdout), kind: OutputStream::Stdout, buf: Vec::new() },
-        Stream { fd: Some(sp.stderr), kind: OutputStream::Stderr, buf: Vec::new() },
+        Stream {
+            fd: Some(sp.stdout),
+            kind: OutputStream::Stdout,
+            buf: Vec::new(),
+        },
+        Stream {
+            fd: Some(sp.stderr),
+            kind: OutputStream::Stderr,
+            buf: Vec::new(),
+        },
     ];
     let mut ctl = Some(sp.ctl);
     let mut ctl_buf = Vec::new();
@@ -70,12 +78,20 @@ pub(crate) fn supervise(
         let mut who: Vec<usize> = Vec::new();
         for (i, s) in streams.iter().enumerate() {
             if let Some(fd) = &s.fd {
-                fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+                fds.push(libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
                 who.push(i);
             }
         }
         if let Some(fd) = &ctl {
-            fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
             who.push(2);
         }
         if fds.is_empty() {
@@ -134,7 +150,11 @@ pub(crate) fn supervise(
         }
     }
     let c1_status = sys::wait_pid(sp.c1).ok();
-    Supervised { frames: frame::parse(&ctl_buf), stopped, c1_status }
+    Supervised {
+        frames: frame::parse(&ctl_buf),
+        stopped,
+        c1_status,
+    }
 }
 
 /// Kills pid 1 of the namespace (the kernel then kills the rest) and the

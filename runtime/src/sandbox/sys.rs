@@ -180,7 +180,15 @@ pub fn wait_pid(pid: libc::pid_t) -> io::Result<libc::c_int> {
 /// to be `parent`) is already gone, closing the race between fork and prctl.
 pub fn die_with_parent(parent: libc::pid_t) {
     // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     // SAFETY: getppid cannot fail.
     if unsafe { libc::getppid() } != parent {
         exit_now(1);

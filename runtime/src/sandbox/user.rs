@@ -43,7 +43,9 @@ fn group_entries(text: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
         if f.len() < 3 || l.starts_with('#') {
             return None;
         }
-        let members = f.get(3).map(|m| m.split(',').filter(|s| !s.is_empty()).collect());
+        let members = f
+            .get(3)
+            .map(|m| m.split(',').filter(|s| !s.is_empty()).collect());
         Some((f[0], f[2].parse().ok()?, members.unwrap_or_default()))
     })
 }
@@ -74,7 +76,9 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
             gid = match group_entries(group).find(|(n, id, _)| *n == g || id.to_string() == g) {
                 Some((_, id, _)) => id,
                 None => g.parse().map_err(|_| {
-                    format!("unable to find group {g}: no matching entries in the image's /etc/group")
+                    format!(
+                        "unable to find group {g}: no matching entries in the image's /etc/group"
+                    )
                 })?,
             };
         }
@@ -89,7 +93,12 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
             }
         }
     }
-    Ok(ResolvedUser { uid, gid, groups, home: home.filter(|h| !h.is_empty()) })
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        groups,
+        home: home.filter(|h| !h.is_empty()),
+    })
 }
 
 #[cfg(test)]
@@ -97,14 +106,18 @@ mod tests {
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nwheel:x:10:app,root\nnogroup:x:65534:\napp:x:1000:\ndocker:x:999:app\n";
+    const GROUP: &str =
+        "root:x:0:\nwheel:x:10:app,root\nnogroup:x:65534:\napp:x:1000:\ndocker:x:999:app\n";
 
     #[test]
     fn names_numbers_and_groups() {
         let r = resolve_user("nobody", PASSWD, GROUP).unwrap();
         assert_eq!((r.uid, r.gid, r.groups.len()), (65534, 65534, 0));
         let r = resolve_user("app", PASSWD, GROUP).unwrap();
-        assert_eq!((r.uid, r.gid, r.groups.clone()), (1000, 1000, vec![10, 999]));
+        assert_eq!(
+            (r.uid, r.gid, r.groups.clone()),
+            (1000, 1000, vec![10, 999])
+        );
         assert_eq!(r.home.as_deref(), Some("/home/app"));
         let r = resolve_user("app:nogroup", PASSWD, GROUP).unwrap();
         assert_eq!((r.uid, r.gid, r.groups.len()), (1000, 65534, 0));
@@ -118,8 +131,16 @@ mod tests {
 
     #[test]
     fn unknown_names_are_errors() {
-        assert!(resolve_user("ghost", PASSWD, GROUP).unwrap_err().contains("unable to find user ghost"));
-        assert!(resolve_user("app:ghosts", PASSWD, GROUP).unwrap_err().contains("group ghosts"));
+        assert!(
+            resolve_user("ghost", PASSWD, GROUP)
+                .unwrap_err()
+                .contains("unable to find user ghost")
+        );
+        assert!(
+            resolve_user("app:ghosts", PASSWD, GROUP)
+                .unwrap_err()
+                .contains("group ghosts")
+        );
         assert!(resolve_user("", PASSWD, GROUP).is_err());
     }
 }

@@ -19,7 +19,8 @@ pub fn busybox_tree(dir: &Path) {
     fs::create_dir_all(dir.join("bin")).unwrap();
     fs::create_dir_all(dir.join("etc")).unwrap();
     fs::create_dir_all(dir.join("tmp")).unwrap();
-    fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static must be installed at /bin/busybox");
+    fs::copy("/bin/busybox", dir.join("bin/busybox"))
+        .expect("busybox-static must be installed at /bin/busybox");
     for a in APPLETS {
         symlink("busybox", dir.join("bin").join(a)).unwrap();
     }
@@ -60,7 +61,14 @@ impl Fixture {
         let work = self.path(&format!("{name}-work"));
         fs::create_dir_all(&upper).unwrap();
         fs::create_dir_all(&work).unwrap();
-        (RootfsSpec::Overlay { lowers: vec![self.path("lower")], upper: upper.clone(), work }, upper)
+        (
+            RootfsSpec::Overlay {
+                lowers: vec![self.path("lower")],
+                upper: upper.clone(),
+                work,
+            },
+            upper,
+        )
     }
 
     pub fn spec(&self, rootfs: RootfsSpec, script: &str) -> RunSpec {
@@ -68,9 +76,17 @@ impl Fixture {
     }
 
     /// Runs and collects (stream, line) pairs.
-    pub fn run(&self, spec: &RunSpec) -> (Result<RunOutcome, SandboxError>, Vec<(OutputStream, String)>) {
+    pub fn run(
+        &self,
+        spec: &RunSpec,
+    ) -> (
+        Result<RunOutcome, SandboxError>,
+        Vec<(OutputStream, String)>,
+    ) {
         let mut lines = Vec::new();
-        let res = self.sandbox.run(spec, &mut |s, l| lines.push((s, String::from_utf8_lossy(l).into_owned())));
+        let res = self.sandbox.run(spec, &mut |s, l| {
+            lines.push((s, String::from_utf8_lossy(l).into_owned()))
+        });
         (res, lines)
     }
 
@@ -78,8 +94,16 @@ impl Fixture {
     pub fn stdout(&self, spec: &RunSpec) -> Vec<String> {
         let (res, lines) = self.run(spec);
         let out = res.unwrap_or_else(|e| panic!("run failed: {e}; output {lines:?}"));
-        assert!(out.exit.success(), "exit {} with output {lines:?}", out.exit);
-        lines.into_iter().filter(|(s, _)| *s == OutputStream::Stdout).map(|(_, l)| l).collect()
+        assert!(
+            out.exit.success(),
+            "exit {} with output {lines:?}",
+            out.exit
+        );
+        lines
+            .into_iter()
+            .filter(|(s, _)| *s == OutputStream::Stdout)
+            .map(|(_, l)| l)
+            .collect()
     }
 }
 
