@@ -134,6 +134,7 @@ fn make_base(base: &Path) {
     w("opq/old1", "1\n");
     w("opq/old2", "2\n");
     w("parent/child", "c\n");
+    w("deep/a/b/file", "deep\n");
     fs::create_dir_all(base.join("untouched/deeper")).expect("mkdir");
     w("untouched/deeper/file", "same\n");
     symlink("keep.txt", base.join("link")).expect("symlink");
@@ -191,6 +192,7 @@ fn step_script(range: bool) -> String {
         rm -rf /opq && mkdir /opq && echo n > /opq/new
         mkdir -p /newdir/deep && echo d > /newdir/deep/file
         echo p > /parent/added
+        echo more >> /deep/a/b/file
         echo h > /hl_a && ln /hl_a /hl_b
         ln -s /keep.txt /newlink
         chmod 4755 /chmod.bin
@@ -256,6 +258,7 @@ fn expected(range: bool) -> Vec<Shape> {
     vec![
         s("added.txt", "added", "file 4", Some(0o644), added_owner),
         s("chmod.bin", "modified", "file 10", Some(0o4755), root),
+        s("deep/a/b/file", "modified", "file 10", Some(0o644), root),
         s("delete.txt", "deleted", "", None, None),
         s("dir_del", "deleted", "", None, None),
         s("dir_to_file", "modified", "file 2", Some(0o644), root),
@@ -340,6 +343,7 @@ fn a_committed_layer_is_the_lower_of_the_next_step_for_every_combination() {
         stat -c %h /hl_a
         readlink /newlink
         cat /untouched/deeper/file
+        cat /deep/a/b/file
         test ! -e /scratch/in-tmpfs && echo tmpfs-not-in-layer
         stat -c %u /added.txt";
     let owner = if range { "1000" } else { "0" };
@@ -355,6 +359,8 @@ fn a_committed_layer_is_the_lower_of_the_next_step_for_every_combination() {
         "2",
         "/keep.txt",
         "same",
+        "deep",
+        "more",
         "tmpfs-not-in-layer",
         owner,
     ]
@@ -395,6 +401,10 @@ fn a_committed_layer_is_the_lower_of_the_next_step_for_every_combination() {
     let want = [
         format!("added.txt f 644 {owner} 4 1"),
         "chmod.bin f 4755 0:0 10 1".to_string(),
+        "deep d 755 0:0".to_string(),
+        "deep/a d 755 0:0".to_string(),
+        "deep/a/b d 755 0:0".to_string(),
+        "deep/a/b/file f 644 0:0 10 1".to_string(),
         "delete.txt whiteout".to_string(),
         "dir_del whiteout".to_string(),
         "dir_to_file f 644 0:0 2 1".to_string(),

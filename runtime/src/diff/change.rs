@@ -69,7 +69,8 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryType {
     /// A regular file. Read its content from `source`, an absolute host path
-    /// inside the snapshot (readable from the user namespace the diff ran in).
+    /// inside the active snapshot (readable from the user namespace the diff
+    /// ran in; valid until the snapshot is committed or removed).
     File {
         size: u64,
         #[serde(with = "crate::diff::path_bytes")]

@@ -16,6 +16,26 @@
 //! [`NativeSnapshotter`] (a plain copy; always works). A FUSE snapshotter can
 //! be added behind the same trait. [`choose`] picks one, with a reason.
 //!
+//! # One step, as the builder drives it
+//! ```text
+//! let choice = choose(&store.join("snapshots"), request)?;   // once; log choice.reason
+//! let snap = &*choice.snapshotter;
+//! let m = sandbox.mapping();
+//! let active = run_in_userns(m, || snap.prepare(&key, &lowers))?;  // lowers topmost first
+//! sandbox.run(&RunSpec::new(active.rootfs.clone(), argv), &mut output)?;
+//! let excludes = sandbox_mount_points(&mounts) paths;
+//! let changes = run_in_userns(m, || snap.diff(&active, &excludes))?;
+//! write the layer tar from `changes` (inside the namespace: content may be
+//!   readable only there), BEFORE commit: File sources point into the
+//!   active snapshot, which commit moves;
+//! run_in_userns(m, || snap.commit(&active, &changes).map(|_| ()))?;
+//! let layer = active.layer_dir();      // a lower for the next step
+//! ...
+//! run_in_userns(m, || snap.remove(&key))?;   // when the layer is no longer needed
+//! ```
+//! After commit, a change's content is at `layer.join(&change.path)` for
+//! both snapshotters.
+//!
 //! # Credentials
 //! Everything here uses the caller's credentials. Layers and snapshots hold
 //! files owned by subordinate ids that the invoking user cannot read or
@@ -102,7 +122,8 @@ pub trait Snapshotter: Send + Sync {
     /// (the list [`Snapshotter::diff`] returned) in overlay form, and returns
     /// its path, `<root>/<key>/layer`. The snapshot can no longer be run in;
     /// the layer directory can be a lower of later prepares until
-    /// [`Snapshotter::remove`].
+    /// [`Snapshotter::remove`]. The `source` paths of the changes are invalid
+    /// afterwards; the same content is at `<layer>/<change.path>`.
     fn commit(
         &self,
         snapshot: &ActiveSnapshot,
@@ -116,3 +137,26 @@ pub trait Snapshotter: Send + Sync {
 
 /// The directory name of a committed layer inside a snapshot's directory.
 pub(crate) const LAYER_DIR: &str = "layer";
+
+/// Lowers must be absolute (the sandbox mounts them from another working
+/// directory) and exist as directories.
+pub(crate) fn check_lowers(lowers: &[PathBuf]) -> Result<(), SnapshotError> {
+    for l in lowers {
+        if !l.is_absolute() {
+            return Err(SnapshotError::Unsupported(format!(
+                "lower layer {} is a relative path; pass absolute paths",
+                l.display()
+            )));
+        }
+        if !l.is_dir() {
+            return Err(SnapshotError::MissingLower { path: l.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// The snapshot root as an absolute path, so every path in a
+/// [`RootfsSpec`] is absolute whatever the sandbox's working directory.
+pub(crate) fn absolute_root(root: PathBuf) -> PathBuf {
+    std::path::absolute(&root).unwrap_or(root)
+}

@@ -23,6 +23,7 @@ use super::key::validate_key;
 use super::overlay::create_snapshot_dir;
 use super::remove::remove_tree;
 use super::{ActiveSnapshot, LAYER_DIR, SnapshotError, Snapshotter, SnapshotterKind};
+use super::{absolute_root, check_lowers};
 use crate::RootfsSpec;
 use crate::diff::overlay_form::{make_opaque, make_whiteout};
 use crate::diff::{
@@ -41,7 +42,9 @@ pub struct NativeSnapshotter {
 impl NativeSnapshotter {
     /// Snapshots live under `root` (`<store>/snapshots/`).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        NativeSnapshotter { root: root.into() }
+        NativeSnapshotter {
+            root: absolute_root(root.into()),
+        }
     }
 
     fn rootfs_of(snapshot: &ActiveSnapshot) -> Result<&Path, SnapshotError> {
@@ -65,11 +68,7 @@ impl Snapshotter for NativeSnapshotter {
 
     fn prepare(&self, key: &str, lowers: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
         validate_key(key)?;
-        for l in lowers {
-            if !l.is_dir() {
-                return Err(SnapshotError::MissingLower { path: l.clone() });
-            }
-        }
+        check_lowers(lowers)?;
         let dir = create_snapshot_dir(&self.root, key)?;
         let rootfs = dir.join(ROOTFS_DIR);
         let view = LowerView::new(lowers.to_vec());

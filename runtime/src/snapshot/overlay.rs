@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use super::key::validate_key;
 use super::remove::remove_tree;
 use super::{ActiveSnapshot, LAYER_DIR, SnapshotError, Snapshotter, SnapshotterKind};
+use super::{absolute_root, check_lowers};
 use crate::RootfsSpec;
 use crate::diff::overlay_form::{OPAQUE_XATTR, is_whiteout};
 use crate::diff::{Change, ChangeKind, LowerView, apply_excludes, diff_overlay_upper};
@@ -55,7 +56,9 @@ impl OverlaySnapshotter {
     /// a file system that can hold an overlay upper directory with user
     /// xattrs; [`super::choose`] checks that.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        OverlaySnapshotter { root: root.into() }
+        OverlaySnapshotter {
+            root: absolute_root(root.into()),
+        }
     }
 
     fn upper_of(snapshot: &ActiveSnapshot) -> Result<&Path, SnapshotError> {
@@ -85,11 +88,7 @@ impl Snapshotter for OverlaySnapshotter {
                 max: OVERLAY_MAX_LOWERS,
             });
         }
-        for l in lowers {
-            if !l.is_dir() {
-                return Err(SnapshotError::MissingLower { path: l.clone() });
-            }
-        }
+        check_lowers(lowers)?;
         let dir = create_snapshot_dir(&self.root, key)?;
         let upper = dir.join(UPPER_DIR);
         let work = dir.join(WORK_DIR);
