@@ -47,7 +47,7 @@ pub enum RegistryError {
         url: String,
         hint: String,
         #[source]
-        source: ureq::Error,
+        source: Box<ureq::Error>,
     },
     /// Content whose sha256 is not the digest it was asked for or announced as.
     #[error(
@@ -91,6 +91,9 @@ pub enum RegistryError {
         #[source]
         source: io::Error,
     },
+    /// The local store refused or failed (its message names the path or blob).
+    #[error("{0}")]
+    Store(#[from] crate::error::Error),
     /// Something else, already phrased for the user.
     #[error("{0}")]
     Other(String),
@@ -103,6 +106,11 @@ impl RegistryError {
             context: context.into(),
             source,
         }
+    }
+
+    /// True when the network broke; the operation may succeed if repeated.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RegistryError::Transport { .. })
     }
 
     /// True for digest and size mismatches: the registry (or a proxy) served

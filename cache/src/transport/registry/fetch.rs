@@ -14,8 +14,9 @@ use sha2::{Digest as _, Sha256};
 use super::client::{Call, RegistryClient, Repo, check_status, read_small};
 use super::endpoint::Endpoint;
 use super::error::{RegistryError, Result};
-use super::manifest::{MANIFEST_ACCEPT, ParsedManifest, parse_manifest};
+use super::manifest::{MANIFEST_ACCEPT, effective_media_type};
 use crate::digest::Digest;
+use crate::image::ParsedManifest;
 
 /// A manifest exactly as the registry served it, verified.
 #[derive(Debug, Clone)]
@@ -24,15 +25,10 @@ pub struct FetchedManifest {
     pub bytes: Vec<u8>,
     /// sha256 of `bytes`.
     pub digest: Digest,
+    /// The media type to push these bytes with again.
+    pub media_type: String,
     /// What the bytes say.
     pub parsed: ParsedManifest,
-}
-
-impl FetchedManifest {
-    /// The manifest's media type.
-    pub fn media_type(&self) -> &str {
-        &self.parsed.media_type
-    }
 }
 
 /// What a HEAD on a manifest tells.
@@ -85,13 +81,15 @@ impl RegistryClient {
                     actual,
                 });
             }
-            let parsed = parse_manifest(&bytes, content_type.as_deref()).map_err(|why| {
-                RegistryError::Protocol {
-                    url: url.clone(),
-                    why,
-                }
-            })?;
+            let parsed =
+                ParsedManifest::parse(&bytes, content_type.as_deref(), &what).map_err(|e| {
+                    RegistryError::Protocol {
+                        url: url.clone(),
+                        why: e.to_string(),
+                    }
+                })?;
             Ok(FetchedManifest {
+                media_type: effective_media_type(content_type.as_deref(), &parsed),
                 bytes,
                 digest: actual,
                 parsed,
@@ -130,7 +128,7 @@ impl RegistryClient {
                     return self.get_manifest(repo, reference).map(|m| {
                         Some(ManifestHead {
                             size: Some(m.bytes.len() as u64),
-                            media_type: Some(m.parsed.media_type),
+                            media_type: Some(m.media_type),
                             digest: m.digest,
                         })
                     });
@@ -260,10 +258,14 @@ pub fn copy_verified(
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(RegistryError::io(
-                    format!("reading {what} from {url} broke off after {total} bytes"),
-                    e,
-                ));
+                // A broken download is a network failure (retryable), not a
+                // local I/O error.
+                return Err(RegistryError::Transport {
+                    method: "GET".into(),
+                    url: url.to_string(),
+                    hint: format!(" ({what} broke off after {total} bytes)"),
+                    source: Box::new(ureq::Error::Io(e)),
+                });
             }
         };
         total += n as u64;

@@ -14,10 +14,16 @@ pub mod endpoint;
 pub mod error;
 pub mod fetch;
 pub mod manifest;
+pub mod pull;
+pub mod push;
 pub mod retry;
 pub mod upload;
 
 pub use client::{ClientOptions, RegistryClient, Repo};
 pub use error::{RegistryError, Result};
 pub use fetch::{FetchedManifest, ManifestHead};
+pub use pull::{
+    PullReport, RemoteImage, fetch_blob, fetch_manifest_and_config, pull, resolve_remote,
+};
+pub use push::{PushReport, push, push_store_blob};
 pub use upload::{BlobPushed, BlobSource, MountOutcome};

@@ -1,0 +1,289 @@
+//! Pulling an image into the local store, and the two lighter reads the
+//! builder needs: a base image's manifest digest and config without any
+//! layers (enough for cache keys), and one layer on demand.
+//!
+//! Every blob goes through the store's writer and is committed only after
+//! its sha256 matched, so a tampered or truncated download, or a SIGKILL in
+//! the middle, leaves nothing behind. The tag is written last: a pull that
+//! did not finish never names a half-present image.
+
+use std::sync::Mutex;
+
+use super::client::{RegistryClient, Repo};
+use super::error::{RegistryError, Result};
+use super::fetch::FetchedManifest;
+use crate::digest::Digest;
+use crate::image::{Descriptor, MAX_CONFIG_SIZE, Manifest, ParsedManifest};
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::store::Store;
+
+/// How many layers download at once: enough to hide latency, few enough not
+/// to thrash two cores hashing.
+const PARALLEL_LAYERS: usize = 3;
+/// Attempts per blob when a download breaks off in the middle.
+const BLOB_ATTEMPTS: u32 = 3;
+
+/// The repository a reference lives in.
+pub fn repo_of(reference: &Reference) -> Repo {
+    Repo::new(reference.registry(), reference.repository())
+}
+
+/// The tag or digest to ask the registry for (the digest wins: it pins).
+pub fn registry_ref(reference: &Reference) -> String {
+    match (reference.digest(), reference.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => crate::reference::DEFAULT_TAG.to_string(),
+    }
+}
+
+/// An image as the registry describes it, resolved to one platform, with
+/// the (verified) manifest bytes and config — but no layers.
+#[derive(Debug, Clone)]
+pub struct RemoteImage {
+    pub reference: Reference,
+    /// The index the reference pointed at, if it pointed at one.
+    pub index: Option<FetchedManifest>,
+    /// The platform's image manifest.
+    pub manifest: FetchedManifest,
+    /// `manifest` parsed as an image manifest.
+    pub image: Manifest,
+    /// The config's exact bytes (verified against the manifest).
+    pub config: Vec<u8>,
+}
+
+impl RemoteImage {
+    /// The digest the reference resolves to on the registry: the index's if
+    /// there is one, else the manifest's. This is what a tag is pointed at.
+    pub fn top_digest(&self) -> &Digest {
+        self.index
+            .as_ref()
+            .map_or(&self.manifest.digest, |i| &i.digest)
+    }
+
+    /// The platform manifest's digest.
+    pub fn manifest_digest(&self) -> &Digest {
+        &self.manifest.digest
+    }
+
+    /// The config's digest (the image ID).
+    pub fn config_digest(&self) -> &Digest {
+        &self.image.config.digest
+    }
+
+    /// The layer descriptors, bottom first.
+    pub fn layers(&self) -> &[Descriptor] {
+        &self.image.layers
+    }
+
+    /// Writes the index (if any), manifest and config into the store, each
+    /// verified against its digest. Layers are not touched.
+    pub fn store_metadata(&self, store: &Store) -> Result<()> {
+        let blobs = store.blobs();
+        blobs.put_bytes(&self.config, Some(self.config_digest()))?;
+        blobs.put_bytes(&self.manifest.bytes, Some(&self.manifest.digest))?;
+        if let Some(i) = &self.index {
+            blobs.put_bytes(&i.bytes, Some(&i.digest))?;
+        }
+        Ok(())
+    }
+}
+
+/// Resolves `reference` on its registry to one platform's manifest and
+/// config. Downloads a few KiB, never a layer.
+pub fn resolve_remote(
+    client: &RegistryClient,
+    reference: &Reference,
+    platform: &Platform,
+) -> Result<RemoteImage> {
+    let repo = repo_of(reference);
+    let top = client.get_manifest(&repo, &registry_ref(reference))?;
+    let (index, manifest) = match &top.parsed {
+        ParsedManifest::Image(_) => (None, top),
+        ParsedManifest::Index(idx) => {
+            let chosen = idx
+                .select(platform, &format!("{reference}"))
+                .map_err(|e| {
+                    RegistryError::Other(format!("{e}; pass --platform with one of those"))
+                })?
+                .digest
+                .clone();
+            let child = client.get_manifest(&repo, &chosen.to_string())?;
+            (Some(top), child)
+        }
+    };
+    let image = match &manifest.parsed {
+        ParsedManifest::Image(m) => (**m).clone(),
+        ParsedManifest::Index(_) => {
+            return Err(RegistryError::Other(format!(
+                "{reference}: the index entry for {platform} is itself an index; nested indexes are not supported"
+            )));
+        }
+    };
+    if image.config.size > MAX_CONFIG_SIZE {
+        return Err(RegistryError::Other(format!(
+            "{reference}: the config blob {} claims {} bytes, more than the {MAX_CONFIG_SIZE} strata accepts",
+            image.config.digest, image.config.size
+        )));
+    }
+    let mut config = Vec::with_capacity(usize::try_from(image.config.size).unwrap_or(0));
+    client.get_blob(
+        &repo,
+        &image.config.digest,
+        Some(image.config.size),
+        &mut config,
+    )?;
+    Ok(RemoteImage {
+        reference: reference.clone(),
+        index,
+        manifest,
+        image,
+        config,
+    })
+}
+
+/// For cache keys: the platform manifest digest and the config bytes of a
+/// registry image, without downloading layers or touching the store.
+pub fn fetch_manifest_and_config(
+    client: &RegistryClient,
+    reference: &Reference,
+    platform: &Platform,
+) -> Result<(Digest, Vec<u8>)> {
+    let r = resolve_remote(client, reference, platform)?;
+    Ok((r.manifest.digest, r.config))
+}
+
+/// Downloads one blob of `reference`'s repository into the store (verified;
+/// nothing is kept on failure). Returns false if the store already had it.
+pub fn fetch_blob(
+    client: &RegistryClient,
+    store: &Store,
+    reference: &Reference,
+    blob: &Descriptor,
+) -> Result<bool> {
+    fetch_blob_from(client, store, &repo_of(reference), blob)
+}
+
+fn fetch_blob_from(
+    client: &RegistryClient,
+    store: &Store,
+    repo: &Repo,
+    blob: &Descriptor,
+) -> Result<bool> {
+    let blobs = store.blobs();
+    if blobs.has(&blob.digest) {
+        return Ok(false);
+    }
+    let mut attempt = 1;
+    loop {
+        // A fresh temp file per attempt; dropping a writer deletes it.
+        let mut w = blobs.writer()?;
+        match client.get_blob(repo, &blob.digest, Some(blob.size), &mut w) {
+            Ok(_) => {
+                w.commit(Some(&blob.digest))?;
+                return Ok(true);
+            }
+            Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    /// What the tag now points at (index or manifest).
+    pub digest: Digest,
+    /// The platform manifest.
+    pub manifest_digest: Digest,
+    /// The image ID (config digest).
+    pub config_digest: Digest,
+    /// Layers downloaded now.
+    pub downloaded: Vec<Digest>,
+    /// Layers the store already had.
+    pub present: Vec<Digest>,
+    /// Whether the reference was tagged in the store (digest-only references
+    /// are not).
+    pub tagged: bool,
+}
+
+/// Pulls `reference` for `platform` into the store and tags it: index (if
+/// any), manifest, config and every layer, verified; the tag last.
+pub fn pull(
+    client: &RegistryClient,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+) -> Result<PullReport> {
+    let remote = resolve_remote(client, reference, platform)?;
+    let repo = repo_of(reference);
+    let (downloaded, present) = fetch_layers(client, store, &repo, remote.layers())?;
+    remote.store_metadata(store)?;
+    let tagged = reference.tag().is_some();
+    if tagged {
+        store.tag_image(reference, remote.top_digest())?;
+    }
+    Ok(PullReport {
+        digest: remote.top_digest().clone(),
+        manifest_digest: remote.manifest.digest.clone(),
+        config_digest: remote.config_digest().clone(),
+        downloaded,
+        present,
+        tagged,
+    })
+}
+
+/// Downloads the layers the store lacks, a few at a time.
+fn fetch_layers(
+    client: &RegistryClient,
+    store: &Store,
+    repo: &Repo,
+    layers: &[Descriptor],
+) -> Result<(Vec<Digest>, Vec<Digest>)> {
+    let queue = Mutex::new(layers.iter());
+    let results: Mutex<Vec<(Digest, Result<bool>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_LAYERS.min(layers.len()) {
+            s.spawn(|| {
+                loop {
+                    let next = match queue.lock() {
+                        Ok(mut q) => q.next(),
+                        Err(_) => None,
+                    };
+                    let Some(layer) = next else { break };
+                    let r = fetch_blob_from(client, store, repo, layer);
+                    let failed = r.is_err();
+                    if let Ok(mut v) = results.lock() {
+                        v.push((layer.digest.clone(), r));
+                    }
+                    if failed {
+                        // Stop taking work; the other threads finish theirs.
+                        if let Ok(mut q) = queue.lock() {
+                            for _ in q.by_ref() {}
+                        }
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let results = results
+        .into_inner()
+        .map_err(|_| RegistryError::Other("a layer download thread panicked".into()))?;
+    let (mut downloaded, mut present) = (Vec::new(), Vec::new());
+    let mut first_err = None;
+    for (d, r) in results {
+        match r {
+            Ok(true) => downloaded.push(d),
+            Ok(false) => present.push(d),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok((downloaded, present)),
+    }
+}
