@@ -55,39 +55,13 @@ fn probe(root: &Path) -> Result<(), String> {
             root.display()
         ));
     }
-    userns_allowed()?;
+    // The same explanation the sandbox gives for disabled user namespaces.
+    crate::detect::userns_allowed(Path::new("/proc/sys"))?;
     let dir = make_probe_dir(root)?;
     let result = check_user_xattrs(&dir).and_then(|()| mount_in_userns(&dir));
     // The probe directory holds only files the caller owns.
     let _ = remove_tree(&dir);
     result
-}
-
-/// Reads the knobs that switch unprivileged user namespaces off.
-fn userns_allowed() -> Result<(), String> {
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .ok()
-            .map(|s| s.trim().to_string())
-    };
-    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        return Err("user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0); \
-                    an administrator can enable them with `sysctl -w user.max_user_namespaces=15000`"
-            .into());
-    }
-    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
-        return Err("unprivileged user namespaces are disabled \
-                    (kernel.unprivileged_userns_clone = 0); an administrator can enable them with \
-                    `sysctl -w kernel.unprivileged_userns_clone=1`"
-            .into());
-    }
-    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
-        return Err("AppArmor restricts unprivileged user namespaces \
-                    (kernel.apparmor_restrict_unprivileged_userns = 1); an administrator can add \
-                    an AppArmor profile for strata that allows `userns`, or set the sysctl to 0"
-            .into());
-    }
-    Ok(())
 }
 
 fn make_probe_dir(root: &Path) -> Result<PathBuf, String> {
