@@ -18,3 +18,4 @@ pub mod lock;
 pub mod platform;
 pub mod reference;
 pub mod store;
+pub mod gc;

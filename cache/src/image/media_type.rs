@@ -19,6 +19,9 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Not part of Docker's spec; the name containerd uses for zstd layers in
+/// Docker-typed manifests. Read, never written.
+pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
 pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 /// Schema 1 manifests are refused (deprecated, unsigned content).
@@ -89,7 +92,9 @@ pub fn layer_compression(media_type: &str) -> Option<LayerCompression> {
         OCI_LAYER_GZIP | DOCKER_LAYER_GZIP | DOCKER_LAYER_FOREIGN_GZIP | OCI_LAYER_NONDIST_GZIP => {
             Some(LayerCompression::Gzip)
         }
-        OCI_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
+        OCI_LAYER_ZSTD
+        | DOCKER_LAYER_ZSTD
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
             Some(LayerCompression::Zstd)
         }
         _ => None,

@@ -1,0 +1,151 @@
+//! Writing an image tarball: entries in sorted order with fixed metadata (so
+//! the same images give the same bytes), blobs re-verified as they are
+//! copied out of the store, and the file written under a temp name next to
+//! the destination and renamed over it only when complete, so a kill never
+//! leaves a half-written archive at the destination path.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+use tempfile::NamedTempFile;
+
+use crate::cas::{BlobStore, sync_dir};
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+
+enum Source {
+    Dir,
+    Bytes(Vec<u8>),
+    Blob(Digest, u64),
+}
+
+/// An archive being assembled; nothing is written until [`TarOut::write_to`].
+#[derive(Default)]
+pub(crate) struct TarOut {
+    entries: BTreeMap<String, Source>,
+}
+
+impl TarOut {
+    /// Adds a small file.
+    pub(crate) fn bytes(&mut self, name: &str, data: Vec<u8>) {
+        self.add_parents(name);
+        self.entries.insert(name.to_string(), Source::Bytes(data));
+    }
+
+    /// Adds a store blob as `blobs/sha256/<hex>`.
+    pub(crate) fn blob(&mut self, digest: &Digest, size: u64) {
+        let name = format!("blobs/sha256/{}", digest.hex());
+        self.add_parents(&name);
+        self.entries
+            .insert(name, Source::Blob(digest.clone(), size));
+    }
+
+    fn add_parents(&mut self, name: &str) {
+        let mut acc = String::new();
+        let parts: Vec<&str> = name.split('/').collect();
+        for p in &parts[..parts.len().saturating_sub(1)] {
+            acc.push_str(p);
+            acc.push('/');
+            self.entries.entry(acc.clone()).or_insert(Source::Dir);
+        }
+    }
+
+    /// Writes the archive to a file in memory order, atomically.
+    pub(crate) fn write_to(self, blobs: &BlobStore, dest: &Path) -> Result<()> {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".strata-partial-")
+            .tempfile_in(dir)
+            .ctx("create a temp file next to", dest)?;
+        let tmp = self.write_into(blobs, tmp)?;
+        tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
+        let mut perm = fs::metadata(tmp.path())
+            .ctx("stat", tmp.path())?
+            .permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+        fs::set_permissions(tmp.path(), perm).ctx("chmod", tmp.path())?;
+        tmp.persist(dest)
+            .map_err(|e| e.error)
+            .ctx("move the archive into place at", dest)?;
+        sync_dir(dir)
+    }
+
+    fn write_into(self, blobs: &BlobStore, tmp: NamedTempFile) -> Result<NamedTempFile> {
+        let path = tmp.path().to_path_buf();
+        let out = BufWriter::with_capacity(1 << 20, tmp);
+        let mut b = tar::Builder::new(out);
+        b.mode(tar::HeaderMode::Deterministic);
+        for (name, src) in self.entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_mtime(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            match src {
+                Source::Dir => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_size(0);
+                    b.append_data(&mut h, &name, io::empty())
+                        .ctx("write archive", &path)?;
+                }
+                Source::Bytes(data) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(0o644);
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, &name, &data[..])
+                        .ctx("write archive", &path)?;
+                }
+                Source::Blob(digest, size) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(0o644);
+                    h.set_size(size);
+                    let mut r = Verifying {
+                        inner: blobs.open(&digest)?.take(size),
+                        hasher: Sha256::new(),
+                    };
+                    b.append_data(&mut h, &name, &mut r)
+                        .map_err(|e| Error::Io {
+                            op: "copy blob into archive",
+                            path: blobs.path(&digest),
+                            source: e,
+                        })?;
+                    let actual = Digest::from_hasher(r.hasher);
+                    if actual != digest {
+                        return Err(Error::DigestMismatch {
+                            what: format!(
+                                "store blob {} (run `strata store verify`; pull or build the image again)",
+                                blobs.path(&digest).display()
+                            ),
+                            expected: digest,
+                            actual,
+                        });
+                    }
+                }
+            }
+        }
+        let mut out = b.into_inner().ctx("write archive", &path)?;
+        out.flush().ctx("write archive", &path)?;
+        out.into_inner()
+            .map_err(|e| e.into_error())
+            .ctx("write archive", &path)
+    }
+}
+
+struct Verifying<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Verifying<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
