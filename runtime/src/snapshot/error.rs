@@ -27,11 +27,6 @@ pub enum SnapshotError {
     NotActive { path: PathBuf },
     #[error("lower layer {path} is missing or not a directory; was it removed while in use?")]
     MissingLower { path: PathBuf },
-    #[error(
-        "{count} lower layers are more than overlayfs stacks ({max}); squash the base image or \
-         use --snapshotter native"
-    )]
-    TooManyLowers { count: usize, max: usize },
     #[error("{0}")]
     Unsupported(String),
 }

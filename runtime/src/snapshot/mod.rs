@@ -50,6 +50,7 @@ mod codec;
 mod copy;
 mod error;
 mod key;
+mod merge;
 mod native;
 mod overlay;
 mod probe;

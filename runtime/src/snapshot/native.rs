@@ -13,13 +13,12 @@
 //! The cost is a full copy of the image per step; it is the price of working
 //! on kernels and file systems where overlayfs in a user namespace does not.
 
-use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::copy::{copy_non_dir, make_dir, set_metadata};
 use super::key::validate_key;
+use super::merge::merge_into;
 use super::overlay::create_snapshot_dir;
 use super::remove::remove_tree;
 use super::{ActiveSnapshot, LAYER_DIR, SnapshotError, Snapshotter, SnapshotterKind};
@@ -71,21 +70,7 @@ impl Snapshotter for NativeSnapshotter {
         check_lowers(lowers)?;
         let dir = create_snapshot_dir(&self.root, key)?;
         let rootfs = dir.join(ROOTFS_DIR);
-        let view = LowerView::new(lowers.to_vec());
-        make_dir(&rootfs)?;
-        let mut merge = Merge {
-            view: &view,
-            links: HashMap::new(),
-        };
-        merge.dir(Path::new(""), &rootfs)?;
-        match view.lookup(Path::new(""))? {
-            Some(top) => set_metadata(&rootfs, &top.metadata, &read_xattrs(&top.path)?)?,
-            None => std::fs::set_permissions(
-                &rootfs,
-                std::os::unix::fs::PermissionsExt::from_mode(0o755),
-            )
-            .map_err(|e| SnapshotError::io("chmod", &rootfs, e))?,
-        }
+        merge_into(&LowerView::new(lowers.to_vec()), &rootfs)?;
         BaseInodes::record(&rootfs)?.save(&dir.join(INODES_FILE))?;
         Ok(ActiveSnapshot {
             key: key.to_string(),
@@ -139,41 +124,6 @@ impl Snapshotter for NativeSnapshotter {
     fn remove(&self, key: &str) -> Result<(), SnapshotError> {
         validate_key(key)?;
         remove_tree(&self.root.join(key))
-    }
-}
-
-/// Copies the merged view of the lowers into the working tree.
-struct Merge<'a> {
-    view: &'a LowerView,
-    /// Source inode → the first copy made of it, to keep hardlinks.
-    links: HashMap<(u64, u64), PathBuf>,
-}
-
-impl Merge<'_> {
-    fn dir(&mut self, rel: &Path, dst: &Path) -> Result<(), SnapshotError> {
-        for (name, entry) in self.view.read_dir(rel)? {
-            let child_rel = rel.join(&name);
-            let child_dst = dst.join(&name);
-            let md = &entry.metadata;
-            if md.is_dir() {
-                make_dir(&child_dst)?;
-                self.dir(&child_rel, &child_dst)?;
-                set_metadata(&child_dst, md, &read_xattrs(&entry.path)?)?;
-                continue;
-            }
-            let id = (md.dev(), md.ino());
-            if md.nlink() > 1
-                && let Some(first) = self.links.get(&id)
-            {
-                std::fs::hard_link(first, &child_dst)
-                    .map_err(|e| SnapshotError::io("hardlink", &child_dst, e))?;
-                continue;
-            }
-            if copy_non_dir(&entry.path, md, &child_dst)? && md.nlink() > 1 {
-                self.links.insert(id, child_dst);
-            }
-        }
-        Ok(())
     }
 }
 

@@ -10,17 +10,19 @@
 //!
 //! Stack depth. Overlayfs stacks at most 500 layers. The legacy mount(2)
 //! option string is limited to one page (4096 bytes including the NUL), which
-//! with absolute paths of ~100 bytes allows only ~35 lowers; the sandbox
-//! should use the new mount API (`fsopen("overlay")` and one
-//! `fsconfig(FSCONFIG_SET_STRING, "lowerdir+", dir)` per layer, topmost
-//! first; Linux 6.8+), or `chdir` into the snapshot root and pass relative
-//! paths. [`overlay_mount_options`] builds the legacy string and refuses one
-//! that does not fit, saying so.
+//! with absolute paths of ~100 bytes allows only ~35 lowers. The new mount API
+//! (`fsopen("overlay")` and one `fsconfig(FSCONFIG_SET_STRING, "lowerdir+",
+//! dir)` per layer, topmost first; Linux 6.8+) has no such limit, but the
+//! sandbox mounts with mount(2), so `prepare` squashes the bottom of a stack
+//! that would not fit into one copied layer (see `squash_if_too_deep`).
+//! [`overlay_mount_options`] builds the legacy string and refuses one that
+//! does not fit, saying so.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::key::validate_key;
+use super::merge::merge_into;
 use super::remove::remove_tree;
 use super::{ActiveSnapshot, LAYER_DIR, SnapshotError, Snapshotter, SnapshotterKind};
 use super::{absolute_root, check_lowers};
@@ -30,6 +32,14 @@ use crate::diff::{Change, ChangeKind, LowerView, apply_excludes, diff_overlay_up
 
 /// Overlayfs' `OVL_MAX_STACK`.
 pub const OVERLAY_MAX_LOWERS: usize = 500;
+/// Lowers this snapshotter mounts at most: one less than overlayfs allows,
+/// for the sandbox's own mount-point stub layer.
+const STACK_BUDGET: usize = OVERLAY_MAX_LOWERS - 1;
+/// Room left in the mount(2) page for what the sandbox adds to the options
+/// (its stub layer's path).
+const SANDBOX_OPTION_MARGIN: usize = 512;
+/// The bottom of a stack too deep for one mount, copied into one layer.
+const SQUASHED_DIR: &str = "squashed";
 /// The legacy mount(2) data page, including its terminating NUL.
 const MOUNT_DATA_MAX: usize = 4096;
 
@@ -82,42 +92,11 @@ impl Snapshotter for OverlaySnapshotter {
 
     fn prepare(&self, key: &str, lowers: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
         validate_key(key)?;
-        if lowers.len() > OVERLAY_MAX_LOWERS {
-            return Err(SnapshotError::TooManyLowers {
-                count: lowers.len(),
-                max: OVERLAY_MAX_LOWERS,
-            });
-        }
         check_lowers(lowers)?;
         let dir = create_snapshot_dir(&self.root, key)?;
-        let upper = dir.join(UPPER_DIR);
-        let work = dir.join(WORK_DIR);
-        for d in [&upper, &work] {
-            std::fs::create_dir(d).map_err(|e| SnapshotError::io("create directory", d, e))?;
-        }
-        let mut mount_lowers = lowers.to_vec();
-        if mount_lowers.is_empty() {
-            let empty = dir.join(EMPTY_DIR);
-            std::fs::create_dir(&empty)
-                .map_err(|e| SnapshotError::io("create directory", &empty, e))?;
-            mount_lowers.push(empty);
-        }
-        // The merged root takes the upper root's attributes; keep the image's.
-        let top_mode = std::fs::metadata(&mount_lowers[0])
-            .map_err(|e| SnapshotError::io("stat", &mount_lowers[0], e))?
-            .permissions()
-            .mode();
-        std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(top_mode & 0o7777))
-            .map_err(|e| SnapshotError::io("chmod", &upper, e))?;
-        Ok(ActiveSnapshot {
-            key: key.to_string(),
-            dir,
-            lowers: lowers.to_vec(),
-            rootfs: RootfsSpec::Overlay {
-                lowers: mount_lowers,
-                upper,
-                work,
-            },
+        prepare_in(&dir, key, lowers).inspect_err(|_| {
+            // Leave no half-made snapshot behind; the original error matters.
+            let _ = remove_tree(&dir);
         })
     }
 
@@ -145,6 +124,7 @@ impl Snapshotter for OverlaySnapshotter {
             .map_err(|e| SnapshotError::io("rename the upper directory to", &layer, e))?;
         remove_tree(&snapshot.dir.join(WORK_DIR))?;
         remove_tree(&snapshot.dir.join(EMPTY_DIR))?;
+        remove_tree(&snapshot.dir.join(SQUASHED_DIR))?;
         Ok(layer)
     }
 
@@ -152,6 +132,80 @@ impl Snapshotter for OverlaySnapshotter {
         validate_key(key)?;
         remove_tree(&self.root.join(key))
     }
+}
+
+/// The body of [`OverlaySnapshotter::prepare`] once `dir` exists.
+fn prepare_in(dir: &Path, key: &str, lowers: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
+    let upper = dir.join(UPPER_DIR);
+    let work = dir.join(WORK_DIR);
+    for d in [&upper, &work] {
+        std::fs::create_dir(d).map_err(|e| SnapshotError::io("create directory", d, e))?;
+    }
+    let mut mount_lowers = squash_if_too_deep(dir, lowers, &upper, &work)?;
+    if mount_lowers.is_empty() {
+        let empty = dir.join(EMPTY_DIR);
+        std::fs::create_dir(&empty)
+            .map_err(|e| SnapshotError::io("create directory", &empty, e))?;
+        mount_lowers.push(empty);
+    }
+    // The merged root takes the upper root's attributes; keep the image's.
+    let top_mode = std::fs::metadata(&mount_lowers[0])
+        .map_err(|e| SnapshotError::io("stat", &mount_lowers[0], e))?
+        .permissions()
+        .mode();
+    std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(top_mode & 0o7777))
+        .map_err(|e| SnapshotError::io("chmod", &upper, e))?;
+    Ok(ActiveSnapshot {
+        key: key.to_string(),
+        dir: dir.to_path_buf(),
+        lowers: lowers.to_vec(),
+        rootfs: RootfsSpec::Overlay {
+            lowers: mount_lowers,
+            upper,
+            work,
+        },
+    })
+}
+
+/// The lowers to mount: `lowers` itself when the stack fits one mount, else
+/// its top layers plus one squashed copy of the rest (`<dir>/squashed`).
+///
+/// A stack does not fit when it has more layers than overlayfs stacks, or
+/// when the legacy mount(2) option string (which the sandbox uses) would
+/// exceed its page. Squashing costs a copy of the bottom layers, like the
+/// native snapshotter, but keeps deep images buildable on the fast path.
+fn squash_if_too_deep(
+    dir: &Path,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+) -> Result<Vec<PathBuf>, SnapshotError> {
+    let fits = |ls: &[PathBuf]| {
+        ls.len() <= STACK_BUDGET
+            && mount_options_bytes(ls, upper, work).len() + SANDBOX_OPTION_MARGIN < MOUNT_DATA_MAX
+    };
+    if fits(lowers) {
+        return Ok(lowers.to_vec());
+    }
+    let squashed = dir.join(SQUASHED_DIR);
+    // As many top layers as fit beside the squashed rest.
+    let with_squashed = |keep: usize| {
+        let mut ls = lowers[..keep].to_vec();
+        ls.push(squashed.clone());
+        ls
+    };
+    let keep = (0..lowers.len().min(STACK_BUDGET - 1))
+        .rev()
+        .find(|&keep| fits(&with_squashed(keep)))
+        .ok_or_else(|| {
+            SnapshotError::Unsupported(format!(
+                "the snapshot root {} is too long a path for an overlay mount; use a shorter \
+                 --root or --snapshotter native",
+                dir.display()
+            ))
+        })?;
+    merge_into(&LowerView::new(lowers[keep..].to_vec()), &squashed)?;
+    Ok(with_squashed(keep))
 }
 
 /// Creates `<root>/<key>`, refusing an existing one.
@@ -257,6 +311,26 @@ pub fn overlay_mount_options(
     upper: &Path,
     work: &Path,
 ) -> Result<String, SnapshotError> {
+    let s = mount_options_bytes(lowers, upper, work);
+    if s.len() >= MOUNT_DATA_MAX {
+        return Err(SnapshotError::Unsupported(format!(
+            "the overlay mount options for {} lower layers are {} bytes, more than mount(2) \
+             accepts ({}); mount with the new mount API (fsconfig lowerdir+, Linux 6.8+), use \
+             paths relative to the snapshot root, or use --snapshotter native",
+            lowers.len(),
+            s.len(),
+            MOUNT_DATA_MAX - 1
+        )));
+    }
+    String::from_utf8(s).map_err(|_| {
+        SnapshotError::Unsupported(
+            "a snapshot path is not UTF-8; overlay mount options must be text".into(),
+        )
+    })
+}
+
+/// The option string of [`overlay_mount_options`], unchecked.
+fn mount_options_bytes(lowers: &[PathBuf], upper: &Path, work: &Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     fn escape(p: &Path, out: &mut Vec<u8>) {
         for &b in p.as_os_str().as_bytes() {
@@ -278,21 +352,7 @@ pub fn overlay_mount_options(
     s.extend_from_slice(b",workdir=");
     escape(work, &mut s);
     s.extend_from_slice(b",userxattr");
-    if s.len() >= MOUNT_DATA_MAX {
-        return Err(SnapshotError::Unsupported(format!(
-            "the overlay mount options for {} lower layers are {} bytes, more than mount(2) \
-             accepts ({}); mount with the new mount API (fsconfig lowerdir+, Linux 6.8+), use \
-             paths relative to the snapshot root, or use --snapshotter native",
-            lowers.len(),
-            s.len(),
-            MOUNT_DATA_MAX - 1
-        )));
-    }
-    String::from_utf8(s).map_err(|_| {
-        SnapshotError::Unsupported(
-            "a snapshot path is not UTF-8; overlay mount options must be text".into(),
-        )
-    })
+    s
 }
 
 #[cfg(test)]
