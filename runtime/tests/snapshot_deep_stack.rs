@@ -40,7 +40,7 @@ fn a_stack_deeper_than_one_mount_is_squashed_and_still_correct() {
     // Layer 20 deletes layer 40's file; layer 5 makes /dir opaque over 45's.
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &lowers[20].join("from/40"),
+        lowers[20].join("from/40"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::empty(),
         rustix::fs::makedev(0, 0),
