@@ -148,9 +148,19 @@ fn copied_up_directories_appear_only_when_they_changed() {
 
 fn filetime_copy(from: &Path, to: &Path) {
     let md = fs::symlink_metadata(from).expect("stat");
+    set_mtime_ns(to, md.mtime(), md.mtime_nsec());
+}
+
+/// Timestamps written moments apart can be equal (the kernel's clock for
+/// them is coarse), so tests that need "changed" set times explicitly.
+fn set_mtime(to: &Path, secs: i64) {
+    set_mtime_ns(to, secs, 0);
+}
+
+fn set_mtime_ns(to: &Path, secs: i64, nanos: i64) {
     let ts = rustix::fs::Timespec {
-        tv_sec: md.mtime(),
-        tv_nsec: md.mtime_nsec(),
+        tv_sec: secs,
+        tv_nsec: nanos,
     };
     rustix::fs::utimensat(
         rustix::fs::CWD,
@@ -266,6 +276,12 @@ fn sandbox_stubs_in_the_upper_are_left_out_with_their_parents() {
     fs::create_dir_all(upper.join("dev")).expect("mkdir");
     fs::create_dir_all(upper.join("proc")).expect("mkdir");
     fs::create_dir_all(upper.join("mnt/cache/tool")).expect("mkdir");
+    // The lower is old; /var was copied up (keeping its mtime) on the way to
+    // /var/lib, which got a new child (and so a new mtime), as was /etc.
+    for dir in ["etc", "var", "var/lib"] {
+        set_mtime(&lower.join(dir), 1_600_000_000);
+    }
+    set_mtime(&upper.join("var"), 1_600_000_000);
     let view = LowerView::new(vec![lower]);
     let raw = diff_overlay_upper(&upper, &view).expect("diff");
     let excludes: Vec<PathBuf> = ["/dev", "/proc", "/etc/hosts", "/mnt/cache/tool"]
@@ -275,8 +291,11 @@ fn sandbox_stubs_in_the_upper_are_left_out_with_their_parents() {
     let changes = apply_excludes(raw, &excludes, &view).expect("excludes");
     assert_eq!(
         summary(&changes),
-        vec![t("var/lib/new", "added", "file")],
-        "only the step's own file"
+        vec![
+            t("var/lib", "modified", "dir"),
+            t("var/lib/new", "added", "file")
+        ],
+        "only the step's own work"
     );
 
     // A changed file next to a stub keeps its parent.
@@ -288,6 +307,7 @@ fn sandbox_stubs_in_the_upper_are_left_out_with_their_parents() {
         vec![
             t("etc", "modified", "dir"),
             t("etc/motd", "added", "file"),
+            t("var/lib", "modified", "dir"),
             t("var/lib/new", "added", "file")
         ]
     );
@@ -369,4 +389,37 @@ fn reserved_whiteout_names_are_refused() {
     write(&upper, "dir/.wh.sneaky", "x");
     let err = diff_overlay_upper(&upper, &LowerView::new(vec![lower])).expect_err(".wh.");
     assert!(err.to_string().contains(".wh."), "{err}");
+}
+
+#[test]
+fn copied_up_files_that_did_not_change_are_left_out() {
+    let d = tmp();
+    let (lower, upper) = (d.path().join("lower"), d.path().join("upper"));
+    for f in ["same", "same-meta-other-bytes", "linked", "touched"] {
+        write(&lower, f, "abc");
+        write(
+            &upper,
+            f,
+            if f == "same-meta-other-bytes" {
+                "xyz"
+            } else {
+                "abc"
+            },
+        );
+        filetime_copy(&lower.join(f), &upper.join(f));
+    }
+    // Two names for one copied-up file stay, or the link would be split.
+    fs::hard_link(upper.join("linked"), upper.join("linked2")).expect("link");
+    // Only the mtime differs: a change.
+    set_mtime(&upper.join("touched"), 1_600_000_000);
+    let changes = diff_overlay_upper(&upper, &LowerView::new(vec![lower])).expect("diff");
+    assert_eq!(
+        summary(&changes),
+        vec![
+            t("linked", "modified", "file"),
+            t("linked2", "added", "hardlink linked"),
+            t("same-meta-other-bytes", "modified", "file"),
+            t("touched", "modified", "file"),
+        ]
+    );
 }

@@ -196,6 +196,7 @@ fn step_script(range: bool) -> String {
         echo h > /hl_a && ln /hl_a /hl_b
         ln -s /keep.txt /newlink
         chmod 4755 /chmod.bin
+        chown 0:0 /keep.txt
         echo data > /scratch/in-tmpfs"
     )
 }

@@ -94,3 +94,36 @@ pub(crate) fn same_object(a: &Entry, b: &Entry) -> bool {
 pub(crate) fn same_attributes(a: &Entry, b: &Entry) -> bool {
     a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.xattrs == b.xattrs
 }
+
+/// Whether two regular files hold the same bytes.
+pub(crate) fn same_content(a: &Path, b: &Path) -> Result<bool, DiffError> {
+    use std::io::Read;
+    let open = |p: &Path| std::fs::File::open(p).map_err(|e| DiffError::io("open", p, e));
+    let (mut fa, mut fb) = (open(a)?, open(b)?);
+    let mut ba = vec![0u8; 64 * 1024];
+    let mut bb = vec![0u8; 64 * 1024];
+    loop {
+        let na = read_full(&mut fa, &mut ba).map_err(|e| DiffError::io("read", a, e))?;
+        let nb = read_full(&mut fb, &mut bb).map_err(|e| DiffError::io("read", b, e))?;
+        if na != nb || ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na == 0 {
+            return Ok(true);
+        }
+    }
+
+    /// Fills `buf` unless the file ends first; returns the bytes read.
+    fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}

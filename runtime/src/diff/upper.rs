@@ -7,12 +7,13 @@
 //! from modified, and to drop directories that were merely copied up on the
 //! way to a changed child).
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::hardlinks::LinkGroups;
-use super::meta::{read_entry, same_object};
+use super::meta::{read_entry, same_content, same_object};
 use super::overlay_form::{check_name, check_translatable, is_opaque_dir, is_whiteout};
-use super::{Change, ChangeKind, DiffError, LowerView};
+use super::{Change, ChangeKind, DiffError, Entry, EntryType, LowerEntry, LowerView};
 
 /// Every change recorded in `upper` (an overlay upper directory, in the form
 /// overlayfs writes with `userxattr`) over `lowers`, sorted by path.
@@ -30,6 +31,27 @@ pub fn diff_overlay_upper(upper: &Path, lowers: &LowerView) -> Result<Vec<Change
     out.sort_by(|a, b| a.path.cmp(&b.path));
     links.apply(&mut out);
     Ok(out)
+}
+
+/// Whether a copied-up non-directory is still what the lower layer has:
+/// overlayfs copies a file up when it is opened for writing or its metadata
+/// is touched, even if nothing ends up different. Such a file is left out, as
+/// the native snapshotter (which compares metadata) leaves it out. Equal
+/// metadata is not enough for a regular file, so its bytes are compared too;
+/// that only happens for files whose size and mtime (to the nanosecond) did
+/// not change, which a real write almost never leaves. Files with several
+/// names are always kept: dropping one name would split the hardlink.
+fn identical_to_lower(entry: &Entry, lower: &LowerEntry) -> Result<bool, DiffError> {
+    let Some(before) = read_entry(&lower.path, &lower.metadata)? else {
+        return Ok(false);
+    };
+    if !same_object(&before, entry) {
+        return Ok(false);
+    }
+    match &entry.file {
+        EntryType::File { source, .. } => same_content(source, &lower.path),
+        _ => Ok(true),
+    }
 }
 
 struct Walk<'a> {
@@ -114,12 +136,16 @@ impl Walk<'_> {
                 };
                 self.dir(&child_abs, &child_rel, below_visible)?;
             } else {
-                self.links.note(&child_rel, &md);
-                let kind = if lower.is_some() {
-                    ChangeKind::Modified(entry)
-                } else {
-                    ChangeKind::Added(entry)
+                let kind = match &lower {
+                    None => ChangeKind::Added(entry),
+                    Some(l) => {
+                        if md.nlink() == 1 && identical_to_lower(&entry, l)? {
+                            continue;
+                        }
+                        ChangeKind::Modified(entry)
+                    }
                 };
+                self.links.note(&child_rel, &md);
                 self.out.push(Change {
                     path: child_rel,
                     kind,
