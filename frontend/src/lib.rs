@@ -16,3 +16,14 @@ pub mod words;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use syntax::parse;
+pub mod config;
+pub mod graph;
+mod lower;
+pub mod runmount;
+
+pub use config::{Healthcheck, ImageConfig};
+pub use graph::{
+    Base, BuildGraph, BuildOptions, CopySource, EmptyResolver, ExecOp, FileKind, FileOp, History,
+    ImageResolver, InlineFile, NetworkMode, Op, Platform, ResolvedImage, Security, Stage, Step,
+};
+pub use lower::lower;

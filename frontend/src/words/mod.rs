@@ -118,6 +118,16 @@ impl Lexer {
         })
     }
 
+    /// Expands a heredoc body (`COPY <<EOF` with an unquoted word): only
+    /// `$` expansions apply; quotes and escape characters are kept as they
+    /// are, as BuildKit does for heredoc content.
+    pub fn process_heredoc(&self, body: &str, env: &dyn Env) -> Result<String, WordError> {
+        let mut sw = Scanner::new(body, self.escape, env);
+        sw.literal_quotes = true;
+        sw.raw_escapes = true;
+        sw.run(body).map(|(s, _)| s)
+    }
+
     /// Expands a word list and splits it into fields on unquoted whitespace.
     pub fn process_words(&self, word: &str, env: &dyn Env) -> Result<Vec<String>, WordError> {
         let mut sw = Scanner::new(word, self.escape, env);
@@ -181,6 +191,10 @@ struct Scanner<'a> {
     env: &'a dyn Env,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
+    /// Quotes are ordinary characters (heredoc bodies).
+    literal_quotes: bool,
+    /// Escape characters are kept in the output everywhere.
+    raw_escapes: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -192,14 +206,17 @@ impl<'a> Scanner<'a> {
             env,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
+            literal_quotes: false,
+            raw_escapes: false,
         }
     }
 
     fn run(&mut self, word: &str) -> Result<(String, Vec<String>), WordError> {
-        self.process_until(None, false).map_err(|reason| WordError {
-            word: word.to_string(),
-            reason,
-        })
+        self.process_until(None, self.raw_escapes)
+            .map_err(|reason| WordError {
+                word: word.to_string(),
+                reason,
+            })
     }
 
     fn peek(&self) -> Option<char> {
@@ -243,6 +260,11 @@ impl<'a> Scanner<'a> {
                 return Ok((result, words.finish()));
             }
             match c {
+                '\'' | '"' if self.literal_quotes => {
+                    self.pos += 1;
+                    result.push(c);
+                    words.add_raw_char(c);
+                }
                 '\'' => {
                     let s = self.single_quoted()?;
                     result.push_str(&s);
@@ -547,6 +569,15 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn heredoc_mode_keeps_quotes_and_escapes() {
+        let e = env(&[("A", "x")]);
+        let got = Lexer::default()
+            .process_heredoc("'$A' \"$A\" \\$A\n", &e)
+            .unwrap();
+        assert_eq!(got, "'x' \"x\" \\$A\n");
     }
 
     #[test]

@@ -1,0 +1,291 @@
+//! Lowering: from a parsed Dockerfile to the [`BuildGraph`] the builder
+//! executes.
+//!
+//! The work is split by concept: [`stages`] finds the stages, their names,
+//! bases and references and picks what the target needs; [`args`] holds
+//! ARG scoping; [`stage`] replays one stage's instructions over its image
+//! config (metadata instructions), with [`exec`] (RUN) and [`copy`]
+//! (COPY/ADD) producing the steps; [`onbuild`] runs a base image's
+//! triggers. Helpers: [`paths`], [`duration`], [`expose`], [`gofmt`],
+//! [`suggest`].
+
+pub(crate) mod args;
+mod copy;
+pub(crate) mod duration;
+mod exec;
+pub(crate) mod expose;
+pub(crate) mod gofmt;
+mod onbuild;
+pub(crate) mod paths;
+mod stage;
+mod stages;
+pub(crate) mod suggest;
+
+use std::collections::BTreeSet;
+
+use crate::ast::{Args, Dockerfile, Instruction, Keyword};
+use crate::diagnostic::Diagnostic;
+use crate::graph::{BuildGraph, BuildOptions, ImageResolver, Stage};
+use crate::words::{Env, Lexer};
+
+use args::GlobalArgs;
+use stages::StageDecl;
+
+/// Lowers a parsed Dockerfile to the graph of the stages `opts.target`
+/// needs. Calls `resolver` for the base image of every needed stage that
+/// starts `FROM <image>`.
+///
+/// Errors name `file:line:column` and say what to do; warnings (an unused
+/// `--build-arg`, parser warnings) are returned in the graph.
+pub fn lower(
+    df: &Dockerfile,
+    opts: &BuildOptions,
+    resolver: &dyn ImageResolver,
+) -> Result<BuildGraph, Diagnostic> {
+    let mut ctx = Ctx {
+        file: if opts.file_name.is_empty() {
+            df.file_name.clone()
+        } else {
+            opts.file_name.clone()
+        },
+        lexer: Lexer::new(df.escape),
+        opts,
+        resolver,
+        globals: GlobalArgs::new(opts),
+        warnings: df.warnings.clone(),
+    };
+    let mut decls: Vec<StageDecl<'_>> = Vec::new();
+    for ins in &df.instructions {
+        if ins.kind == Keyword::From {
+            let decl = ctx.read_from(ins, &decls)?;
+            decls.push(decl);
+            continue;
+        }
+        match decls.last_mut() {
+            Some(d) => d.body.push(ins),
+            None if ins.kind == Keyword::Arg => ctx.global_arg(ins)?,
+            None => {
+                return Err(ctx
+                    .error(ins, "no build stage in current context")
+                    .with_hint("only ARG may come before the first FROM"));
+            }
+        }
+    }
+    if decls.is_empty() {
+        let span = df.span;
+        return Err(Diagnostic::error(
+            &ctx.file,
+            span.line,
+            span.column,
+            "dockerfile contains no stages to build",
+        )
+        .with_hint("add a FROM line, e.g. `FROM alpine` or `FROM scratch`"));
+    }
+    ctx.scan_refs(&mut decls)?;
+    ctx.check_order(&decls)?;
+    let target = ctx.select_target(&decls)?;
+    let mut done: Vec<Option<Stage>> = vec![None; decls.len()];
+    for id in stages::needed(&decls, target) {
+        ctx.ensure(id, &decls, &mut done)?;
+    }
+    ctx.warn_unused_build_args();
+    let stages: Vec<Stage> = done.into_iter().flatten().collect();
+    let target = stages.iter().position(|s| s.id == target).unwrap_or(0);
+    Ok(BuildGraph {
+        stages,
+        target,
+        warnings: ctx.warnings,
+    })
+}
+
+/// Lowering state shared by all stages.
+pub(crate) struct Ctx<'a> {
+    pub file: String,
+    pub lexer: Lexer,
+    pub opts: &'a BuildOptions,
+    pub resolver: &'a dyn ImageResolver,
+    pub globals: GlobalArgs,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Flags each instruction accepts.
+pub(crate) fn flags_for(kind: Keyword) -> &'static [&'static str] {
+    match kind {
+        Keyword::From => &["platform"],
+        Keyword::Run => &["mount", "network", "security"],
+        Keyword::Copy => &["from", "chown", "chmod", "link", "parents", "exclude"],
+        Keyword::Add => &[
+            "chown",
+            "chmod",
+            "link",
+            "checksum",
+            "keep-git-dir",
+            "exclude",
+            "unpack",
+            "parents",
+        ],
+        Keyword::Healthcheck => &[
+            "interval",
+            "timeout",
+            "start-period",
+            "start-interval",
+            "retries",
+        ],
+        _ => &[],
+    }
+}
+
+impl Ctx<'_> {
+    /// An error located at `ins`.
+    pub(crate) fn error(&self, ins: &Instruction, msg: impl Into<String>) -> Diagnostic {
+        Diagnostic::at(&self.file, ins.keyword_span, msg)
+    }
+
+    /// The last value of flag `name` (a bare `--flag` gives `""`).
+    pub(crate) fn flag(&self, ins: &Instruction, name: &str) -> Option<String> {
+        ins.flags
+            .iter()
+            .rev()
+            .find(|f| f.name == name)
+            .map(|f| f.value.clone().unwrap_or_default())
+    }
+
+    /// Whether flag `name` is present.
+    pub(crate) fn has_flag(&self, ins: &Instruction, name: &str) -> bool {
+        ins.flags.iter().any(|f| f.name == name)
+    }
+
+    /// Every value of a repeatable flag, in order.
+    pub(crate) fn flags(&self, ins: &Instruction, name: &str) -> Vec<String> {
+        ins.flags
+            .iter()
+            .filter(|f| f.name == name)
+            .map(|f| f.value.clone().unwrap_or_default())
+            .collect()
+    }
+
+    /// Rejects flags the instruction does not take (the parser's
+    /// instruction layer does too; this keeps lowering safe on any AST).
+    pub(crate) fn check_flags(
+        &self,
+        ins: &Instruction,
+        allowed: &[&str],
+    ) -> Result<(), Diagnostic> {
+        for f in &ins.flags {
+            if !allowed.contains(&f.name.as_str()) {
+                let mut d =
+                    Diagnostic::at(&self.file, f.span, format!("unknown flag: --{}", f.name));
+                if let Some(s) = suggest::closest(&f.name, allowed) {
+                    d = d.with_hint(format!("did you mean --{s}?"));
+                } else if allowed.is_empty() {
+                    d = d.with_hint(format!("{} takes no flags", ins.kind.as_upper()));
+                }
+                return Err(d);
+            }
+        }
+        Ok(())
+    }
+
+    /// Expands one word, mapping errors to a diagnostic at `ins`.
+    pub(crate) fn expand_word(
+        &mut self,
+        ins: &Instruction,
+        word: &str,
+        env: &dyn Env,
+    ) -> Result<String, Diagnostic> {
+        self.lexer
+            .process_word(word, env)
+            .map_err(|e| self.error(ins, e.to_string()))
+    }
+
+    /// Expands a word list with field splitting.
+    pub(crate) fn expand_words(
+        &mut self,
+        ins: &Instruction,
+        word: &str,
+        env: &dyn Env,
+    ) -> Result<Vec<String>, Diagnostic> {
+        self.lexer
+            .process_words(word, env)
+            .map_err(|e| self.error(ins, e.to_string()))
+    }
+
+    /// A global ARG (before the first FROM).
+    fn global_arg(&mut self, ins: &Instruction) -> Result<(), Diagnostic> {
+        self.check_flags(ins, &[])?;
+        let Args::ArgDecls { decls } = &ins.args else {
+            return Err(self.error(ins, "ARG requires at least one argument"));
+        };
+        for d in decls {
+            let value = match self.opts.build_args.get(&d.name) {
+                Some(v) => {
+                    self.globals.used.insert(d.name.clone());
+                    Some(v.clone())
+                }
+                None => match &d.default {
+                    Some(def) => {
+                        let env = self.globals.env();
+                        Some(self.expand_word(ins, def, &env)?)
+                    }
+                    None => None,
+                },
+            };
+            self.globals.set(&d.name, value);
+        }
+        Ok(())
+    }
+
+    /// Lowers stage `id` (and, first, any stage it needs) unless done.
+    fn ensure(
+        &mut self,
+        id: usize,
+        decls: &[StageDecl<'_>],
+        done: &mut Vec<Option<Stage>>,
+    ) -> Result<(), Diagnostic> {
+        if done[id].is_some() {
+            return Ok(());
+        }
+        if let Some(base) = decls[id].base_stage {
+            self.ensure(base, decls, done)?;
+        }
+        let stage = stage::lower_stage(self, id, decls, done)?;
+        let deps: BTreeSet<usize> = stage.deps.iter().copied().collect();
+        done[id] = Some(stage);
+        for d in deps {
+            self.ensure(d, decls, done)?;
+        }
+        Ok(())
+    }
+
+    /// Warns about `--build-arg`s no ARG consumed.
+    fn warn_unused_build_args(&mut self) {
+        let unused: Vec<&str> = self
+            .opts
+            .build_args
+            .keys()
+            .filter(|k| {
+                !self.globals.used.contains(*k)
+                    && !args::is_proxy(k)
+                    && !args::is_platform_arg(k)
+                    && k.as_str() != "SOURCE_DATE_EPOCH"
+                    && !k.starts_with("BUILDKIT_")
+            })
+            .map(String::as_str)
+            .collect();
+        if !unused.is_empty() {
+            self.warnings.push(
+                Diagnostic::error(
+                    &self.file,
+                    0,
+                    0,
+                    format!(
+                        "one or more build-args [{}] were not consumed",
+                        unused.join(" ")
+                    ),
+                )
+                .with_hint("declare them with ARG in the stage that uses them, or drop them")
+                .warning(),
+            );
+        }
+    }
+}
