@@ -23,8 +23,9 @@ use std::sync::{Mutex, OnceLock};
 use super::probe::{ProbeOutcome, probe_overlay};
 use super::{NativeSnapshotter, OverlaySnapshotter, SnapshotError, Snapshotter};
 
-/// The implementations.
+/// The implementations. Non-exhaustive: a FUSE snapshotter is planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SnapshotterKind {
     Overlay,
     Native,
