@@ -176,7 +176,7 @@ fn set_mtime(path: &Path) {
 /// mapping has other ids.
 fn step_script(range: bool) -> String {
     let chown = if range {
-        "chown 1000:1000 /added.txt"
+        "chown 1000:1000 /added.txt && chmod 600 /added.txt"
     } else {
         "true"
     };
@@ -256,8 +256,15 @@ fn s(
 fn expected(range: bool) -> Vec<Shape> {
     let root = Some((0, 0));
     let added_owner = if range { Some((1000, 1000)) } else { root };
+    let added_mode = if range { 0o600 } else { 0o644 };
     vec![
-        s("added.txt", "added", "file 4", Some(0o644), added_owner),
+        s(
+            "added.txt",
+            "added",
+            "file 4",
+            Some(added_mode),
+            added_owner,
+        ),
         s("chmod.bin", "modified", "file 10", Some(0o4755), root),
         s("deep/a/b/file", "modified", "file 10", Some(0o644), root),
         s("delete.txt", "deleted", "", None, None),
@@ -277,6 +284,19 @@ fn expected(range: bool) -> Vec<Shape> {
         s("parent", "modified", "dir", Some(0o755), root),
         s("parent/added", "added", "file 2", Some(0o644), root),
     ]
+}
+
+/// Where the diff says the content of file `path` is.
+fn source_of(changes: &[Change], path: &str) -> PathBuf {
+    changes
+        .iter()
+        .find_map(|c| match c.kind.entry().map(|e| &e.file) {
+            Some(EntryType::File { source, .. }) if c.path == Path::new(path) => {
+                Some(source.clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{path} is a file change"))
 }
 
 fn excludes_for(mounts: &[RunMount]) -> Vec<PathBuf> {
@@ -313,20 +333,24 @@ fn the_same_step_gives_the_same_exact_diff_with_every_snapshotter() {
         let got: Vec<Shape> = changes.iter().map(shape).collect();
         assert_eq!(got, want, "{} snapshotter", s.kind());
         // Content is readable where the diff says (inside the namespace).
-        let source = changes
-            .iter()
-            .find_map(|c| match c.kind.entry().map(|e| &e.file) {
-                Some(EntryType::File { source, .. }) if c.path == Path::new("modify.txt") => {
-                    Some(source.clone())
-                }
-                _ => None,
-            })
-            .expect("modify.txt is a file change");
+        let source = source_of(&changes, "modify.txt");
         let content = run_in_userns(fx.mapping(), || {
             fs::read_to_string(&source).map_err(|e| e.to_string())
         })
         .expect("read content");
         assert_eq!(content, "old\nchanged\n", "{} content", s.kind());
+        if range {
+            // A file of a subordinate id with mode 600: readable only inside
+            // the namespace, which is why the builder diffs and writes
+            // layers there.
+            let added = source_of(&changes, "added.txt");
+            assert!(fs::read(&added).is_err(), "unreadable from outside");
+            let inside = run_in_userns(fx.mapping(), || {
+                fs::read_to_string(&added).map_err(|e| e.to_string())
+            })
+            .expect("readable inside");
+            assert_eq!(inside, "new\n");
+        }
         results.push(got);
         run_in_userns(fx.mapping(), || s.remove(&key)).expect("remove");
         assert!(!fx.snapshots().join(&key).exists(), "removed");
@@ -405,7 +429,10 @@ fn a_committed_layer_is_the_lower_of_the_next_step_for_every_combination() {
     assert_eq!(listings[0], listings[1], "overlay layer vs native layer");
     let owner = if range { "1000:1000" } else { "0:0" };
     let want = [
-        format!("added.txt f 644 {owner} 4 1"),
+        format!(
+            "added.txt f {} {owner} 4 1",
+            if range { "600" } else { "644" }
+        ),
         "chmod.bin f 4755 0:0 10 1".to_string(),
         "deep d 755 0:0".to_string(),
         "deep/a d 755 0:0".to_string(),
