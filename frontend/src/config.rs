@@ -167,6 +167,24 @@ pub struct Healthcheck {
     pub retries: i64,
 }
 
+impl Healthcheck {
+    /// The history text BuildKit records for this healthcheck (Go's `%+v`):
+    /// `{Test:[CMD-SHELL curl -f http://localhost/] Interval:30s Timeout:0s
+    /// StartPeriod:0s StartInterval:0s Retries:3}`.
+    pub fn history_text(&self) -> String {
+        use crate::lower::{duration, gofmt};
+        format!(
+            "{{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+            gofmt::plain_list(&self.test),
+            duration::format(self.interval),
+            duration::format(self.timeout),
+            duration::format(self.start_period),
+            duration::format(self.start_interval),
+            self.retries
+        )
+    }
+}
+
 impl ImageConfig {
     /// The value of environment variable `key`, if set.
     pub fn env_get(&self, key: &str) -> Option<&str> {

@@ -26,4 +26,5 @@ pub use graph::{
     Base, BuildGraph, BuildOptions, CopySource, EmptyResolver, ExecOp, FileKind, FileOp, History,
     ImageResolver, InlineFile, NetworkMode, Op, Platform, ResolvedImage, Security, Stage, Step,
 };
+pub use lower::expose::parse_spec as parse_port_spec;
 pub use lower::lower;

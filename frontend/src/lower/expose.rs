@@ -2,8 +2,9 @@
 //! `[ip:[hostPort]:]containerPort[-end][/proto]`. Only the container port
 //! and protocol matter for an image; ranges expand to one port each.
 
-/// Parses one spec into `port/proto` keys.
-pub(crate) fn parse_spec(spec: &str) -> Result<Vec<String>, String> {
+/// Parses one spec into `port/proto` keys, e.g. `0.0.0.0:80:8080-8081/udp`
+/// gives `8080/udp` and `8081/udp`. Errors use Docker's wording.
+pub fn parse_spec(spec: &str) -> Result<Vec<String>, String> {
     let (raw, proto) = match spec.rsplit_once('/') {
         Some((r, p)) => (r, p.to_ascii_lowercase()),
         None => (spec, "tcp".to_string()),

@@ -13,7 +13,7 @@ pub(crate) mod args;
 mod copy;
 pub(crate) mod duration;
 mod exec;
-pub(crate) mod expose;
+pub mod expose;
 pub(crate) mod gofmt;
 mod onbuild;
 pub(crate) mod paths;
@@ -176,7 +176,7 @@ impl Ctx<'_> {
                 let mut d =
                     Diagnostic::at(&self.file, f.span, format!("unknown flag: --{}", f.name));
                 if let Some(s) = suggest::closest(&f.name, allowed) {
-                    d = d.with_hint(format!("did you mean --{s}?"));
+                    d = d.with_hint(format!("did you mean {s}?"));
                 } else if allowed.is_empty() {
                     d = d.with_hint(format!("{} takes no flags", ins.kind.as_upper()));
                 }

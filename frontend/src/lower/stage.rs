@@ -244,10 +244,7 @@ impl StageBuilder<'_, '_, '_> {
             Keyword::Run => self.run(ins),
             Keyword::Copy | Keyword::Add => self.copy(ins),
             Keyword::From => Err(self.ctx.error(ins, "FROM cannot appear here")),
-            Keyword::Unknown => Err(self.ctx.error(
-                ins,
-                format!("unknown instruction: {}", ins.keyword.to_uppercase()),
-            )),
+            Keyword::Unknown => Err(unknown_instruction(self.ctx, ins)),
         }
     }
 
@@ -517,7 +514,7 @@ impl StageBuilder<'_, '_, '_> {
                 )
                 .with_hint("use HEALTHCHECK CMD <command> or HEALTHCHECK NONE"));
         };
-        self.note(format!("HEALTHCHECK {}", healthcheck_history(&hc)));
+        self.note(format!("HEALTHCHECK {}", hc.history_text()));
         self.config.healthcheck = Some(hc);
         Ok(())
     }
@@ -549,15 +546,19 @@ impl StageBuilder<'_, '_, '_> {
     }
 }
 
-/// Go's `%+v` of a HealthConfig, as BuildKit writes it into history.
-pub(crate) fn healthcheck_history(hc: &Healthcheck) -> String {
-    format!(
-        "{{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
-        gofmt::plain_list(&hc.test),
-        duration::format(hc.interval),
-        duration::format(hc.timeout),
-        duration::format(hc.start_period),
-        duration::format(hc.start_interval),
-        hc.retries
-    )
+/// `unknown instruction: FNTRYPOINT (did you mean ENTRYPOINT?)`.
+pub(crate) fn unknown_instruction(ctx: &Ctx<'_>, ins: &Instruction) -> Diagnostic {
+    let word = ins.keyword.to_uppercase();
+    let names: Vec<&str> = Keyword::ALL.iter().map(|(n, _)| *n).collect();
+    match super::suggest::closest(&word, &names) {
+        Some(s) => ctx
+            .error(
+                ins,
+                format!("unknown instruction: {word} (did you mean {s}?)"),
+            )
+            .with_hint(format!("did you mean {s}?")),
+        None => ctx
+            .error(ins, format!("unknown instruction: {word}"))
+            .with_hint("see the Dockerfile reference for the list of instructions"),
+    }
 }
