@@ -204,6 +204,70 @@ pub struct Flag {
     pub span: Span,
 }
 
+impl Flag {
+    /// Builds a flag from a processed flag word such as `--from=build` (a
+    /// word without the leading `--` is taken as the name as it is).
+    pub fn from_word(text: &str, span: Span) -> Flag {
+        let body = text.strip_prefix("--").unwrap_or(text);
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (body.to_string(), None),
+        };
+        Flag {
+            name,
+            value,
+            text: text.to_string(),
+            span,
+        }
+    }
+}
+
+impl Instruction {
+    /// The last value given for flag `name` (`Some(None)` for a bare flag).
+    pub fn flag(&self, name: &str) -> Option<Option<&str>> {
+        self.flags
+            .iter()
+            .rev()
+            .find(|f| f.name == name)
+            .map(|f| f.value.as_deref())
+    }
+
+    /// Every value given for a repeatable flag such as `--mount`, in order.
+    pub fn flag_values(&self, name: &str) -> Vec<&str> {
+        self.flags
+            .iter()
+            .filter(|f| f.name == name)
+            .filter_map(|f| f.value.as_deref())
+            .collect()
+    }
+
+    /// The documentation comment for `name` (a stage or ARG name): the rest
+    /// of the first comment line above the instruction that starts with
+    /// `name` and a space, or `""` (BuildKit's rule).
+    pub fn doc_comment(&self, name: &str) -> &str {
+        if name.is_empty() {
+            return "";
+        }
+        let prefix = format!("{name} ");
+        self.comments
+            .iter()
+            .find_map(|c| c.strip_prefix(&prefix))
+            .unwrap_or("")
+    }
+
+    /// `true` when the arguments were written as a JSON array (exec form
+    /// for RUN/CMD/ENTRYPOINT/SHELL/HEALTHCHECK, JSON list for ADD/COPY/VOLUME).
+    pub fn is_json(&self) -> bool {
+        match &self.args {
+            Args::Command { command } => matches!(command, Command::Exec(_)),
+            Args::Healthcheck { command, .. } => matches!(command, Some(Command::Exec(_))),
+            Args::List { json, .. } => *json,
+            Args::Onbuild { trigger } => trigger.is_json(),
+            _ => false,
+        }
+    }
+}
+
 /// An exec-form or shell-form command (RUN, CMD, ENTRYPOINT, SHELL,
 /// HEALTHCHECK CMD).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

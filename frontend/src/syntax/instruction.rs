@@ -89,17 +89,7 @@ pub fn parse_instruction(ctx: &Ctx, start: usize, end: usize) -> Result<Instruct
 }
 
 fn flag(ctx: &Ctx, base: usize, p: Piece) -> Flag {
-    let body = p.value.strip_prefix("--").unwrap_or(&p.value);
-    let (name, value) = match body.split_once('=') {
-        Some((n, v)) => (n.to_string(), Some(v.to_string())),
-        None => (body.to_string(), None),
-    };
-    Flag {
-        name,
-        value,
-        span: ctx.span(base + p.start, base + p.end),
-        text: p.value,
-    }
+    Flag::from_word(&p.value, ctx.span(base + p.start, base + p.end))
 }
 
 /// Dispatches on the keyword, as BuildKit's parser dispatch table does.

@@ -7,11 +7,13 @@
 
 pub mod directives;
 pub mod flags;
+pub mod flagspec;
 pub mod heredoc;
 pub mod instruction;
 pub mod lines;
 pub mod shellwords;
 pub mod source;
+pub mod sources;
 pub mod split;
 pub mod validate;
 

@@ -13,86 +13,9 @@
 use crate::ast::{Args, Command, Dockerfile, Flag, Instruction, Keyword};
 use crate::diagnostic::Diagnostic;
 
+use super::flagspec::{FlagError, parse_flags};
+pub use super::flagspec::{FlagSpec, FlagType, allowed_flags};
 use super::heredoc::parse_heredoc_word;
-
-/// The value a flag takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlagType {
-    /// `--name=value` (`--name=` is the empty string; bare `--name` is an error).
-    String,
-    /// `--name`, `--name=true` or `--name=false`.
-    Bool,
-}
-
-/// A flag an instruction defines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlagSpec {
-    pub name: &'static str,
-    pub ty: FlagType,
-    /// May be given more than once (`--mount`, `--exclude`, `--device`).
-    pub repeatable: bool,
-}
-
-const fn s(name: &'static str) -> FlagSpec {
-    FlagSpec {
-        name,
-        ty: FlagType::String,
-        repeatable: false,
-    }
-}
-const fn b(name: &'static str) -> FlagSpec {
-    FlagSpec {
-        name,
-        ty: FlagType::Bool,
-        repeatable: false,
-    }
-}
-const fn many(name: &'static str) -> FlagSpec {
-    FlagSpec {
-        name,
-        ty: FlagType::String,
-        repeatable: true,
-    }
-}
-
-const ADD: &[FlagSpec] = &[
-    s("chown"),
-    s("chmod"),
-    b("link"),
-    b("keep-git-dir"),
-    s("checksum"),
-    b("unpack"),
-    many("exclude"),
-];
-const COPY: &[FlagSpec] = &[
-    s("chown"),
-    s("from"),
-    s("chmod"),
-    b("link"),
-    many("exclude"),
-    b("parents"),
-];
-const FROM: &[FlagSpec] = &[s("platform")];
-const HEALTHCHECK: &[FlagSpec] = &[
-    s("interval"),
-    s("timeout"),
-    s("start-period"),
-    s("start-interval"),
-    s("retries"),
-];
-const RUN: &[FlagSpec] = &[many("mount"), s("network"), s("security"), many("device")];
-
-/// The flags `kind` defines (empty for instructions without flags).
-pub fn allowed_flags(kind: Keyword) -> &'static [FlagSpec] {
-    match kind {
-        Keyword::Add => ADD,
-        Keyword::Copy => COPY,
-        Keyword::From => FROM,
-        Keyword::Healthcheck => HEALTHCHECK,
-        Keyword::Run => RUN,
-        _ => &[],
-    }
-}
 
 /// Checks every instruction of `file`; the first problem is returned.
 pub fn validate(file: &Dockerfile) -> Result<(), Diagnostic> {
@@ -306,39 +229,14 @@ fn check_from(file: &str, inst: &Instruction) -> Result<(), Diagnostic> {
 /// BuildKit's flag rules, plus a clearer message for a flag that exists but
 /// belongs to another instruction.
 fn check_flags(file: &str, inst: &Instruction) -> Result<(), Diagnostic> {
-    let specs = allowed_flags(inst.kind);
-    let mut seen: Vec<&str> = Vec::new();
-    for flag in &inst.flags {
-        let at = |m: String, h: String| Diagnostic::at(file, flag.span, m).with_hint(h);
-        let Some(spec) = specs.iter().find(|s| s.name == flag.name) else {
-            return Err(unknown_flag(file, inst, flag));
-        };
-        if !spec.repeatable && seen.contains(&spec.name) {
-            return Err(at(
-                format!("Duplicate flag specified: {}", flag.name),
-                format!("give --{} only once", flag.name),
-            ));
-        }
-        seen.push(spec.name);
-        match (spec.ty, flag.value.as_deref()) {
-            (FlagType::String, None) => {
-                return Err(at(
-                    format!("Missing a value on flag: --{}", flag.name),
-                    format!("write --{}=<value>", flag.name),
-                ));
-            }
-            (FlagType::Bool, Some(v))
-                if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") =>
-            {
-                return Err(at(
-                    format!("expecting boolean value for flag {}, not: {v}", flag.name),
-                    format!("write --{0}, --{0}=true or --{0}=false", flag.name),
-                ));
-            }
-            _ => {}
+    match parse_flags(allowed_flags(inst.kind), &inst.flags) {
+        Ok(_) => Ok(()),
+        Err(FlagError::Unknown(i)) => Err(unknown_flag(file, inst, &inst.flags[i])),
+        Err(e) => {
+            let (i, message, hint) = e.describe(&inst.flags);
+            Err(Diagnostic::at(file, inst.flags[i].span, message).with_hint(hint))
         }
     }
-    Ok(())
 }
 
 fn unknown_flag(file: &str, inst: &Instruction, flag: &Flag) -> Diagnostic {
