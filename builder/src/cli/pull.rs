@@ -1,14 +1,69 @@
-//! `strata pull`.
+//! `strata pull REF`: copy an image from a registry into the local store and
+//! tag it, as `docker pull` does. Every blob is verified; the tag is written
+//! last, so an interrupted pull never leaves a name pointing at a partial
+//! image.
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+use cache::platform::Platform;
+use cache::reference::Reference;
+use cache::store::Store;
+use cache::transport::registry::{ClientOptions, RegistryClient, pull};
 use clap::Args;
 
-use super::{GlobalOpts, not_yet::not_supported};
+use super::GlobalOpts;
 
 #[derive(Debug, Args)]
-pub struct PullArgs {}
+pub struct PullArgs {
+    /// The image to pull: `busybox`, `127.0.0.1:5000/library/debian:bookworm-slim`,
+    /// `name@sha256:…`.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The platform to pick from a multi-platform image (default linux/amd64).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Speak plain HTTP to this registry host (repeatable; also
+    /// STRATA_INSECURE_REGISTRIES). Loopback hosts always use HTTP.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// Print only the digest.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
 
-pub fn run(_g: &GlobalOpts, _args: PullArgs) -> anyhow::Result<ExitCode> {
-    Err(not_supported("strata pull"))
+pub fn run(g: &GlobalOpts, args: PullArgs) -> anyhow::Result<ExitCode> {
+    let reference = Reference::parse(&args.reference)?;
+    let platform = match &args.platform {
+        Some(p) => p.parse::<Platform>()?,
+        None => Platform::default(),
+    };
+    let client = registry_client(&args.insecure_registry)?;
+    let store = Store::open(g.root()?)?;
+    let report = pull(&client, &store, &reference, &platform)
+        .with_context(|| format!("pulling {reference}"))?;
+    if args.quiet {
+        println!("{}", report.digest);
+    } else {
+        eprintln!(
+            "{}: {} layer(s) downloaded, {} already present",
+            reference.familiar(),
+            report.downloaded.len(),
+            report.present.len()
+        );
+        println!("Digest: {}", report.digest);
+        if report.tagged {
+            println!("{}", reference.familiar());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A registry client from the environment plus `--insecure-registry` hosts.
+pub(super) fn registry_client(insecure: &[String]) -> anyhow::Result<RegistryClient> {
+    let mut opts = ClientOptions::from_env()?;
+    for h in insecure {
+        opts.endpoints.add_insecure(h);
+    }
+    Ok(RegistryClient::new(opts))
 }

@@ -1,14 +1,61 @@
-//! `strata push`.
+//! `strata push REF [DEST]`: send an image from the local store to a
+//! registry, under its own name or another. Manifests go byte for byte, so
+//! the registry's digest is the local one.
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+use cache::reference::Reference;
+use cache::store::Store;
+use cache::transport::registry::{BlobPushed, push};
 use clap::Args;
 
-use super::{GlobalOpts, not_yet::not_supported};
+use super::GlobalOpts;
+use super::pull::registry_client;
 
 #[derive(Debug, Args)]
-pub struct PushArgs {}
+pub struct PushArgs {
+    /// The local image to push.
+    #[arg(value_name = "REF")]
+    pub source: String,
+    /// Where to push it (default: REF itself).
+    #[arg(value_name = "DEST")]
+    pub dest: Option<String>,
+    /// Speak plain HTTP to this registry host (repeatable; also
+    /// STRATA_INSECURE_REGISTRIES). Loopback hosts always use HTTP.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// Print only the digest.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
 
-pub fn run(_g: &GlobalOpts, _args: PushArgs) -> anyhow::Result<ExitCode> {
-    Err(not_supported("strata push"))
+pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
+    let source = Reference::parse(&args.source)?;
+    let dest = match &args.dest {
+        Some(d) => Reference::parse(d)?,
+        None => source.clone(),
+    };
+    let client = registry_client(&args.insecure_registry)?;
+    let store = Store::open(g.root()?)?;
+    let report = push(&client, &store, &source, &dest)
+        .with_context(|| format!("pushing {source} to {dest}"))?;
+    let digest = report
+        .digest
+        .as_ref()
+        .context("the push finished without a manifest digest")?;
+    if args.quiet {
+        println!("{digest}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let count = |k: BlobPushed| report.blobs.iter().filter(|(_, h)| *h == k).count();
+    eprintln!(
+        "{}: {} blob(s) uploaded, {} mounted, {} already there",
+        dest.familiar(),
+        count(BlobPushed::Monolithic) + count(BlobPushed::Chunked),
+        count(BlobPushed::Mounted),
+        count(BlobPushed::Existed)
+    );
+    println!("Digest: {digest}");
+    Ok(ExitCode::SUCCESS)
 }
