@@ -423,3 +423,26 @@ fn copied_up_files_that_did_not_change_are_left_out() {
         ]
     );
 }
+
+#[test]
+fn native_diff_sees_a_recreated_directory_even_with_its_old_inode_number() {
+    let d = tmp();
+    let (lower, tree) = (d.path().join("lower"), d.path().join("tree"));
+    write(&lower, "re/child", "c");
+    write(&tree, "re/child", "c");
+    filetime_copy(&lower.join("re/child"), &tree.join("re/child"));
+    filetime_copy(&lower.join("re"), &tree.join("re"));
+    let base = BaseInodes::record(&tree).expect("record");
+    let old_ino = fs::metadata(tree.join("re")).expect("stat").ino();
+    // ext4 usually hands the freed inode number straight back.
+    fs::remove_dir_all(tree.join("re")).expect("rm -rf");
+    fs::create_dir(tree.join("re")).expect("mkdir");
+    filetime_copy(&lower.join("re"), &tree.join("re"));
+    let reused = fs::metadata(tree.join("re")).expect("stat").ino() == old_ino;
+    let changes = diff_trees(&tree, &LowerView::new(vec![lower]), &base).expect("diff");
+    assert_eq!(
+        summary(&changes),
+        vec![t("re", "opaque", "dir")],
+        "inode number reused: {reused}"
+    );
+}

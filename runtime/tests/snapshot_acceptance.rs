@@ -30,9 +30,13 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with_mode(UsernsMode::Auto)
+    }
+
+    fn with_mode(userns: UsernsMode) -> Fixture {
         let tmp = tempfile::tempdir().expect("temp dir (set TMPDIR to a writable ext4/xfs dir)");
         let sandbox = Sandbox::new(SandboxOptions {
-            userns: UsernsMode::Auto,
+            userns,
             state_dir: tmp.path().join("state"),
             cache_dir: Some(tmp.path().join("cache")),
         })
@@ -316,12 +320,23 @@ fn scratch_mount() -> Vec<RunMount> {
 #[test]
 fn the_same_step_gives_the_same_exact_diff_with_every_snapshotter() {
     let fx = Fixture::new();
-    let range = fx.mapping().is_range();
     assert_eq!(
-        range,
+        fx.mapping().is_range(),
         fx.sandbox.host().range_mapping_available().is_ok(),
         "a subordinate range is used whenever the host offers one, so container ids are tested"
     );
+    same_step_same_diff(&fx);
+}
+
+#[test]
+fn the_same_step_gives_the_same_exact_diff_with_a_single_id_mapping() {
+    let fx = Fixture::with_mode(UsernsMode::Single);
+    assert!(!fx.mapping().is_range());
+    same_step_same_diff(&fx);
+}
+
+fn same_step_same_diff(fx: &Fixture) {
+    let range = fx.mapping().is_range();
     let want = expected(range);
     let mut results = Vec::new();
     for s in fx.snapshotters() {
@@ -527,6 +542,45 @@ fn the_sandbox_mount_points_never_reach_the_diff() {
             "{}",
             s.kind()
         );
+        run_in_userns(fx.mapping(), || s.remove(&key)).expect("remove");
+    }
+}
+
+#[test]
+fn from_scratch_both_snapshotters_start_empty() {
+    let fx = Fixture::new();
+    for s in fx.snapshotters() {
+        let key = format!("scratch-{}", s.kind());
+        let active = fx.prepare(s.as_ref(), &key, &[]);
+        // What the builder's COPY into a scratch stage would do: write into
+        // the writable part of the snapshot (no mount needed for new files).
+        let target = match &active.rootfs {
+            RootfsSpec::Overlay { upper, .. } => upper.clone(),
+            RootfsSpec::Dir(dir) => dir.clone(),
+        };
+        let listing = run_in_userns(fx.mapping(), || {
+            let before = fs::read_dir(&target).map_err(|e| e.to_string())?.count();
+            fs::write(target.join("hello"), "hi").map_err(|e| e.to_string())?;
+            Ok::<u64, String>(before as u64)
+        })
+        .expect("write into the snapshot");
+        assert_eq!(listing, 0, "{}: an empty root", s.kind());
+        let changes = fx.diff(s.as_ref(), &active, &[]);
+        assert_eq!(
+            changes.iter().map(shape).collect::<Vec<_>>(),
+            vec![self::s(
+                "hello",
+                "added",
+                "file 2",
+                Some(0o644),
+                Some((0, 0))
+            )],
+            "{}",
+            s.kind()
+        );
+        let layer = fx.commit(s.as_ref(), &active, &changes);
+        let listing = run_in_userns(fx.mapping(), || layer_listing(&layer)).expect("list");
+        assert_eq!(listing, "hello f 644 0:0 2 1", "{}", s.kind());
         run_in_userns(fx.mapping(), || s.remove(&key)).expect("remove");
     }
 }

@@ -4,8 +4,13 @@
 //! replaced by an object with identical metadata (`rm -rf d; mkdir d` keeps
 //! mode, owner and often the mtime second; `cp -p` then `mv` keeps a file's).
 //! Inode numbers can: a path whose inode is not the one prepare created was
-//! replaced. The table is kept in a file beside the tree because prepare and
-//! diff may run in different (forked, user-namespaced) processes.
+//! replaced. Not alone, though: file systems reuse a freed inode number at
+//! once, and `rm -rf d; mkdir d` very often gives the new `d` the old number.
+//! A directory's identity therefore also includes its inode generation
+//! (`FS_IOC_GETVERSION`: ext4, xfs and tmpfs draw a new random one for every
+//! inode they allocate) and its birth time, where the file system has them.
+//! The table is kept in a file beside the tree because prepare and diff may
+//! run in different (forked, user-namespaced) processes.
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -15,9 +20,56 @@ use std::path::{Path, PathBuf};
 
 use super::DiffError;
 
+/// Bytes of a saved record before its path.
+const RECORD_HEAD: usize = 8 + 4 + 8 + 4 + 4;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BaseInodes {
-    by_path: HashMap<PathBuf, u64>,
+    by_path: HashMap<PathBuf, Identity>,
+}
+
+/// What tells one file system object from a later one at the same path.
+/// Generation and birth time are 0 where unknown (and for non-directories,
+/// where reading them would cost an open per file for a rare case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    ino: u64,
+    generation: u32,
+    birth_secs: i64,
+    birth_nanos: u32,
+}
+
+impl Identity {
+    fn of(path: &Path, md: &std::fs::Metadata) -> Identity {
+        let mut id = Identity {
+            ino: md.ino(),
+            generation: 0,
+            birth_secs: 0,
+            birth_nanos: 0,
+        };
+        if md.is_dir() {
+            id.generation = generation(path).unwrap_or(0);
+            if let Ok(birth) = md.created()
+                && let Ok(d) = birth.duration_since(std::time::UNIX_EPOCH)
+            {
+                id.birth_secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+                id.birth_nanos = d.subsec_nanos();
+            }
+        }
+        id
+    }
+}
+
+/// The inode generation of the directory at `path`, if the file system
+/// reports one.
+fn generation(path: &Path) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(path).ok()?;
+    let mut value: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETVERSION writes one int through the pointer, which
+    // points to a live local; the descriptor is open for the call.
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_GETVERSION, &mut value) };
+    (rc == 0).then_some(value as u32)
 }
 
 impl BaseInodes {
@@ -28,9 +80,12 @@ impl BaseInodes {
         Ok(table)
     }
 
-    /// The inode `rel` had when recorded.
-    pub fn get(&self, rel: &Path) -> Option<u64> {
-        self.by_path.get(rel).copied()
+    /// Whether the object at `rel` (host path `abs`, metadata `md`) is the
+    /// very one recorded for `rel`, not a replacement.
+    pub fn is_original(&self, rel: &Path, abs: &Path, md: &std::fs::Metadata) -> bool {
+        self.by_path
+            .get(rel)
+            .is_some_and(|recorded| *recorded == Identity::of(abs, md))
     }
 
     pub fn len(&self) -> usize {
@@ -49,7 +104,8 @@ impl BaseInodes {
             let path = item.path();
             let md =
                 std::fs::symlink_metadata(&path).map_err(|e| DiffError::io("stat", &path, e))?;
-            self.by_path.insert(child_rel.clone(), md.ino());
+            self.by_path
+                .insert(child_rel.clone(), Identity::of(&path, &md));
             if md.is_dir() {
                 self.walk(&path, &child_rel)?;
             }
@@ -58,20 +114,26 @@ impl BaseInodes {
     }
 
     /// Writes the table to `file` (via a temporary file and a rename).
-    /// Format: repeated `ino: u64 LE, len: u32 LE, path bytes`.
+    /// Format: repeated `ino: u64, generation: u32, birth secs: i64, birth
+    /// nanos: u32, path len: u32` (all little-endian), then the path bytes.
     pub fn save(&self, file: &Path) -> Result<(), DiffError> {
         let tmp = file.with_extension("tmp");
         let f = std::fs::File::create(&tmp).map_err(|e| DiffError::io("create", &tmp, e))?;
         let mut w = BufWriter::new(f);
-        for (path, ino) in &self.by_path {
+        for (path, id) in &self.by_path {
             let bytes = path.as_os_str().as_bytes();
             let len = u32::try_from(bytes.len()).map_err(|_| DiffError::Unsupported {
                 path: path.clone(),
                 what: "path longer than 4 GiB".into(),
             })?;
-            w.write_all(&ino.to_le_bytes())
-                .and_then(|()| w.write_all(&len.to_le_bytes()))
-                .and_then(|()| w.write_all(bytes))
+            let mut record = Vec::with_capacity(RECORD_HEAD + bytes.len());
+            record.extend_from_slice(&id.ino.to_le_bytes());
+            record.extend_from_slice(&id.generation.to_le_bytes());
+            record.extend_from_slice(&id.birth_secs.to_le_bytes());
+            record.extend_from_slice(&id.birth_nanos.to_le_bytes());
+            record.extend_from_slice(&len.to_le_bytes());
+            record.extend_from_slice(bytes);
+            w.write_all(&record)
                 .map_err(|e| DiffError::io("write", &tmp, e))?;
         }
         let f = w
@@ -92,21 +154,25 @@ impl BaseInodes {
                 .into(),
         };
         loop {
-            let mut ino = [0u8; 8];
-            match r.read_exact(&mut ino) {
+            let mut head = [0u8; RECORD_HEAD];
+            match r.read_exact(&mut head) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
                 Err(e) => return Err(DiffError::io("read", file, e)),
             }
-            let mut len = [0u8; 4];
-            r.read_exact(&mut len).map_err(|_| corrupt())?;
-            let len = usize::try_from(u32::from_le_bytes(len)).map_err(|_| corrupt())?;
-            let mut bytes = vec![0u8; len];
+            let field = |from: usize, to: usize| -> &[u8] { &head[from..to] };
+            let id = Identity {
+                ino: u64::from_le_bytes(field(0, 8).try_into().map_err(|_| corrupt())?),
+                generation: u32::from_le_bytes(field(8, 12).try_into().map_err(|_| corrupt())?),
+                birth_secs: i64::from_le_bytes(field(12, 20).try_into().map_err(|_| corrupt())?),
+                birth_nanos: u32::from_le_bytes(field(20, 24).try_into().map_err(|_| corrupt())?),
+            };
+            let len = u32::from_le_bytes(field(24, 28).try_into().map_err(|_| corrupt())?);
+            let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| corrupt())?];
             r.read_exact(&mut bytes).map_err(|_| corrupt())?;
-            table.by_path.insert(
-                PathBuf::from(std::ffi::OsString::from_vec(bytes)),
-                u64::from_le_bytes(ino),
-            );
+            table
+                .by_path
+                .insert(PathBuf::from(std::ffi::OsString::from_vec(bytes)), id);
         }
         Ok(table)
     }

@@ -5,7 +5,7 @@
 //! a path is changed when its type, mode, owner, size, mtime, symlink target,
 //! device number or xattrs differ from the lower view, or when its inode is
 //! not the one the snapshotter created at prepare time (the step replaced it,
-//! e.g. `mv` over it, even with the same metadata). A directory whose inode
+//! e.g. `mv` over it, even with the same metadata; see [`BaseInodes`]). A directory whose inode
 //! changed was removed and made again: that is overlayfs' opaque directory,
 //! and it is reported the same way. A file rewritten in place with its size
 //! and mtime restored is not detected (no content is compared).
@@ -107,7 +107,7 @@ impl Walk<'_> {
                 continue;
             };
             let lower = lower_children.get(&name);
-            let same_inode = self.base.get(&child_rel) == Some(md.ino());
+            let same_inode = self.base.is_original(&child_rel, &child_abs, &md);
             if md.is_dir() {
                 let below_visible = match lower.filter(|l| l.metadata.is_dir()) {
                     Some(_) if !same_inode => {
