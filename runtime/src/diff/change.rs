@@ -7,6 +7,21 @@
 //! was found: the overlay and the native snapshotters produce the same list
 //! for the same step.
 //!
+//! To layer tar entries (the `cache` crate's `layer::Entry`), one change at a
+//! time, in list order:
+//!
+//! | change | tar entries |
+//! |---|---|
+//! | `Added(e)` / `Modified(e)`, `e.file` = `File { source, .. }` | regular file, content read from `source` |
+//! | … `Dir` / `Symlink` / `Hardlink` / devices / `Fifo` | the same kind (a hardlink's target is a layer path) |
+//! | `Deleted` | whiteout `<parent>/.wh.<name>` |
+//! | `Opaque(e)` | directory `e`, then `<path>/.wh..wh..opq` |
+//!
+//! with `mode`, `uid`, `gid`, `mtime` and `xattrs` from the entry. A
+//! `user.rootlesscontainers` xattr (ownership the unpacker could not apply
+//! with a single id mapping) is reported like any other; the layer writer
+//! decides whether to turn it back into `uid`/`gid`.
+//!
 //! They are serializable because the walk that produces them usually runs in
 //! a forked child inside the build's user namespace (files owned by
 //! subordinate ids are unreadable from outside it) and the list has to cross a
