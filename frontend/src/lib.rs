@@ -28,3 +28,4 @@ pub use graph::{
 };
 pub use lower::expose::parse_spec as parse_port_spec;
 pub use lower::lower;
+pub mod dot;

@@ -610,3 +610,22 @@ fn graph_serializes_to_json() {
     assert_eq!(v["stages"][1]["steps"][0]["op"]["type"], "file");
     assert_eq!(v["stages"][0]["steps"][0]["op"]["argv"][0], "/bin/sh");
 }
+
+#[test]
+fn dot_has_clusters_and_edges_for_from_stage_and_copy_from() {
+    let g = lower(
+        "FROM scratch AS a\nRUN make\nFROM a AS b\nCOPY --from=a /x /y\nCOPY --from=alpine /etc/os-release /\n",
+    );
+    let dot = frontend::dot::render(&g);
+    assert!(dot.starts_with("digraph build {"));
+    assert!(dot.contains("subgraph cluster_0"));
+    assert!(dot.contains("subgraph cluster_1"));
+    assert!(dot.contains("s0_0 -> s1_base [style=bold"), "{dot}");
+    assert!(dot.contains("s0_0 -> s1_0 [style=dashed"), "{dot}");
+    assert!(
+        dot.contains("image_0 [shape=ellipse, label=\"alpine\"]"),
+        "{dot}"
+    );
+    assert!(dot.contains("image_0 -> s1_1"), "{dot}");
+    assert!(dot.trim_end().ends_with('}'));
+}

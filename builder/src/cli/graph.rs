@@ -1,14 +1,124 @@
-//! `strata graph`.
+//! `strata graph`: print the build graph of a Dockerfile.
+//!
+//! `--format json` (the default) prints [`frontend::BuildGraph`] for tools;
+//! `--format dot` prints Graphviz DOT for people (`strata graph --format dot
+//! | dot -Tsvg > graph.svg`). Base images are not contacted: the graph is
+//! computed with [`frontend::EmptyResolver`], which gives every base image an
+//! empty config and no digest, so inherited config (ENV, ONBUILD triggers of
+//! a base image) is not shown. Everything the Dockerfile itself says is.
 
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Args;
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
 
-use super::{GlobalOpts, not_yet::not_supported};
+use super::GlobalOpts;
+
+/// The Dockerfile-selecting options `graph` and `check` share.
+#[derive(Debug, Args)]
+pub struct DockerfileArgs {
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The stage to build (default: the last one).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// A build argument, KEY=VALUE (KEY alone takes the value from the
+    /// environment, as `docker build` does). Repeatable.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// The target platform, os/arch[/variant] (default: this machine's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// The build context directory (only used to find the Dockerfile).
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+}
+
+/// Output formats of `strata graph`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Json,
+    Dot,
+}
 
 #[derive(Debug, Args)]
-pub struct GraphArgs {}
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub dockerfile: DockerfileArgs,
+    /// json for tools, dot for Graphviz.
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: Format,
+}
 
-pub fn run(_g: &GlobalOpts, _args: GraphArgs) -> anyhow::Result<ExitCode> {
-    Err(not_supported("strata graph"))
+pub fn run(_g: &GlobalOpts, args: GraphArgs) -> anyhow::Result<ExitCode> {
+    let graph = lower(&args.dockerfile)?;
+    for w in &graph.warnings {
+        eprintln!("{w}");
+    }
+    let out = match args.format {
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(&graph).context("serialising the graph")?;
+            s.push('\n');
+            s
+        }
+        Format::Dot => frontend::dot::render(&graph),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to standard output")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads, parses and lowers the Dockerfile the options name.
+pub fn lower(args: &DockerfileArgs) -> anyhow::Result<frontend::BuildGraph> {
+    let path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "cannot read {}: pass the Dockerfile with -f FILE or run in its directory",
+            path.display()
+        )
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let name = path.display().to_string();
+    let df = frontend::parse(&name, &text)?;
+    let mut opts = frontend::BuildOptions {
+        build_args: build_args(&args.build_args)?,
+        target: args.target.clone(),
+        file_name: name,
+        ..Default::default()
+    };
+    if let Some(p) = &args.platform {
+        opts.platform = p.parse().map_err(anyhow::Error::msg)?;
+    }
+    Ok(frontend::lower(&df, &opts, &frontend::EmptyResolver)?)
+}
+
+/// Parses `--build-arg` values.
+fn build_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for a in raw {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => bail!("invalid --build-arg {a:?}: expected KEY=VALUE"),
+            None => {
+                // `--build-arg KEY` takes KEY from the environment; unset
+                // means the argument is not given at all.
+                if let Ok(v) = std::env::var(a) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
