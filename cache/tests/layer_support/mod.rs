@@ -52,7 +52,7 @@ pub fn raw_member(out: &mut Vec<u8>, name: &str, flag: u8, link: &str, data: &[u
         let s = format!("{v:0w$o}\0", w = width - 1);
         h[at..at + width].copy_from_slice(s.as_bytes());
     };
-    octal(&mut h, 100, 8, 0o644);
+    octal(&mut h, 100, 8, if flag == b'5' { 0o755 } else { 0o644 });
     octal(&mut h, 108, 8, 0);
     octal(&mut h, 116, 8, 0);
     octal(&mut h, 124, 12, data.len() as u64);
