@@ -1,0 +1,531 @@
+//! The registry client against a tiny fake registry on 127.0.0.1:0, for what
+//! a real registry will not do on demand: serve tampered manifests and blobs,
+//! demand bearer tokens, and fail with 503s. Loopback only, bounded: every
+//! connection is answered and closed, and each test's server stops with it.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use cache::digest::Digest;
+use cache::platform::Platform;
+use cache::reference::Reference;
+use cache::store::Store;
+use cache::transport::registry::auth::CredentialStore;
+use cache::transport::registry::retry::RetryPolicy;
+use cache::transport::registry::{
+    ClientOptions, RegistryClient, RegistryError, Repo, fetch_manifest_and_config, pull,
+};
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+    fn header(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.headers.push((k.to_string(), v.into()));
+        self
+    }
+}
+
+type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
+
+/// A one-thread HTTP/1.1 server that answers with `handler(request, n)`,
+/// where `n` counts earlier requests with the same method and path.
+struct FakeRegistry {
+    addr: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeRegistry {
+    fn start(handler: Box<Handler>) -> FakeRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => serve(stream, &*handler, &seen2),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        FakeRegistry {
+            addr,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    fn count(&self, method: &str, path_prefix: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.method == method && s.path.starts_with(path_prefix))
+            .count()
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) {
+    stream.set_nonblocking(false).ok();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() || line.is_empty() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let req = Seen {
+        method,
+        path,
+        headers,
+    };
+    let n = {
+        let mut s = seen.lock().expect("lock");
+        let n = s
+            .iter()
+            .filter(|x| x.method == req.method && x.path == req.path)
+            .count();
+        s.push(req.clone());
+        n
+    };
+    let reply = handler(&req, n);
+    let mut out = stream;
+    let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", reply.status);
+    for (k, v) in &reply.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", reply.body.len()));
+    let _ = out.write_all(head.as_bytes());
+    if req.method != "HEAD" {
+        let _ = out.write_all(&reply.body);
+    }
+    let _ = out.flush();
+}
+
+/// A small image: config, one layer, an OCI manifest naming them.
+struct Fixture {
+    layer: Vec<u8>,
+    config: Vec<u8>,
+    manifest: Vec<u8>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let layer = b"not really a tar, but blobs are opaque to the client".to_vec();
+        let diff = Digest::of(&layer);
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+        )
+        .into_bytes();
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
+            Digest::of(&config),
+            config.len(),
+            diff,
+            layer.len()
+        )
+        .into_bytes();
+        Fixture {
+            layer,
+            config,
+            manifest,
+        }
+    }
+
+    /// Answers like a registry holding this image as `test/img:v1`; the
+    /// `tamper` function may change what is served for a path.
+    fn handler(self, tamper: fn(&str, Vec<u8>) -> Vec<u8>) -> Box<Handler> {
+        let manifest_digest = Digest::of(&self.manifest);
+        Box::new(move |req, _| {
+            let blob = |data: &Vec<u8>| {
+                Reply::new(200, tamper(&req.path, data.clone()))
+                    .header("Content-Type", "application/octet-stream")
+            };
+            match req.path.as_str() {
+                "/v2/test/img/manifests/v1" => {
+                    Reply::new(200, tamper(&req.path, self.manifest.clone()))
+                        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                        .header("Docker-Content-Digest", manifest_digest.to_string())
+                }
+                p if p == format!("/v2/test/img/manifests/{manifest_digest}") => {
+                    Reply::new(200, tamper(&req.path, self.manifest.clone()))
+                        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                }
+                p if p == format!("/v2/test/img/blobs/{}", Digest::of(&self.config)) => {
+                    blob(&self.config)
+                }
+                p if p == format!("/v2/test/img/blobs/{}", Digest::of(&self.layer)) => {
+                    blob(&self.layer)
+                }
+                _ => Reply::new(404, r#"{"errors":[{"code":"NOT_FOUND","message":"nope"}]}"#),
+            }
+        })
+    }
+}
+
+fn fast_client(creds: CredentialStore) -> RegistryClient {
+    let mut o = ClientOptions::anonymous();
+    o.credentials = creds;
+    o.retry = RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+    };
+    RegistryClient::new(o)
+}
+
+/// Every file under the store's blob directory and scratch space.
+fn stored_blobs(root: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    for sub in ["blobs/sha256", "index/tags"] {
+        if let Ok(rd) = std::fs::read_dir(root.join(sub)) {
+            for e in rd.flatten() {
+                v.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    v
+}
+
+fn tmp_files(root: &Path) -> Vec<String> {
+    walk(&root.join("tmp"))
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                v.extend(walk(&p));
+            } else {
+                v.push(p.display().to_string());
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn an_honest_fake_pulls_fine_so_the_tamper_tests_mean_something() {
+    let fx = Fixture::new();
+    let want = Digest::of(&fx.manifest);
+    let reg = FakeRegistry::start(fx.handler(|_, b| b));
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("store");
+    let r = Reference::parse(&format!("{}/test/img:v1", reg.addr)).expect("ref");
+    let report = pull(
+        &fast_client(CredentialStore::default()),
+        &store,
+        &r,
+        &Platform::default(),
+    )
+    .expect("pull");
+    assert_eq!(report.digest, want);
+    assert_eq!(store.resolve_digest(&r).expect("resolve"), Some(want));
+    assert_eq!(
+        stored_blobs(root.path()).len(),
+        4,
+        "{:?}",
+        stored_blobs(root.path())
+    );
+}
+
+#[test]
+fn a_tampered_layer_is_rejected_and_nothing_is_stored() {
+    let fx = Fixture::new();
+    let layer_digest = Digest::of(&fx.layer);
+    let reg = FakeRegistry::start(fx.handler(|path, mut b| {
+        if path.contains("/blobs/") && b.starts_with(b"not really") {
+            b[0] = b'N'; // same length, different bytes
+        }
+        b
+    }));
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("store");
+    let r = Reference::parse(&format!("{}/test/img:v1", reg.addr)).expect("ref");
+    let err = pull(
+        &fast_client(CredentialStore::default()),
+        &store,
+        &r,
+        &Platform::default(),
+    )
+    .expect_err("tampered layer must fail");
+    assert!(
+        matches!(&err, RegistryError::DigestMismatch { expected, .. } if *expected == layer_digest),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("expected") && msg.contains(&layer_digest.to_string()),
+        "{msg}"
+    );
+    assert_eq!(stored_blobs(root.path()), Vec::<String>::new());
+    assert_eq!(tmp_files(root.path()), Vec::<String>::new());
+    assert_eq!(store.resolve_digest(&r).expect("resolve"), None);
+}
+
+#[test]
+fn a_truncated_or_overlong_layer_is_rejected() {
+    for tamper in [
+        (|p: &str, mut b: Vec<u8>| {
+            if p.contains("/blobs/") && b.starts_with(b"not really") {
+                b.truncate(5);
+            }
+            b
+        }) as fn(&str, Vec<u8>) -> Vec<u8>,
+        |p, mut b| {
+            if p.contains("/blobs/") && b.starts_with(b"not really") {
+                b.extend_from_slice(&[0u8; 4096]);
+            }
+            b
+        },
+    ] {
+        let reg = FakeRegistry::start(Fixture::new().handler(tamper));
+        let root = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(root.path()).expect("store");
+        let r = Reference::parse(&format!("{}/test/img:v1", reg.addr)).expect("ref");
+        let err = pull(
+            &fast_client(CredentialStore::default()),
+            &store,
+            &r,
+            &Platform::default(),
+        )
+        .expect_err("wrong size must fail");
+        assert!(matches!(err, RegistryError::SizeMismatch { .. }), "{err}");
+        assert_eq!(stored_blobs(root.path()), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn a_manifest_that_does_not_match_its_digest_is_rejected() {
+    let fx = Fixture::new();
+    let manifest_digest = Digest::of(&fx.manifest);
+    // Served under the tag with the honest Docker-Content-Digest header, and
+    // under its digest, but with one extra space: valid JSON, wrong hash.
+    let reg = FakeRegistry::start(fx.handler(|path, mut b| {
+        if path.contains("/manifests/") {
+            b.insert(1, b' ');
+        }
+        b
+    }));
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("store");
+    let client = fast_client(CredentialStore::default());
+    for r in [
+        format!("{}/test/img:v1", reg.addr),
+        format!("{}/test/img@{manifest_digest}", reg.addr),
+    ] {
+        let r = Reference::parse(&r).expect("ref");
+        let err = pull(&client, &store, &r, &Platform::default()).expect_err("tampered manifest");
+        match &err {
+            RegistryError::DigestMismatch {
+                expected, actual, ..
+            } => {
+                assert_eq!(*expected, manifest_digest);
+                assert_ne!(*actual, manifest_digest);
+            }
+            other => panic!("expected a digest mismatch for {r}, got: {other}"),
+        }
+        let err = fetch_manifest_and_config(&client, &r, &Platform::default())
+            .expect_err("the builder's metadata fetch checks too");
+        assert!(err.is_integrity_error(), "{err}");
+    }
+    assert_eq!(stored_blobs(root.path()), Vec::<String>::new());
+    // No layer was even requested once the manifest failed.
+    assert_eq!(reg.count("GET", "/v2/test/img/blobs/"), 0);
+}
+
+#[test]
+fn bearer_challenge_is_answered_with_a_token_fetched_with_basic_credentials() {
+    let fx = Fixture::new();
+    let want = Digest::of(&fx.manifest);
+    let inner = fx.handler(|_, b| b);
+    // The token endpoint is on the same fake: /token, which wants basic auth
+    // for user "ci" / password "s3cret" and the repository scope.
+    let addr_cell: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
+    let addr2 = addr_cell.clone();
+    let reg = FakeRegistry::start(Box::new(move |req, n| {
+        let addr = addr2.lock().expect("lock").clone();
+        if req.path.starts_with("/token") {
+            let basic = req
+                .headers
+                .get("authorization")
+                .cloned()
+                .unwrap_or_default();
+            // base64("ci:s3cret")
+            if basic != "Basic Y2k6czNjcmV0" {
+                return Reply::new(401, "bad credentials");
+            }
+            if !req.path.contains("scope=repository%3Atest%2Fimg%3Apull") {
+                return Reply::new(400, format!("missing scope in {}", req.path));
+            }
+            return Reply::new(200, r#"{"token":"tok-123"}"#);
+        }
+        if req.headers.get("authorization").map(String::as_str) != Some("Bearer tok-123") {
+            return Reply::new(401, r#"{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}"#)
+                .header(
+                    "WWW-Authenticate",
+                    format!(
+                        r#"Bearer realm="http://{addr}/token",service="fake",scope="repository:test/img:pull""#
+                    ),
+                );
+        }
+        inner(req, n)
+    }));
+    *addr_cell.lock().expect("lock") = reg.addr.clone();
+
+    // Credentials come from a DOCKER_CONFIG directory's config.json, as
+    // `docker login` writes it.
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let host = reg.addr.clone();
+    std::fs::write(
+        cfg_dir.path().join("config.json"),
+        format!(r#"{{"auths":{{"{host}":{{"auth":"Y2k6czNjcmV0"}}}}}}"#),
+    )
+    .expect("write config");
+    let creds = CredentialStore::from_file(&cfg_dir.path().join("config.json")).expect("creds");
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("store");
+    let r = Reference::parse(&format!("{}/test/img:v1", reg.addr)).expect("ref");
+    let client = fast_client(creds);
+    let report = pull(&client, &store, &r, &Platform::default()).expect("pull with auth");
+    assert_eq!(report.digest, want);
+    // One token fetch serves every later request of the same scope.
+    assert_eq!(reg.count("GET", "/token"), 1, "{:#?}", reg.seen());
+
+    // Without credentials the token service refuses and the error says how
+    // to log in, naming the registry.
+    let anon = fast_client(CredentialStore::default());
+    let err = fetch_manifest_and_config(&anon, &r, &Platform::default()).expect_err("no creds");
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{msg}");
+    assert!(
+        msg.contains(&reg.addr) && msg.contains("docker login"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_503_then_200_is_retried_and_a_lasting_500_gives_up_after_the_bound() {
+    let fx = Fixture::new();
+    let want = Digest::of(&fx.manifest);
+    let inner = fx.handler(|_, b| b);
+    let reg = FakeRegistry::start(Box::new(move |req, n| {
+        // The first request for each path fails with 503.
+        if n == 0 {
+            return Reply::new(503, "try later");
+        }
+        inner(req, n)
+    }));
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("store");
+    let r = Reference::parse(&format!("{}/test/img:v1", reg.addr)).expect("ref");
+    let report = pull(
+        &fast_client(CredentialStore::default()),
+        &store,
+        &r,
+        &Platform::default(),
+    )
+    .expect("pull after retries");
+    assert_eq!(report.digest, want);
+    assert_eq!(reg.count("GET", "/v2/test/img/manifests/v1"), 2);
+
+    let down = FakeRegistry::start(Box::new(|_, _| Reply::new(500, "down")));
+    let client = fast_client(CredentialStore::default());
+    let repo = Repo::new(down.addr.clone(), "test/img");
+    let err = client.get_manifest(&repo, "v1").expect_err("always 500");
+    assert!(
+        matches!(err, RegistryError::Status { status: 500, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&down.addr), "{err}");
+    assert_eq!(
+        down.count("GET", "/v2/test/img/manifests/v1"),
+        3,
+        "bounded by attempts"
+    );
+}
+
+#[test]
+fn a_closed_port_fails_fast_with_the_address_in_the_message() {
+    // Bind and drop to get a port nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let client = fast_client(CredentialStore::default());
+    let repo = Repo::new(format!("127.0.0.1:{port}"), "a/b");
+    let err = client
+        .get_manifest(&repo, "latest")
+        .expect_err("nothing listens");
+    let msg = err.to_string();
+    assert!(err.is_transient(), "{msg}");
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+}
