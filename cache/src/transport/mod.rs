@@ -9,6 +9,8 @@ pub mod docker_archive;
 pub mod import;
 pub mod oci_layout;
 pub mod registry;
+pub mod rootfs;
 pub mod write_tar;
 
-pub use import::{LoadedImage, load_archive, resolve_source, verify_diff_ids};
+pub use import::{LoadedImage, diff_id, load_archive, resolve_source, verify_diff_ids};
+pub use rootfs::{RootfsImport, import_rootfs};
