@@ -6,8 +6,16 @@
 //! Layout: [`client`] is the HTTP engine (auth, retries), [`endpoint`] picks
 //! scheme and host, [`auth`] reads credentials and challenges, [`manifest`]
 //! knows the media types, [`fetch`] downloads with verification, [`upload`]
-//! sends blobs and manifests.
+//! sends blobs and manifests. On top: [`pull`] and [`push`] move images
+//! between a registry and the local [`crate::store::Store`], and [`artifact`]
+//! stores small OCI artifacts (the builder's registry cache).
+//!
+//! For the builder: [`fetch_manifest_and_config`] (base image metadata for
+//! cache keys, no layers), [`fetch_blob`] (one layer, lazily, into the store),
+//! [`resolve_remote`] + [`RemoteImage::store_metadata`], [`pull`], [`push`],
+//! [`put_artifact`] / [`get_artifact`].
 
+pub mod artifact;
 pub mod auth;
 pub mod client;
 pub mod endpoint;
@@ -19,6 +27,7 @@ pub mod push;
 pub mod retry;
 pub mod upload;
 
+pub use artifact::{Artifact, SmallBlob, get_artifact, get_small_blob, put_artifact};
 pub use client::{ClientOptions, RegistryClient, Repo};
 pub use error::{RegistryError, Result};
 pub use fetch::{FetchedManifest, ManifestHead};
