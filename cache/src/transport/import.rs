@@ -120,9 +120,28 @@ pub fn diff_id(blobs: &BlobStore, layer: &Digest) -> Result<Digest> {
     Ok(Digest::from_hasher(h))
 }
 
-/// `strata load -i FILE`: reads a docker-archive or OCI archive tarball,
+/// `strata load -i FILE`: reads a docker-archive or OCI archive tarball (or
+/// an OCI layout directory),
 /// verifies it, stores its blobs and tags its names. Returns each image.
 pub fn load_archive(
+    store: &Store,
+    path: &std::path::Path,
+    platform: &Platform,
+) -> Result<Vec<LoadedImage>> {
+    let loaded = if path.is_dir() {
+        oci_layout::load_dir(store, path, platform)?
+    } else {
+        load_tar(store, path, platform)?
+    };
+    for l in &loaded {
+        for n in &l.names {
+            store.tag_image(n, &l.top_digest)?;
+        }
+    }
+    Ok(loaded)
+}
+
+fn load_tar(
     store: &Store,
     path: &std::path::Path,
     platform: &Platform,
@@ -138,11 +157,6 @@ pub fn load_archive(
             path.display()
         )));
     };
-    for l in &loaded {
-        for n in &l.names {
-            store.tag_image(n, &l.top_digest)?;
-        }
-    }
     Ok(loaded)
 }
 

@@ -400,6 +400,35 @@ pub fn import_layout(
     })
 }
 
+/// Imports every image of a layout directory (for `strata load -i DIR`).
+pub(crate) fn load_dir(store: &Store, dir: &Path, platform: &Platform) -> Result<Vec<LoadedImage>> {
+    let what = format!("OCI layout {}", dir.display());
+    let layout = dir.join("oci-layout");
+    check_layout_file(&fs::read(&layout).ctx("read", &layout)?, &what)?;
+    let index_path = dir.join("index.json");
+    let index = parse_index(&fs::read(&index_path).ctx("read", &index_path)?, &what)?;
+    let mut out: Vec<LoadedImage> = Vec::new();
+    for desc in &index.manifests {
+        let image = import_closure(store, &LayoutDir { dir }, desc, platform)?;
+        let names = names_of(desc);
+        match out.iter_mut().find(|l| l.top_digest == desc.digest) {
+            Some(prev) => {
+                for n in names {
+                    if !prev.names.contains(&n) {
+                        prev.names.push(n);
+                    }
+                }
+            }
+            None => out.push(LoadedImage {
+                names,
+                top_digest: desc.digest.clone(),
+                image,
+            }),
+        }
+    }
+    Ok(out)
+}
+
 fn one<'a>(v: Vec<&'a Descriptor>, what: &str) -> Result<&'a Descriptor> {
     let mut uniq: Vec<&Descriptor> = Vec::new();
     for d in v {
