@@ -1,14 +1,59 @@
-//! `strata save`.
+//! `strata save -o FILE REF...`: write images to a tarball `docker load`
+//! (classic and containerd stores) and `podman load` accept, or to an OCI
+//! layout (tar or directory).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Args;
+use cache::platform::Platform;
+use cache::transport::docker_archive::{self, SaveItem};
+use cache::transport::oci_layout;
+use clap::{Args, ValueEnum};
 
-use super::{GlobalOpts, not_yet::not_supported};
+use super::GlobalOpts;
+use super::images::{find_image, open_store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaveFormat {
+    /// A tar with manifest.json and an OCI layout: loads with docker and podman.
+    DockerArchive,
+    /// An OCI image layout in a tar.
+    OciArchive,
+    /// An OCI image layout directory (created or added to).
+    OciDir,
+}
 
 #[derive(Debug, Args)]
-pub struct SaveArgs {}
+pub struct SaveArgs {
+    /// Where to write: a file (archives) or a directory (oci-dir).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+    /// The output format.
+    #[arg(long, value_enum, default_value = "docker-archive")]
+    pub format: SaveFormat,
+    /// Which platform to save from multi-platform images.
+    #[arg(long)]
+    pub platform: Option<Platform>,
+    /// Images to save: names or image IDs.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
 
-pub fn run(_g: &GlobalOpts, _args: SaveArgs) -> anyhow::Result<ExitCode> {
-    Err(not_supported("strata save"))
+pub fn run(g: &GlobalOpts, args: SaveArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(g)?;
+    let platform = args.platform.clone().unwrap_or_else(Platform::host);
+    let mut items = Vec::new();
+    for s in &args.images {
+        let found = find_image(&store, s, &platform)?;
+        items.push(SaveItem {
+            name: found.name.map(|n| n.without_digest()),
+            image: found.image,
+        });
+    }
+    match args.format {
+        SaveFormat::DockerArchive => docker_archive::save(&store, &items, &args.output)?,
+        SaveFormat::OciArchive => oci_layout::export_tar(&store, &items, &args.output)?,
+        SaveFormat::OciDir => oci_layout::export_dir(&store, &items, &args.output)?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
