@@ -70,28 +70,42 @@ bin="$(cd "$repo" && cargo bench -p cache --bench layer_export --no-run --messag
 tar -C "$data" --exclude=./.complete -cf "$work/plain.tar" .
 tar_bytes=$(stat -c %s "$work/plain.tar")
 
-rows=()
+# Every command runs ROUNDS times (default 2), the commands interleaved so
+# that each sees the same mix of load from whatever else runs on the machine;
+# the table shows the best (lowest wall time) round of each, and all rounds
+# are logged to stderr.
+rounds="${ROUNDS:-2}"
+declare -A best_secs best_kib best_out
+names=()
 measure() { # name, output file, command...
     local name=$1 out=$2; shift 2
-    local t
+    local t secs kib osize="-"
     t=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null; } 2>&1 | tail -1 )
-    local secs=${t% *} kib=${t#* }
-    local osize="-"
+    secs=${t% *}; kib=${t#* }
     [ -f "$out" ] && osize=$(stat -c %s "$out")
-    local mbs
-    mbs=$(awk -v b="$tar_bytes" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? b / s / 1e6 : 0) }')
-    rows+=("| $name | $secs | $mbs | $((kib / 1024)) | $osize |")
-    echo "$name: ${secs}s ${mbs} MB/s $((kib / 1024)) MiB out=$osize" >&2
+    echo "round $r: $name: ${secs}s peak ${kib} KiB out=$osize load $(cut -d' ' -f1 /proc/loadavg)" >&2
+    if [ -z "${best_secs[$name]:-}" ]; then names+=("$name"); fi
+    if [ -z "${best_secs[$name]:-}" ] || awk -v a="$secs" -v b="${best_secs[$name]}" 'BEGIN { exit !(a < b) }'; then
+        best_secs[$name]=$secs; best_kib[$name]=$kib; best_out[$name]=$osize
+    fi
 }
 
 cd "$work"
-measure "tar -c \| gzip -6" tar.gz bash -c "tar -C '$data' --exclude=./.complete -cf - . | gzip -6 > tar.gz"
-measure "strata export gzip-6 (zlib-rs, 8 MiB members)" strata.tar.gz "$bin" export "$data" gzip strata.tar.gz
-measure "tar -c \| zstd -3 -T0" tar.zst bash -c "tar -C '$data' --exclude=./.complete -cf - . | zstd -q -3 -T0 > tar.zst"
-measure "strata export zstd-3 (zstdmt)" strata.tar.zst "$bin" export "$data" zstd strata.tar.zst
-measure "openssl dgst -sha256 (1 blob)" none openssl dgst -sha256 plain.tar
-measure "strata blob hash (sha2, SHA-NI)" none "$bin" hash plain.tar
-measure "strata export uncompressed" strata.tar "$bin" export "$data" none strata.tar
+for r in $(seq 1 "$rounds"); do
+    measure "tar -c \| gzip -6" tar.gz bash -c "tar -C '$data' --exclude=./.complete -cf - . | gzip -6 > tar.gz"
+    measure "strata export gzip-6 (zlib-rs, 8 MiB members)" strata.tar.gz "$bin" export "$data" gzip strata.tar.gz
+    measure "tar -c \| zstd -3 -T0" tar.zst bash -c "tar -C '$data' --exclude=./.complete -cf - . | zstd -q -3 -T0 > tar.zst"
+    measure "strata export zstd-3 (zstdmt)" strata.tar.zst "$bin" export "$data" zstd strata.tar.zst
+    measure "openssl dgst -sha256 (1 blob)" none openssl dgst -sha256 plain.tar
+    measure "strata blob hash (sha2, SHA-NI)" none "$bin" hash plain.tar
+    measure "strata export uncompressed" strata.tar "$bin" export "$data" none strata.tar
+done
+rows=()
+for name in "${names[@]}"; do
+    secs=${best_secs[$name]}; kib=${best_kib[$name]}
+    mbs=$(awk -v b="$tar_bytes" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? b / s / 1e6 : 0) }')
+    rows+=("| $name | $secs | $mbs | $((kib / 1024)) | ${best_out[$name]} |")
+done
 
 # Cross-check with independent decoders: the strata blobs decode to a tar
 # whose sha256 is the diff_id strata printed (checked by the bench itself
@@ -110,6 +124,8 @@ echo "digests cross-checked with gzip -dc / zstd -dc | sha256sum" >&2
 echo
 echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "Data: $(find "$data" -type f | wc -l) files, tar stream $tar_bytes bytes"
+echo
+echo "Best of $rounds interleaved rounds."
 echo
 echo "| command | wall s | MB/s (tar bytes) | peak RSS MiB | output bytes |"
 echo "|---|---|---|---|---|"

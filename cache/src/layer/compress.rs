@@ -19,6 +19,9 @@ use crate::digest::Digest;
 /// it changes every gzip layer digest, so it is a constant, not an option.
 pub const GZIP_MEMBER_SIZE: usize = 8 << 20;
 
+/// Most gzip members queued or being compressed at once, per layer.
+const MAX_IN_FLIGHT: usize = 8;
+
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -165,8 +168,10 @@ impl<W: Write> GzipMembers<W> {
             buf: Vec::with_capacity(GZIP_MEMBER_SIZE),
             in_flight: VecDeque::new(),
             // Enough to keep every worker busy while the producer fills the
-            // next member, and no more: this bounds memory.
-            max_in_flight: rayon::current_num_threads().max(1) + 1,
+            // next member, and no more: this bounds memory (each member in
+            // flight holds ~8 MiB of input and ~3 MiB of output). Capped so
+            // a many-core machine stays under ~100 MiB per layer.
+            max_in_flight: (rayon::current_num_threads().max(1) + 1).min(MAX_IN_FLIGHT),
             members: 0,
         }
     }

@@ -603,8 +603,8 @@ impl Unpacker<'_> {
         };
         if usable {
             // Mode again: mknod applies the umask.
+            // (chmod does not open the node, so this is safe on devices.)
             rustix::fs::chmodat(dirfd, name, perm, AtFlags::empty())
-                .or_else(|e| if ft == FileType::Fifo { Err(e) } else { Ok(()) })
                 .map_err(|e| self.io("changing mode of", rel, e))?;
             rustix::fs::utimensat(dirfd, name, &ts(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| self.io("setting times of", rel, e))?;
