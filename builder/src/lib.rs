@@ -4,3 +4,17 @@
 //! sandboxes in `runtime`; this crate only joins them.
 
 pub mod cli;
+pub mod context;
+pub mod ops;
+pub mod options;
+pub mod output;
+pub mod pipeline;
+pub mod progress;
+pub mod solver;
+
+/// The one refusal for a path that is not built yet, worded like the CLI's
+/// (`cli::not_yet`), so a library module can refuse without reaching into
+/// the command line.
+pub(crate) fn not_supported(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("not supported yet: {what}")
+}

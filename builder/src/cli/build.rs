@@ -1,14 +1,301 @@
-//! `strata build`.
+//! `strata build`: the command line of a build, parsed into a typed
+//! [`BuildRequest`] (every flag validated, errors naming the flag), then
+//! handed to [`crate::pipeline`].
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::{Context as _, bail};
 use clap::Args;
 
-use super::{GlobalOpts, not_yet::not_supported};
+use super::GlobalOpts;
+use crate::options::{
+    BuildRequest, DockerfileSource, OutputKind, OutputSpec, parse_build_args, parse_labels,
+};
+use crate::progress::Mode;
+
+/// `strata build`'s arguments. The flags live behind a box so the verb
+/// enum stays small (clippy's large_enum_variant).
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub flags: Box<BuildFlags>,
+}
 
 #[derive(Debug, Args)]
-pub struct BuildArgs {}
+pub struct BuildFlags {
+    /// The build context directory.
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from stdin).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<String>,
+    /// Name the image (repeatable): `name[:tag]`.
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    /// Set a build argument: `KEY=VALUE`, or `KEY` to take it from the environment.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// Build this stage (by name) instead of the last one.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Run every step, ignoring the cache (results are still recorded).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Ignore the cache for these stages only (repeatable).
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+    /// Resolve base images again instead of using the local store.
+    #[arg(long)]
+    pub pull: bool,
+    /// Import cache: `type=local,src=DIR`, `type=registry,ref=REF` or an image reference.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Export cache: `type=local,dest=DIR`, `type=registry,ref=REF[,mode=max]` or `type=inline`.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+    /// Output: `type=docker|oci|tar|local|image|registry[,dest=…][,name=…][,compression=…]`.
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub output: Vec<String>,
+    /// Push the image to its registry after the build.
+    #[arg(long)]
+    pub push: bool,
+    /// Set an image label `KEY=VALUE` (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Expose a secret to RUN --mount=type=secret: `id=ID,src=PATH` or `id=ID,env=VAR`.
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+    /// Forward an SSH agent or keys: `default` or `ID=PATH[,PATH]`.
+    #[arg(long = "ssh", value_name = "SPEC")]
+    pub ssh: Vec<String>,
+    /// Network for RUN: default, none or host.
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Progress output: auto, tty, plain, json or quiet.
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub progress: String,
+    /// Write the image id to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Write build metadata (JSON) to this file.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Print only the image id.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// How many steps may run at once (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// The target platform (only the native one is supported).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// A named context: `NAME=DIR`, `NAME=docker-image://REF` or `NAME=oci-layout://PATH`.
+    #[arg(long = "build-context", value_name = "NAME=SOURCE")]
+    pub build_contexts: Vec<String>,
+    /// Say, for every step that ran, why the cache missed.
+    #[arg(long)]
+    pub explain_cache: bool,
+    /// How step root filesystems are made: auto, overlay or native.
+    #[arg(long, default_value = "auto", value_name = "KIND")]
+    pub snapshotter: String,
+    /// User namespace: auto, single (only your uid) or subuid (/etc/subuid ranges).
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub userns: String,
+}
 
-pub fn run(_g: &GlobalOpts, _args: BuildArgs) -> anyhow::Result<ExitCode> {
-    Err(not_supported("strata build"))
+/// `host`, `host.domain`, `localhost` or any of them with `:port`.
+fn is_registry_host(h: &str) -> bool {
+    let (name, port) = match h.split_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (h, None),
+    };
+    if port.is_some_and(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit())) {
+        return false;
+    }
+    name.contains('.') || name == "localhost" || port.is_some()
+}
+
+/// A minimal check of an image name (`-t`): lower-case repository path,
+/// optional `:tag` of at most 128 `[A-Za-z0-9_.-]`. The store's reference
+/// parser does the full job when the image is named.
+fn check_tag(t: &str) -> anyhow::Result<()> {
+    let bad =
+        |why: &str| anyhow::anyhow!("-t/--tag {t:?}: {why}; use name[:tag], e.g. -t myapp:1.0");
+    if t.is_empty() {
+        return Err(bad("empty name"));
+    }
+    if t.contains('@') {
+        return Err(bad("a digest cannot be a tag"));
+    }
+    let last_slash = t.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (repo, tag) = match t[last_slash..].rfind(':') {
+        Some(i) => (&t[..last_slash + i], Some(&t[last_slash + i + 1..])),
+        None => (t, None),
+    };
+    if let Some(tag) = tag
+        && (tag.is_empty()
+            || tag.len() > 128
+            || !tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
+    {
+        return Err(bad("invalid tag"));
+    }
+    let path = repo
+        .split_once('/')
+        .filter(|(h, _)| is_registry_host(h))
+        .map(|(_, p)| p)
+        .unwrap_or(repo);
+    if path.is_empty()
+        || !path
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c))
+    {
+        return Err(bad(
+            "repository names are lower-case letters, digits and . _ - /",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_all<T: std::str::FromStr<Err = anyhow::Error>>(
+    items: &[String],
+) -> anyhow::Result<Vec<T>> {
+    items.iter().map(|i| i.parse()).collect()
+}
+
+impl BuildFlags {
+    /// Validates every option into a [`BuildRequest`].
+    pub fn into_request(self, g: &GlobalOpts) -> anyhow::Result<BuildRequest> {
+        let root = g.root()?;
+        if !self.context.is_dir() {
+            bail!(
+                "the build context {} is not a directory: pass the directory holding your sources (often `.`)",
+                self.context.display()
+            );
+        }
+        let dockerfile = match self.file.as_deref() {
+            Some("-") => DockerfileSource::Stdin,
+            Some(p) => DockerfileSource::Path(PathBuf::from(p)),
+            None => DockerfileSource::Path(self.context.join("Dockerfile")),
+        };
+        if let DockerfileSource::Path(p) = &dockerfile
+            && !p.is_file()
+        {
+            bail!(
+                "-f/--file: cannot find the Dockerfile {}: check the path or pass -f PATH",
+                p.display()
+            );
+        }
+        for t in &self.tags {
+            check_tag(t)?;
+        }
+        if let Some(p) = &self.platform {
+            let want: frontend::graph::Platform =
+                p.parse().map_err(|e| anyhow::anyhow!("--platform: {e}"))?;
+            let native = frontend::graph::Platform::native();
+            if want.os != native.os || want.architecture != native.architecture {
+                return Err(crate::not_supported(&format!(
+                    "--platform {want}: strata builds only for the native platform {native} (no emulation)"
+                )));
+            }
+        }
+        let jobs = match self.jobs {
+            Some(0) => bail!("--jobs: must be at least 1"),
+            Some(n) => n,
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        };
+        let mut outputs: Vec<OutputSpec> = parse_all(&self.output)?;
+        if self.push {
+            if self.tags.is_empty() {
+                bail!("--push needs an image name: add -t REGISTRY/NAME:TAG");
+            }
+            outputs.push(OutputSpec {
+                kind: OutputKind::Registry,
+                dest: None,
+                name: None,
+                compression: None,
+                push: true,
+            });
+        }
+        if outputs
+            .iter()
+            .any(|o| matches!(o.kind, OutputKind::Registry) || o.push)
+            && self.tags.is_empty()
+            && outputs.iter().all(|o| o.name.is_none())
+        {
+            bail!("--output type=registry needs an image name: add -t REGISTRY/NAME:TAG or name=…");
+        }
+        let quiet = self.quiet;
+        let progress: Mode = if quiet {
+            Mode::Quiet
+        } else {
+            self.progress
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--progress: {e}"))?
+        };
+        let context = std::fs::canonicalize(&self.context)
+            .with_context(|| format!("cannot resolve the context {}", self.context.display()))?;
+        Ok(BuildRequest {
+            root,
+            context,
+            dockerfile,
+            tags: self.tags,
+            build_args: parse_build_args(&self.build_args, |k| std::env::var(k).ok())?,
+            target: self.target,
+            no_cache: self.no_cache,
+            no_cache_filter: self
+                .no_cache_filter
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            pull: self.pull,
+            cache_from: parse_all(&self.cache_from)?,
+            cache_to: parse_all(&self.cache_to)?,
+            outputs,
+            labels: parse_labels(&self.labels)?,
+            secrets: parse_all(&self.secrets)?,
+            ssh: parse_all(&self.ssh)?,
+            network: self.network.as_deref().unwrap_or("default").parse()?,
+            progress,
+            iidfile: self.iidfile,
+            metadata_file: self.metadata_file,
+            quiet,
+            jobs,
+            build_contexts: parse_all(&self.build_contexts)?,
+            explain_cache: self.explain_cache,
+            snapshotter: self.snapshotter.parse()?,
+            userns: self.userns.parse()?,
+            verbose: g.verbose,
+        })
+    }
+}
+
+pub fn run(g: &GlobalOpts, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let req = args.flags.into_request(g)?;
+    crate::pipeline::build(&req)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags() {
+        for ok in [
+            "app",
+            "app:1.0",
+            "127.0.0.1:5000/library/busybox:latest",
+            "a/b-c_d.e:x_Y",
+        ] {
+            check_tag(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["", "App", "app:", "app@sha256:00", "app:t/x", "app:bad tag"] {
+            assert!(check_tag(bad).is_err(), "{bad}");
+        }
+    }
 }

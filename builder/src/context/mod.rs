@@ -1,0 +1,8 @@
+//! The build context: which files a build may read (`.dockerignore`), which
+//! files one COPY/ADD selects, and the content checksums that make those
+//! files part of a cache key.
+
+pub mod checksum;
+pub mod dockerignore;
+pub mod pattern;
+pub mod select;

@@ -1,0 +1,497 @@
+//! Which context files one COPY/ADD reads, and where each lands.
+//!
+//! Only the files a source list names are ever visited (a directory source is
+//! walked, a wildcard lists the directories its fixed prefix names), minus
+//! what `.dockerignore` and `--exclude` remove. Nothing copies or stats the
+//! rest of the context, so a `COPY app.sh /` in a 300 MiB context reads one
+//! file.
+//!
+//! Destination rules follow Docker: a directory source copies its *contents*;
+//! several sources (or a wildcard) need a destination ending in `/`; a single
+//! file source copied to a path without a trailing `/` takes that name.
+//! `--parents` keeps each source's path below the context root (or below a
+//! `/./` pivot in the source).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+use super::dockerignore::Matcher;
+use super::pattern::{Glob, clean};
+
+/// What one COPY/ADD asks for, with the destination already made absolute
+/// (WORKDIR applied) by the caller.
+#[derive(Debug, Clone)]
+pub struct CopySpec {
+    pub sources: Vec<String>,
+    pub dest: String,
+    /// `--exclude` patterns, matched relative to each source.
+    pub excludes: Vec<String>,
+    /// `--parents`.
+    pub parents: bool,
+}
+
+impl CopySpec {
+    pub fn new(sources: Vec<String>, dest: &str) -> CopySpec {
+        CopySpec {
+            sources,
+            dest: dest.to_string(),
+            excludes: Vec::new(),
+            parents: false,
+        }
+    }
+}
+
+/// What a context entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink(String),
+}
+
+/// The stat fields that tell whether a file changed since it was hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatKey {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub mode: u32,
+}
+
+impl StatKey {
+    pub fn of(md: &std::fs::Metadata) -> StatKey {
+        StatKey {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.size(),
+            mtime_ns: md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
+            ctime_ns: md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128,
+            mode: md.mode(),
+        }
+    }
+}
+
+/// One selected file, directory or symlink.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Path in the context, slash-separated, relative to the context root.
+    pub rel: String,
+    /// Absolute path inside the image (`/app/x`).
+    pub dest: String,
+    pub kind: EntryKind,
+    /// Permission and special bits (`st_mode & 0o7777`) as on the host.
+    pub host_mode: u32,
+    pub stat: StatKey,
+    /// Extended attributes worth keeping (`user.*`, `security.capability`).
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl Entry {
+    /// The mode the image gets: the host's bits minus group/other write.
+    /// Those two bits are what a umask changes between a laptop (022) and a
+    /// CI checkout (002); dropping them in both the cache key and the layer
+    /// keeps the two consistent, so a different umask still hits the cache
+    /// and a hit is byte-identical to a rebuild. `--chmod` overrides it.
+    pub fn image_mode(&self) -> u32 {
+        self.host_mode & !0o022
+    }
+}
+
+/// The selected entries of one COPY/ADD, sorted by destination.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub entries: Vec<Entry>,
+}
+
+/// Selects the entries of `spec` from `context`, skipping what `ignore`
+/// excludes.
+pub fn select(context: &Path, ignore: &Matcher, spec: &CopySpec) -> anyhow::Result<Selection> {
+    if spec.sources.is_empty() {
+        bail!("COPY/ADD needs at least one source");
+    }
+    let excludes = Matcher::new(&spec.excludes).map_err(|e| anyhow::anyhow!("--exclude: {e}"))?;
+    let dest_is_dir = spec.dest.ends_with('/');
+    let has_wildcard = spec.sources.iter().any(|s| is_wildcard(s));
+    if (spec.sources.len() > 1 || has_wildcard) && !dest_is_dir && !spec.parents {
+        // Docker allows it when the destination already is a directory in
+        // the image; we only know the context here, so say exactly what to do.
+        bail!(
+            "when copying more than one source (or a wildcard) the destination must be a directory ending in '/': write {}/",
+            spec.dest
+        );
+    }
+    let mut out: BTreeMap<String, Entry> = BTreeMap::new();
+    for src in &spec.sources {
+        let (pivot, rel) = split_pivot(src);
+        let matches = expand(context, &rel, ignore)?;
+        if matches.is_empty() {
+            if is_wildcard(&rel) {
+                bail!("no context file matches the source {src:?}");
+            }
+            bail!(
+                "{src:?} is not in the build context (or .dockerignore excludes it): check the path relative to the context directory"
+            );
+        }
+        for m in matches {
+            let abs = join_rel(context, &m);
+            let md = std::fs::metadata(&abs)
+                .or_else(|_| std::fs::symlink_metadata(&abs))
+                .with_context(|| format!("cannot stat {}", abs.display()))?;
+            let base = if spec.parents {
+                let keep = m.strip_prefix(&pivot).unwrap_or(&m).trim_start_matches('/');
+                join_dest(&spec.dest, keep)
+            } else if md.is_dir() {
+                spec.dest.trim_end_matches('/').to_string()
+            } else if dest_is_dir || spec.sources.len() > 1 || has_wildcard {
+                join_dest(&spec.dest, m.rsplit('/').next().unwrap_or(&m))
+            } else {
+                spec.dest.clone()
+            };
+            let base = if base.is_empty() {
+                "/".to_string()
+            } else {
+                base
+            };
+            if md.is_dir() {
+                // A directory named outright gives the destination its
+                // mode; one matched by a wildcard only contributes its
+                // contents (Docker flattens `COPY dir/* /d/` one level).
+                let with_root = !is_wildcard(&rel);
+                walk_dir(context, &m, &base, ignore, &excludes, with_root, &mut out)?;
+            } else {
+                let name = m.rsplit('/').next().unwrap_or(&m);
+                if excludes.excludes(name) {
+                    continue;
+                }
+                let e = entry_for(&abs, &m, &base, &md)?;
+                if let Some(e) = e {
+                    out.insert(e.dest.clone(), e);
+                }
+            }
+        }
+    }
+    Ok(Selection {
+        entries: out.into_values().collect(),
+    })
+}
+
+/// Whether a source holds Go-glob metacharacters.
+pub fn is_wildcard(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// `a/./b/c` → (`a`, `a/b/c`): `--parents` keeps only what follows `/./`.
+fn split_pivot(src: &str) -> (String, String) {
+    let s = src.trim_start_matches('/');
+    if let Some(i) = s.find("/./") {
+        let pivot = clean(&s[..i]);
+        return (pivot, clean(s));
+    }
+    (String::new(), clean(s))
+}
+
+/// Cleans a source and clamps it inside the context, as BuildKit resolves
+/// sources scoped to the context root (`../x` is `x`).
+fn scoped(rel: &str) -> String {
+    let c = clean(&format!("/{rel}"));
+    c.trim_start_matches('/').to_string()
+}
+
+fn join_rel(context: &Path, rel: &str) -> PathBuf {
+    if rel.is_empty() {
+        context.to_path_buf()
+    } else {
+        context.join(rel)
+    }
+}
+
+fn join_dest(dest: &str, rel: &str) -> String {
+    let d = dest.trim_end_matches('/');
+    if rel.is_empty() {
+        d.to_string()
+    } else {
+        format!("{d}/{rel}")
+    }
+}
+
+/// Expands one source into context paths ("" is the root), segment by
+/// segment, so only the directories the pattern names are listed.
+fn expand(context: &Path, src: &str, ignore: &Matcher) -> anyhow::Result<Vec<String>> {
+    let rel = scoped(src);
+    if !is_wildcard(&rel) {
+        let abs = join_rel(context, &rel);
+        if std::fs::symlink_metadata(&abs).is_err()
+            || (!rel.is_empty() && ignore.excludes(&rel) && !is_dir(&abs))
+        {
+            return Ok(Vec::new());
+        }
+        return Ok(vec![rel]);
+    }
+    let mut current = vec![String::new()];
+    for seg in rel.split('/') {
+        let mut next = Vec::new();
+        for base in &current {
+            if !is_wildcard(seg) {
+                let p = if base.is_empty() {
+                    seg.to_string()
+                } else {
+                    format!("{base}/{seg}")
+                };
+                if std::fs::symlink_metadata(join_rel(context, &p)).is_ok() {
+                    next.push(p);
+                }
+                continue;
+            }
+            let glob = Glob::new(seg).map_err(|e| anyhow::anyhow!("source {src:?}: {e}"))?;
+            let dir = join_rel(context, base);
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for ent in rd {
+                let ent = ent.with_context(|| format!("cannot list {}", dir.display()))?;
+                let name = ent.file_name().to_string_lossy().into_owned();
+                if glob.is_match(&name) {
+                    next.push(if base.is_empty() {
+                        name
+                    } else {
+                        format!("{base}/{name}")
+                    });
+                }
+            }
+        }
+        current = next;
+    }
+    current.retain(|p| !ignore.excludes(p));
+    current.sort();
+    Ok(current)
+}
+
+fn is_dir(p: &Path) -> bool {
+    std::fs::metadata(p).map(|m| m.is_dir()).unwrap_or(false)
+}
+
+/// Walks a directory source, adding the directory itself (it gives the
+/// destination its mode) and everything below that is not excluded.
+fn walk_dir(
+    context: &Path,
+    rel: &str,
+    dest: &str,
+    ignore: &Matcher,
+    excludes: &Matcher,
+    with_root: bool,
+    out: &mut BTreeMap<String, Entry>,
+) -> anyhow::Result<()> {
+    let root = join_rel(context, rel);
+    let md = std::fs::metadata(&root).with_context(|| format!("cannot stat {}", root.display()))?;
+    if with_root && let Some(e) = entry_for(&root, rel, dest, &md)? {
+        out.insert(e.dest.clone(), e);
+    }
+    let skip_dirs = !ignore.has_exceptions() && !excludes.has_exceptions();
+    let mut it = walkdir::WalkDir::new(&root)
+        .min_depth(1)
+        .follow_links(false)
+        .into_iter();
+    while let Some(ent) = it.next() {
+        let ent = ent.with_context(|| format!("cannot walk {}", root.display()))?;
+        let inner = ent
+            .path()
+            .strip_prefix(&root)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ctx_rel = if rel.is_empty() {
+            inner.clone()
+        } else {
+            format!("{rel}/{inner}")
+        };
+        let is_dir = ent.file_type().is_dir();
+        if ignore.excludes(&ctx_rel) || excludes.excludes(&inner) {
+            if is_dir && skip_dirs {
+                it.skip_current_dir();
+            }
+            continue;
+        }
+        let md = ent
+            .metadata()
+            .with_context(|| format!("cannot stat {}", ent.path().display()))?;
+        if let Some(e) = entry_for(ent.path(), &ctx_rel, &join_dest(dest, &inner), &md)? {
+            out.insert(e.dest.clone(), e);
+        }
+    }
+    Ok(())
+}
+
+fn entry_for(
+    abs: &Path,
+    rel: &str,
+    dest: &str,
+    md: &std::fs::Metadata,
+) -> anyhow::Result<Option<Entry>> {
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_symlink() {
+        let t = std::fs::read_link(abs)
+            .with_context(|| format!("cannot read link {}", abs.display()))?;
+        EntryKind::Symlink(t.to_string_lossy().into_owned())
+    } else {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_socket() {
+            // Docker leaves sockets out of the context too.
+            return Ok(None);
+        }
+        return Err(crate::not_supported(&format!(
+            "copying the device or fifo {rel:?} from the build context"
+        )));
+    };
+    Ok(Some(Entry {
+        rel: rel.to_string(),
+        dest: if dest.is_empty() {
+            "/".into()
+        } else {
+            dest.to_string()
+        },
+        kind,
+        host_mode: md.mode() & 0o7777,
+        stat: StatKey::of(md),
+        xattrs: read_xattrs(abs),
+    }))
+}
+
+/// The extended attributes an image keeps: `user.*` and file capabilities.
+/// Others (`security.selinux`, `system.*`) describe the host, not the file.
+fn read_xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
+    let Ok(names) = xattr::list(p) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Vec<u8>)> = names
+        .filter_map(|n| {
+            let name = n.to_string_lossy().into_owned();
+            if !(name.starts_with("user.") || name == "security.capability") {
+                return None;
+            }
+            xattr::get(p, &n).ok().flatten().map(|v| (name, v))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir_all(p.join("src/sub")).unwrap();
+        std::fs::write(p.join("src/a.txt"), "a").unwrap();
+        std::fs::write(p.join("src/b.log"), "b").unwrap();
+        std::fs::write(p.join("src/sub/c.txt"), "c").unwrap();
+        std::fs::write(p.join("top.txt"), "t").unwrap();
+        std::fs::write(p.join("huge.bin"), "h").unwrap();
+        d
+    }
+
+    fn dests(s: &Selection) -> Vec<&str> {
+        s.entries.iter().map(|e| e.dest.as_str()).collect()
+    }
+
+    #[test]
+    fn directory_source_copies_contents() {
+        let d = ctx();
+        let s = select(
+            d.path(),
+            &Matcher::default(),
+            &CopySpec::new(vec!["src".into()], "/app"),
+        )
+        .unwrap();
+        assert_eq!(
+            dests(&s),
+            [
+                "/app",
+                "/app/a.txt",
+                "/app/b.log",
+                "/app/sub",
+                "/app/sub/c.txt"
+            ]
+        );
+    }
+
+    #[test]
+    fn single_file_takes_the_destination_name() {
+        let d = ctx();
+        let s = select(
+            d.path(),
+            &Matcher::default(),
+            &CopySpec::new(vec!["top.txt".into()], "/x/y"),
+        )
+        .unwrap();
+        assert_eq!(dests(&s), ["/x/y"]);
+        let s = select(
+            d.path(),
+            &Matcher::default(),
+            &CopySpec::new(vec!["top.txt".into()], "/x/"),
+        )
+        .unwrap();
+        assert_eq!(dests(&s), ["/x/top.txt"]);
+    }
+
+    #[test]
+    fn wildcards_and_ignores() {
+        let d = ctx();
+        let ig = Matcher::new(&["**/*.log"]).unwrap();
+        let s = select(d.path(), &ig, &CopySpec::new(vec!["src/*".into()], "/o/")).unwrap();
+        // `src/sub` matched the wildcard: its contents land in /o.
+        assert_eq!(dests(&s), ["/o/a.txt", "/o/c.txt"]);
+        assert!(select(d.path(), &ig, &CopySpec::new(vec!["src/*".into()], "/o")).is_err());
+    }
+
+    #[test]
+    fn ignored_source_is_an_error() {
+        let d = ctx();
+        let ig = Matcher::new(&["huge.bin"]).unwrap();
+        let err = select(d.path(), &ig, &CopySpec::new(vec!["huge.bin".into()], "/")).unwrap_err();
+        assert!(err.to_string().contains(".dockerignore"), "{err}");
+    }
+
+    #[test]
+    fn exclude_and_parents() {
+        let d = ctx();
+        let mut spec = CopySpec::new(vec!["src/sub/c.txt".into(), "top.txt".into()], "/p/");
+        spec.parents = true;
+        let s = select(d.path(), &Matcher::default(), &spec).unwrap();
+        assert_eq!(dests(&s), ["/p/src/sub/c.txt", "/p/top.txt"]);
+        let mut spec = CopySpec::new(vec![".".into()], "/all/");
+        spec.excludes = vec!["*.txt".into(), "src/**/*.txt".into()];
+        let s = select(d.path(), &Matcher::default(), &spec).unwrap();
+        assert_eq!(
+            dests(&s),
+            [
+                "/all",
+                "/all/huge.bin",
+                "/all/src",
+                "/all/src/b.log",
+                "/all/src/sub"
+            ]
+        );
+    }
+
+    #[test]
+    fn paths_cannot_escape_the_context() {
+        let d = ctx();
+        let s = select(
+            d.path(),
+            &Matcher::default(),
+            &CopySpec::new(vec!["../../top.txt".into()], "/t"),
+        )
+        .unwrap();
+        assert_eq!(s.entries[0].rel, "top.txt");
+    }
+}

@@ -1,0 +1,255 @@
+//! Exec ops: RUN in the runtime's rootless sandbox.
+//!
+//! The step's lower layers are unpacked once each into
+//! `<root>/snapshots/layers/<diff_id>` (overlay form, inside the user
+//! namespace so subordinate owners are real), a snapshot is prepared over
+//! them, the command runs, and the snapshot's diff becomes the new layer —
+//! written as a tar inside the user namespace too, where on-disk owners read
+//! back as the container's ids. The committed layer directory is kept as the
+//! lower of later steps.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use anyhow::{Context as _, anyhow, bail};
+use cache::layer::{UnpackOptions, WhiteoutMode, WriteOptions};
+use cache::store::Store;
+use runtime::snapshot::{Choice, SnapshotterRequest};
+use runtime::{
+    Network, OutputStream, RunSpec, Sandbox, SandboxOptions, run_in_userns, sandbox_mount_points,
+};
+
+use super::Layer;
+use super::source::{ensure_blob, layer_dir, layer_dir_ready};
+
+/// The sandbox and snapshotter, made on first use (a build with no RUN, or
+/// a fully cached one, never probes user namespaces).
+pub struct Executor {
+    root: PathBuf,
+    userns: runtime::sandbox::UsernsMode,
+    snapshotter: SnapshotterRequest,
+    state: OnceLock<Result<(Sandbox, Choice), String>>,
+}
+
+impl Executor {
+    pub fn new(
+        store: &Store,
+        userns: crate::options::Userns,
+        snap: crate::options::Snapshotter,
+    ) -> Executor {
+        use crate::options::{Snapshotter as S, Userns as U};
+        Executor {
+            root: store.root().to_path_buf(),
+            userns: match userns {
+                U::Auto => runtime::sandbox::UsernsMode::Auto,
+                U::Single => runtime::sandbox::UsernsMode::Single,
+                U::Subuid => runtime::sandbox::UsernsMode::Subuid,
+            },
+            snapshotter: match snap {
+                S::Auto => SnapshotterRequest::Auto,
+                S::Overlay => {
+                    SnapshotterRequest::Force(runtime::snapshot::SnapshotterKind::Overlay)
+                }
+                S::Native => SnapshotterRequest::Force(runtime::snapshot::SnapshotterKind::Native),
+            },
+            state: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> anyhow::Result<&(Sandbox, Choice)> {
+        let r = self.state.get_or_init(|| {
+            let state_dir = self.root.join("tmp/run");
+            std::fs::create_dir_all(&state_dir)
+                .map_err(|e| format!("creating {}: {e}", state_dir.display()))?;
+            let sandbox = Sandbox::new(SandboxOptions {
+                userns: self.userns,
+                state_dir,
+                cache_dir: Some(self.root.join("cache-mounts")),
+            })
+            .map_err(|e| e.to_string())?;
+            let choice =
+                runtime::snapshot::choose(&self.root.join("snapshots/steps"), self.snapshotter)
+                    .map_err(|e| e.to_string())?;
+            Ok((sandbox, choice))
+        });
+        r.as_ref()
+            .map_err(|e| anyhow!("cannot run RUN steps here: {e}"))
+    }
+
+    /// Unpacks a layer into its shared directory once (temp dir + rename).
+    fn materialize(&self, store: &Store, layer: &Layer) -> anyhow::Result<PathBuf> {
+        let dir = layer_dir(store, layer);
+        if layer_dir_ready(&dir) {
+            return Ok(dir);
+        }
+        ensure_blob(store, layer)?;
+        let (sandbox, _) = self.get()?;
+        let parent = dir
+            .parent()
+            .ok_or_else(|| anyhow!("bad layer dir"))?
+            .to_path_buf();
+        std::fs::create_dir_all(&parent)?;
+        let tmp = parent.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            layer.diff_id.hex()
+        ));
+        let blob = store.blobs().path(&layer.desc.digest);
+        let (t, d) = (tmp.clone(), dir.clone());
+        run_in_userns(sandbox.mapping(), move || -> Result<(), String> {
+            let _ = std::fs::remove_dir_all(&t);
+            std::fs::create_dir_all(&t).map_err(|e| e.to_string())?;
+            let f = std::fs::File::open(&blob).map_err(|e| e.to_string())?;
+            let opts = UnpackOptions {
+                whiteouts: WhiteoutMode::Overlay,
+                ..Default::default()
+            };
+            cache::layer::unpack(f, &t, &opts).map_err(|e| e.to_string())?;
+            match std::fs::rename(&t, &d) {
+                Ok(()) => Ok(()),
+                // Another build unpacked it first.
+                Err(_) if d.is_dir() => runtime::userns::remove_tree(&t).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .map_err(|e| anyhow!("unpacking layer {}: {e}", layer.desc.digest))?;
+        Ok(dir)
+    }
+
+    /// Runs one RUN on `layers`, streaming output lines to `output`; returns
+    /// the new layer (none when nothing changed).
+    #[allow(clippy::too_many_arguments)] // each is a distinct input of the step
+    pub fn run(
+        &self,
+        store: &Store,
+        layers: &[Layer],
+        op: &frontend::ExecOp,
+        network: crate::options::Network,
+        key: &str,
+        opts: &WriteOptions,
+        output: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Option<Layer>> {
+        if !op.mounts.is_empty() {
+            return Err(crate::not_supported("RUN --mount"));
+        }
+        if matches!(op.security, Some(frontend::Security::Insecure)) {
+            return Err(crate::not_supported("RUN --security=insecure"));
+        }
+        let mut lowers = Vec::new();
+        for l in layers.iter().rev() {
+            lowers.push(self.materialize(store, l)?);
+        }
+        let (sandbox, choice) = self.get()?;
+        let snap = &choice.snapshotter;
+        let snap_key = format!(
+            "{}-{}",
+            key.trim_start_matches("sha256:"),
+            std::process::id()
+        );
+        let l2 = lowers.clone();
+        let k2 = snap_key.clone();
+        let active = run_in_userns(sandbox.mapping(), || snap.prepare(&k2, &l2))
+            .map_err(|e| anyhow!("preparing the step's root filesystem: {e}"))?;
+        let net = match (op.network, network) {
+            (Some(frontend::NetworkMode::None), _) | (None, crate::options::Network::None) => {
+                Network::None
+            }
+            _ => Network::Host,
+        };
+        let mut spec = RunSpec::new(active.rootfs.clone(), op.argv.clone());
+        spec.env = op.env.iter().chain(op.proxy_env.iter()).cloned().collect();
+        spec.cwd = op.cwd.clone();
+        spec.user = op.user.clone();
+        spec.network = net;
+        let mut partial = Vec::new();
+        let outcome = sandbox.run(&spec, &mut |_s: OutputStream, bytes: &[u8]| {
+            partial.extend_from_slice(bytes);
+            while let Some(i) = partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=i).collect();
+                output(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r'));
+            }
+        });
+        if !partial.is_empty() {
+            output(&String::from_utf8_lossy(&partial));
+        }
+        let cleanup = |k: &str| {
+            let _ = run_in_userns(sandbox.mapping(), || snap.remove(k));
+        };
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                cleanup(&snap_key);
+                bail!("{e}");
+            }
+        };
+        if !outcome.exit.success() {
+            cleanup(&snap_key);
+            bail!("the command {:?} exited with {:?}", op.argv, outcome.exit);
+        }
+        let excludes: Vec<PathBuf> = sandbox_mount_points(&[])
+            .into_iter()
+            .map(|m| PathBuf::from(m.path))
+            .collect();
+        let a2 = active.clone();
+        let changes = run_in_userns(sandbox.mapping(), || snap.diff(&a2, &excludes))
+            .map_err(|e| anyhow!("reading what the step changed: {e}"))?;
+        if changes.is_empty() {
+            cleanup(&snap_key);
+            return Ok(None);
+        }
+        let a3 = active.clone();
+        run_in_userns(sandbox.mapping(), || snap.commit(&a3, &changes).map(|_| ()))
+            .map_err(|e| anyhow!("committing the step's changes: {e}"))?;
+        let layer_src = active.layer_dir();
+        let blobs_tmp = store.root().join("tmp");
+        let mut wopts = opts.clone();
+        wopts.overlay_whiteouts = true;
+        wopts.owners = cache::layer::OwnerSource::Xattr;
+        let store_root = store.root().to_path_buf();
+        // Write the tar inside the user namespace, where owners read back
+        // as container ids, then move the blob into the store.
+        let encoded = run_in_userns(sandbox.mapping(), move || -> Result<String, String> {
+            let tmp = tempfile::NamedTempFile::new_in(&blobs_tmp).map_err(|e| e.to_string())?;
+            let d = cache::layer::write_dir(&layer_src, &wopts, tmp.as_file())
+                .map_err(|e| e.to_string())?;
+            let (_f, path) = tmp.keep().map_err(|e| e.to_string())?;
+            let _ = store_root;
+            Ok(format!(
+                "{}\n{}\n{}\n{}",
+                path.display(),
+                d.digest,
+                d.diff_id,
+                d.media_type
+            ))
+        })
+        .map_err(|e| anyhow!("writing the step's layer: {e}"))?;
+        let mut parts = encoded.lines();
+        let (Some(path), Some(digest), Some(diff_id), Some(media)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            bail!("internal: bad layer report {encoded:?}");
+        };
+        let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+        let expected: cache::digest::Digest = digest.parse().map_err(|e| anyhow!("{e}"))?;
+        let (digest, size) = store.blobs().put_stream(file, Some(&expected))?;
+        let _ = std::fs::remove_file(path);
+        // Keep the committed directory as this layer's shared unpacked form.
+        let layer = Layer {
+            desc: cache::image::Descriptor::new(media.to_string(), digest, size),
+            diff_id: diff_id.parse().map_err(|e| anyhow!("{e}"))?,
+            origin: None,
+        };
+        let shared = layer_dir(store, &layer);
+        let src = active.layer_dir();
+        let moved = !layer_dir_ready(&shared)
+            && shared
+                .parent()
+                .map(std::fs::create_dir_all)
+                .transpose()
+                .is_ok()
+            && std::fs::rename(&src, &shared).is_ok();
+        let _ = moved;
+        cleanup(&snap_key);
+        Ok(Some(layer))
+    }
+}

@@ -1,0 +1,205 @@
+//! File ops: COPY/ADD from a directory (the context, or a stage's
+//! filesystem materialized for the copy) and WORKDIR's mkdir, turned into a
+//! layer directly from the selected files — nothing is staged on disk.
+//!
+//! Ownership follows Docker: files from the context belong to 0:0 unless
+//! `--chown` says otherwise; `--chown` names are looked up in the
+//! destination's `/etc/passwd` and `/etc/group` (read out of the layers
+//! below, topmost first). Modes are the context's minus the umask bits (see
+//! [`crate::context::select::Entry::image_mode`]), or `--chmod`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use cache::layer::{
+    Content, Entry as LayerEntry, EntryKind as LayerKind, WriteOptions, write_layer,
+};
+use cache::store::Store;
+
+use super::Layer;
+use super::source::ensure_blob;
+use crate::context::checksum::Overrides;
+use crate::context::select::{EntryKind, Selection};
+
+/// Docker leaves mtimes of copied files as they are; strata clamps them to
+/// this (1970-01-01 + 0) when no `SOURCE_DATE_EPOCH` is given, so the same
+/// files always make the same layer and a cache hit equals a rebuild.
+const DEFAULT_MTIME: i64 = 0;
+
+/// Writes the layer for a selection from `root` (the directory the entries'
+/// `rel` paths are relative to).
+pub fn copy_layer(
+    store: &Store,
+    root: &Path,
+    sel: &Selection,
+    ov: &Overrides,
+    inline: &[frontend::InlineFile],
+    dest: &str,
+    opts: &WriteOptions,
+) -> anyhow::Result<Option<Layer>> {
+    let mut entries = Vec::new();
+    for e in &sel.entries {
+        let path = PathBuf::from(e.dest.trim_start_matches('/'));
+        if path.as_os_str().is_empty() {
+            continue; // the root directory itself keeps its metadata
+        }
+        let kind = match &e.kind {
+            EntryKind::File => LayerKind::File(Content::Path(root.join(&e.rel))),
+            EntryKind::Dir => LayerKind::Dir,
+            EntryKind::Symlink(t) => LayerKind::Symlink(PathBuf::from(t)),
+        };
+        let mut le = LayerEntry::new(path, kind)
+            .mode(ov.mode_for(&e.kind, e.image_mode()))
+            .owner(ov.uid, ov.gid)
+            .mtime(DEFAULT_MTIME);
+        for (k, v) in &e.xattrs {
+            le = le.xattr(k.clone(), v.clone());
+        }
+        entries.push(le);
+    }
+    for f in inline {
+        let p = if inline.len() == 1 && !dest.ends_with('/') {
+            dest.to_string()
+        } else {
+            format!("{}/{}", dest.trim_end_matches('/'), f.path)
+        };
+        entries.push(
+            LayerEntry::file(
+                p.trim_start_matches('/'),
+                Content::Bytes(f.content.clone().into_bytes()),
+            )
+            .mode(ov.chmod.unwrap_or(f.mode))
+            .owner(ov.uid, ov.gid)
+            .mtime(DEFAULT_MTIME),
+        );
+    }
+    write_entries(store, entries, opts)
+}
+
+/// WORKDIR: the directory and its missing parents, owned by the user.
+pub fn mkdir_layer(
+    store: &Store,
+    dest: &str,
+    uid: u32,
+    gid: u32,
+    opts: &WriteOptions,
+) -> anyhow::Result<Option<Layer>> {
+    let mut entries = Vec::new();
+    let mut acc = PathBuf::new();
+    for part in dest.split('/').filter(|p| !p.is_empty()) {
+        acc.push(part);
+        entries.push(
+            LayerEntry::dir(acc.clone())
+                .mode(0o755)
+                .owner(uid, gid)
+                .mtime(DEFAULT_MTIME),
+        );
+    }
+    write_entries(store, entries, opts)
+}
+
+/// Writes entries as a layer blob into the store (no layer for nothing).
+pub fn write_entries(
+    store: &Store,
+    entries: Vec<LayerEntry>,
+    opts: &WriteOptions,
+) -> anyhow::Result<Option<Layer>> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let mut w = store.blobs().writer()?;
+    let desc = write_layer(entries, opts, &mut w).context("writing the layer")?;
+    let (digest, size) = w.commit(Some(&desc.digest))?;
+    Ok(Some(Layer {
+        desc: cache::image::Descriptor::new(desc.media_type, digest, size),
+        diff_id: desc.diff_id,
+        origin: None,
+    }))
+}
+
+/// Reads one file (`etc/passwd`) from a stack of layers, topmost first
+/// wins; `None` if no layer has it.
+pub fn read_from_layers(
+    store: &Store,
+    layers: &[Layer],
+    path: &str,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    for l in layers.iter().rev() {
+        ensure_blob(store, l)?;
+        let mut found = None;
+        let mut read_err = None;
+        cache::layer::for_each_entry(store.blobs().open(&l.desc.digest)?, |e, r| {
+            if found.is_none() && e.path == Path::new(path) && matches!(e.kind, LayerKind::File(_))
+            {
+                let mut b = Vec::new();
+                match r.read_to_end(&mut b) {
+                    Ok(_) => found = Some(b),
+                    Err(err) => read_err = Some(err),
+                }
+            }
+            Ok(())
+        })
+        .with_context(|| format!("reading layer {}", l.desc.digest))?;
+        if let Some(e) = read_err {
+            return Err(anyhow::anyhow!(
+                "reading /{path} from layer {}: {e}",
+                l.desc.digest
+            ));
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// Resolves `user[:group]` (names or numbers) against the image's
+/// `/etc/passwd` and `/etc/group`. A numeric user without a group gets the
+/// same number as group, as Docker does for `--chown`.
+pub fn resolve_owner(store: &Store, layers: &[Layer], spec: &str) -> anyhow::Result<(u32, u32)> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let lookup = |file: &str, name: &str| -> anyhow::Result<Option<(u32, u32)>> {
+        let Some(bytes) = read_from_layers(store, layers, file)? else {
+            return Ok(None);
+        };
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 3 && f[0] == name {
+                let id = f[2].parse().unwrap_or(0);
+                let gid = f.get(3).and_then(|g| g.parse().ok()).unwrap_or(id);
+                return Ok(Some((id, gid)));
+            }
+        }
+        Ok(None)
+    };
+    let (uid, primary) = match user.parse::<u32>() {
+        Ok(n) => (n, n),
+        Err(_) => lookup("etc/passwd", user)?
+            .ok_or_else(|| anyhow::anyhow!("--chown={spec}: no user {user:?} in the image's /etc/passwd; use a number or create the user first"))?,
+    };
+    let gid = match group {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup("etc/group", g)?
+                .map(|(id, _)| id)
+                .ok_or_else(|| anyhow::anyhow!("--chown={spec}: no group {g:?} in the image's /etc/group; use a number or create the group first"))?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// Parses `--chmod` when given in octal; symbolic modes are refused.
+pub fn chmod_bits(op: &frontend::FileOp) -> anyhow::Result<Option<u32>> {
+    match (&op.chmod, op.chmod_bits) {
+        (None, _) => Ok(None),
+        (Some(_), Some(b)) => Ok(Some(b)),
+        (Some(s), None) => match u32::from_str_radix(s, 8) {
+            Ok(b) if b <= 0o7777 => Ok(Some(b)),
+            _ => bail!("--chmod={s}: not supported yet: symbolic modes; use octal like 0755"),
+        },
+    }
+}

@@ -1,0 +1,28 @@
+//! Executing one vertex of a build: a source (base image layers), an exec
+//! (RUN in the runtime's sandbox) or a file op (COPY/ADD/WORKDIR). Each
+//! returns at most one new layer; the solver chains them.
+
+pub mod exec;
+pub mod file;
+pub mod source;
+
+use cache::digest::Digest;
+use cache::image::Descriptor;
+use serde::{Deserialize, Serialize};
+
+/// One layer of a filesystem state: the blob and its uncompressed digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    pub desc: Descriptor,
+    pub diff_id: Digest,
+    /// The image reference the blob can be fetched from when it is not in
+    /// the store yet (base layers stay lazy until something needs them).
+    #[serde(default)]
+    pub origin: Option<String>,
+}
+
+/// What a vertex's cache entry holds: the layer it added, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedResult {
+    pub layer: Option<Layer>,
+}

@@ -1,0 +1,572 @@
+//! `strata build`'s options as typed values. The command line hands over
+//! strings; everything here parses and validates them once, so the rest of
+//! the build never sees a malformed value, and every error names the flag
+//! and says what a correct value looks like.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail};
+
+use crate::progress::Mode;
+
+/// `-o/--output type=…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// docker-archive tarball (`docker load`).
+    Docker,
+    /// OCI image layout tarball.
+    Oci,
+    /// The final root filesystem as a tar.
+    Tar,
+    /// The final root filesystem written to a directory.
+    Local,
+    /// The local store (the default), optionally pushed with `push=true`.
+    Image,
+    /// Push to a registry.
+    Registry,
+}
+
+/// Layer compression of an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    Uncompressed,
+}
+
+/// One `--output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub kind: OutputKind,
+    /// `dest=`: a file (`-` = stdout) or, for `local`, a directory.
+    pub dest: Option<PathBuf>,
+    /// `name=`: image names (comma lists are not allowed inside one key;
+    /// repeat `-t` instead).
+    pub name: Option<String>,
+    pub compression: Option<Compression>,
+    /// `push=true` on `type=image`.
+    pub push: bool,
+}
+
+fn split_kv(flag: &str, item: &str) -> anyhow::Result<(String, String)> {
+    match item.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_ascii_lowercase(), v.to_string())),
+        _ => bail!("{flag}: expected key=value, got {item:?}"),
+    }
+}
+
+fn parse_bool(flag: &str, key: &str, v: &str) -> anyhow::Result<bool> {
+    match v {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => bail!("{flag}: {key}= takes true or false, got {v:?}"),
+    }
+}
+
+impl std::str::FromStr for OutputSpec {
+    type Err = anyhow::Error;
+
+    /// `type=docker,dest=out.tar`, or a bare path (`-o dir` = `type=local,dest=dir`,
+    /// `-o -` = `type=tar,dest=-`), as docker buildx accepts.
+    fn from_str(s: &str) -> anyhow::Result<OutputSpec> {
+        const FLAG: &str = "--output";
+        if !s.contains('=') {
+            let kind = if s == "-" {
+                OutputKind::Tar
+            } else {
+                OutputKind::Local
+            };
+            return Ok(OutputSpec {
+                kind,
+                dest: Some(PathBuf::from(s)),
+                name: None,
+                compression: None,
+                push: false,
+            });
+        }
+        let mut kind = None;
+        let mut spec = OutputSpec {
+            kind: OutputKind::Image,
+            dest: None,
+            name: None,
+            compression: None,
+            push: false,
+        };
+        for item in s.split(',') {
+            let (k, v) = split_kv(FLAG, item)?;
+            match k.as_str() {
+                "type" => {
+                    kind = Some(match v.as_str() {
+                        "docker" => OutputKind::Docker,
+                        "oci" => OutputKind::Oci,
+                        "tar" => OutputKind::Tar,
+                        "local" => OutputKind::Local,
+                        "image" => OutputKind::Image,
+                        "registry" => OutputKind::Registry,
+                        "cacheonly" => return Err(crate::not_supported("--output type=cacheonly")),
+                        other => bail!(
+                            "{FLAG}: unknown type {other:?}: use docker, oci, tar, local, image or registry"
+                        ),
+                    })
+                }
+                "dest" => spec.dest = Some(PathBuf::from(v)),
+                "name" => spec.name = Some(v),
+                "push" => spec.push = parse_bool(FLAG, "push", &v)?,
+                "compression" => {
+                    spec.compression = Some(match v.as_str() {
+                        "gzip" => Compression::Gzip,
+                        "zstd" => Compression::Zstd,
+                        "uncompressed" => Compression::Uncompressed,
+                        other => bail!(
+                            "{FLAG}: unknown compression {other:?}: use gzip, zstd or uncompressed"
+                        ),
+                    })
+                }
+                other => bail!(
+                    "{FLAG}: unknown key {other:?}: use type, dest, name, compression or push"
+                ),
+            }
+        }
+        spec.kind = kind.ok_or_else(|| {
+            anyhow!("{FLAG}: missing type= (docker, oci, tar, local, image or registry)")
+        })?;
+        match spec.kind {
+            OutputKind::Docker | OutputKind::Oci | OutputKind::Tar | OutputKind::Local
+                if spec.dest.is_none() =>
+            {
+                bail!(
+                    "{FLAG}: type={} needs dest=FILE (or dest=- for stdout)",
+                    type_name(spec.kind)
+                )
+            }
+            OutputKind::Local if spec.dest.as_deref() == Some(std::path::Path::new("-")) => {
+                bail!("{FLAG}: type=local writes a directory; use type=tar,dest=- for stdout")
+            }
+            _ => {}
+        }
+        Ok(spec)
+    }
+}
+
+fn type_name(k: OutputKind) -> &'static str {
+    match k {
+        OutputKind::Docker => "docker",
+        OutputKind::Oci => "oci",
+        OutputKind::Tar => "tar",
+        OutputKind::Local => "local",
+        OutputKind::Image => "image",
+        OutputKind::Registry => "registry",
+    }
+}
+
+/// `--cache-from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheFrom {
+    Local { src: PathBuf },
+    Registry { reference: String },
+}
+
+/// `--cache-to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheTo {
+    Local { dest: PathBuf, max: bool },
+    Registry { reference: String, max: bool },
+    Inline,
+}
+
+fn cache_items(flag: &str, s: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    s.split(',').map(|i| split_kv(flag, i)).collect()
+}
+
+impl std::str::FromStr for CacheFrom {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<CacheFrom> {
+        const FLAG: &str = "--cache-from";
+        if !s.contains('=') {
+            return Ok(CacheFrom::Registry {
+                reference: s.to_string(),
+            });
+        }
+        let m = cache_items(FLAG, s)?;
+        match m.get("type").map(String::as_str) {
+            Some("local") => Ok(CacheFrom::Local {
+                src: m
+                    .get("src")
+                    .map(PathBuf::from)
+                    .ok_or_else(|| anyhow!("{FLAG}: type=local needs src=DIR"))?,
+            }),
+            Some("registry") => Ok(CacheFrom::Registry {
+                reference: m
+                    .get("ref")
+                    .cloned()
+                    .ok_or_else(|| anyhow!("{FLAG}: type=registry needs ref=IMAGE"))?,
+            }),
+            Some(other) => bail!(
+                "{FLAG}: unknown type {other:?}: use local or registry (or a plain image reference)"
+            ),
+            None => bail!("{FLAG}: missing type= (local or registry)"),
+        }
+    }
+}
+
+impl std::str::FromStr for CacheTo {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<CacheTo> {
+        const FLAG: &str = "--cache-to";
+        let m = cache_items(FLAG, s)?;
+        let max = match m.get("mode").map(String::as_str) {
+            None | Some("min") => false,
+            Some("max") => true,
+            Some(other) => bail!("{FLAG}: mode={other:?}: use min or max"),
+        };
+        match m.get("type").map(String::as_str) {
+            Some("local") => Ok(CacheTo::Local {
+                dest: m
+                    .get("dest")
+                    .map(PathBuf::from)
+                    .ok_or_else(|| anyhow!("{FLAG}: type=local needs dest=DIR"))?,
+                max,
+            }),
+            Some("registry") => Ok(CacheTo::Registry {
+                reference: m
+                    .get("ref")
+                    .cloned()
+                    .ok_or_else(|| anyhow!("{FLAG}: type=registry needs ref=IMAGE"))?,
+                max,
+            }),
+            Some("inline") => Ok(CacheTo::Inline),
+            Some(other) => bail!("{FLAG}: unknown type {other:?}: use local, registry or inline"),
+            None => bail!("{FLAG}: missing type= (local, registry or inline)"),
+        }
+    }
+}
+
+/// `--secret id=…,src=…|env=…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSpec {
+    pub id: String,
+    pub source: SecretSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+impl std::str::FromStr for SecretSpec {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<SecretSpec> {
+        const FLAG: &str = "--secret";
+        let m = cache_items(FLAG, s)?;
+        let id = m
+            .get("id")
+            .cloned()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| {
+                anyhow!("{FLAG}: id= is required, e.g. --secret id=npmrc,src=$HOME/.npmrc")
+            })?;
+        if let Some(t) = m.get("type").map(String::as_str)
+            && t != "file"
+            && t != "env"
+        {
+            bail!("{FLAG}: type={t:?}: use file or env");
+        }
+        let src = m.get("src").or_else(|| m.get("source"));
+        let source = match (src, m.get("env")) {
+            (Some(_), Some(_)) => bail!("{FLAG} id={id}: give either src= or env=, not both"),
+            (Some(p), None) => SecretSource::File(PathBuf::from(p)),
+            (None, Some(e)) => SecretSource::Env(e.clone()),
+            // Docker's default: an env variable named like the id.
+            (None, None) if m.get("type").map(String::as_str) == Some("file") => {
+                bail!("{FLAG} id={id}: type=file needs src=PATH")
+            }
+            (None, None) => SecretSource::Env(id.clone()),
+        };
+        for k in m.keys() {
+            if !["id", "src", "source", "env", "type"].contains(&k.as_str()) {
+                bail!("{FLAG}: unknown key {k:?}: use id, src, env or type");
+            }
+        }
+        Ok(SecretSpec { id, source })
+    }
+}
+
+/// `--ssh default|id=path,…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSpec {
+    pub id: String,
+    /// Agent socket or key paths; empty = `$SSH_AUTH_SOCK`.
+    pub paths: Vec<PathBuf>,
+}
+
+impl std::str::FromStr for SshSpec {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<SshSpec> {
+        let (id, rest) = s.split_once('=').unwrap_or((s, ""));
+        if id.is_empty() {
+            bail!("--ssh: expected default or ID=PATH[,PATH], got {s:?}");
+        }
+        Ok(SshSpec {
+            id: id.to_string(),
+            paths: rest
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+        })
+    }
+}
+
+/// `--network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Default,
+    None,
+    Host,
+}
+
+impl std::str::FromStr for Network {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Network> {
+        match s {
+            "default" | "" => Ok(Network::Default),
+            "none" => Ok(Network::None),
+            "host" => Ok(Network::Host),
+            other => bail!("--network: unknown mode {other:?}: use default, none or host"),
+        }
+    }
+}
+
+/// `--build-context name=…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedContext {
+    pub name: String,
+    pub source: NamedContextSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContextSource {
+    Dir(PathBuf),
+    Image(String),
+    OciLayout(PathBuf),
+}
+
+impl std::str::FromStr for NamedContext {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<NamedContext> {
+        const FLAG: &str = "--build-context";
+        let (name, v) = s
+            .split_once('=')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+            .ok_or_else(|| anyhow!("{FLAG}: expected NAME=DIR, NAME=docker-image://REF or NAME=oci-layout://PATH, got {s:?}"))?;
+        let source = if let Some(r) = v.strip_prefix("docker-image://") {
+            NamedContextSource::Image(r.to_string())
+        } else if let Some(p) = v.strip_prefix("oci-layout://") {
+            NamedContextSource::OciLayout(PathBuf::from(p))
+        } else if v.contains("://") {
+            return Err(crate::not_supported(&format!(
+                "{FLAG} source {v:?} (use a directory, docker-image:// or oci-layout://)"
+            )));
+        } else {
+            NamedContextSource::Dir(PathBuf::from(v))
+        };
+        Ok(NamedContext {
+            name: name.to_ascii_lowercase(),
+            source,
+        })
+    }
+}
+
+/// `--snapshotter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshotter {
+    Auto,
+    Overlay,
+    Native,
+}
+
+impl std::str::FromStr for Snapshotter {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Snapshotter> {
+        match s {
+            "auto" => Ok(Snapshotter::Auto),
+            "overlay" => Ok(Snapshotter::Overlay),
+            "native" => Ok(Snapshotter::Native),
+            other => bail!("--snapshotter: unknown value {other:?}: use auto, overlay or native"),
+        }
+    }
+}
+
+/// `--userns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Userns {
+    Auto,
+    Single,
+    Subuid,
+}
+
+impl std::str::FromStr for Userns {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Userns> {
+        match s {
+            "auto" => Ok(Userns::Auto),
+            "single" => Ok(Userns::Single),
+            "subuid" => Ok(Userns::Subuid),
+            other => bail!("--userns: unknown value {other:?}: use auto, single or subuid"),
+        }
+    }
+}
+
+/// `--build-arg K=V` / `--build-arg K` (value from the environment; like
+/// Docker, a K that is not set in the environment is left out).
+pub fn parse_build_args(
+    items: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for i in items {
+        let (k, v) = match i.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (i.as_str(), env(i)),
+        };
+        if k.is_empty() || k.contains(char::is_whitespace) {
+            bail!("--build-arg: expected NAME=VALUE or NAME, got {i:?}");
+        }
+        if let Some(v) = v {
+            out.insert(k.to_string(), v);
+        }
+    }
+    Ok(out)
+}
+
+/// `--label K=V`.
+pub fn parse_labels(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|i| match i.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("--label: expected KEY=VALUE, got {i:?}"),
+        })
+        .collect()
+}
+
+/// Where the Dockerfile comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerfileSource {
+    Path(PathBuf),
+    Stdin,
+}
+
+/// A fully validated build request.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub root: PathBuf,
+    pub context: PathBuf,
+    pub dockerfile: DockerfileSource,
+    pub tags: Vec<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub no_cache_filter: Vec<String>,
+    pub pull: bool,
+    pub cache_from: Vec<CacheFrom>,
+    pub cache_to: Vec<CacheTo>,
+    pub outputs: Vec<OutputSpec>,
+    pub labels: BTreeMap<String, String>,
+    pub secrets: Vec<SecretSpec>,
+    pub ssh: Vec<SshSpec>,
+    pub network: Network,
+    pub progress: Mode,
+    pub iidfile: Option<PathBuf>,
+    pub metadata_file: Option<PathBuf>,
+    pub quiet: bool,
+    pub jobs: usize,
+    pub build_contexts: Vec<NamedContext>,
+    pub explain_cache: bool,
+    pub snapshotter: Snapshotter,
+    pub userns: Userns,
+    pub verbose: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs() {
+        let o: OutputSpec = "type=docker,dest=out.tar,compression=zstd".parse().unwrap();
+        assert_eq!(o.kind, OutputKind::Docker);
+        assert_eq!(o.dest, Some(PathBuf::from("out.tar")));
+        assert_eq!(o.compression, Some(Compression::Zstd));
+        let o: OutputSpec = "dir".parse().unwrap();
+        assert_eq!(o.kind, OutputKind::Local);
+        for bad in [
+            "type=docker",
+            "type=floppy,dest=x",
+            "dest=x",
+            "type=oci,dest=x,color=red",
+            "type=local,dest=-",
+        ] {
+            let e = bad.parse::<OutputSpec>().unwrap_err().to_string();
+            assert!(e.starts_with("--output"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn caches_and_secrets() {
+        assert_eq!(
+            "ex.com/cache".parse::<CacheFrom>().unwrap(),
+            CacheFrom::Registry {
+                reference: "ex.com/cache".into()
+            }
+        );
+        assert_eq!(
+            "type=registry,ref=r/c,mode=max".parse::<CacheTo>().unwrap(),
+            CacheTo::Registry {
+                reference: "r/c".into(),
+                max: true
+            }
+        );
+        assert!(
+            "type=registry"
+                .parse::<CacheTo>()
+                .unwrap_err()
+                .to_string()
+                .contains("ref=")
+        );
+        assert_eq!(
+            "id=tok".parse::<SecretSpec>().unwrap(),
+            SecretSpec {
+                id: "tok".into(),
+                source: SecretSource::Env("tok".into())
+            }
+        );
+        assert!("src=x".parse::<SecretSpec>().is_err());
+        assert!("id=a,src=x,env=Y".parse::<SecretSpec>().is_err());
+    }
+
+    #[test]
+    fn build_args_from_env_are_skipped_when_unset() {
+        let args = vec!["A=1".to_string(), "B".to_string(), "C".to_string()];
+        let m = parse_build_args(&args, |k| (k == "B").then(|| "fromenv".to_string())).unwrap();
+        assert_eq!(m.get("A").map(String::as_str), Some("1"));
+        assert_eq!(m.get("B").map(String::as_str), Some("fromenv"));
+        assert!(!m.contains_key("C"));
+        assert!(parse_build_args(&["=x".to_string()], |_| None).is_err());
+    }
+
+    #[test]
+    fn named_contexts() {
+        let c: NamedContext = "base=docker-image://alpine:3".parse().unwrap();
+        assert_eq!(c.source, NamedContextSource::Image("alpine:3".into()));
+        assert!(
+            "x=https://example.com/a.tar"
+                .parse::<NamedContext>()
+                .unwrap_err()
+                .to_string()
+                .contains("not supported yet")
+        );
+    }
+}

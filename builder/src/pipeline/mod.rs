@@ -1,0 +1,639 @@
+//! `strata build` end to end: read the Dockerfile, resolve bases, lower to
+//! a build graph, plan the vertices, run them on the solver with cache
+//! lookups, assemble the image, store and export it.
+
+mod image;
+mod plan;
+mod resolver;
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context as _, anyhow, bail};
+use cache::reference::Reference;
+use cache::store::Store;
+use frontend::{Base, CopySource, FileKind, Op};
+
+use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
+use crate::context::dockerignore::{self, Matcher};
+use crate::context::select::{CopySpec, select};
+use crate::ops::exec::Executor;
+use crate::ops::{CachedResult, Layer, file, source};
+use crate::options::{BuildRequest, DockerfileSource};
+use crate::progress::{Event, EventKind, Sink, Summary};
+use crate::solver::cache_key::{KeyInputs, cache_key, definition_digest};
+use crate::solver::explain::{MissReason, RecordStore, StepRecord, explain};
+use crate::solver::schedule;
+use plan::{Plan, Vertex};
+
+/// A filesystem state: the layers so far and the cache key that made them.
+#[derive(Debug, Clone)]
+pub struct FsState {
+    pub key: String,
+    pub layers: Vec<Layer>,
+    /// Per step of the stage chain (base history excluded): whether each
+    /// filesystem step made a layer, in step order across parent stages.
+    pub made_layer: Vec<bool>,
+}
+
+/// The result of a build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub image_id: String,
+    pub manifest_digest: String,
+    pub size: u64,
+}
+
+/// Runs a whole build.
+pub fn build(req: &BuildRequest) -> anyhow::Result<Built> {
+    let started = Instant::now();
+    let sink = crate::progress::sink_for(req.progress);
+    let result = build_with(req, sink.as_ref());
+    let (run, cached) = match &result {
+        Ok((_, r, c)) | Err((_, r, c)) => (*r, *c),
+    };
+    let summary = Summary {
+        elapsed: started.elapsed(),
+        steps_run: run,
+        steps_cached: cached,
+        image_digest: result.as_ref().ok().map(|(b, _, _)| b.image_id.clone()),
+        image_size: result.as_ref().ok().map(|(b, _, _)| b.size),
+        failed: result.is_err(),
+    };
+    sink.finish(&summary);
+    match result {
+        Ok((b, _, _)) => {
+            if req.quiet {
+                println!("{}", b.image_id);
+            }
+            Ok(b)
+        }
+        Err((e, _, _)) => Err(e),
+    }
+}
+
+type Outcome = Result<(Built, usize, usize), (anyhow::Error, usize, usize)>;
+
+fn build_with(req: &BuildRequest, sink: &dyn Sink) -> Outcome {
+    let ran = AtomicUsize::new(0);
+    let cached = AtomicUsize::new(0);
+    let r = build_inner(req, sink, &ran, &cached);
+    let (a, b) = (ran.load(Ordering::SeqCst), cached.load(Ordering::SeqCst));
+    match r {
+        Ok(x) => Ok((x, a, b)),
+        Err(e) => Err((e, a, b)),
+    }
+}
+
+struct Ctx<'a> {
+    req: &'a BuildRequest,
+    store: &'a Store,
+    sink: &'a dyn Sink,
+    ignore: Matcher,
+    index: ChecksumIndex,
+    records: RecordStore,
+    executor: Executor,
+    write_opts: cache::layer::WriteOptions,
+    ran: &'a AtomicUsize,
+    cached: &'a AtomicUsize,
+    identity_prefix: String,
+    /// Output lines of each step, for the failure message.
+    tails: Mutex<BTreeMap<usize, Vec<String>>>,
+}
+
+fn build_inner(
+    req: &BuildRequest,
+    sink: &dyn Sink,
+    ran: &AtomicUsize,
+    cached: &AtomicUsize,
+) -> anyhow::Result<Built> {
+    if !req.cache_from.is_empty() || !req.cache_to.is_empty() {
+        return Err(crate::not_supported(
+            "--cache-from / --cache-to (the local store's cache is used)",
+        ));
+    }
+    if !req.secrets.is_empty() || !req.ssh.is_empty() {
+        return Err(crate::not_supported("--secret / --ssh"));
+    }
+    if !req.build_contexts.is_empty() {
+        return Err(crate::not_supported("--build-context"));
+    }
+    let (file_name, text, df_path) = match &req.dockerfile {
+        DockerfileSource::Stdin => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the Dockerfile from stdin")?;
+            ("-".to_string(), s, None)
+        }
+        DockerfileSource::Path(p) => {
+            let s = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the Dockerfile {}", p.display()))?;
+            (p.display().to_string(), s, Some(p.clone()))
+        }
+    };
+    let (ignore, _) = dockerignore::load_for_build(&req.context, df_path.as_deref())?;
+    let store = Store::open(&req.root)
+        .with_context(|| format!("opening the store {}", req.root.display()))?;
+    let df = frontend::parse(&file_name, &text).map_err(|d| anyhow!("{d}"))?;
+    let resolver = resolver::StoreResolver::new(&store, req.pull);
+    let opts = frontend::BuildOptions {
+        build_args: req.build_args.clone(),
+        target: req.target.clone(),
+        file_name: file_name.clone(),
+        ..Default::default()
+    };
+    let graph = frontend::lower(&df, &opts, &resolver).map_err(|d| anyhow!("{d}"))?;
+    for w in &graph.warnings {
+        if !req.quiet {
+            eprintln!("warning: {w}");
+        }
+    }
+    let plan = plan::plan(&graph)?;
+    let index = ChecksumIndex::open(&req.root, &req.context)?;
+    let write_opts = cache::layer::WriteOptions {
+        flavor: cache::layer::MediaFlavor::Docker,
+        ..Default::default()
+    };
+    let ctx = Ctx {
+        req,
+        store: &store,
+        sink,
+        ignore,
+        index,
+        records: RecordStore::new(&req.root),
+        executor: Executor::new(&store, req.userns, req.snapshotter),
+        write_opts,
+        ran,
+        cached,
+        identity_prefix: format!("{}\0{}", req.context.display(), file_name),
+        tails: Mutex::new(BTreeMap::new()),
+    };
+    let outputs = schedule::run(
+        &plan.nodes,
+        &[plan.target],
+        req.jobs,
+        |i, v, inputs: &[FsState]| run_vertex(&ctx, &graph, &plan, i, v, inputs),
+    );
+    let _ = ctx.index.save();
+    let outputs = match outputs {
+        Ok(o) => o,
+        Err(f) => {
+            let v = &plan.nodes[f.vertex].op;
+            let tail = ctx
+                .tails
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&f.vertex)
+                .unwrap_or_default();
+            let mut msg = format!("{}: {}", plan.describe(&graph, v, &file_name), f.error);
+            if !tail.is_empty() {
+                msg.push_str("\nlast output:\n");
+                for l in tail.iter().rev().take(10).rev() {
+                    msg.push_str("  ");
+                    msg.push_str(l);
+                    msg.push('\n');
+                }
+            }
+            bail!("{msg}");
+        }
+    };
+    let state = outputs[plan.target]
+        .clone()
+        .ok_or_else(|| anyhow!("internal: the target produced nothing"))?;
+    finish_image(&ctx, &graph, &resolver, &state)
+}
+
+fn emit(ctx: &Ctx, step: usize, kind: EventKind) {
+    ctx.sink.event(&Event::now(step + 1, kind));
+}
+
+fn run_vertex(
+    ctx: &Ctx,
+    graph: &frontend::BuildGraph,
+    plan: &Plan,
+    i: usize,
+    v: &Vertex,
+    inputs: &[FsState],
+) -> anyhow::Result<FsState> {
+    let name = plan.progress_name(graph, v);
+    match *v {
+        Vertex::Base { stage } => {
+            let st = &graph.stages[stage];
+            match &st.base {
+                Base::Scratch => Ok(FsState {
+                    key: cache_key(&KeyInputs {
+                        definition: &definition_digest(&serde_json::json!({"source": "scratch"})),
+                        ..Default::default()
+                    }),
+                    layers: Vec::new(),
+                    made_layer: Vec::new(),
+                }),
+                Base::Stage { .. } => Ok(inputs[0].clone()),
+                Base::Image {
+                    reference, digest, ..
+                } => {
+                    let def = definition_digest(
+                        &serde_json::json!({"source": "image", "ref": reference}),
+                    );
+                    let key = cache_key(&KeyInputs {
+                        definition: &def,
+                        base_digest: Some(digest),
+                        ..Default::default()
+                    });
+                    emit(ctx, i, EventKind::Started { name: name.clone() });
+                    let layers = source::image_layers(ctx.store, reference, digest)?;
+                    emit(ctx, i, EventKind::Finished);
+                    Ok(FsState {
+                        key,
+                        layers,
+                        made_layer: Vec::new(),
+                    })
+                }
+            }
+        }
+        Vertex::Step { stage, step } => run_step(ctx, graph, i, stage, step, &name, inputs),
+    }
+}
+
+fn run_step(
+    ctx: &Ctx,
+    graph: &frontend::BuildGraph,
+    i: usize,
+    stage: usize,
+    step_idx: usize,
+    name: &str,
+    inputs: &[FsState],
+) -> anyhow::Result<FsState> {
+    let st = &graph.stages[stage];
+    let step = &st.steps[step_idx];
+    let prev = &inputs[0];
+    let mut def = serde_json::to_value(&step.op)?;
+    if let Some(o) = def.as_object_mut() {
+        o.remove("proxy_env");
+    }
+    let def_digest = definition_digest(&def);
+    let input_keys: Vec<String> = inputs.iter().map(|s| s.key.clone()).collect();
+    let mut facts: BTreeMap<String, String> = BTreeMap::new();
+    facts.insert("instruction".into(), step.original.clone());
+    for (n, k) in input_keys.iter().enumerate() {
+        facts.insert(format!("input:{n}"), k.clone());
+    }
+    // COPY/ADD from the context: select and checksum exactly those files.
+    let mut context_sel = None;
+    let mut ctx_sum = None;
+    let mut owner = (0u32, 0u32);
+    let mut chmod = None;
+    match &step.op {
+        Op::Exec(e) => {
+            for (k, v) in &e.env {
+                facts.insert(format!("env:{k}"), v.clone());
+            }
+        }
+        Op::File(f) => {
+            chmod = file::chmod_bits(f)?;
+            if let Some(c) = &f.chown {
+                owner = file::resolve_owner(ctx.store, &prev.layers, c)?;
+            } else if f.kind == FileKind::Mkdir {
+                // WORKDIR creates the directory as the current user.
+            }
+            if f.kind != FileKind::Mkdir
+                && matches!(f.from, CopySource::Context)
+                && !f.sources.is_empty()
+            {
+                if f.kind == FileKind::Add
+                    && f.sources
+                        .iter()
+                        .any(|s| s.contains("://") || s.starts_with("git@"))
+                {
+                    return Err(crate::not_supported("ADD from a URL or git repository"));
+                }
+                let mut spec = CopySpec::new(f.sources.clone(), &f.dest);
+                spec.excludes = f.exclude.clone();
+                spec.parents = f.parents;
+                let sel = select(&ctx.req.context, &ctx.ignore, &spec)?;
+                let ov = Overrides {
+                    uid: owner.0,
+                    gid: owner.1,
+                    chmod,
+                };
+                let sum = checksum_selection(&ctx.req.context, &sel, &ov, &ctx.index)?;
+                for (e, c) in sel.entries.iter().zip(&sum.contents) {
+                    facts.insert(
+                        format!("context:{}", e.rel),
+                        format!("{c} {:o}", e.image_mode()),
+                    );
+                }
+                ctx_sum = Some(sum.checksum.clone());
+                context_sel = Some(sel);
+            }
+        }
+    }
+    let key = cache_key(&KeyInputs {
+        definition: &def_digest,
+        inputs: &input_keys,
+        context: ctx_sum.as_deref(),
+        base_digest: None,
+    });
+    let identity = format!(
+        "{}\0{}\0{}",
+        ctx.identity_prefix,
+        st.name.clone().unwrap_or_else(|| st.id.to_string()),
+        step_idx
+    );
+    let record = StepRecord {
+        key: key.clone(),
+        facts,
+    };
+    let disabled = ctx.req.no_cache
+        || st
+            .name
+            .as_ref()
+            .is_some_and(|n| ctx.req.no_cache_filter.contains(n))
+        || ctx.req.no_cache_filter.contains(&st.id.to_string());
+    if !disabled
+        && let Some(raw) = ctx.store.cache_get(&key)?
+        && let Ok(hit) = serde_json::from_slice::<CachedResult>(&raw)
+        && hit
+            .layer
+            .as_ref()
+            .is_none_or(|l| ctx.store.blobs().has(&l.desc.digest))
+    {
+        ctx.cached.fetch_add(1, Ordering::SeqCst);
+        emit(
+            ctx,
+            i,
+            EventKind::Cached {
+                name: name.to_string(),
+            },
+        );
+        return Ok(next_state(prev, key, hit.layer));
+    }
+    ctx.ran.fetch_add(1, Ordering::SeqCst);
+    emit(
+        ctx,
+        i,
+        EventKind::Started {
+            name: name.to_string(),
+        },
+    );
+    if ctx.req.explain_cache {
+        let reason = if disabled {
+            MissReason::Disabled
+        } else {
+            explain(ctx.records.load(&identity).as_ref(), &record)
+        };
+        emit(
+            ctx,
+            i,
+            EventKind::Explain {
+                reason: reason.describe(),
+            },
+        );
+    }
+    let result = (|| -> anyhow::Result<Option<Layer>> {
+        match &step.op {
+            Op::Exec(e) => {
+                let mut out = |line: &str| {
+                    emit(
+                        ctx,
+                        i,
+                        EventKind::Output {
+                            line: line.to_string(),
+                        },
+                    );
+                    let mut t = ctx.tails.lock().unwrap_or_else(|p| p.into_inner());
+                    let v = t.entry(i).or_default();
+                    v.push(line.to_string());
+                    if v.len() > 20 {
+                        v.remove(0);
+                    }
+                };
+                ctx.executor.run(
+                    ctx.store,
+                    &prev.layers,
+                    e,
+                    ctx.req.network,
+                    &key,
+                    &ctx.write_opts,
+                    &mut out,
+                )
+            }
+            Op::File(f) if f.kind == FileKind::Mkdir => {
+                file::mkdir_layer(ctx.store, &f.dest, owner.0, owner.1, &ctx.write_opts)
+            }
+            Op::File(f) => {
+                if let Some(sel) = &context_sel {
+                    let ov = Overrides {
+                        uid: owner.0,
+                        gid: owner.1,
+                        chmod,
+                    };
+                    if f.kind == FileKind::Add
+                        && sel.entries.iter().any(|e| is_archive_name(&e.rel))
+                        && f.unpack != Some(false)
+                    {
+                        return Err(crate::not_supported(
+                            "ADD of a local archive (auto-extraction)",
+                        ));
+                    }
+                    file::copy_layer(
+                        ctx.store,
+                        &ctx.req.context,
+                        sel,
+                        &ov,
+                        &f.inline,
+                        &f.dest,
+                        &ctx.write_opts,
+                    )
+                } else if matches!(f.from, CopySource::None) {
+                    let ov = Overrides {
+                        uid: owner.0,
+                        gid: owner.1,
+                        chmod,
+                    };
+                    file::copy_layer(
+                        ctx.store,
+                        &ctx.req.context,
+                        &Default::default(),
+                        &ov,
+                        &f.inline,
+                        &f.dest,
+                        &ctx.write_opts,
+                    )
+                } else {
+                    Err(crate::not_supported("COPY --from a stage or image"))
+                }
+            }
+        }
+    })();
+    match result {
+        Ok(layer) => {
+            emit(ctx, i, EventKind::Finished);
+            let value = serde_json::to_vec(&CachedResult {
+                layer: layer.clone(),
+            })?;
+            let refs = cache::index::CacheRefs {
+                blobs: layer.iter().map(|l| l.desc.digest.clone()).collect(),
+                snapshots: Vec::new(),
+            };
+            ctx.store.cache_put_with_refs(&key, &value, &refs)?;
+            let _ = ctx.records.save(&identity, &record);
+            Ok(next_state(prev, key, layer))
+        }
+        Err(e) => {
+            emit(
+                ctx,
+                i,
+                EventKind::Failed {
+                    error: format!("{e:#}"),
+                },
+            );
+            Err(e)
+        }
+    }
+}
+
+fn is_archive_name(p: &str) -> bool {
+    [
+        ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar.zst",
+    ]
+    .iter()
+    .any(|s| p.ends_with(s))
+}
+
+fn next_state(prev: &FsState, key: String, layer: Option<Layer>) -> FsState {
+    let mut s = prev.clone();
+    s.key = key;
+    s.made_layer.push(layer.is_some());
+    if let Some(l) = layer {
+        s.layers.push(l);
+    }
+    s
+}
+
+/// Assembles, stores, tags and exports the image.
+fn finish_image(
+    ctx: &Ctx,
+    graph: &frontend::BuildGraph,
+    resolver: &resolver::StoreResolver,
+    state: &FsState,
+) -> anyhow::Result<Built> {
+    let target = graph
+        .target_stage()
+        .ok_or_else(|| anyhow!("internal: no target stage"))?;
+    // The chain of stages from the image base to the target.
+    let mut chain = vec![target];
+    while let Base::Stage { id } = &chain[chain.len() - 1].base {
+        chain.push(
+            graph
+                .stage(*id)
+                .ok_or_else(|| anyhow!("internal: missing stage {id}"))?,
+        );
+    }
+    chain.reverse();
+    let mut base_history = Vec::new();
+    if let Base::Image {
+        reference, digest, ..
+    } = &chain[0].base
+    {
+        let d: cache::digest::Digest = digest.parse().map_err(|e| anyhow!("{reference}: {e}"))?;
+        let img = ctx.store.image(&d, &cache::platform::Platform::host())?;
+        let raw: serde_json::Value = serde_json::from_slice(img.config.raw())?;
+        if let Some(h) = raw.get("history").and_then(|h| h.as_array()) {
+            base_history = h.clone();
+        }
+    }
+    // Steps that made no layer are recorded as empty layers.
+    let mut made = state.made_layer.iter();
+    let mut history = Vec::new();
+    for st in &chain {
+        for h in &st.history {
+            let empty = if h.empty_layer {
+                true
+            } else {
+                !made.next().copied().unwrap_or(true)
+            };
+            history.push(image::HistoryEntry {
+                created_by: h.created_by.clone(),
+                comment: h.comment.clone(),
+                empty_layer: empty,
+            });
+        }
+    }
+    let mut config = target.config.clone();
+    for (k, v) in &ctx.req.labels {
+        config.labels.insert(k.clone(), v.clone());
+    }
+    // Creation time: reuse the one recorded for identical content, so an
+    // unchanged rebuild gives the same image id.
+    let probe = image::config_json(
+        &config,
+        target.author.as_deref(),
+        &base_history,
+        &history,
+        &state.layers,
+        "",
+    )?;
+    let created_key = format!("image-created:{}", cache::digest::Digest::of(&probe));
+    let created = match ctx.store.cache_get(&created_key)? {
+        Some(c) => String::from_utf8_lossy(&c).into_owned(),
+        None => {
+            let c = image::created_now();
+            ctx.store.cache_put(&created_key, c.as_bytes())?;
+            c
+        }
+    };
+    let cfg = image::config_json(
+        &config,
+        target.author.as_deref(),
+        &base_history,
+        &history,
+        &state.layers,
+        &created,
+    )?;
+    for l in &state.layers {
+        source::ensure_blob(ctx.store, l)?;
+    }
+    let descs: Vec<cache::image::Descriptor> =
+        state.layers.iter().map(|l| l.desc.clone()).collect();
+    let img = ctx.store.write_image(
+        &cfg,
+        &descs,
+        cache::image::media_type::ManifestFormat::Docker,
+    )?;
+    let mut names = Vec::new();
+    for t in &ctx.req.tags {
+        let r = Reference::parse(t).map_err(|e| anyhow!("-t {t}: {e}"))?;
+        ctx.store.tag_image(&r, &img.manifest_digest)?;
+        names.push(r);
+    }
+    crate::output::export(ctx.store, &img, &names, &ctx.req.outputs)?;
+    let built = Built {
+        image_id: img.id().to_string(),
+        manifest_digest: img.manifest_digest.to_string(),
+        size: img.size(),
+    };
+    if let Some(p) = &ctx.req.iidfile {
+        std::fs::write(p, &built.image_id).with_context(|| format!("--iidfile {}", p.display()))?;
+    }
+    if let Some(p) = &ctx.req.metadata_file {
+        let resolved = resolver
+            .resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let md = serde_json::json!({
+            "containerimage.digest": built.manifest_digest,
+            "containerimage.config.digest": built.image_id,
+            "image.name": ctx.req.tags.join(","),
+            "strata.base-images": resolved.into_iter().collect::<BTreeMap<_, _>>(),
+        });
+        std::fs::write(p, serde_json::to_vec_pretty(&md)?)
+            .with_context(|| format!("--metadata-file {}", p.display()))?;
+    }
+    Ok(built)
+}

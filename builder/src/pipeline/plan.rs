@@ -1,0 +1,123 @@
+//! The build graph as solver vertices: one source vertex per stage (its
+//! base) and one vertex per filesystem step, chained in order; a stage base
+//! or `COPY --from` of another stage depends on that stage's last vertex.
+
+use anyhow::anyhow;
+use frontend::{Base, BuildGraph, CopySource, Op};
+
+use crate::solver::cache_key::definition_digest;
+use crate::solver::schedule::Node;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vertex {
+    Base { stage: usize },
+    Step { stage: usize, step: usize },
+}
+
+pub struct Plan {
+    pub nodes: Vec<Node<Vertex>>,
+    pub target: usize,
+}
+
+pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
+    let mut nodes: Vec<Node<Vertex>> = Vec::new();
+    let mut last_of: std::collections::HashMap<usize, usize> = Default::default();
+    for (si, st) in graph.stages.iter().enumerate() {
+        let (deps, def) = match &st.base {
+            Base::Stage { id } => {
+                let d = *last_of
+                    .get(id)
+                    .ok_or_else(|| anyhow!("internal: stage {id} used before it is planned"))?;
+                (vec![d], format!("stage:{}", nodes[d].digest))
+            }
+            Base::Scratch => (vec![], "scratch".to_string()),
+            Base::Image {
+                reference, digest, ..
+            } => (vec![], format!("image:{reference}@{digest}")),
+        };
+        nodes.push(Node {
+            op: Vertex::Base { stage: si },
+            deps,
+            digest: def,
+        });
+        let mut prev = nodes.len() - 1;
+        for (k, step) in st.steps.iter().enumerate() {
+            let mut deps = vec![prev];
+            if let Op::File(f) = &step.op
+                && let CopySource::Stage { id } = &f.from
+            {
+                deps.push(
+                    *last_of
+                        .get(id)
+                        .ok_or_else(|| anyhow!("internal: stage {id} used before it is planned"))?,
+                );
+            }
+            let op_digest = definition_digest(&serde_json::to_value(&step.op)?);
+            let digest = format!(
+                "{op_digest}<-{}",
+                deps.iter()
+                    .map(|d| nodes[*d].digest.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let digest = definition_digest(&serde_json::Value::String(digest));
+            nodes.push(Node {
+                op: Vertex::Step { stage: si, step: k },
+                deps,
+                digest,
+            });
+            prev = nodes.len() - 1;
+        }
+        last_of.insert(st.id, prev);
+    }
+    let target_stage = graph
+        .target_stage()
+        .ok_or_else(|| anyhow!("internal: the graph has no target stage"))?;
+    let target = *last_of
+        .get(&target_stage.id)
+        .ok_or_else(|| anyhow!("internal: target not planned"))?;
+    Ok(Plan { nodes, target })
+}
+
+impl Plan {
+    /// `[stage 2/5] RUN make` as BuildKit prints it.
+    pub fn progress_name(&self, graph: &BuildGraph, v: &Vertex) -> String {
+        match *v {
+            Vertex::Base { stage } => {
+                let st = &graph.stages[stage];
+                let label = st.name.clone().unwrap_or_else(|| st.id.to_string());
+                match &st.base {
+                    Base::Image { reference, .. } => {
+                        format!("[{label} 1/{}] FROM {reference}", st.steps.len() + 1)
+                    }
+                    Base::Scratch => format!("[{label} 1/{}] FROM scratch", st.steps.len() + 1),
+                    Base::Stage { id } => {
+                        format!("[{label} 1/{}] FROM stage {id}", st.steps.len() + 1)
+                    }
+                }
+            }
+            Vertex::Step { stage, step } => {
+                let st = &graph.stages[stage];
+                let label = st.name.clone().unwrap_or_else(|| st.id.to_string());
+                format!(
+                    "[{label} {}/{}] {}",
+                    step + 2,
+                    st.steps.len() + 1,
+                    st.steps[step].original
+                )
+            }
+        }
+    }
+
+    /// `Dockerfile:12:1: [build 2/5] RUN make` for errors.
+    pub fn describe(&self, graph: &BuildGraph, v: &Vertex, file: &str) -> String {
+        let (line, col) = match *v {
+            Vertex::Base { stage } => (graph.stages[stage].line, graph.stages[stage].column),
+            Vertex::Step { stage, step } => {
+                let s = &graph.stages[stage].steps[step];
+                (s.line, s.column)
+            }
+        };
+        format!("{file}:{line}:{col}: {}", self.progress_name(graph, v))
+    }
+}

@@ -1,0 +1,70 @@
+//! Base-image metadata for the frontend: the local store first, then the
+//! registry (manifest and config only — layers stay lazy). `--pull` skips
+//! the local store.
+
+use std::sync::Mutex;
+
+use cache::reference::Reference;
+use cache::store::Store;
+use frontend::{ImageConfig, ImageResolver, Platform, ResolvedImage};
+
+pub struct StoreResolver<'a> {
+    pub store: &'a Store,
+    pub pull: bool,
+    /// What was resolved (reference → manifest digest), for the summary and
+    /// metadata file.
+    pub resolved: Mutex<Vec<(String, String)>>,
+}
+
+impl<'a> StoreResolver<'a> {
+    pub fn new(store: &'a Store, pull: bool) -> Self {
+        StoreResolver {
+            store,
+            pull,
+            resolved: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lookup(&self, reference: &str) -> anyhow::Result<ResolvedImage> {
+        let r = Reference::parse(reference)?;
+        let platform = cache::platform::Platform::host();
+        let local = if self.pull {
+            None
+        } else {
+            self.store.resolve_image_for(&r, &platform)?
+        };
+        let img = match local {
+            Some(i) => i,
+            None => {
+                let client = cache::transport::registry::RegistryClient::from_env()?;
+                let remote = cache::transport::registry::resolve_remote(&client, &r, &platform)?;
+                remote.store_metadata(self.store)?;
+                self.store.tag_image(&r, remote.top_digest())?;
+                self.store.image(remote.top_digest(), &platform)?
+            }
+        };
+        let raw: serde_json::Value = serde_json::from_slice(img.config.raw())?;
+        let config: ImageConfig = match raw.get("config") {
+            Some(c) if !c.is_null() => serde_json::from_value(c.clone())?,
+            _ => ImageConfig::default(),
+        };
+        let digest = img.manifest_digest.to_string();
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((reference.to_string(), digest.clone()));
+        Ok(ResolvedImage { digest, config })
+    }
+}
+
+impl ImageResolver for StoreResolver<'_> {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
+        if *platform != Platform::native() {
+            return Err(format!(
+                "{reference}: not supported yet: building for {platform} (only the native platform)"
+            ));
+        }
+        self.lookup(reference)
+            .map_err(|e| format!("cannot resolve base image {reference}: {e:#}"))
+    }
+}

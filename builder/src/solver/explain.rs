@@ -1,0 +1,206 @@
+//! `--explain-cache`: why a step missed the cache.
+//!
+//! For every step the builder records the facts its key was made of, as
+//! named strings: `instruction`, `arg:NAME`, `env:NAME`, `base`, `input:N`,
+//! `context:/dest/path` (one per selected file: its content digest and mode)
+//! and so on. The record is stored per *step identity* (which Dockerfile,
+//! which stage, which step), so on the next build the same step can be
+//! compared with its last run: a miss is explained by the facts that
+//! changed, appeared or disappeared. Records are small JSON files under
+//! `<root>/index/explain/`, written atomically.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The facts behind one step's cache key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub key: String,
+    pub facts: BTreeMap<String, String>,
+}
+
+/// Why a step ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MissReason {
+    /// The step never ran before with this identity.
+    FirstRun,
+    /// `--no-cache` or `--no-cache-filter`.
+    Disabled,
+    /// These facts differ from the last run (name, before, after).
+    Changed(Vec<(String, Option<String>, Option<String>)>),
+    /// Same facts, yet the result is gone (pruned store).
+    ResultMissing,
+}
+
+impl MissReason {
+    /// One line for progress output, naming what changed in a user's terms.
+    pub fn describe(&self) -> String {
+        match self {
+            MissReason::FirstRun => "first build of this step".into(),
+            MissReason::Disabled => "cache disabled (--no-cache / --no-cache-filter)".into(),
+            MissReason::ResultMissing => {
+                "same inputs, but the cached result was removed from the store".into()
+            }
+            MissReason::Changed(diffs) => {
+                let parts: Vec<String> = diffs
+                    .iter()
+                    .take(8)
+                    .map(|(n, a, b)| describe_fact(n, a, b))
+                    .collect();
+                let more = diffs.len().saturating_sub(8);
+                let mut s = parts.join("; ");
+                if more > 0 {
+                    s.push_str(&format!("; and {more} more"));
+                }
+                s
+            }
+        }
+    }
+}
+
+fn describe_fact(name: &str, before: &Option<String>, after: &Option<String>) -> String {
+    let (kind, what) = name.split_once(':').unwrap_or((name, ""));
+    let verb = match (before, after) {
+        (None, Some(_)) => "added",
+        (Some(_), None) => "removed",
+        _ => "changed",
+    };
+    match kind {
+        "instruction" => format!(
+            "the instruction text changed (was {:?})",
+            before.as_deref().unwrap_or("")
+        ),
+        "arg" => format!("build arg {what} {verb}"),
+        "env" => format!("environment variable {what} {verb}"),
+        "base" => format!(
+            "the base image digest changed ({} -> {})",
+            before.as_deref().unwrap_or("none"),
+            after.as_deref().unwrap_or("none")
+        ),
+        "input" => "an earlier step it builds on changed".to_string(),
+        "context" => format!("context file {what} {verb}"),
+        other => format!("{other} {what} {verb}"),
+    }
+}
+
+/// Compares a step's facts with its last run.
+pub fn explain(previous: Option<&StepRecord>, current: &StepRecord) -> MissReason {
+    let Some(prev) = previous else {
+        return MissReason::FirstRun;
+    };
+    let mut diffs = Vec::new();
+    for (k, v) in &current.facts {
+        match prev.facts.get(k) {
+            Some(p) if p == v => {}
+            p => diffs.push((k.clone(), p.cloned(), Some(v.clone()))),
+        }
+    }
+    for (k, v) in &prev.facts {
+        if !current.facts.contains_key(k) {
+            diffs.push((k.clone(), Some(v.clone()), None));
+        }
+    }
+    if diffs.is_empty() {
+        return MissReason::ResultMissing;
+    }
+    // An earlier step changing explains everything after it; say the
+    // step's own changes first.
+    diffs.sort_by_key(|(k, _, _)| k.starts_with("input:"));
+    MissReason::Changed(diffs)
+}
+
+/// Where step records live.
+#[derive(Debug, Clone)]
+pub struct RecordStore {
+    dir: PathBuf,
+}
+
+impl RecordStore {
+    pub fn new(root: &Path) -> RecordStore {
+        RecordStore {
+            dir: root.join("index/explain"),
+        }
+    }
+
+    fn path(&self, identity: &str) -> PathBuf {
+        self.dir.join(format!(
+            "{}.json",
+            blake3::hash(identity.as_bytes()).to_hex()
+        ))
+    }
+
+    /// The last record of a step, if any (an unreadable one counts as none).
+    pub fn load(&self, identity: &str) -> Option<StepRecord> {
+        std::fs::read(self.path(identity))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// Replaces a step's record atomically.
+    pub fn save(&self, identity: &str, rec: &StepRecord) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        serde_json::to_writer(&mut tmp, rec)?;
+        tmp.flush()?;
+        tmp.persist(self.path(identity))
+            .map_err(|e| anyhow::anyhow!("cannot save a cache record: {}", e.error))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(facts: &[(&str, &str)]) -> StepRecord {
+        StepRecord {
+            key: String::new(),
+            facts: facts
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn names_the_changed_arg_and_file() {
+        let before = rec(&[
+            ("instruction", "RUN x"),
+            ("arg:V", "1"),
+            ("context:/a", "d1"),
+            ("context:/b", "d2"),
+        ]);
+        let after = rec(&[
+            ("instruction", "RUN x"),
+            ("arg:V", "2"),
+            ("context:/a", "d1"),
+            ("context:/c", "d3"),
+        ]);
+        let r = explain(Some(&before), &after);
+        let text = r.describe();
+        assert!(text.contains("build arg V changed"), "{text}");
+        assert!(text.contains("context file /c added"), "{text}");
+        assert!(text.contains("context file /b removed"), "{text}");
+        assert!(!text.contains("/a"), "{text}");
+    }
+
+    #[test]
+    fn first_run_and_identical_facts() {
+        let r = rec(&[("instruction", "RUN x")]);
+        assert_eq!(explain(None, &r), MissReason::FirstRun);
+        assert_eq!(explain(Some(&r), &r), MissReason::ResultMissing);
+    }
+
+    #[test]
+    fn records_round_trip_on_disk() {
+        let d = tempfile::tempdir().unwrap();
+        let s = RecordStore::new(d.path());
+        assert!(s.load("step").is_none());
+        let r = rec(&[("base", "sha256:1")]);
+        s.save("step", &r).unwrap();
+        assert_eq!(s.load("step"), Some(r));
+    }
+}

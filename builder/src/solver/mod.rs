@@ -1,0 +1,6 @@
+//! The solver: runs a build graph's vertices in parallel, asks the cache
+//! before running anything, and says why a step missed.
+
+pub mod cache_key;
+pub mod explain;
+pub mod schedule;

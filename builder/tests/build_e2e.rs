@@ -1,0 +1,423 @@
+//! End to end: build every case of testdata/cases with the real `strata`
+//! binary, then check the result with independent tools — `skopeo inspect`
+//! on the docker-archive, the case's jq CONFIG_CHECK on the raw config,
+//! `podman load` into a throw-away rootless store and the case's RUN_CHECK
+//! with `podman run`, plus the case's `expected` file (history length,
+//! layer count, file modes and owners).
+//!
+//! Needs the `.ci/test.sh` environment (unprivileged user, local registry at
+//! STRATA_TEST_REGISTRY with the peers base images, skopeo, podman, jq), so
+//! every test is ignored by default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+fn testdata() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))
+}
+
+fn registry() -> String {
+    std::env::var("STRATA_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into())
+}
+
+/// Runs a command, failing the test with its output when it fails.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The variables of a case.env (shell syntax: let bash read it).
+fn case_env(dir: &Path) -> BTreeMap<String, String> {
+    let keys = [
+        "TOUCH_FILE",
+        "BUILD_FLAGS",
+        "PARENT_CONTEXT",
+        "PARENT_IMAGE",
+        "PARENT_BUILD_FLAGS",
+        "CONFIG_CHECK",
+        "RUN_CHECK",
+    ];
+    let script = format!(
+        "set -a; . ./case.env; {}",
+        keys.iter()
+            .map(|k| format!("printf '%s\\0' \"${{{k}:-}}\""))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let out = run(Command::new("bash").arg("-c").arg(script).current_dir(dir));
+    keys.iter()
+        .map(|k| k.to_string())
+        .zip(out.split('\0').map(str::to_string))
+        .collect()
+}
+
+#[derive(Debug, Default)]
+struct Expected {
+    layers: Option<usize>,
+    history_min: usize,
+    files: Vec<(String, String, String)>,
+}
+
+fn expected(dir: &Path) -> Expected {
+    let text =
+        std::fs::read_to_string(dir.join("expected")).expect("every case has an expected file");
+    let mut e = Expected::default();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        if let Some(v) = line.strip_prefix("LAYERS=") {
+            e.layers = Some(v.parse().expect("LAYERS is a number"));
+        } else if let Some(v) = line.strip_prefix("HISTORY_MIN=") {
+            e.history_min = v.parse().expect("HISTORY_MIN is a number");
+        } else if let Some(rest) = line.strip_prefix("FILE ") {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            assert_eq!(f.len(), 3, "FILE path mode uid:gid, got {line:?}");
+            e.files.push((f[0].into(), f[1].into(), f[2].into()));
+        } else {
+            panic!("unknown line in expected: {line:?}");
+        }
+    }
+    e
+}
+
+/// Copies a case into a scratch dir (the test user must own it) and runs
+/// its generator.
+fn stage_case(name: &str, tmp: &Path) -> PathBuf {
+    let src = testdata().join("cases").join(name);
+    let dst = tmp.join("ctx").join(name);
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    run(Command::new("cp").arg("-a").arg(&src).arg(&dst));
+    if dst.join("gen.sh").exists() {
+        run(Command::new("bash").arg("gen.sh").current_dir(&dst));
+    }
+    dst
+}
+
+/// `--build-arg`s and the like from BUILD_FLAGS, minus buildah's
+/// `--format docker` (strata always writes Docker configs).
+fn flags(s: &str) -> Vec<String> {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        if words[i] == "--format" {
+            i += 2;
+            continue;
+        }
+        out.push(words[i].to_string());
+        i += 1;
+    }
+    out
+}
+
+fn strata(root: &Path) -> Command {
+    let mut c = Command::new(STRATA);
+    c.arg("--root").arg(root);
+    c
+}
+
+/// The raw config JSON inside a docker-archive.
+fn raw_config(archive: &Path, tmp: &Path) -> serde_json::Value {
+    let x = tmp.join("extract");
+    std::fs::create_dir_all(&x).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(&x)
+        .arg("manifest.json"));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(x.join("manifest.json")).unwrap()).unwrap();
+    let cfg = m[0]["Config"]
+        .as_str()
+        .expect("manifest.json names the config")
+        .to_string();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(&x)
+        .arg(&cfg));
+    serde_json::from_slice(&std::fs::read(x.join(&cfg)).unwrap()).unwrap()
+}
+
+fn podman(tmp: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(tmp.join("r"))
+        .arg("--runroot")
+        .arg(tmp.join("rr"));
+    c
+}
+
+fn check_case(name: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let root = tmp.join("root");
+    let ctx = stage_case(name, tmp);
+    let env = case_env(&ctx);
+    let reg = registry();
+    if !env["PARENT_CONTEXT"].is_empty() {
+        let parent_ref = env["PARENT_IMAGE"].replace("127.0.0.1:5000", &reg);
+        run(strata(&root)
+            .arg("build")
+            .args(flags(&env["PARENT_BUILD_FLAGS"]))
+            .args(["--progress", "plain", "-t", &parent_ref, "--push"])
+            .arg(ctx.join(&env["PARENT_CONTEXT"])));
+    }
+    let archive = tmp.join("out.tar");
+    let tag = format!("strata-e2e/{name}:latest");
+    let progress = tmp.join("progress.json");
+    let out = strata(&root)
+        .arg("build")
+        .args(flags(&env["BUILD_FLAGS"]))
+        .args(["--progress", "json", "-t", &tag])
+        .arg("-o")
+        .arg(format!("type=docker,dest={}", archive.display()))
+        .arg(&ctx)
+        .stderr(std::fs::File::create(&progress).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "strata build of {name} failed:\n{}",
+        std::fs::read_to_string(&progress).unwrap_or_default()
+    );
+
+    run(Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("docker-archive:{}", archive.display())));
+    let cfg = raw_config(&archive, tmp);
+    if !env["CONFIG_CHECK"].trim().is_empty() {
+        let cfg_file = tmp.join("config.json");
+        std::fs::write(&cfg_file, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        run(Command::new("jq")
+            .arg("-e")
+            .arg(&env["CONFIG_CHECK"])
+            .arg(&cfg_file));
+    }
+    let exp = expected(&ctx);
+    let history = cfg["history"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(
+        history >= exp.history_min,
+        "{name}: {history} history entries, expected at least {}",
+        exp.history_min
+    );
+    let layers = cfg["rootfs"]["diff_ids"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    let non_empty = cfg["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["empty_layer"] != true)
+        .count();
+    assert_eq!(
+        layers, non_empty,
+        "{name}: history must mark exactly the layer-less steps empty"
+    );
+    if let Some(l) = exp.layers {
+        assert_eq!(layers, l, "{name}: layer count");
+    }
+
+    run(podman(tmp).arg("load").arg("-i").arg(&archive));
+    let image = format!("localhost/{tag}");
+    let image = if run(podman(tmp).args(["images", "--format", "{{.Repository}}:{{.Tag}}"]))
+        .contains(&image)
+    {
+        image
+    } else {
+        tag.clone()
+    };
+    if !env["RUN_CHECK"].trim().is_empty() {
+        run(podman(tmp).args([
+            "run",
+            "--rm",
+            "--network=none",
+            "--entrypoint",
+            "/bin/sh",
+            &image,
+            "-c",
+            &env["RUN_CHECK"],
+        ]));
+    }
+    for (path, mode, owner) in &exp.files {
+        let got = run(podman(tmp).args([
+            "run",
+            "--rm",
+            "--network=none",
+            "--entrypoint",
+            "/bin/stat",
+            &image,
+            "-c",
+            "%a %u:%g",
+            path,
+        ]));
+        assert_eq!(
+            got.trim(),
+            format!("{mode} {owner}"),
+            "{name}: mode and owner of {path}"
+        );
+    }
+}
+
+macro_rules! case {
+    ($f:ident, $name:literal) => {
+        #[test]
+        #[ignore = "needs the .ci/test.sh environment"]
+        fn $f() {
+            check_case($name);
+        }
+    };
+}
+
+case!(multistage_parallel, "multistage-parallel");
+case!(many_layers, "many-layers");
+case!(big_context, "big-context");
+case!(onbuild_healthcheck_args, "onbuild-healthcheck-args");
+case!(whiteouts, "whiteouts");
+case!(debian_slim, "debian-slim");
+
+/// An unchanged rebuild runs nothing and gives the same image id; touching
+/// the last COPY's file reruns only that step.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn warm_rebuild_is_fully_cached_and_touch_reruns_only_its_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let root = tmp.join("root");
+    let ctx = stage_case("many-layers", tmp);
+    let build = |iid: &str| -> Vec<serde_json::Value> {
+        let out = strata(&root)
+            .args(["build", "--progress", "json", "--iidfile"])
+            .arg(tmp.join(iid))
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let count =
+        |evs: &[serde_json::Value], kind: &str| evs.iter().filter(|e| e["event"] == kind).count();
+    let cold = build("iid1");
+    assert!(count(&cold, "started") >= 20);
+    let warm = build("iid2");
+    let warm_steps: Vec<_> = warm
+        .iter()
+        .filter(|e| e["event"] == "started" && !e["name"].as_str().unwrap_or("").contains("FROM"))
+        .collect();
+    assert!(warm_steps.is_empty(), "a warm rebuild ran {warm_steps:?}");
+    assert_eq!(count(&warm, "cached"), 30);
+    assert_eq!(
+        std::fs::read(tmp.join("iid1")).unwrap(),
+        std::fs::read(tmp.join("iid2")).unwrap()
+    );
+    std::fs::write(ctx.join("files/late.txt"), "touched\n").unwrap();
+    let touched = build("iid3");
+    let ran: Vec<&str> = touched
+        .iter()
+        .filter(|e| e["event"] == "started")
+        .filter_map(|e| e["name"].as_str())
+        .filter(|n| !n.contains("FROM"))
+        .collect();
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert!(ran[0].contains("COPY files/late.txt"), "{ran:?}");
+}
+
+/// The four independent stages of multistage-parallel overlap in time.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn independent_stages_overlap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let ctx = stage_case("multistage-parallel", tmp);
+    let out = strata(&tmp.join("root"))
+        .args(["build", "--progress", "json", "--jobs", "4"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut spans = Vec::new();
+    for s in ["s1", "s2", "s3", "s4"] {
+        let step = evs
+            .iter()
+            .find(|e| {
+                e["event"] == "started"
+                    && e["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(&format!("[{s} ")) && n.contains("RUN"))
+            })
+            .unwrap_or_else(|| panic!("no RUN of stage {s} in the progress"));
+        let n = step["step"].clone();
+        let start = step["unix_nanos"].as_i64().unwrap();
+        let end = evs
+            .iter()
+            .find(|e| e["event"] == "finished" && e["step"] == n)
+            .unwrap()["unix_nanos"]
+            .as_i64()
+            .unwrap();
+        spans.push((start, end));
+    }
+    let latest_start = spans.iter().map(|s| s.0).max().unwrap();
+    let earliest_end = spans.iter().map(|s| s.1).min().unwrap();
+    assert!(
+        latest_start < earliest_end,
+        "the stages ran one after another: {spans:?}"
+    );
+}
+
+/// The README's first command: testdata/example/build.sh writes a loadable
+/// example.tar, building its busybox base from the host's busybox first.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn readme_example_builds_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let out = tmp.join("example.tar");
+    run(Command::new(testdata().join("example/build.sh"))
+        .arg(&out)
+        .env("STRATA", STRATA)
+        .env("STRATA_ROOT", tmp.join("root")));
+    run(Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("docker-archive:{}", out.display())));
+    run(podman(tmp).arg("load").arg("-i").arg(&out));
+    let said = run(podman(tmp).args([
+        "run",
+        "--rm",
+        "--network=none",
+        "localhost/strata-example/hello:latest",
+    ]));
+    assert_eq!(said.trim(), "hello from strata (built with strata)");
+}

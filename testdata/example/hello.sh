@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "$GREETING from strata ($(cat /app/built.txt))"
