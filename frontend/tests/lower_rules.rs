@@ -267,8 +267,10 @@ fn proxy_args_reach_run_without_history() {
 #[test]
 fn target_prunes_unneeded_stages_and_their_images() {
     let r = FakeResolver::default();
-    let mut opts = BuildOptions::default();
-    opts.target = Some("APP".into());
+    let opts = BuildOptions {
+        target: Some("APP".into()),
+        ..Default::default()
+    };
     let g = lower_with(
         "FROM golang AS build\nRUN make\nFROM debian AS unused\nRUN slow\nFROM alpine AS app\nCOPY --from=build /out /\nFROM app AS last\n",
         &opts,
@@ -284,8 +286,10 @@ fn target_prunes_unneeded_stages_and_their_images() {
 
 #[test]
 fn unknown_target_suggests_a_name() {
-    let mut opts = BuildOptions::default();
-    opts.target = Some("bulid".into());
+    let opts = BuildOptions {
+        target: Some("bulid".into()),
+        ..Default::default()
+    };
     let e = lower_with(
         "FROM scratch AS build\nFROM scratch\n",
         &opts,

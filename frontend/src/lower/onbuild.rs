@@ -24,10 +24,9 @@ pub(crate) fn check_trigger(kind: Keyword) -> Result<(), &'static str> {
 /// `ONBUILD` keyword, followed by any heredoc bodies.
 fn expression(ins: &Instruction) -> String {
     let original = ins.original.trim_start();
-    let rest = if original.len() >= 7 && original[..7].eq_ignore_ascii_case("onbuild") {
-        original[7..].trim_start()
-    } else {
-        original
+    let rest = match (original.get(..7), original.get(7..)) {
+        (Some(kw), Some(rest)) if kw.eq_ignore_ascii_case("onbuild") => rest.trim_start(),
+        _ => original,
     };
     let mut expr = rest.to_string();
     for h in &ins.heredocs {
