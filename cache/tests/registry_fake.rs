@@ -529,3 +529,30 @@ fn a_closed_port_fails_fast_with_the_address_in_the_message() {
     assert!(err.is_transient(), "{msg}");
     assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
 }
+
+#[test]
+fn docker_hub_reads_go_to_the_configured_mirror() {
+    let fx = Fixture::new();
+    let want = Digest::of(&fx.manifest);
+    let inner = fx.handler(|_, b| b);
+    // The mirror serves Hub's `library/…` repositories; map the fixture's
+    // `test/img` paths onto `library/img`.
+    let mirror = FakeRegistry::start(Box::new(move |req, n| {
+        let mut r = req.clone();
+        r.path = r.path.replacen("/v2/library/img/", "/v2/test/img/", 1);
+        inner(&r, n)
+    }));
+    let mut o = ClientOptions::anonymous();
+    o.endpoints
+        .set_mirror(&format!("http://{}", mirror.addr))
+        .expect("mirror url");
+    let client = RegistryClient::new(o);
+    // A short name: docker.io/library/img:v1.
+    let r = Reference::parse("img:v1").expect("ref");
+    assert_eq!(r.registry(), "docker.io");
+    let (digest, config) =
+        fetch_manifest_and_config(&client, &r, &Platform::default()).expect("via mirror");
+    assert_eq!(digest, want);
+    assert!(!config.is_empty());
+    assert!(mirror.count("GET", "/v2/library/img/manifests/v1") >= 1);
+}
