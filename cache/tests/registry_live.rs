@@ -203,3 +203,105 @@ fn a_small_artifact_round_trips() {
             .is_none()
     );
 }
+
+/// Builds a two-entry image index in a fresh repository from the two base
+/// images (busybox as linux/amd64, debian labelled linux/arm64/v8), using
+/// the client's own mount and manifest PUT. Returns the repository, the
+/// index bytes and the two platform manifest digests.
+fn make_index(client: &RegistryClient, reg: &str) -> (Repo, Vec<u8>, [Digest; 2]) {
+    let repo = Repo::new(reg.to_string(), format!("strata-test/{}/multi", unique()));
+    let mut digests = Vec::new();
+    let mut entries = Vec::new();
+    for (name, tag, platform) in [
+        (
+            "busybox",
+            "latest",
+            r#"{"os":"linux","architecture":"amd64"}"#,
+        ),
+        (
+            "debian",
+            "bookworm-slim",
+            r#"{"os":"linux","architecture":"arm64","variant":"v8"}"#,
+        ),
+    ] {
+        let from = Repo::new(reg.to_string(), format!("library/{name}"));
+        let m = client.get_manifest(&from, tag).expect("base manifest");
+        let ParsedManifest::Image(im) = &m.parsed else {
+            panic!("library/{name} should be a single manifest");
+        };
+        for blob in std::iter::once(&im.config).chain(im.layers.iter()) {
+            client
+                .mount_blob(&repo, &blob.digest, &from.repository)
+                .expect("mount");
+        }
+        client
+            .put_manifest(&repo, &m.digest.to_string(), &m.media_type, &m.bytes)
+            .expect("put child manifest");
+        entries.push(format!(
+            r#"{{"mediaType":"{}","digest":"{}","size":{},"platform":{platform}}}"#,
+            m.media_type,
+            m.digest,
+            m.bytes.len()
+        ));
+        digests.push(m.digest.clone());
+    }
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{}]}}"#,
+        entries.join(",")
+    )
+    .into_bytes();
+    client
+        .put_manifest(
+            &repo,
+            "v1",
+            "application/vnd.oci.image.index.v1+json",
+            &index,
+        )
+        .expect("put index");
+    (repo, index, [digests[0].clone(), digests[1].clone()])
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment (registry on 127.0.0.1:5000)"]
+fn an_index_is_pulled_per_platform_and_pushed_back_byte_identically() {
+    let reg = require_registry();
+    let client = RegistryClient::new(ClientOptions::anonymous());
+    let (repo, index, [amd, arm]) = make_index(&client, &reg);
+    let r = Reference::parse(&format!("{reg}/{}:v1", repo.repository)).expect("ref");
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("store");
+
+    let a = pull(&client, &store, &r, &Platform::default()).expect("pull amd64");
+    assert_eq!(a.digest, Digest::of(&index), "the tag points at the index");
+    assert_eq!(a.manifest_digest, amd);
+    // Only one platform is local: pushing the whole index must refuse, and
+    // say how to push the one platform instead.
+    let dest = Reference::parse(&format!("{reg}/{}-copy:v1", repo.repository)).expect("ref");
+    let err =
+        cache::transport::registry::push(&client, &store, &r, &dest).expect_err("children missing");
+    assert!(
+        err.to_string().contains("by platform manifest digest"),
+        "{err}"
+    );
+
+    let arm64: Platform = "linux/arm64".parse().expect("platform");
+    let b = pull(&client, &store, &r, &arm64).expect("pull arm64");
+    assert_eq!(b.manifest_digest, arm);
+    let report = cache::transport::registry::push(&client, &store, &r, &dest).expect("push");
+    assert_eq!(report.digest, Some(Digest::of(&index)));
+    let dest_repo = Repo::new(reg.clone(), dest.repository().to_string());
+    let back = client.get_manifest(&dest_repo, "v1").expect("read back");
+    assert_eq!(back.bytes, index, "index bytes differ after push");
+    assert_eq!(
+        skopeo_raw(&format!("{reg}/{}:v1", dest.repository())),
+        index
+    );
+
+    let s390x: Platform = "linux/s390x".parse().expect("platform");
+    let err = pull(&client, &store, &r, &s390x).expect_err("no such platform");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("linux/amd64") && msg.contains("arm64"),
+        "{msg}"
+    );
+}
