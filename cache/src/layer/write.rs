@@ -91,16 +91,27 @@ impl<W: Write> TarEmitter<W> {
         }
         .into_os_string()
         .into_vec();
+        let mut source = None;
         let mut xattrs = e.meta.xattrs.clone();
         xattrs.sort();
         xattrs.dedup_by(|a, b| a.0 == b.0);
         let (flag, link, dev, size) = match &e.kind {
             EntryKind::File(Content::Bytes(b)) => (TypeFlag::Regular, None, None, b.len() as u64),
             EntryKind::File(Content::Path(p)) => {
-                let len = std::fs::symlink_metadata(p)
-                    .map_err(|err| LayerError::io("reading metadata of", p, err))?
-                    .len();
-                (TypeFlag::Regular, None, None, len)
+                // Size from the opened file itself, so header and content
+                // describe the same inode.
+                let f = File::open(p).map_err(|err| LayerError::io("opening", p, err))?;
+                let md = f
+                    .metadata()
+                    .map_err(|err| LayerError::io("reading metadata of", p, err))?;
+                if !md.is_file() {
+                    return Err(LayerError::invalid(
+                        &e.path,
+                        format!("{} is not a regular file", p.display()),
+                    ));
+                }
+                source = Some(f);
+                (TypeFlag::Regular, None, None, md.len())
             }
             EntryKind::Dir => {
                 name.push(b'/');
@@ -140,7 +151,11 @@ impl<W: Write> TarEmitter<W> {
             EntryKind::File(Content::Bytes(b)) => {
                 self.out.write_all(b).map_err(LayerError::Output)?;
             }
-            EntryKind::File(Content::Path(p)) => self.copy_file(p, size)?,
+            EntryKind::File(Content::Path(p)) => {
+                if let Some(f) = source {
+                    self.copy_file(f, p, size)?
+                }
+            }
             _ => {}
         }
         let pad = tar_header::padding(size);
@@ -152,8 +167,7 @@ impl<W: Write> TarEmitter<W> {
 
     /// Copies exactly `size` bytes of `path`; a file that shrinks or grows
     /// meanwhile is an error, because the header already promised `size`.
-    fn copy_file(&mut self, path: &Path, size: u64) -> Result<()> {
-        let mut f = File::open(path).map_err(|e| LayerError::io("opening", path, e))?;
+    fn copy_file(&mut self, mut f: File, path: &Path, size: u64) -> Result<()> {
         let mut left = size;
         while left > 0 {
             let want = (self.buf.len() as u64).min(left) as usize;
