@@ -163,3 +163,46 @@ fn push_of_an_unknown_local_image_says_to_pull_or_build_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pull or build it first"), "{err}");
 }
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment (registry on 127.0.0.1:5000)"]
+fn two_pulls_into_one_root_at_once_both_succeed() {
+    let reg = registry();
+    let root = Root::new("concurrent");
+    let img = format!("{reg}/library/debian:bookworm-slim");
+    let want = format!("sha256:{}", sha256_hex(&skopeo_raw(&img)));
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--root")
+            .arg(&root.0)
+            .args(["pull", "-q", &img])
+            .env_remove("STRATA_REGISTRY_MIRROR")
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (
+            a.join().expect("thread").expect("run strata"),
+            b.join().expect("thread").expect("run strata"),
+        )
+    });
+    for out in [a, b] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
+    }
+    // Every blob is whole.
+    for e in std::fs::read_dir(root.0.join("blobs/sha256")).expect("blobs") {
+        let e = e.expect("entry");
+        let data = std::fs::read(e.path()).expect("read");
+        assert_eq!(
+            sha256_hex(&data),
+            e.file_name().to_string_lossy(),
+            "blob does not hash to its name"
+        );
+    }
+}
