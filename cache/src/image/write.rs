@@ -70,3 +70,52 @@ pub fn write_image(
         index_digest: None,
     })
 }
+
+/// The same image with OCI media types: manifest, config and layer types
+/// translated, blobs unchanged (so the image ID stays; the manifest digest
+/// changes). OCI layout readers (skopeo's `oci:`, umoci) skip descriptors
+/// with Docker media types, so an export to a layout needs this. An image
+/// that already is OCI is returned as is. The new manifest is stored.
+pub fn to_oci(blobs: &BlobStore, image: &Image) -> Result<Image> {
+    if !image.manifest.is_docker() {
+        return Ok(image.clone());
+    }
+    let layers: Vec<Descriptor> = image
+        .manifest
+        .layers
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            l.media_type = match l.media_type.as_str() {
+                super::media_type::DOCKER_LAYER_FOREIGN_GZIP => {
+                    super::media_type::OCI_LAYER_NONDIST_GZIP.to_string()
+                }
+                t => match layer_compression(t) {
+                    Some(c) => ManifestFormat::Oci.layer_type(c).to_string(),
+                    None => t.to_string(),
+                },
+            };
+            l
+        })
+        .collect();
+    let mut config = image.manifest.config.clone();
+    config.media_type = ManifestFormat::Oci.config_type().to_string();
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(ManifestFormat::Oci.manifest_type().to_string()),
+        config,
+        layers,
+        subject: image.manifest.subject.clone(),
+        annotations: image.manifest.annotations.clone(),
+    };
+    let manifest_raw = serde_json::to_vec(&manifest)
+        .map_err(|e| invalid(format!("cannot serialize the converted manifest: {e}")))?;
+    let manifest_digest = blobs.put_bytes(&manifest_raw, None)?;
+    Ok(Image {
+        manifest_digest,
+        manifest_raw,
+        manifest,
+        config: image.config.clone(),
+        index_digest: None,
+    })
+}

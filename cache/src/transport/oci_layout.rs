@@ -22,7 +22,7 @@ use crate::cas::{BlobStore, sync_dir};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result, invalid};
 use crate::image::descriptor::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
-use crate::image::{Descriptor, Index, MAX_MANIFEST_SIZE, ParsedManifest, media_type};
+use crate::image::{Descriptor, Index, MAX_MANIFEST_SIZE, ParsedManifest, media_type, to_oci};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::store::Store;
@@ -59,6 +59,19 @@ fn check_unique_tags(items: &[SaveItem]) -> Result<()> {
     Ok(())
 }
 
+/// Layout readers skip Docker-typed manifests, so exports use OCI ones.
+fn as_oci(store: &Store, items: &[SaveItem]) -> Result<Vec<SaveItem>> {
+    items
+        .iter()
+        .map(|it| {
+            Ok(SaveItem {
+                name: it.name.clone(),
+                image: to_oci(store.blobs(), &it.image)?,
+            })
+        })
+        .collect()
+}
+
 fn new_index() -> Index {
     Index {
         schema_version: 2,
@@ -72,6 +85,7 @@ fn new_index() -> Index {
 /// existing layout keeps its other images, same-tag entries are replaced).
 pub fn export_dir(store: &Store, items: &[SaveItem], dir: &Path) -> Result<()> {
     check_unique_tags(items)?;
+    let items = &as_oci(store, items)?;
     let blob_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blob_dir).ctx("create layout directory", &blob_dir)?;
     let index_path = dir.join("index.json");
@@ -112,6 +126,7 @@ pub fn export_dir(store: &Store, items: &[SaveItem], dir: &Path) -> Result<()> {
 /// Writes `items` as an OCI layout tar (an "oci-archive") at `dest`.
 pub fn export_tar(store: &Store, items: &[SaveItem], dest: &Path) -> Result<()> {
     check_unique_tags(items)?;
+    let items = &as_oci(store, items)?;
     let mut out = TarOut::default();
     let mut index = new_index();
     for item in items {
