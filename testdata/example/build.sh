@@ -27,4 +27,4 @@ if ! "$strata" images 2>/dev/null | grep -q '^strata-example/busybox '; then
 fi
 
 "$strata" build -t strata-example/hello:latest -o "type=docker,dest=$out" "$here"
-echo "wrote $out: load it with 'podman load -i $out' and run 'podman run --rm strata-example/hello'"
+echo "wrote $out: load it with 'podman load -i $out' and run 'podman run --rm docker.io/strata-example/hello'"

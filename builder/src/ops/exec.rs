@@ -205,40 +205,29 @@ impl Executor {
         let mut wopts = opts.clone();
         wopts.overlay_whiteouts = true;
         wopts.owners = cache::layer::OwnerSource::Xattr;
-        let store_root = store.root().to_path_buf();
-        // Write the tar inside the user namespace, where owners read back
-        // as container ids, then move the blob into the store.
+        // The tar is read inside the user namespace, where on-disk owners
+        // read back as container ids. The forked helper has no thread pools
+        // (fork keeps only the calling thread), so it writes the plain tar
+        // and compression happens here, on the parent's pools.
+        wopts.compression = cache::layer::Compression::None;
         let encoded = run_in_userns(sandbox.mapping(), move || -> Result<String, String> {
             let tmp = tempfile::NamedTempFile::new_in(&blobs_tmp).map_err(|e| e.to_string())?;
-            let d = cache::layer::write_dir(&layer_src, &wopts, tmp.as_file())
+            cache::layer::write_dir(&layer_src, &wopts, tmp.as_file())
                 .map_err(|e| e.to_string())?;
             let (_f, path) = tmp.keep().map_err(|e| e.to_string())?;
-            let _ = store_root;
-            Ok(format!(
-                "{}\n{}\n{}\n{}",
-                path.display(),
-                d.digest,
-                d.diff_id,
-                d.media_type
-            ))
+            Ok(path.display().to_string())
         })
         .map_err(|e| anyhow!("writing the step's layer: {e}"))?;
-        let mut parts = encoded.lines();
-        let (Some(path), Some(digest), Some(diff_id), Some(media)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            bail!("internal: bad layer report {encoded:?}");
-        };
-        let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
-        let expected: cache::digest::Digest = digest.parse().map_err(|e| anyhow!("{e}"))?;
-        let (digest, size) = store.blobs().put_stream(file, Some(&expected))?;
-        let _ = std::fs::remove_file(path);
-        // Keep the committed directory as this layer's shared unpacked form.
+        let tar_path = PathBuf::from(&encoded);
+        let compressed = compress_into_store(store, &tar_path, opts);
+        let _ = std::fs::remove_file(&tar_path);
+        let (desc, digest, size) = compressed?;
         let layer = Layer {
-            desc: cache::image::Descriptor::new(media.to_string(), digest, size),
-            diff_id: diff_id.parse().map_err(|e| anyhow!("{e}"))?,
+            desc: cache::image::Descriptor::new(desc.media_type.to_string(), digest, size),
+            diff_id: desc.diff_id,
             origin: None,
         };
+        // Keep the committed directory as this layer's shared unpacked form.
         let shared = layer_dir(store, &layer);
         let src = active.layer_dir();
         let moved = !layer_dir_ready(&shared)
@@ -252,4 +241,22 @@ impl Executor {
         cleanup(&snap_key);
         Ok(Some(layer))
     }
+}
+
+/// Compresses a plain layer tar into a blob of the store.
+fn compress_into_store(
+    store: &Store,
+    tar: &std::path::Path,
+    opts: &WriteOptions,
+) -> anyhow::Result<(cache::layer::LayerDescriptor, cache::digest::Digest, u64)> {
+    let mut input =
+        std::fs::File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
+    let w = store.blobs().writer()?;
+    let mut sink =
+        cache::layer::LayerSink::new(w, opts.compression, opts.flavor, opts.zstd_workers)
+            .context("starting the layer compressor")?;
+    std::io::copy(&mut input, &mut sink).context("compressing the layer")?;
+    let (desc, w) = sink.finish().context("finishing the layer")?;
+    let (digest, size) = w.commit(Some(&desc.digest))?;
+    Ok((desc, digest, size))
 }
