@@ -239,7 +239,6 @@ fn check_case(name: &str) {
     run(podman(tmp).arg("load").arg("-i").arg(&archive));
     // The store writes normalized names into RepoTags.
     let image = format!("docker.io/{tag}");
-    };
     if !env["RUN_CHECK"].trim().is_empty() {
         run(podman(tmp).args([
             "run",
