@@ -301,7 +301,14 @@ fn sigkill_of_strata_leaves_no_process_and_no_mount() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(sleepers("993").len(), 2, "the step should be running");
+    // "started" is printed before the two sleeps exec; wait for both.
+    while sleepers("993").len() < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the step's sleeps never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert_eq!(

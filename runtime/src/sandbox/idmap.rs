@@ -10,7 +10,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::str::FromStr;
 
 use crate::detect::{HostCapabilities, SubidRange};
@@ -277,6 +277,8 @@ impl MapPlan {
     }
 }
 
+/// Runs newuidmap and newgidmap on `pid` at the same time (each is a setuid
+/// exec; in parallel the pair costs one round trip instead of two).
 fn run_helpers(mapping: &IdMapping, pid: libc::pid_t) -> Result<(), String> {
     let IdMapping::Range {
         uid,
@@ -289,8 +291,9 @@ fn run_helpers(mapping: &IdMapping, pid: libc::pid_t) -> Result<(), String> {
     else {
         return Ok(());
     };
+    let mut children = Vec::new();
     for (helper, id, r) in [(newuidmap, uid, subuid), (newgidmap, gid, subgid)] {
-        let out = Command::new(helper)
+        let child = Command::new(helper)
             .args([
                 pid.to_string(),
                 "0".into(),
@@ -299,16 +302,32 @@ fn run_helpers(mapping: &IdMapping, pid: libc::pid_t) -> Result<(), String> {
                 "1".into(),
             ])
             .args([r.start.to_string(), r.count.to_string()])
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", helper.display()))?;
-        if !out.status.success() {
-            return Err(format!(
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", helper.display()));
+        children.push((helper, child));
+    }
+    let mut first_err = None;
+    for (helper, child) in children {
+        let res = child.and_then(|c| {
+            let out = c
+                .wait_with_output()
+                .map_err(|e| format!("waiting for {}: {e}", helper.display()))?;
+            if out.status.success() {
+                return Ok(());
+            }
+            Err(format!(
                 "{} failed ({}): {}; check the caller's entries in /etc/subuid and /etc/subgid",
                 helper.display(),
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            ))
+        });
+        if let Err(e) = res {
+            first_err.get_or_insert(e);
         }
     }
-    Ok(())
+    first_err.map_or(Ok(()), Err)
 }
