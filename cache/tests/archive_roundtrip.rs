@@ -426,3 +426,44 @@ fn oci_layout_dir_and_tar_export_import() {
         .expect("image");
     assert_eq!(got.manifest_digest, one.manifest_digest);
 }
+
+#[test]
+fn one_image_under_two_names_and_a_gzipped_archive() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let a = Store::open(t.path().join("a")).expect("store a");
+    let img = make_image(&a, "app:1", "n");
+    let names = ["app:1", "registry.example:5000/team/app:stable"];
+    let items: Vec<SaveItem> = names
+        .iter()
+        .map(|n| SaveItem {
+            name: Some(Reference::parse(n).expect("ref")),
+            image: img.clone(),
+        })
+        .collect();
+    let out = t.path().join("two-names.tar");
+    docker_archive::save(&a, &items, &out).expect("save");
+    let m = tar_members(&out);
+    let mj: serde_json::Value = serde_json::from_slice(&m["manifest.json"]).expect("json");
+    assert_eq!(mj.as_array().expect("arr").len(), 1, "{mj}");
+    assert_eq!(mj[0]["RepoTags"], serde_json::json!(names));
+    let idx: serde_json::Value = serde_json::from_slice(&m["index.json"]).expect("json");
+    assert_eq!(idx["manifests"].as_array().expect("arr").len(), 2);
+
+    // `docker load` takes compressed archives; so does strata.
+    let gz = t.path().join("two-names.tar.gz");
+    fs::write(&gz, gzip(&fs::read(&out).expect("read"))).expect("write");
+    let b = Store::open(t.path().join("b")).expect("store b");
+    let loaded = load_archive(&b, &gz, &Platform::linux_amd64()).expect("load gz");
+    assert_eq!(loaded.len(), 1);
+    for n in names {
+        let r = Reference::parse(n).expect("ref");
+        let got = b.resolve_image(&r).expect("resolve").expect("tagged");
+        assert_eq!(got.manifest_digest, img.manifest_digest);
+    }
+
+    // Garbage is refused with the file named.
+    let junk = t.path().join("junk.tar");
+    fs::write(&junk, b"this is not a tar archive at all").expect("write");
+    let err = load_archive(&b, &junk, &Platform::linux_amd64()).unwrap_err();
+    assert!(err.to_string().contains("junk.tar"), "{err}");
+}

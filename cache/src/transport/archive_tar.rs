@@ -18,6 +18,7 @@ use std::path::Path;
 use crate::cas::BlobStore;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result, invalid};
+use crate::layer::Decompressed;
 
 /// Members up to this size are kept in memory; larger ones go to the store.
 const SMALL: u64 = 1 << 20;
@@ -87,16 +88,9 @@ impl ArchiveContents {
     pub(crate) fn scan(blobs: &BlobStore, path: &Path) -> Result<Self> {
         let file = File::open(path).ctx("open archive", path)?;
         let what = format!("archive {}", path.display());
-        let mut head = [0u8; 4];
-        let n = (&file).read(&mut head).ctx("read archive", path)?;
-        if head[..n].starts_with(&[0x1f, 0x8b]) || head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        {
-            return Err(invalid(format!(
-                "{what} is compressed; decompress it first (for example `gunzip` or `zstd -d`), strata reads plain tar archives"
-            )));
-        }
-        let file = File::open(path).ctx("open archive", path)?;
-        let mut ar = tar::Archive::new(io::BufReader::with_capacity(1 << 20, file));
+        // `docker load` takes gzip/zstd-compressed archives too.
+        let (input, _) = Decompressed::new(file).ctx("read archive", path)?;
+        let mut ar = tar::Archive::new(input);
         let mut out = ArchiveContents {
             what: what.clone(),
             ..Default::default()
