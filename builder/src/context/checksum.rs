@@ -147,6 +147,8 @@ pub struct Overrides {
     pub gid: u32,
     /// `--chmod` in octal.
     pub chmod: Option<u32>,
+    /// Whether `--chown` was given (a stage copy otherwise keeps owners).
+    pub explicit_owner: bool,
 }
 
 impl Overrides {
@@ -270,6 +272,7 @@ mod tests {
             uid: 1000,
             gid: 1000,
             chmod: None,
+            explicit_owner: true,
         };
         assert_ne!(base, sum(d.path(), &idx, &chowned));
     }

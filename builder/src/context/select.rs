@@ -89,6 +89,10 @@ pub struct Entry {
     pub stat: StatKey,
     /// Extended attributes worth keeping (`user.*`, `security.capability`).
     pub xattrs: Vec<(String, Vec<u8>)>,
+    /// The owner a rootless unpack recorded in `user.rootlesscontainers`
+    /// (a stage's filesystem materialized for `COPY --from`); `None` means
+    /// root, as the unpack defines it.
+    pub recorded_owner: Option<(u32, u32)>,
 }
 
 impl Entry {
@@ -361,7 +365,20 @@ fn entry_for(
         host_mode: md.mode() & 0o7777,
         stat: StatKey::of(md),
         xattrs: read_xattrs(abs),
+        recorded_owner: recorded_owner(abs)?,
     }))
+}
+
+/// The owner recorded by a rootless unpack, if any.
+fn recorded_owner(p: &Path) -> anyhow::Result<Option<(u32, u32)>> {
+    match xattr::get(p, cache::layer::ROOTLESS_XATTR) {
+        Ok(Some(v)) => {
+            let r = cache::layer::Record::decode(&v)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            Ok(Some((r.uid, r.gid)))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The extended attributes an image keeps: `user.*` and file capabilities.
@@ -373,7 +390,9 @@ fn read_xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = names
         .filter_map(|n| {
             let name = n.to_string_lossy().into_owned();
-            if !(name.starts_with("user.") || name == "security.capability") {
+            if name == cache::layer::ROOTLESS_XATTR
+                || !(name.starts_with("user.") || name == "security.capability")
+            {
                 return None;
             }
             xattr::get(p, &n).ok().flatten().map(|v| (name, v))

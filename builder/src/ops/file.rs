@@ -33,6 +33,7 @@ pub fn copy_layer(
     root: &Path,
     sel: &Selection,
     ov: &Overrides,
+    preserve: bool,
     inline: &[frontend::InlineFile],
     dest: &str,
     opts: &WriteOptions,
@@ -48,9 +49,26 @@ pub fn copy_layer(
             EntryKind::Dir => LayerKind::Dir,
             EntryKind::Symlink(t) => LayerKind::Symlink(PathBuf::from(t)),
         };
+        // From the context: the umask-free mode and 0:0 unless --chown.
+        // From a stage or image: the source's exact mode and owner.
+        let (mode, (uid, gid)) = if preserve {
+            let m = match (&e.kind, ov.chmod) {
+                (EntryKind::Symlink(_), _) => 0o777,
+                (_, Some(m)) => m,
+                (_, None) => e.host_mode,
+            };
+            let owner = if ov.explicit_owner {
+                (ov.uid, ov.gid)
+            } else {
+                e.recorded_owner.unwrap_or((0, 0))
+            };
+            (m, owner)
+        } else {
+            (ov.mode_for(&e.kind, e.image_mode()), (ov.uid, ov.gid))
+        };
         let mut le = LayerEntry::new(path, kind)
-            .mode(ov.mode_for(&e.kind, e.image_mode()))
-            .owner(ov.uid, ov.gid)
+            .mode(mode)
+            .owner(uid, gid)
             .mtime(DEFAULT_MTIME);
         for (k, v) in &e.xattrs {
             le = le.xattr(k.clone(), v.clone());
@@ -115,6 +133,26 @@ pub fn write_entries(
         diff_id: desc.diff_id,
         origin: None,
     }))
+}
+
+/// Unpacks `layers` (bottom first) into a fresh directory under the store's
+/// `tmp/`, as the current user: owners other than ours are recorded in the
+/// `user.rootlesscontainers` xattr instead of being applied, so the tree
+/// can be read without a user namespace. Used for `COPY --from`.
+pub fn materialize(store: &Store, layers: &[Layer]) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("copy-from-")
+        .tempdir_in(store.root().join("tmp"))?;
+    let opts = cache::layer::UnpackOptions {
+        whiteouts: cache::layer::WhiteoutMode::Apply,
+        ownership: cache::layer::OwnershipMode::Record,
+    };
+    for l in layers {
+        ensure_blob(store, l)?;
+        cache::layer::unpack(store.blobs().open(&l.desc.digest)?, dir.path(), &opts)
+            .with_context(|| format!("unpacking layer {}", l.desc.digest))?;
+    }
+    Ok(dir)
 }
 
 /// Reads one file (`etc/passwd`) from a stack of layers, topmost first

@@ -285,8 +285,8 @@ fn run_step(
     // COPY/ADD from the context: select and checksum exactly those files.
     let mut context_sel = None;
     let mut ctx_sum = None;
-    let mut owner = (0u32, 0u32);
-    let mut chmod = None;
+    let mut ov = Overrides::default();
+    let mut image_source: Option<(String, String)> = None;
     match &step.op {
         Op::Exec(e) => {
             for (k, v) in &e.env {
@@ -294,11 +294,15 @@ fn run_step(
             }
         }
         Op::File(f) => {
-            chmod = file::chmod_bits(f)?;
+            ov.chmod = file::chmod_bits(f)?;
             if let Some(c) = &f.chown {
-                owner = file::resolve_owner(ctx.store, &prev.layers, c)?;
-            } else if f.kind == FileKind::Mkdir {
-                // WORKDIR creates the directory as the current user.
+                (ov.uid, ov.gid) = file::resolve_owner(ctx.store, &prev.layers, c)?;
+                ov.explicit_owner = true;
+            }
+            if let CopySource::Image { reference } = &f.from {
+                let r = resolver::resolve_for_copy(ctx.store, reference, ctx.req.pull)?;
+                facts.insert("base".into(), r.clone());
+                image_source = Some((reference.clone(), r));
             }
             if f.kind != FileKind::Mkdir
                 && matches!(f.from, CopySource::Context)
@@ -315,11 +319,6 @@ fn run_step(
                 spec.excludes = f.exclude.clone();
                 spec.parents = f.parents;
                 let sel = select(&ctx.req.context, &ctx.ignore, &spec)?;
-                let ov = Overrides {
-                    uid: owner.0,
-                    gid: owner.1,
-                    chmod,
-                };
                 let sum = checksum_selection(&ctx.req.context, &sel, &ov, &ctx.index)?;
                 for (e, c) in sel.entries.iter().zip(&sum.contents) {
                     facts.insert(
@@ -336,7 +335,7 @@ fn run_step(
         definition: &def_digest,
         inputs: &input_keys,
         context: ctx_sum.as_deref(),
-        base_digest: None,
+        base_digest: image_source.as_ref().map(|(_, d)| d.as_str()),
     });
     let identity = format!(
         "{}\0{}\0{}",
@@ -423,50 +422,53 @@ fn run_step(
                 )
             }
             Op::File(f) if f.kind == FileKind::Mkdir => {
-                file::mkdir_layer(ctx.store, &f.dest, owner.0, owner.1, &ctx.write_opts)
+                file::mkdir_layer(ctx.store, &f.dest, ov.uid, ov.gid, &ctx.write_opts)
             }
             Op::File(f) => {
-                if let Some(sel) = &context_sel {
-                    let ov = Overrides {
-                        uid: owner.0,
-                        gid: owner.1,
-                        chmod,
-                    };
-                    if f.kind == FileKind::Add
-                        && sel.entries.iter().any(|e| is_archive_name(&e.rel))
-                        && f.unpack != Some(false)
-                    {
-                        return Err(crate::not_supported(
-                            "ADD of a local archive (auto-extraction)",
-                        ));
-                    }
-                    file::copy_layer(
-                        ctx.store,
-                        &ctx.req.context,
-                        sel,
-                        &ov,
-                        &f.inline,
-                        &f.dest,
-                        &ctx.write_opts,
-                    )
-                } else if matches!(f.from, CopySource::None) {
-                    let ov = Overrides {
-                        uid: owner.0,
-                        gid: owner.1,
-                        chmod,
-                    };
-                    file::copy_layer(
-                        ctx.store,
-                        &ctx.req.context,
-                        &Default::default(),
-                        &ov,
-                        &f.inline,
-                        &f.dest,
-                        &ctx.write_opts,
-                    )
-                } else {
-                    Err(crate::not_supported("COPY --from a stage or image"))
+                if f.kind == FileKind::Add
+                    && f.unpack != Some(false)
+                    && context_sel
+                        .as_ref()
+                        .is_some_and(|sel| sel.entries.iter().any(|e| is_archive_name(&e.rel)))
+                {
+                    return Err(crate::not_supported(
+                        "ADD of a local archive (auto-extraction)",
+                    ));
                 }
+                let (root, sel, preserve, _tmp) = match (&f.from, context_sel) {
+                    (CopySource::Context, Some(sel)) => (ctx.req.context.clone(), sel, false, None),
+                    (CopySource::Stage { .. } | CopySource::Image { .. }, _) => {
+                        let layers = match (&f.from, &image_source) {
+                            (CopySource::Image { .. }, Some((reference, digest))) => {
+                                source::image_layers(ctx.store, reference, digest)?
+                            }
+                            _ => inputs
+                                .get(1)
+                                .ok_or_else(|| {
+                                    anyhow!("internal: COPY --from has no source input")
+                                })?
+                                .layers
+                                .clone(),
+                        };
+                        let tmp = file::materialize(ctx.store, &layers)?;
+                        let mut spec = CopySpec::new(f.sources.clone(), &f.dest);
+                        spec.excludes = f.exclude.clone();
+                        spec.parents = f.parents;
+                        let sel = select(tmp.path(), &Matcher::default(), &spec)?;
+                        (tmp.path().to_path_buf(), sel, true, Some(tmp))
+                    }
+                    _ => (ctx.req.context.clone(), Default::default(), false, None),
+                };
+                file::copy_layer(
+                    ctx.store,
+                    &root,
+                    &sel,
+                    &ov,
+                    preserve,
+                    &f.inline,
+                    &f.dest,
+                    &ctx.write_opts,
+                )
             }
         }
     })();

@@ -68,3 +68,10 @@ impl ImageResolver for StoreResolver<'_> {
             .map_err(|e| format!("cannot resolve base image {reference}: {e:#}"))
     }
 }
+
+/// The manifest digest of an image `COPY --from=<image>` reads (the local
+/// store, else the registry's manifest and config).
+pub fn resolve_for_copy(store: &Store, reference: &str, pull: bool) -> anyhow::Result<String> {
+    let r = StoreResolver::new(store, pull);
+    Ok(r.lookup(reference)?.digest)
+}
