@@ -7,7 +7,6 @@
 //! Dockerfiles: the builder hands over bytes, directories and digests.
 
 pub mod digest;
-pub mod transport;
 mod atomic;
 pub mod cas;
 pub mod error;
@@ -18,4 +17,5 @@ pub mod lock;
 pub mod platform;
 pub mod reference;
 pub mod store;
+pub mod transport;
 pub mod gc;
