@@ -28,6 +28,7 @@ struct Seen {
     method: String,
     path: String,
     headers: HashMap<String, String>,
+    body: Vec<u8>,
 }
 
 struct Reply {
@@ -142,6 +143,7 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) {
         method,
         path,
         headers,
+        body,
     };
     let n = {
         let mut s = seen.lock().expect("lock");
@@ -555,4 +557,148 @@ fn docker_hub_reads_go_to_the_configured_mirror() {
     assert_eq!(digest, want);
     assert!(!config.is_empty());
     assert!(mirror.count("GET", "/v2/library/img/manifests/v1") >= 1);
+}
+
+/// A fake that accepts uploads the way distribution does: POST opens a
+/// session, PATCH appends (the Content-Range must continue where the
+/// session is), PUT ?digest= closes it and checks the digest. The very
+/// first PATCH fails with a 500 when `flaky` is set.
+fn upload_registry(flaky: bool) -> (FakeRegistry, Arc<Mutex<HashMap<String, Vec<u8>>>>) {
+    let blobs: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::new(Mutex::new(HashMap::new()));
+    let sessions: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::new(Mutex::new(HashMap::new()));
+    let counter = Arc::new(Mutex::new(0usize));
+    let failed_once = AtomicBool::new(false);
+    let blobs2 = blobs.clone();
+    let reg = FakeRegistry::start(Box::new(move |req, _| {
+        let path = req.path.split('?').next().unwrap_or("").to_string();
+        let query = req.path.split_once('?').map_or("", |(_, q)| q).to_string();
+        match req.method.as_str() {
+            "HEAD" if path.starts_with("/v2/up/blobs/") => {
+                let d = path.trim_start_matches("/v2/up/blobs/");
+                match blobs2.lock().expect("lock").get(d) {
+                    Some(b) => Reply::new(200, Vec::new()).header("X-Len", b.len().to_string()),
+                    None => Reply::new(404, Vec::new()),
+                }
+            }
+            "POST" if path == "/v2/up/blobs/uploads/" => {
+                // A mount request is answered like a plain POST: this fake
+                // cannot mount, so it opens an upload (202) instead.
+                let mut c = counter.lock().expect("lock");
+                *c += 1;
+                let id = format!("s{}", *c);
+                sessions
+                    .lock()
+                    .expect("lock")
+                    .insert(id.clone(), Vec::new());
+                Reply::new(202, Vec::new())
+                    .header("Location", format!("/v2/up/blobs/uploads/{id}?_state=x"))
+            }
+            "PATCH" => {
+                let id = path.trim_start_matches("/v2/up/blobs/uploads/").to_string();
+                if flaky && !failed_once.swap(true, Ordering::SeqCst) {
+                    return Reply::new(500, "disk hiccup");
+                }
+                let mut s = sessions.lock().expect("lock");
+                let Some(buf) = s.get_mut(&id) else {
+                    return Reply::new(404, "unknown upload");
+                };
+                let range = req
+                    .headers
+                    .get("content-range")
+                    .cloned()
+                    .unwrap_or_default();
+                let start: usize = range
+                    .split('-')
+                    .next()
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(usize::MAX);
+                if start != buf.len() {
+                    return Reply::new(416, format!("range {range} but have {}", buf.len()));
+                }
+                buf.extend_from_slice(&req.body.clone());
+                Reply::new(202, Vec::new())
+                    .header("Location", format!("/v2/up/blobs/uploads/{id}?_state=y"))
+            }
+            "PUT" if path.starts_with("/v2/up/blobs/uploads/") => {
+                let id = path.trim_start_matches("/v2/up/blobs/uploads/").to_string();
+                let mut s = sessions.lock().expect("lock");
+                let Some(mut buf) = s.remove(&id) else {
+                    return Reply::new(404, "unknown upload");
+                };
+                buf.extend_from_slice(&req.body.clone());
+                let want = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("digest="))
+                    .unwrap_or("")
+                    .replace("%3A", ":");
+                let got = Digest::of(&buf).to_string();
+                if want != got {
+                    return Reply::new(400, format!("DIGEST_INVALID: want {want} got {got}"));
+                }
+                blobs2.lock().expect("lock").insert(got, buf);
+                Reply::new(201, Vec::new())
+            }
+            _ => Reply::new(404, "nope"),
+        }
+    }));
+    (reg, blobs)
+}
+
+#[test]
+fn uploads_are_monolithic_when_small_chunked_when_big_and_restart_after_a_failure() {
+    use cache::transport::registry::BlobPushed;
+    for flaky in [false, true] {
+        let (reg, stored) = upload_registry(flaky);
+        let mut o = ClientOptions::anonymous();
+        o.chunk_threshold = 1000;
+        o.chunk_size = 300;
+        o.retry = RetryPolicy {
+            attempts: 1, // no per-request retry: the whole upload restarts
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+        };
+        let client = RegistryClient::new(o);
+        let repo = Repo::new(reg.addr.clone(), "up");
+        let small: Vec<u8> = (0..200u32).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..2500u32).map(|i| (i * 7 % 253) as u8).collect();
+        for (data, want) in [
+            (&small, BlobPushed::Monolithic),
+            (&big, BlobPushed::Chunked),
+        ] {
+            let d = Digest::of(data);
+            let how = client
+                .push_blob(
+                    &repo,
+                    &d,
+                    data.len() as u64,
+                    Some("other/repo"),
+                    &mut std::io::Cursor::new(data.clone()),
+                )
+                .unwrap_or_else(|e| panic!("upload (flaky={flaky}): {e}"));
+            assert_eq!(how, want, "flaky={flaky}");
+            assert_eq!(stored.lock().expect("lock").get(&d.to_string()), Some(data));
+            // Now it exists: nothing is sent again.
+            let how = client
+                .push_blob(
+                    &repo,
+                    &d,
+                    data.len() as u64,
+                    None,
+                    &mut std::io::Cursor::new(data.clone()),
+                )
+                .expect("second push");
+            assert_eq!(how, BlobPushed::Existed);
+        }
+        // A mount from the named repository was tried first.
+        assert!(
+            reg.seen().iter().any(|s| s.method == "POST"
+                && s.path.contains("mount=sha256%3A")
+                && s.path.contains("from=other%2Frepo")),
+            "{:#?}",
+            reg.seen()
+        );
+        // 2500 bytes in 300-byte chunks: 9 PATCHes (plus the failed one).
+        let patches = reg.count("PATCH", "/v2/up/blobs/uploads/");
+        assert_eq!(patches, if flaky { 10 } else { 9 }, "flaky={flaky}");
+    }
 }
