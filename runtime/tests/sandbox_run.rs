@@ -499,3 +499,31 @@ fn run_in_userns_owns_subordinate_files() {
     let err = run_in_userns(&m, || Err::<(), _>("nope")).unwrap_err();
     assert_eq!(err.to_string(), "nope");
 }
+
+#[test]
+fn many_lower_layers_beyond_one_page_of_mount_options() {
+    let fx = Fixture::new(UsernsMode::Auto);
+    // 60 layers with long paths: ~7 KiB of lowerdir=, past mount(2)'s page.
+    let mut lowers = Vec::new();
+    for i in (0..60).rev() {
+        let l = fx.path(&format!("layer-{i:02}-{}", "x".repeat(90)));
+        fs::create_dir_all(l.join("layers")).unwrap();
+        fs::write(l.join(format!("layers/{i:02}")), "").unwrap();
+        fs::write(l.join("top"), format!("{i}\n")).unwrap();
+        lowers.push(l);
+    }
+    lowers.push(fx.path("lower")); // busybox at the bottom
+    let total: usize = lowers.iter().map(|l| l.as_os_str().len() + 1).sum();
+    assert!(total > 4096, "the test must exceed one page ({total})");
+    let (upper, work) = (fx.path("many-upper"), fx.path("many-work"));
+    fs::create_dir_all(&upper).unwrap();
+    fs::create_dir_all(&work).unwrap();
+    let rootfs = RootfsSpec::Overlay {
+        lowers,
+        upper,
+        work,
+    };
+    let out = fx.stdout(&fx.spec(rootfs, "ls /layers | wc -l; cat /top; id -u"));
+    // The topmost layer (listed first) wins for /top.
+    assert_eq!(out, vec!["60", "59", "0"]);
+}

@@ -11,6 +11,7 @@ pub(crate) mod inroot;
 pub(crate) mod mounts;
 pub(crate) mod namespaces;
 pub mod network;
+pub(crate) mod overlay;
 pub(crate) mod process;
 pub mod stubs;
 pub(crate) mod supervise;
@@ -311,16 +312,13 @@ impl Sandbox {
                 let stub_layer = run_dir.join("stubs");
                 mkdir(&stub_layer)?;
                 stubs::build_stub_layer(&stub_layer, &points).map_err(setup)?;
-                RootPlan::Overlay {
-                    options: overlay_options(
-                        lowers,
-                        &stub_layer,
-                        upper,
-                        work,
-                        !self.durable_overlay,
-                    )
-                    .map_err(invalid)?,
-                }
+                // The stub layer goes at the very bottom (see `stubs`).
+                let mut all = lowers.clone();
+                all.push(stub_layer);
+                RootPlan::Overlay(
+                    overlay::OverlaySpec::new(all, upper, work, !self.durable_overlay)
+                        .map_err(invalid)?,
+                )
             }
             RootfsSpec::Dir(dir) => {
                 *dir_stubs = Some(stubs::create_in_dir(dir, &points).map_err(setup)?);
@@ -410,47 +408,4 @@ impl Sandbox {
                 .unwrap_or_else(|| "not reaped".into())
         )))
     }
-}
-
-/// The overlay mount data: the image's lowers (topmost first), then the
-/// step's stub layer at the very bottom (see `stubs`).
-fn overlay_options(
-    lowers: &[PathBuf],
-    stubs: &Path,
-    upper: &Path,
-    work: &Path,
-    volatile: bool,
-) -> Result<String, String> {
-    let mut all: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
-    all.push(stubs);
-    for p in all.iter().chain([&upper, &work]) {
-        let s = p
-            .to_str()
-            .ok_or_else(|| format!("overlay path {} is not UTF-8", p.display()))?;
-        if s.contains([':', ',', '\\']) {
-            return Err(format!(
-                "overlay path {s} contains ':', ',' or '\\', which overlayfs cannot take"
-            ));
-        }
-    }
-    let lower = all
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":");
-    let opts = format!(
-        "lowerdir={lower},upperdir={},workdir={},userxattr{}",
-        upper.display(),
-        work.display(),
-        if volatile { ",volatile" } else { "" }
-    );
-    if opts.len() >= 4000 {
-        return Err(format!(
-            "{} lower layers make the overlay mount options {} bytes, over the kernel's one-page limit; \
-             use shorter store paths or flatten the image",
-            lowers.len(),
-            opts.len()
-        ));
-    }
-    Ok(opts)
 }

@@ -15,13 +15,14 @@ use std::path::{Path, PathBuf};
 use crate::run_mounts::{PreparedKind, PreparedMount};
 use crate::sandbox::inroot::{self, Created};
 use crate::sandbox::network::Network;
+use crate::sandbox::overlay::OverlaySpec;
 use crate::sandbox::sys;
 
 /// How `/` is made.
 #[derive(Debug)]
 pub(crate) enum RootPlan {
-    /// Kernel overlayfs; `options` is the full mount data string.
-    Overlay { options: String },
+    /// Kernel overlayfs with `userxattr`.
+    Overlay(OverlaySpec),
     /// Bind mount of a prepared directory.
     Dir { source: PathBuf },
 }
@@ -238,13 +239,8 @@ fn mount_one(
             }
         }
         PreparedKind::Overlay { lower, upper, work } => {
-            let opts = format!(
-                "lowerdir={},upperdir={},workdir={},userxattr",
-                lower.display(),
-                upper.display(),
-                work.display()
-            );
-            mount(Some("overlay"), at, Some("overlay"), 0, Some(&opts))?;
+            // Scratch upper, thrown away after the step: no need to sync it.
+            OverlaySpec::new(vec![lower.clone()], upper, work, true)?.mount(at)?;
         }
         PreparedKind::Tmpfs { size } => {
             let opts = match size {
@@ -300,14 +296,7 @@ pub(crate) fn build_root(plan: &MountPlan) -> Result<(), String> {
         None,
     )?;
     match &plan.root {
-        RootPlan::Overlay { options } => mount(
-            Some("overlay"),
-            &plan.merged,
-            Some("overlay"),
-            0,
-            Some(options),
-        )
-        .map_err(|e| {
+        RootPlan::Overlay(ov) => ov.mount(&plan.merged).map_err(|e| {
             format!(
                 "{e}; kernel overlayfs in a user namespace needs Linux >= 5.11 and an upper \
                      dir on a file system with user xattrs that is not itself overlayfs (use the \

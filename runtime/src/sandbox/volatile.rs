@@ -72,7 +72,11 @@ mod tests {
         assert!(e.contains("before a reboot"), "{e}");
         assert!(work.join("work/incompat/volatile").exists());
         fs::write(work.join(MARKER), boot_id().unwrap()).unwrap();
-        fs::set_permissions(work.join("work/incompat"), fs::Permissions::from_mode(0o000)).unwrap();
+        fs::set_permissions(
+            work.join("work/incompat"),
+            fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
         prepare_work_dir(work).unwrap();
         assert!(!work.join("work/incompat").exists());
         // A fresh work dir just gets the marker.
