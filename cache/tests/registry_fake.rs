@@ -563,9 +563,12 @@ fn docker_hub_reads_go_to_the_configured_mirror() {
 /// session, PATCH appends (the Content-Range must continue where the
 /// session is), PUT ?digest= closes it and checks the digest. The very
 /// first PATCH fails with a 500 when `flaky` is set.
-fn upload_registry(flaky: bool) -> (FakeRegistry, Arc<Mutex<HashMap<String, Vec<u8>>>>) {
-    let blobs: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::new(Mutex::new(HashMap::new()));
-    let sessions: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::new(Mutex::new(HashMap::new()));
+/// Blobs (or upload sessions) by digest (or session id).
+type BlobMap = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+
+fn upload_registry(flaky: bool) -> (FakeRegistry, BlobMap) {
+    let blobs: BlobMap = Arc::new(Mutex::new(HashMap::new()));
+    let sessions: BlobMap = Arc::new(Mutex::new(HashMap::new()));
     let counter = Arc::new(Mutex::new(0usize));
     let failed_once = AtomicBool::new(false);
     let blobs2 = blobs.clone();
