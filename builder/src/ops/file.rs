@@ -28,6 +28,7 @@ const DEFAULT_MTIME: i64 = 0;
 
 /// Writes the layer for a selection from `root` (the directory the entries'
 /// `rel` paths are relative to).
+#[allow(clippy::too_many_arguments)] // every argument is a distinct input of the copy
 pub fn copy_layer(
     store: &Store,
     root: &Path,

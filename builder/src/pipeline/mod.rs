@@ -169,7 +169,17 @@ fn build_inner(
         write_opts,
         ran,
         cached,
-        identity_prefix: format!("{}\0{}", req.context.display(), file_name),
+        // Steps are compared with their last run by where they come from:
+        // the context and the Dockerfile, both as absolute paths.
+        identity_prefix: format!(
+            "{}\0{}",
+            req.context.display(),
+            df_path
+                .as_deref()
+                .and_then(|p| std::fs::canonicalize(p).ok())
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| file_name.clone())
+        ),
         tails: Mutex::new(BTreeMap::new()),
     };
     let outputs = schedule::run(

@@ -79,28 +79,39 @@ pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
     Ok(Plan { nodes, target })
 }
 
+/// BuildKit's step prefix: the stage name, `stage-N` for an unnamed stage
+/// among several, nothing for a single unnamed stage (`[2/5]`).
+fn stage_label(graph: &BuildGraph, stage: usize) -> String {
+    let st = &graph.stages[stage];
+    match &st.name {
+        Some(n) => format!("{n} "),
+        None if graph.stages.len() > 1 => format!("stage-{} ", st.id),
+        None => String::new(),
+    }
+}
+
 impl Plan {
     /// `[stage 2/5] RUN make` as BuildKit prints it.
     pub fn progress_name(&self, graph: &BuildGraph, v: &Vertex) -> String {
         match *v {
             Vertex::Base { stage } => {
                 let st = &graph.stages[stage];
-                let label = st.name.clone().unwrap_or_else(|| st.id.to_string());
+                let label = stage_label(graph, stage);
                 match &st.base {
                     Base::Image { reference, .. } => {
-                        format!("[{label} 1/{}] FROM {reference}", st.steps.len() + 1)
+                        format!("[{label}1/{}] FROM {reference}", st.steps.len() + 1)
                     }
-                    Base::Scratch => format!("[{label} 1/{}] FROM scratch", st.steps.len() + 1),
+                    Base::Scratch => format!("[{label}1/{}] FROM scratch", st.steps.len() + 1),
                     Base::Stage { id } => {
-                        format!("[{label} 1/{}] FROM stage {id}", st.steps.len() + 1)
+                        format!("[{label}1/{}] FROM stage {id}", st.steps.len() + 1)
                     }
                 }
             }
             Vertex::Step { stage, step } => {
                 let st = &graph.stages[stage];
-                let label = st.name.clone().unwrap_or_else(|| st.id.to_string());
+                let label = stage_label(graph, stage);
                 format!(
-                    "[{label} {}/{}] {}",
+                    "[{label}{}/{}] {}",
                     step + 2,
                     st.steps.len() + 1,
                     st.steps[step].original
