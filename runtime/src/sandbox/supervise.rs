@@ -50,13 +50,43 @@ impl Stream {
     }
 }
 
+/// Reads everything available on a non-blocking fd; `true` at end of file.
+fn read_available(fd: &OwnedFd, chunk: &mut [u8], mut sink: impl FnMut(&[u8])) -> bool {
+    loop {
+        match sys::read_some(fd.as_raw_fd(), chunk) {
+            Ok(0) => return true,
+            Ok(n) => sink(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    // SAFETY: fcntl on our own descriptor.
+    unsafe {
+        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+/// Streams output until the step is over. "Over" is pid 1's status frame (all
+/// of the sandbox's processes are dead by then) or the intermediate process'
+/// exit, not end-of-file: a process forked at the same moment by another
+/// thread (a concurrent `run_in_userns`) may hold copies of our pipes' write
+/// ends for a while, and the step must not wait for it.
 pub(crate) fn supervise(
     sp: Spawned,
     timeout: Option<Duration>,
     cancel: Option<&CancelToken>,
     output: &mut dyn FnMut(OutputStream, &[u8]),
 ) -> Supervised {
+    /// Upper bound between checks of the intermediate process.
+    const CHECK_MS: i32 = 200;
     let deadline = timeout.map(|t| Instant::now() + t);
+    for fd in [&sp.stdout, &sp.stderr, &sp.ctl] {
+        set_nonblocking(fd);
+    }
     let mut streams = [
         Stream {
             fd: Some(sp.stdout),
@@ -72,6 +102,7 @@ pub(crate) fn supervise(
     let mut ctl = Some(sp.ctl);
     let mut ctl_buf = Vec::new();
     let mut stopped = None;
+    let mut c1_status = None;
     let mut chunk = vec![0u8; 65536];
     loop {
         let mut fds: Vec<libc::pollfd> = Vec::new();
@@ -94,23 +125,19 @@ pub(crate) fn supervise(
             });
             who.push(2);
         }
-        if fds.is_empty() {
-            break;
-        }
-        let mut wait_ms: i32 = -1;
+        let mut wait_ms: i32 = CHECK_MS;
         if stopped.is_none() {
             if let Some(d) = deadline {
                 let left = d.saturating_duration_since(Instant::now());
-                wait_ms = left.as_millis().min(i32::MAX as u128) as i32;
+                wait_ms = wait_ms.min(left.as_millis().min(i32::MAX as u128) as i32);
             }
             if cancel.is_some() {
-                wait_ms = if wait_ms < 0 { 50 } else { wait_ms.min(50) };
+                wait_ms = wait_ms.min(50);
             }
         }
-        // SAFETY: fds is a valid array of pollfds.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
-        if n < 0 && sys::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            break;
+        if !fds.is_empty() {
+            // SAFETY: fds is a valid array of pollfds.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
         }
         if stopped.is_none() {
             let why = if cancel.is_some_and(CancelToken::is_cancelled) {
@@ -126,34 +153,68 @@ pub(crate) fn supervise(
             }
         }
         for (p, &w) in fds.iter().zip(&who) {
-            if p.revents == 0 {
-                continue;
-            }
-            let fd = p.fd;
-            let got = sys::read_some(fd, &mut chunk).unwrap_or(0);
-            if w == 2 {
-                if got == 0 {
-                    ctl = None;
-                } else {
-                    ctl_buf.extend_from_slice(&chunk[..got]);
-                }
-                continue;
-            }
-            let s = &mut streams[w];
-            if got == 0 {
-                s.emit(output, true);
-                s.fd = None;
-            } else {
-                s.buf.extend_from_slice(&chunk[..got]);
-                s.emit(output, false);
+            if p.revents != 0 {
+                pump(w, &mut streams, &mut ctl, &mut ctl_buf, &mut chunk, output);
             }
         }
+        let status_seen = frame::parse(&ctl_buf)
+            .iter()
+            .any(|(t, _)| *t == frame::STATUS);
+        if !status_seen && c1_status.is_none() {
+            let mut st = 0;
+            // SAFETY: non-blocking reap of our own child.
+            if unsafe { libc::waitpid(sp.c1, &mut st, libc::WNOHANG | libc::__WALL) } == sp.c1 {
+                c1_status = Some(st);
+            }
+        }
+        let all_closed = fds.is_empty();
+        if status_seen || c1_status.is_some() || all_closed {
+            // Nothing in the sandbox can write any more: take what is buffered.
+            for w in 0..3 {
+                pump(w, &mut streams, &mut ctl, &mut ctl_buf, &mut chunk, output);
+            }
+            for s in streams.iter_mut() {
+                s.emit(output, true);
+            }
+            break;
+        }
     }
-    let c1_status = sys::wait_pid(sp.c1).ok();
+    if c1_status.is_none() {
+        c1_status = sys::wait_pid(sp.c1).ok();
+    }
     Supervised {
         frames: frame::parse(&ctl_buf),
         stopped,
         c1_status,
+    }
+}
+
+/// Moves what is readable on stream `w` (0 stdout, 1 stderr, 2 control) to
+/// its consumer, closing it at end of file.
+fn pump(
+    w: usize,
+    streams: &mut [Stream; 2],
+    ctl: &mut Option<OwnedFd>,
+    ctl_buf: &mut Vec<u8>,
+    chunk: &mut [u8],
+    output: &mut dyn FnMut(OutputStream, &[u8]),
+) {
+    if w == 2 {
+        if let Some(fd) = ctl.as_ref()
+            && read_available(fd, chunk, |d| ctl_buf.extend_from_slice(d))
+        {
+            *ctl = None;
+        }
+        return;
+    }
+    let s = &mut streams[w];
+    let Some(fd) = s.fd.as_ref() else { return };
+    let mut buf = std::mem::take(&mut s.buf);
+    let eof = read_available(fd, chunk, |d| buf.extend_from_slice(d));
+    s.buf = buf;
+    s.emit(output, eof);
+    if eof {
+        s.fd = None;
     }
 }
 
