@@ -38,9 +38,23 @@ impl Ctx<'_> {
     }
 }
 
+/// How deeply `ONBUILD ONBUILD ...` may nest before the parser gives up
+/// (BuildKit has no limit, but only one level is valid anyway, and a limit
+/// keeps a hostile line from exhausting the stack).
+const MAX_ONBUILD_DEPTH: usize = 16;
+
 /// Parses the instruction in `ctx.line.text[start..end]`. Heredoc bodies
 /// are attached by the caller.
 pub fn parse_instruction(ctx: &Ctx, start: usize, end: usize) -> Result<Instruction, Diagnostic> {
+    parse_nested(ctx, start, end, 0)
+}
+
+fn parse_nested(
+    ctx: &Ctx,
+    start: usize,
+    end: usize,
+    depth: usize,
+) -> Result<Instruction, Diagnostic> {
     let whole = &ctx.line.text[start..end];
     // Trim like Go's strings.TrimSpace, keeping track of offsets.
     let lead = whole.len() - whole.trim_start().len();
@@ -72,7 +86,7 @@ pub fn parse_instruction(ctx: &Ctx, start: usize, end: usize) -> Result<Instruct
         value: args_text.to_string(),
         span: ctx.span(args_start, args_start + args_text.len()),
     };
-    let args = parse_args(ctx, kind, args_start, args_text)?;
+    let args = parse_args(ctx, kind, args_start, args_text, depth)?;
     Ok(Instruction {
         name: keyword.to_lowercase(),
         keyword,
@@ -93,7 +107,13 @@ fn flag(ctx: &Ctx, base: usize, p: Piece) -> Flag {
 }
 
 /// Dispatches on the keyword, as BuildKit's parser dispatch table does.
-fn parse_args(ctx: &Ctx, kind: Keyword, at: usize, text: &str) -> Result<Args, Diagnostic> {
+fn parse_args(
+    ctx: &Ctx,
+    kind: Keyword,
+    at: usize,
+    text: &str,
+    depth: usize,
+) -> Result<Args, Diagnostic> {
     if kind == Keyword::Unknown {
         return Ok(Args::Unknown);
     }
@@ -145,7 +165,14 @@ fn parse_args(ctx: &Ctx, kind: Keyword, at: usize, text: &str) -> Result<Args, D
         Keyword::Env | Keyword::Label => key_values(ctx, kind, at, text)?,
         Keyword::Healthcheck => healthcheck(ctx, at, text)?,
         Keyword::Onbuild => {
-            let trigger = parse_instruction(ctx, at, at + text.len())?;
+            if depth >= MAX_ONBUILD_DEPTH {
+                return Err(ctx.error(
+                    at,
+                    "ONBUILD is nested too deeply".to_string(),
+                    "an ONBUILD trigger cannot itself be an ONBUILD",
+                ));
+            }
+            let trigger = parse_nested(ctx, at, at + text.len(), depth + 1)?;
             Args::Onbuild {
                 trigger: Box::new(trigger),
             }

@@ -5,19 +5,40 @@
 //! original text into [`Span`]s, and [`Logical`] remembers which slice of the
 //! original each piece of a joined line came from.
 
+use std::cell::Cell;
+
 use crate::ast::Span;
 
 /// The original text with an index of where each physical line starts.
 pub struct Source<'a> {
     pub text: &'a str,
     line_starts: Vec<usize>,
+    /// Whether each line is pure ASCII, so its columns are byte offsets and
+    /// need no counting (keeps spans linear on very long lines).
+    line_ascii: Vec<bool>,
+    /// The last `(byte, column)` computed on a non-ASCII line: spans are
+    /// asked for mostly left to right, so counting resumes from there.
+    last: Cell<(usize, usize)>,
 }
 
 impl<'a> Source<'a> {
     pub fn new(text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Source { text, line_starts }
+        let line_ascii = line_starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| {
+                let end = line_starts.get(i + 1).copied().unwrap_or(text.len());
+                text.as_bytes()[start..end].is_ascii()
+            })
+            .collect();
+        Source {
+            text,
+            line_starts,
+            line_ascii,
+            last: Cell::new((usize::MAX, 0)),
+        }
     }
 
     /// 1-based line and character column of byte `at` (clamped to the text).
@@ -25,7 +46,18 @@ impl<'a> Source<'a> {
         let at = floor_boundary(self.text, at.min(self.text.len()));
         let idx = self.line_starts.partition_point(|&s| s <= at).max(1) - 1;
         let start = self.line_starts[idx];
-        let column = self.text[start..at].chars().count() + 1;
+        let column = if self.line_ascii.get(idx).copied().unwrap_or(false) {
+            at - start + 1
+        } else {
+            let (last_at, last_col) = self.last.get();
+            let column = if last_at >= start && last_at <= at && last_at != usize::MAX {
+                last_col + self.text[last_at..at].chars().count()
+            } else {
+                self.text[start..at].chars().count() + 1
+            };
+            self.last.set((at, column));
+            column
+        };
         (idx + 1, column)
     }
 
