@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use runtime::run_mounts::{
-    BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, TmpfsMount,
+    BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount, TmpfsMount,
 };
 use runtime::sandbox::{CancelToken, ExitStatus, Network, OutputStream, UsernsMode};
 use runtime::{RootfsSpec, SandboxError, remove_tree_in_userns, run_in_userns};
@@ -526,4 +526,119 @@ fn many_lower_layers_beyond_one_page_of_mount_options() {
     let out = fx.stdout(&fx.spec(rootfs, "ls /layers | wc -l; cat /top; id -u"));
     // The topmost layer (listed first) wins for /top.
     assert_eq!(out, vec!["60", "59", "0"]);
+}
+
+fn cache_mount(id: &str, target: &str, sharing: CacheSharing) -> CacheMount {
+    CacheMount {
+        id: Some(id.into()),
+        target: target.into(),
+        sharing,
+        from: None,
+        source: None,
+        mode: None,
+        uid: None,
+        gid: None,
+        readonly: false,
+    }
+}
+
+#[test]
+fn cache_mount_options_owner_mode_seed_and_private_sharing() {
+    let fx = std::sync::Arc::new(Fixture::new(UsernsMode::Subuid));
+    // Owner and mode of a new cache, as container ids.
+    let (ov, _) = fx.overlay("a");
+    let mut spec = fx.spec(ov.clone(), "stat -c '%u:%g %a' /c");
+    let mut c = cache_mount("owned", "/c", CacheSharing::Shared);
+    (c.uid, c.gid, c.mode) = (Some(1000), Some(1000), Some(0o700));
+    spec.mounts.push(RunMount::Cache(c));
+    assert_eq!(fx.stdout(&spec), vec!["1000:1000 700"]);
+
+    // Seeded from a directory of the caller.
+    let seed = fx.path("seed");
+    fs::create_dir_all(seed.join("sub")).unwrap();
+    fs::write(seed.join("sub/hello"), "seeded\n").unwrap();
+    let mut spec = fx.spec(ov.clone(), "cat /c/hello");
+    let mut c = cache_mount("seeded", "/c", CacheSharing::Shared);
+    (c.from, c.source) = (Some(seed), Some("sub".into()));
+    spec.mounts.push(RunMount::Cache(c));
+    assert_eq!(fx.stdout(&spec), vec!["seeded"]);
+
+    // private: a second concurrent user gets another, empty instance.
+    let mut long = fx.spec(ov.clone(), "echo first > /c/who; echo started; sleep 2");
+    long.mounts.push(RunMount::Cache(cache_mount(
+        "priv",
+        "/c",
+        CacheSharing::Private,
+    )));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let fx2 = fx.clone();
+    let t = std::thread::spawn(move || {
+        fx2.sandbox.run(&long, &mut |_, l| {
+            if l == b"started" {
+                let _ = tx.send(());
+            }
+        })
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("first step started");
+    let (ov2, _) = fx.overlay("b");
+    let mut spec = fx.spec(ov2, "ls /c | wc -l");
+    spec.mounts.push(RunMount::Cache(cache_mount(
+        "priv",
+        "/c",
+        CacheSharing::Private,
+    )));
+    assert_eq!(fx.stdout(&spec), vec!["0"]);
+    assert!(t.join().unwrap().unwrap().exit.success());
+    // Once free, the first instance is used again.
+    let mut spec = fx.spec(ov, "cat /c/who");
+    spec.mounts.push(RunMount::Cache(cache_mount(
+        "priv",
+        "/c",
+        CacheSharing::Private,
+    )));
+    assert_eq!(fx.stdout(&spec), vec!["first"]);
+}
+
+#[test]
+fn cache_owner_needs_a_range_in_single_mode() {
+    let fx = Fixture::new(UsernsMode::Single);
+    let (ov, _) = fx.overlay("a");
+    let mut spec = fx.spec(ov, "true");
+    let mut c = cache_mount("owned", "/c", CacheSharing::Shared);
+    c.uid = Some(1000);
+    spec.mounts.push(RunMount::Cache(c));
+    match fx.run(&spec).0 {
+        Err(SandboxError::InvalidSpec(m)) => assert!(m.contains("usermod --add-subuids"), "{m}"),
+        other => panic!("expected an invalid-spec error, got {other:?}"),
+    }
+}
+
+#[test]
+fn ssh_agent_socket_is_forwarded() {
+    let fx = Fixture::new(UsernsMode::Auto);
+    let sock = fx.path("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let (ov, upper) = fx.overlay("a");
+    let mut spec = fx.spec(
+        ov.clone(),
+        "test -S \"$SSH_AUTH_SOCK\" && echo $SSH_AUTH_SOCK",
+    );
+    let ssh = |socket| {
+        RunMount::Ssh(SshMount {
+            id: None,
+            target: None,
+            required: true,
+            socket,
+        })
+    };
+    spec.mounts.push(ssh(Some(sock)));
+    assert_eq!(fx.stdout(&spec), vec!["/run/buildkit/ssh_agent.0"]);
+    assert_eq!(list_tree(&upper), Vec::<String>::new());
+    let mut spec = fx.spec(ov, "true");
+    spec.mounts.push(ssh(None));
+    match fx.run(&spec).0 {
+        Err(SandboxError::InvalidSpec(m)) => assert!(m.contains("SSH_AUTH_SOCK"), "{m}"),
+        other => panic!("expected an invalid-spec error, got {other:?}"),
+    }
 }
