@@ -138,11 +138,13 @@ impl Keyword {
         ("WORKDIR", Keyword::Workdir),
     ];
 
-    /// Looks a keyword up case-insensitively; anything else is `Unknown`.
+    /// Looks a keyword up case-insensitively (after Go's `strings.ToLower`,
+    /// as BuildKit does); anything else is `Unknown`.
     pub fn from_word(word: &str) -> Keyword {
+        let lower = go_to_lower(word);
         Self::ALL
             .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(word))
+            .find(|(name, _)| name.eq_ignore_ascii_case(&lower))
             .map_or(Keyword::Unknown, |(_, k)| *k)
     }
 
@@ -154,6 +156,18 @@ impl Keyword {
             .find(|(_, k)| *k == self)
             .map_or("UNKNOWN", |(name, _)| name)
     }
+}
+
+/// Go's `strings.ToLower`: simple per-character lower-casing (no special
+/// casing: `İ` becomes `i`, a final `Σ` becomes `σ`), which is what BuildKit
+/// uses for keywords and what its dump prints.
+pub fn go_to_lower(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{130}' => 'i',
+            c => c.to_lowercase().next().unwrap_or(c),
+        })
+        .collect()
 }
 
 /// One instruction (one logical line, plus its heredoc bodies).

@@ -308,3 +308,13 @@ fn byte_order_mark_is_ignored() {
         "\u{feff}# escape=`\n".len()
     );
 }
+
+#[test]
+fn keywords_lower_case_like_go() {
+    // U+212A KELVIN SIGN lower-cases to an ASCII `k` in Go, so BuildKit
+    // dispatches this as WORKDIR; the dump prints Go's lower-casing.
+    let ast = parse("FROM a\nWOR\u{212a}DIR /x\nF\u{130}X y\n");
+    assert_eq!(ast.instructions[1].kind, Keyword::Workdir);
+    assert_eq!(ast.instructions[1].name, "workdir");
+    assert_eq!(ast.instructions[2].name, "fix");
+}

@@ -88,7 +88,7 @@ fn parse_nested(
     };
     let args = parse_args(ctx, kind, args_start, args_text, depth)?;
     Ok(Instruction {
-        name: keyword.to_lowercase(),
+        name: crate::ast::go_to_lower(&keyword),
         keyword,
         kind,
         keyword_span,
