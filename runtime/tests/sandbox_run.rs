@@ -101,19 +101,20 @@ fn chown_fails_clearly_in_single_mode() {
     let fx = Fixture::new(UsernsMode::Single);
     let (ov, _) = fx.overlay("a");
     let (res, lines) = fx.run(&fx.spec(ov.clone(), "touch /f && chown 1000:1000 /f"));
-    assert_eq!(res.unwrap().exit, ExitStatus::Code(1), "{lines:?}");
+    let out = res.unwrap();
+    assert_eq!(out.exit, ExitStatus::Code(1), "{lines:?}");
     assert!(
         lines.iter().any(|(_, l)| l.contains("Invalid argument")),
         "{lines:?}"
     );
-    let hint = fx
-        .sandbox
-        .single_mapping_hint()
-        .expect("single mode has a hint");
+    let hint = out
+        .hint
+        .expect("a failed step in single mode carries a hint");
     assert!(
         hint.contains("usermod --add-subuids 100000-165535"),
         "{hint}"
     );
+    assert_eq!(fx.sandbox.single_mapping_hint(), Some(hint));
     // A USER that needs other ids fails before exec, saying how to fix it.
     let mut spec = fx.spec(ov, "id -u");
     spec.user = Some("nobody".into());
@@ -641,4 +642,34 @@ fn ssh_agent_socket_is_forwarded() {
         Err(SandboxError::InvalidSpec(m)) => assert!(m.contains("SSH_AUTH_SOCK"), "{m}"),
         other => panic!("expected an invalid-spec error, got {other:?}"),
     }
+}
+
+#[test]
+fn user_groups_home_and_env_come_from_the_image_and_the_step() {
+    let fx = Fixture::new(UsernsMode::Subuid);
+    let dir = fx.path("groups-root");
+    sandbox_support::busybox_tree(&dir);
+    let passwd = fs::read_to_string(dir.join("etc/passwd")).unwrap();
+    fs::write(
+        dir.join("etc/passwd"),
+        passwd + "app:x:1000:1000::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    let group = fs::read_to_string(dir.join("etc/group")).unwrap();
+    fs::write(
+        dir.join("etc/group"),
+        group + "wheel:x:10:root,app\napp:x:1000:\n",
+    )
+    .unwrap();
+    let mut spec = fx.spec(
+        RootfsSpec::Dir(dir),
+        "id -u; id -g; id -G; echo $HOME; echo $X; umask",
+    );
+    spec.user = Some("app".into());
+    spec.env = vec![("X".into(), "old".into()), ("X".into(), "new".into())];
+    let out = fx.stdout(&spec);
+    assert_eq!(
+        out,
+        vec!["1000", "1000", "1000 10", "/home/app", "new", "0022"]
+    );
 }

@@ -97,6 +97,10 @@ pub struct RunOutcome {
     pub exit: ExitStatus,
     /// Wall time from the start of setup to the end of teardown.
     pub duration: Duration,
+    /// For a failed step in single-id mode: how to get a subordinate id
+    /// range (a failing `chown`/`useradd` is the usual cause). Show it with
+    /// the step's error.
+    pub hint: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -271,6 +275,11 @@ impl Sandbox {
         res.map(|exit| RunOutcome {
             exit,
             duration: start.elapsed(),
+            hint: if exit.success() {
+                None
+            } else {
+                self.single_mapping_hint()
+            },
         })
     }
 

@@ -93,7 +93,14 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
         return Err(setup_err(sys::errno_msg("sethostname")));
     }
     let user = resolve(plan)?;
-    let mut env = plan.env.clone();
+    // Later entries win, as with repeated ENV; execve would keep both.
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (k, v) in &plan.env {
+        match env.iter_mut().find(|(n, _)| n == k) {
+            Some(e) => e.1 = v.clone(),
+            None => env.push((k.clone(), v.clone())),
+        }
+    }
     let has = |env: &[(String, String)], k: &str| env.iter().any(|(n, _)| n == k);
     if !has(&env, "PATH") {
         env.push(("PATH".into(), DEFAULT_PATH.into()));
