@@ -8,7 +8,8 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -231,6 +232,94 @@ impl<W: Write> Write for GzipMembers<W> {
     }
 }
 
+/// Bytes per chunk handed to the diff_id hashing thread.
+const HASH_CHUNK: usize = 1 << 20;
+/// Chunks allocated for it (the bound on how far hashing may lag).
+const HASH_BUFFERS: usize = 4;
+
+/// sha256 of the uncompressed stream, computed on a thread of its own.
+///
+/// Hashing costs about 1 s of CPU per GiB; done inline it would sit on the
+/// producer's serial path (read file → tar → hash → compress). Fed in 1 MiB
+/// chunks through a bounded channel, with the buffers recycled, it runs
+/// beside compression at the cost of one memcpy, and memory stays at
+/// `HASH_BUFFERS` MiB. A plain thread rather than a rayon job: the producer
+/// blocks on it, which must never happen between rayon workers.
+struct HashThread {
+    cur: Vec<u8>,
+    full: Option<SyncSender<Vec<u8>>>,
+    empty: Receiver<Vec<u8>>,
+    handle: Option<JoinHandle<Sha256>>,
+}
+
+fn hash_thread_gone() -> io::Error {
+    io::Error::other("the sha256 thread of the layer writer stopped")
+}
+
+impl HashThread {
+    fn new() -> io::Result<Self> {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(HASH_BUFFERS);
+        let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(HASH_BUFFERS);
+        for _ in 1..HASH_BUFFERS {
+            empty_tx
+                .send(Vec::with_capacity(HASH_CHUNK))
+                .map_err(|_| hash_thread_gone())?;
+        }
+        let handle = std::thread::Builder::new()
+            .name("layer-sha256".into())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                for mut chunk in full_rx {
+                    h.update(&chunk);
+                    chunk.clear();
+                    // Fails only once the writer is gone; then nobody cares.
+                    let _ = empty_tx.send(chunk);
+                }
+                h
+            })?;
+        Ok(HashThread {
+            cur: Vec::with_capacity(HASH_CHUNK),
+            full: Some(full_tx),
+            empty: empty_rx,
+            handle: Some(handle),
+        })
+    }
+
+    fn update(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = (HASH_CHUNK - self.cur.len()).min(data.len());
+            self.cur.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.cur.len() == HASH_CHUNK {
+                self.send()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let next = self.empty.recv().map_err(|_| hash_thread_gone())?;
+        let chunk = std::mem::replace(&mut self.cur, next);
+        self.full
+            .as_ref()
+            .ok_or_else(hash_thread_gone)?
+            .send(chunk)
+            .map_err(|_| hash_thread_gone())
+    }
+
+    fn finish(mut self) -> io::Result<Sha256> {
+        if !self.cur.is_empty() {
+            self.send()?;
+        }
+        drop(self.full.take());
+        self.handle
+            .take()
+            .ok_or_else(hash_thread_gone)?
+            .join()
+            .map_err(|_| io::Error::other("the sha256 thread of the layer writer panicked"))
+    }
+}
+
 enum Encoder<W: Write> {
     Plain(Counted<W>),
     Gzip(GzipMembers<Counted<W>>),
@@ -240,7 +329,7 @@ enum Encoder<W: Write> {
 /// A `Write` for the uncompressed tar that compresses into `W` and computes
 /// both digests in the same pass. Call [`LayerSink::finish`] at the end.
 pub struct LayerSink<W: Write> {
-    diff: Sha256,
+    diff: HashThread,
     uncompressed: u64,
     enc: Encoder<W>,
     compression: Compression,
@@ -275,7 +364,7 @@ impl<W: Write> LayerSink<W> {
             }
         };
         Ok(LayerSink {
-            diff: Sha256::new(),
+            diff: HashThread::new()?,
             uncompressed: 0,
             enc,
             compression,
@@ -292,7 +381,7 @@ impl<W: Write> LayerSink<W> {
         };
         let mut counted = counted;
         counted.flush()?;
-        let diff_id = Digest::from_hasher(self.diff);
+        let diff_id = Digest::from_hasher(self.diff.finish()?);
         let digest = match counted.hasher {
             Some(h) => Digest::from_hasher(h),
             None => diff_id.clone(),
@@ -315,7 +404,7 @@ impl<W: Write> Write for LayerSink<W> {
             Encoder::Gzip(g) => g.write(buf)?,
             Encoder::Zstd(z) => z.write(buf)?,
         };
-        self.diff.update(&buf[..n]);
+        self.diff.update(&buf[..n])?;
         self.uncompressed += n as u64;
         Ok(n)
     }
