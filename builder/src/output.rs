@@ -1,5 +1,6 @@
 //! Where a built image goes besides the local store: a docker-archive
-//! (`type=docker`), an OCI layout tar (`type=oci`), or a registry.
+//! (`type=docker`), an OCI layout tar (`type=oci`), a registry, or the final
+//! root filesystem (`type=local` as a directory, `type=tar` as a tarball).
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ use crate::options::{OutputKind, OutputSpec};
 pub fn export(
     store: &Store,
     img: &Image,
+    layers: &[crate::ops::Layer],
     names: &[Reference],
     outputs: &[OutputSpec],
 ) -> anyhow::Result<()> {
@@ -70,8 +72,14 @@ pub fn export(
                         .with_context(|| format!("pushing {r}"))?;
                 }
             }
-            OutputKind::Local => return Err(crate::not_supported("--output type=local")),
-            OutputKind::Tar => return Err(crate::not_supported("--output type=tar")),
+            OutputKind::Local => {
+                let d = file_dest(dest)?;
+                write_local(store, layers, d)?;
+            }
+            OutputKind::Tar => {
+                let d = file_dest(dest)?;
+                write_rootfs_tar(store, layers, d)?;
+            }
         }
     }
     Ok(())
@@ -83,4 +91,48 @@ fn file_dest(dest: Option<&Path>) -> anyhow::Result<&Path> {
         Some(p) => Ok(p),
         None => Err(anyhow!("--output: dest= is required")),
     }
+}
+
+/// `type=local`: the merged root filesystem in a new or empty directory,
+/// owned by the current user (other owners are kept in the
+/// `user.rootlesscontainers` xattr, as a rootless unpack records them).
+fn write_local(store: &Store, layers: &[crate::ops::Layer], dest: &Path) -> anyhow::Result<()> {
+    if dest.exists()
+        && std::fs::read_dir(dest)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(anyhow!(
+            "--output type=local,dest={}: the directory is not empty; give a new or empty directory",
+            dest.display()
+        ));
+    }
+    std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    crate::ops::file::materialize_into(store, layers, dest)
+}
+
+/// `type=tar`: the merged root filesystem as one uncompressed tar, with the
+/// image's owners, written under a temp name and renamed into place.
+fn write_rootfs_tar(
+    store: &Store,
+    layers: &[crate::ops::Layer],
+    dest: &Path,
+) -> anyhow::Result<()> {
+    let tree = crate::ops::file::materialize(store, layers)?;
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("writing into {}", dir.display()))?;
+    let opts = cache::layer::WriteOptions {
+        compression: cache::layer::Compression::None,
+        owners: cache::layer::OwnerSource::Xattr,
+        ..Default::default()
+    };
+    cache::layer::write_dir(tree.path(), &opts, tmp.as_file())
+        .context("writing the root filesystem tar")?;
+    tmp.persist(dest)
+        .map_err(|e| anyhow!("writing {}: {}", dest.display(), e.error))?;
+    Ok(())
 }

@@ -35,12 +35,38 @@ pub fn copy_layer(
     sel: &Selection,
     ov: &Overrides,
     preserve: bool,
+    unpack_archives: bool,
     inline: &[frontend::InlineFile],
     dest: &str,
     opts: &WriteOptions,
 ) -> anyhow::Result<Option<Layer>> {
     let mut entries = Vec::new();
     for e in &sel.entries {
+        if unpack_archives && e.kind == EntryKind::File && !preserve {
+            let abs = root.join(&e.rel);
+            match archive_kind(&abs)? {
+                ArchiveKind::Tar => {
+                    // ADD unpacks into the destination directory.
+                    let into = if e.dest.ends_with('/') {
+                        e.dest.clone()
+                    } else {
+                        e.dest
+                            .rsplit_once('/')
+                            .map(|(d, _)| format!("{d}/"))
+                            .unwrap_or_else(|| "/".into())
+                    };
+                    entries.extend(archive_entries(&abs, &into, ov)?);
+                    continue;
+                }
+                ArchiveKind::Unsupported(kind) => {
+                    return Err(crate::not_supported(&format!(
+                        "ADD of a {kind} archive ({})",
+                        e.rel
+                    )));
+                }
+                ArchiveKind::NotArchive => {}
+            }
+        }
         let path = PathBuf::from(e.dest.trim_start_matches('/'));
         if path.as_os_str().is_empty() {
             continue; // the root directory itself keeps its metadata
@@ -144,16 +170,22 @@ pub fn materialize(store: &Store, layers: &[Layer]) -> anyhow::Result<tempfile::
     let dir = tempfile::Builder::new()
         .prefix("copy-from-")
         .tempdir_in(store.root().join("tmp"))?;
+    materialize_into(store, layers, dir.path())?;
+    Ok(dir)
+}
+
+/// Unpacks `layers` (bottom first) into `dir` the same way.
+pub fn materialize_into(store: &Store, layers: &[Layer], dir: &Path) -> anyhow::Result<()> {
     let opts = cache::layer::UnpackOptions {
         whiteouts: cache::layer::WhiteoutMode::Apply,
         ownership: cache::layer::OwnershipMode::Record,
     };
     for l in layers {
         ensure_blob(store, l)?;
-        cache::layer::unpack(store.blobs().open(&l.desc.digest)?, dir.path(), &opts)
+        cache::layer::unpack(store.blobs().open(&l.desc.digest)?, dir, &opts)
             .with_context(|| format!("unpacking layer {}", l.desc.digest))?;
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// Reads one file (`etc/passwd`) from a stack of layers, topmost first
@@ -241,4 +273,78 @@ pub fn chmod_bits(op: &frontend::FileOp) -> anyhow::Result<Option<u32>> {
             _ => bail!("--chmod={s}: not supported yet: symbolic modes; use octal like 0755"),
         },
     }
+}
+
+/// What a local ADD source is, by its first bytes (Docker decides by
+/// content, not by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    /// A tar, plain, gzip or zstd: ADD unpacks it.
+    Tar,
+    /// bzip2 or xz: an archive strata cannot unpack yet.
+    Unsupported(&'static str),
+    /// Anything else is copied as a file.
+    NotArchive,
+}
+
+/// Sniffs a file's first 512 bytes.
+pub fn archive_kind(path: &Path) -> anyhow::Result<ArchiveKind> {
+    use std::io::Read as _;
+    let mut head = [0u8; 512];
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let h = &head[..n];
+    Ok(
+        if h.starts_with(&[0x1f, 0x8b]) || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            ArchiveKind::Tar
+        } else if h.starts_with(b"BZh") {
+            ArchiveKind::Unsupported("bzip2")
+        } else if h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            ArchiveKind::Unsupported("xz")
+        } else if n >= 262 && &h[257..262] == b"ustar" {
+            ArchiveKind::Tar
+        } else {
+            ArchiveKind::NotArchive
+        },
+    )
+}
+
+/// The entries of a local archive unpacked under `dest` (ADD): the tar's
+/// own modes and owners unless `--chown`, mtimes clamped like every copy.
+pub fn archive_entries(path: &Path, dest: &str, ov: &Overrides) -> anyhow::Result<Vec<LayerEntry>> {
+    let base = PathBuf::from(dest.trim_start_matches('/'));
+    let mut out = Vec::new();
+    let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut read_err = None;
+    cache::layer::for_each_entry(f, |mut e, r| {
+        if let LayerKind::File(_) = e.kind {
+            let mut b = Vec::new();
+            if let Err(err) = std::io::Read::read_to_end(r, &mut b) {
+                read_err = Some(err);
+            }
+            e.kind = LayerKind::File(Content::Bytes(b));
+        }
+        if let LayerKind::Hardlink(t) = &e.kind {
+            e.kind = LayerKind::Hardlink(base.join(t));
+        }
+        e.path = base.join(&e.path);
+        if ov.explicit_owner {
+            e.meta.uid = ov.uid;
+            e.meta.gid = ov.gid;
+        }
+        e.meta.mtime = DEFAULT_MTIME;
+        out.push(e);
+        Ok(())
+    })
+    .with_context(|| format!("unpacking {} for ADD", path.display()))?;
+    if let Some(e) = read_err {
+        anyhow::bail!("reading {}: {e}", path.display());
+    }
+    Ok(out)
 }

@@ -435,16 +435,6 @@ fn run_step(
                 file::mkdir_layer(ctx.store, &f.dest, ov.uid, ov.gid, &ctx.write_opts)
             }
             Op::File(f) => {
-                if f.kind == FileKind::Add
-                    && f.unpack != Some(false)
-                    && context_sel
-                        .as_ref()
-                        .is_some_and(|sel| sel.entries.iter().any(|e| is_archive_name(&e.rel)))
-                {
-                    return Err(crate::not_supported(
-                        "ADD of a local archive (auto-extraction)",
-                    ));
-                }
                 let (root, sel, preserve, _tmp) = match (&f.from, context_sel) {
                     (CopySource::Context, Some(sel)) => (ctx.req.context.clone(), sel, false, None),
                     (CopySource::Stage { .. } | CopySource::Image { .. }, _) => {
@@ -475,6 +465,7 @@ fn run_step(
                     &sel,
                     &ov,
                     preserve,
+                    f.kind == FileKind::Add && f.unpack != Some(false),
                     &f.inline,
                     &f.dest,
                     &ctx.write_opts,
@@ -507,14 +498,6 @@ fn run_step(
             Err(e)
         }
     }
-}
-
-fn is_archive_name(p: &str) -> bool {
-    [
-        ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar.zst",
-    ]
-    .iter()
-    .any(|s| p.ends_with(s))
 }
 
 fn next_state(prev: &FsState, key: String, layer: Option<Layer>) -> FsState {
@@ -623,7 +606,7 @@ fn finish_image(
         ctx.store.tag_image(&r, &img.manifest_digest)?;
         names.push(r);
     }
-    crate::output::export(ctx.store, &img, &names, &ctx.req.outputs)?;
+    crate::output::export(ctx.store, &img, &state.layers, &names, &ctx.req.outputs)?;
     let built = Built {
         image_id: img.id().to_string(),
         manifest_digest: img.manifest_digest.to_string(),
