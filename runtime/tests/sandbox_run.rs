@@ -673,3 +673,18 @@ fn user_groups_home_and_env_come_from_the_image_and_the_step() {
         vec!["1000", "1000", "1000 10", "/home/app", "new", "0022"]
     );
 }
+
+#[test]
+fn the_step_starts_with_default_signal_handling() {
+    // The Rust runtime of this test ignores SIGPIPE; the step must not inherit it.
+    let fx = Fixture::new(UsernsMode::Auto);
+    let (ov, _) = fx.overlay("a");
+    // Directly, not via sh (which sets up its own signal handling).
+    let argv = ["grep", "-E", "Sig(Ign|Blk)", "/proc/self/status"];
+    let spec = runtime::RunSpec::new(ov, argv.iter().map(|s| s.to_string()).collect());
+    let out = fx.stdout(&spec);
+    assert_eq!(
+        out,
+        vec!["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"]
+    );
+}

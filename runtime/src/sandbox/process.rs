@@ -74,6 +74,23 @@ fn find_in_path(cmd: &str, path: &str) -> Option<CString> {
     None
 }
 
+/// Gives the step default signal handling. Ignored signals survive execve,
+/// and the Rust runtime ignores SIGPIPE, so without this `yes | head` inside
+/// a step would see EPIPE errors instead of dying quietly as under a shell.
+fn reset_signals() {
+    // SAFETY: plain signal-state syscalls on this single-threaded child.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
 /// Never returns on success (the process image is replaced).
 pub(crate) fn exec_step(plan: &ExecPlan) -> ExecFailure {
     match exec_inner(plan) {
@@ -166,6 +183,7 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
             return Err(setup_err(sys::errno_msg("connecting stdout/stderr")));
         }
         libc::umask(0o022);
+        reset_signals();
         if plan.range {
             let groups: Vec<libc::gid_t> = user
                 .groups
