@@ -1,0 +1,395 @@
+//! The Dockerfile rules users trip over, built with the real `strata` on the
+//! peers busybox base and checked in the result as Docker defines them: the
+//! raw config (from the docker-archive) and the final root filesystem (from
+//! `--output type=tar`: paths, kinds, modes, owners, contents).
+//!
+//! Needs the `.ci/test.sh` environment (unprivileged user with subordinate
+//! ids, the local registry with the peers base images), so every test is
+//! ignored by default.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+fn base() -> String {
+    let reg = std::env::var("STRATA_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into());
+    format!("{reg}/library/busybox:latest")
+}
+
+/// One file of the final root filesystem.
+#[derive(Debug, Clone)]
+struct Node {
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    link: Option<String>,
+    content: Vec<u8>,
+}
+
+struct Built {
+    config: serde_json::Value,
+    fs: BTreeMap<String, Node>,
+}
+
+struct Case {
+    _dir: tempfile::TempDir,
+    ctx: PathBuf,
+    root: PathBuf,
+}
+
+impl Case {
+    /// A context holding `files` (path → content) and a Dockerfile.
+    fn new(dockerfile: &str, files: &[(&str, &str)]) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("Dockerfile"), dockerfile.replace("BASE", &base())).unwrap();
+        for (p, c) in files {
+            let f = ctx.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, c).unwrap();
+        }
+        let root = dir.path().join("root");
+        Case {
+            _dir: dir,
+            ctx,
+            root,
+        }
+    }
+
+    fn strata(&self) -> Command {
+        let mut c = Command::new(STRATA);
+        c.arg("--root").arg(&self.root);
+        c
+    }
+
+    /// Builds; `Err(stderr)` when the build fails.
+    fn try_build(&self, args: &[&str]) -> Result<Built, String> {
+        let img = self.ctx.parent().unwrap().join("img.tar");
+        let fs = self.ctx.parent().unwrap().join("fs.tar");
+        let _ = std::fs::remove_file(&img);
+        let _ = std::fs::remove_file(&fs);
+        let out = self
+            .strata()
+            .args(["build", "--progress", "plain"])
+            .args(args)
+            .arg("-o")
+            .arg(format!("type=docker,dest={}", img.display()))
+            .arg("-o")
+            .arg(format!("type=tar,dest={}", fs.display()))
+            .arg(&self.ctx)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(Built {
+            config: config_of(&img),
+            fs: listing(&fs),
+        })
+    }
+
+    fn build(&self, args: &[&str]) -> Built {
+        self.try_build(args)
+            .unwrap_or_else(|e| panic!("build failed:\n{e}"))
+    }
+}
+
+fn config_of(archive: &Path) -> serde_json::Value {
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut a = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let p = e.path().unwrap().to_string_lossy().into_owned();
+        let mut b = Vec::new();
+        e.read_to_end(&mut b).unwrap();
+        files.insert(p, b);
+    }
+    let m: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    serde_json::from_slice(&files[m[0]["Config"].as_str().unwrap()]).unwrap()
+}
+
+fn listing(fs: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    let mut a = tar::Archive::new(std::fs::File::open(fs).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let h = e.header().clone();
+        let p = format!(
+            "/{}",
+            e.path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+        );
+        let mut content = Vec::new();
+        if h.entry_type() == tar::EntryType::Regular {
+            e.read_to_end(&mut content).unwrap();
+        }
+        out.insert(
+            p,
+            Node {
+                kind: h.entry_type(),
+                mode: h.mode().unwrap() & 0o7777,
+                uid: h.uid().unwrap(),
+                gid: h.gid().unwrap(),
+                link: e
+                    .link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().into_owned()),
+                content,
+            },
+        );
+    }
+    out
+}
+
+impl Built {
+    fn file(&self, p: &str) -> &Node {
+        self.fs
+            .get(p)
+            .unwrap_or_else(|| panic!("{p} is missing from the image"))
+    }
+    fn text(&self, p: &str) -> String {
+        String::from_utf8_lossy(&self.file(p).content).into_owned()
+    }
+    fn env(&self) -> Vec<String> {
+        self.config["config"]["Env"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn arg_scoping_across_from_and_env_over_arg() {
+    let c = Case::new(
+        "ARG V=global\nARG NOT_REDECLARED=x\nFROM BASE\nARG V\nENV E=$V N=${NOT_REDECLARED:-unset}\n\
+         ARG W=from-arg\nENV W=from-env\nRUN echo \"$W $V\" > /w.txt\n",
+        &[],
+    );
+    let b = c.build(&[]);
+    let env = b.env();
+    assert!(env.contains(&"E=global".to_string()), "{env:?}");
+    assert!(env.contains(&"N=unset".to_string()), "{env:?}");
+    assert_eq!(b.text("/w.txt"), "from-env global\n");
+    // A --build-arg overrides the default.
+    let b = c.build(&["--build-arg", "V=cli"]);
+    assert!(b.env().contains(&"E=cli".to_string()));
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn workdir_chains_entrypoint_resets_cmd_shell_healthcheck_expose() {
+    let c = Case::new(
+        "FROM BASE\nWORKDIR /a\nWORKDIR b\nWORKDIR ../c\nENTRYPOINT [\"/bin/echo\"]\n\
+         SHELL [\"/bin/sh\", \"-e\", \"-c\"]\nHEALTHCHECK --interval=5s CMD true\nEXPOSE 8000-8002/tcp 53/udp\n\
+         STOPSIGNAL SIGINT\nRUN pwd > here.txt\n",
+        &[],
+    );
+    let b = c.build(&[]);
+    let cfg = &b.config["config"];
+    assert_eq!(cfg["WorkingDir"], "/a/c");
+    assert!(
+        cfg["Cmd"].is_null(),
+        "ENTRYPOINT resets the base's CMD: {cfg}"
+    );
+    assert_eq!(cfg["Shell"], serde_json::json!(["/bin/sh", "-e", "-c"]));
+    assert_eq!(cfg["Healthcheck"]["Interval"], 5_000_000_000i64);
+    assert_eq!(cfg["StopSignal"], "SIGINT");
+    for p in ["8000/tcp", "8001/tcp", "8002/tcp", "53/udp"] {
+        assert!(cfg["ExposedPorts"].get(p).is_some(), "{p} missing: {cfg}");
+    }
+    assert_eq!(b.text("/a/c/here.txt"), "/a/c\n");
+    assert_eq!(b.file("/a/b").kind, tar::EntryType::Directory);
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn user_by_name_owns_what_it_creates() {
+    let c = Case::new(
+        "FROM BASE\nRUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1000:' >> /etc/group \
+         && mkdir -p /home/app && chown app:app /home/app\nUSER app\nRUN touch /home/app/mine\n\
+         COPY --chown=app:app owned.txt /home/app/\nCOPY --chmod=0600 --chown=1001:1002 owned.txt /secret\n",
+        &[("owned.txt", "x")],
+    );
+    let b = c.build(&[]);
+    let mine = b.file("/home/app/mine");
+    assert_eq!((mine.uid, mine.gid), (1000, 1000));
+    let owned = b.file("/home/app/owned.txt");
+    assert_eq!((owned.uid, owned.gid, owned.mode), (1000, 1000, 0o644));
+    let s = b.file("/secret");
+    assert_eq!((s.uid, s.gid, s.mode), (1001, 1002, 0o600));
+    assert_eq!(b.config["config"]["User"], "app");
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn copy_directories_wildcards_and_trailing_slashes() {
+    let c = Case::new(
+        "FROM BASE\nCOPY dir /d1\nCOPY dir/ /d2/\nCOPY x*.txt /xs/\nCOPY x1.txt /renamed\nCOPY x1.txt /into/\n",
+        &[
+            ("dir/a.txt", "a"),
+            ("dir/sub/b.txt", "b"),
+            ("x1.txt", "1"),
+            ("x2.txt", "2"),
+        ],
+    );
+    let b = c.build(&[]);
+    for p in [
+        "/d1/a.txt",
+        "/d1/sub/b.txt",
+        "/d2/a.txt",
+        "/xs/x1.txt",
+        "/xs/x2.txt",
+        "/into/x1.txt",
+    ] {
+        b.file(p);
+    }
+    assert!(
+        !b.fs.contains_key("/d1/dir"),
+        "a directory source copies its contents"
+    );
+    assert_eq!(b.text("/renamed"), "1");
+    assert_eq!(b.file("/renamed").mode, 0o644);
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn dockerignore_exceptions() {
+    let c = Case::new(
+        "FROM BASE\nCOPY . /c/\n",
+        &[
+            (".dockerignore", "*.log\n!keep.log\nsecret/\n"),
+            ("keep.log", "k"),
+            ("drop.log", "d"),
+            ("secret/key", "s"),
+            ("app.txt", "a"),
+        ],
+    );
+    let b = c.build(&[]);
+    b.file("/c/keep.log");
+    b.file("/c/app.txt");
+    assert!(!b.fs.contains_key("/c/drop.log"));
+    assert!(!b.fs.keys().any(|k| k.starts_with("/c/secret")));
+    // A lone '!' is an error.
+    std::fs::write(c.ctx.join(".dockerignore"), "!\n").unwrap();
+    let err = c
+        .try_build(&[])
+        .err()
+        .expect("a lone ! must fail the build");
+    assert!(err.contains(".dockerignore"), "{err}");
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn add_unpacks_local_tars() {
+    let c = Case::new("FROM BASE\nADD a.tar.gz /t/\nCOPY a.tar.gz /kept/\n", &[]);
+    let f = std::fs::File::create(c.ctx.join("a.tar.gz")).unwrap();
+    let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+    let mut t = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o640);
+    h.set_uid(7);
+    h.set_gid(8);
+    h.set_cksum();
+    t.append_data(&mut h, "inner/hello.txt", &b"hello"[..])
+        .unwrap();
+    t.into_inner().unwrap().finish().unwrap();
+    let b = c.build(&[]);
+    let n = b.file("/t/inner/hello.txt");
+    assert_eq!((n.mode, n.uid, n.gid), (0o640, 7, 8));
+    assert_eq!(b.text("/t/inner/hello.txt"), "hello");
+    b.file("/kept/a.tar.gz");
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn copy_from_by_name_index_and_image_and_target_skips_broken_stages() {
+    let c = Case::new(
+        "FROM BASE\nRUN echo zero > /z\n\nFROM BASE AS named\nRUN echo named > /n && chmod 4755 /n\n\n\
+         FROM BASE AS broken\nRUN false\n\nFROM scratch AS final\nCOPY --from=0 /z /z\nCOPY --from=named /n /n\n\
+         COPY --from=BASE /bin/busybox /busybox\n",
+        &[],
+    );
+    let b = c.build(&["--target", "final"]);
+    assert_eq!(b.text("/z"), "zero\n");
+    assert_eq!(b.file("/n").mode, 0o4755, "setuid bits survive COPY --from");
+    b.file("/busybox");
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn whiteouts_symlinks_hardlinks_setuid() {
+    let c = Case::new(
+        "FROM BASE\nRUN mkdir -p /w/d && echo a > /w/f && echo h > /w/h1 && ln /w/h1 /w/h2 && ln -s /w/f /w/l \
+         && touch /w/s && chmod 4755 /w/s && rm /bin/vi\nRUN rm /w/f && rm -rf /w/d && echo new > /w/f2\n",
+        &[],
+    );
+    let b = c.build(&[]);
+    assert!(
+        !b.fs.contains_key("/w/f") && !b.fs.contains_key("/w/d") && !b.fs.contains_key("/bin/vi")
+    );
+    assert_eq!(b.file("/w/l").kind, tar::EntryType::Symlink);
+    assert_eq!(b.file("/w/l").link.as_deref(), Some("/w/f"));
+    assert_eq!(b.file("/w/s").mode, 0o4755);
+    let h2 = b.file("/w/h2");
+    assert!(
+        h2.kind == tar::EntryType::Link || b.text("/w/h2") == "h\n",
+        "{h2:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn failing_run_names_its_step_and_output() {
+    let c = Case::new(
+        "FROM BASE\nRUN echo fine\nRUN echo before-the-end && exit 3\nRUN echo never\n",
+        &[],
+    );
+    let err = c.try_build(&[]).err().expect("the build must fail");
+    assert!(
+        err.contains("Dockerfile:3"),
+        "the error names the line: {err}"
+    );
+    assert!(
+        err.contains("before-the-end"),
+        "the error shows the last output: {err}"
+    );
+    assert!(
+        !err.contains("#4 [3/3]") || !err.contains("never\n"),
+        "{err}"
+    );
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn onbuild_runs_in_the_child_not_the_grandchild() {
+    let c = Case::new(
+        "FROM BASE\nONBUILD RUN echo triggered >> /onbuild.txt\n",
+        &[],
+    );
+    c.build(&["-t", "sem/parent:1"]);
+    std::fs::write(c.ctx.join("Dockerfile"), "FROM sem/parent:1\nRUN true\n").unwrap();
+    let child = c.build(&["-t", "sem/child:1"]);
+    assert_eq!(child.text("/onbuild.txt"), "triggered\n");
+    assert!(
+        child.config["config"]["OnBuild"]
+            .as_array()
+            .is_none_or(|a| a.is_empty())
+    );
+    std::fs::write(c.ctx.join("Dockerfile"), "FROM sem/child:1\nRUN true\n").unwrap();
+    let grandchild = c.build(&[]);
+    assert_eq!(
+        grandchild.text("/onbuild.txt"),
+        "triggered\n",
+        "triggers run once, in the child only"
+    );
+}
