@@ -466,6 +466,14 @@ fn bind_tmpfs_mounts_and_mount_points_leave_no_trace() {
         fs::metadata(dir.join("etc")).unwrap().modified().unwrap(),
         etc_mtime
     );
+    // A step that changes /etc itself keeps its new mtime.
+    std::thread::sleep(Duration::from_millis(20));
+    fx.stdout(&fx.spec(RootfsSpec::Dir(dir.clone()), "touch /etc/newfile"));
+    assert!(dir.join("etc/newfile").exists());
+    assert_ne!(
+        fs::metadata(dir.join("etc")).unwrap().modified().unwrap(),
+        etc_mtime
+    );
 }
 
 #[test]

@@ -89,8 +89,14 @@ pub(crate) fn build_stub_layer(layer: &Path, points: &[MountPoint]) -> Result<()
 #[derive(Debug, Default)]
 pub(crate) struct DirStubs {
     created: Vec<PathBuf>,
-    /// Pre-existing parents whose times creating a stub changed.
-    parents: Vec<(PathBuf, libc::timespec, libc::timespec)>,
+    /// Pre-existing parents whose times creating a stub changed, with their
+    /// entry names before the step.
+    parents: Vec<(
+        PathBuf,
+        libc::timespec,
+        libc::timespec,
+        Vec<std::ffi::OsString>,
+    )>,
 }
 
 fn times_of(p: &Path) -> Option<(libc::timespec, libc::timespec)> {
@@ -112,6 +118,14 @@ fn times_of(p: &Path) -> Option<(libc::timespec, libc::timespec)> {
     ))
 }
 
+fn entry_names(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 pub(crate) fn create_in_dir(root: &Path, points: &[MountPoint]) -> Result<DirStubs, String> {
     let fd = inroot::open_root(root)?;
     let mut stubs = DirStubs::default();
@@ -131,7 +145,8 @@ pub(crate) fn create_in_dir(root: &Path, points: &[MountPoint]) -> Result<DirStu
         if let Some((a, m)) = times_of(&parent)
             && !stubs.parents.iter().any(|(q, ..)| *q == parent)
         {
-            stubs.parents.push((parent, a, m));
+            let names = entry_names(&parent);
+            stubs.parents.push((parent, a, m, names));
         }
         let mut created = Created::default();
         let res = inroot::ensure(&fd, &rel, p.dir, &mut created);
@@ -157,7 +172,12 @@ impl DirStubs {
                 _ => {}
             }
         }
-        for (p, a, m) in self.parents.iter().rev() {
+        for (p, a, m, names) in self.parents.iter().rev() {
+            // Restore only when the directory holds what it held before: if
+            // the step added or removed entries, the new mtime is its change.
+            if entry_names(p) != *names {
+                continue;
+            }
             if let Ok(c) = sys::cpath(p) {
                 let ts = [*a, *m];
                 // SAFETY: valid path and two timespecs.
