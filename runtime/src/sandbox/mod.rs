@@ -418,3 +418,10 @@ impl Sandbox {
         )))
     }
 }
+
+// The builder runs steps from several threads on one `Sandbox`.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Sandbox>();
+    shareable::<RunSpec>();
+};
