@@ -8,8 +8,10 @@
 //! back as the container's ids. The committed layer directory is kept as the
 //! lower of later steps.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context as _, anyhow, bail};
 use cache::layer::{UnpackOptions, WhiteoutMode, WriteOptions};
@@ -29,7 +31,13 @@ pub struct Executor {
     userns: runtime::sandbox::UsernsMode,
     snapshotter: SnapshotterRequest,
     state: OnceLock<Result<(Sandbox, Choice), String>>,
+    /// One lock per layer being unpacked, so parallel steps on the same
+    /// base wait for one unpack instead of racing.
+    unpacking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
+
+/// Makes temp names unique between threads of one process.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl Executor {
     pub fn new(
@@ -53,6 +61,7 @@ impl Executor {
                 S::Native => SnapshotterRequest::Force(runtime::snapshot::SnapshotterKind::Native),
             },
             state: OnceLock::new(),
+            unpacking: Mutex::new(HashMap::new()),
         }
     }
 
@@ -82,6 +91,14 @@ impl Executor {
         if layer_dir_ready(&dir) {
             return Ok(dir);
         }
+        let lock = {
+            let mut m = self.unpacking.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(m.entry(layer.diff_id.to_string()).or_default())
+        };
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if layer_dir_ready(&dir) {
+            return Ok(dir);
+        }
         ensure_blob(store, layer)?;
         let (sandbox, _) = self.get()?;
         let parent = dir
@@ -90,8 +107,9 @@ impl Executor {
             .to_path_buf();
         std::fs::create_dir_all(&parent)?;
         let tmp = parent.join(format!(
-            ".tmp-{}-{}",
+            ".tmp-{}-{}-{}",
             std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed),
             layer.diff_id.hex()
         ));
         let blob = store.blobs().path(&layer.desc.digest);
@@ -142,9 +160,10 @@ impl Executor {
         let (sandbox, choice) = self.get()?;
         let snap = &choice.snapshotter;
         let snap_key = format!(
-            "{}-{}",
+            "{}-{}-{}",
             key.trim_start_matches("sha256:"),
-            std::process::id()
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
         );
         let l2 = lowers.clone();
         let k2 = snap_key.clone();
