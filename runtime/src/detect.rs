@@ -53,6 +53,40 @@ impl HostCapabilities {
         }
     }
 
+    /// One line per capability, for verbose output (`strata -v`, bug reports).
+    pub fn describe(&self) -> Vec<String> {
+        let show = |r: &Result<SubidRange, String>| match r {
+            Ok(r) => format!(
+                "{}..{} ({} ids)",
+                r.start,
+                r.start as u64 + r.count as u64 - 1,
+                r.count
+            ),
+            Err(e) => format!("none: {e}"),
+        };
+        vec![
+            format!(
+                "caller: uid {} gid {}{}",
+                self.uid,
+                self.gid,
+                self.user_name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ),
+            match &self.userns {
+                Ok(()) => "unprivileged user namespaces: allowed".into(),
+                Err(e) => format!("unprivileged user namespaces: {e}"),
+            },
+            match &self.id_helpers {
+                Ok((u, g)) => format!("id map helpers: {} and {}", u.display(), g.display()),
+                Err(e) => format!("id map helpers: {e}"),
+            },
+            format!("subordinate uids: {}", show(&self.subuid)),
+            format!("subordinate gids: {}", show(&self.subgid)),
+        ]
+    }
+
     /// `Ok` when a full subordinate range can be mapped, else the reason.
     pub fn range_mapping_available(&self) -> Result<(), String> {
         self.id_helpers.as_ref().map_err(Clone::clone)?;
@@ -220,6 +254,31 @@ mod tests {
         assert_eq!(find_subid_range(&f, 1002, None).unwrap().start, 300000);
         let err = find_subid_range(&f, 1003, Some("carol")).unwrap_err();
         assert!(err.contains("usermod --add-subuids"), "{err}");
+    }
+
+    #[test]
+    fn description_names_every_capability() {
+        let caps = HostCapabilities {
+            uid: 1001,
+            gid: 1001,
+            user_name: Some("builder".into()),
+            userns: Ok(()),
+            id_helpers: Err("newuidmap/newgidmap not found".into()),
+            subuid: Ok(SubidRange {
+                start: 100000,
+                count: 65536,
+            }),
+            subgid: Err("no subordinate id range".into()),
+        };
+        let d = caps.describe();
+        assert_eq!(d[0], "caller: uid 1001 gid 1001 (builder)");
+        assert_eq!(d[3], "subordinate uids: 100000..165535 (65536 ids)");
+        assert!(d[2].contains("not found") && d[4].contains("none: no subordinate"));
+        assert!(
+            caps.range_mapping_available()
+                .unwrap_err()
+                .contains("newuidmap")
+        );
     }
 
     #[test]
