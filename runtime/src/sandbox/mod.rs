@@ -5,6 +5,47 @@
 //! prepare the RUN mounts and mount-point stubs outside the rootfs, fork the
 //! namespace chain ([`namespaces`]), stream output, wait, clean up. See
 //! `namespaces.rs` for the process tree and why nothing outlives the caller.
+//!
+//! ```no_run
+//! use std::path::PathBuf;
+//! use runtime::sandbox::{Network, OutputStream, RunSpec, Sandbox, SandboxOptions, UsernsMode};
+//! use runtime::run_mounts::{CacheMount, CacheSharing, RunMount};
+//! use runtime::RootfsSpec;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let root = PathBuf::from("/home/me/.local/share/strata");
+//! // Once per build: detection, id mapping choice, a probe.
+//! let sandbox = Sandbox::new(SandboxOptions {
+//!     userns: UsernsMode::Auto,
+//!     state_dir: root.join("tmp/sandbox"),    // not on overlayfs
+//!     cache_dir: Some(root.join("cache-mounts")), // RUN --mount=type=cache
+//! })?;
+//! eprintln!("{}", sandbox.mapping_reason());
+//!
+//! // Per RUN step.
+//! let rootfs = RootfsSpec::Overlay {
+//!     lowers: vec![root.join("snapshots/2/fs"), root.join("snapshots/1/fs")], // topmost first
+//!     upper: root.join("snapshots/3/fs"),
+//!     work: root.join("snapshots/3/work"),
+//! };
+//! let mut spec = RunSpec::new(rootfs, vec!["/bin/sh".into(), "-c".into(), "make".into()]);
+//! spec.env = vec![("PATH".into(), "/usr/bin:/bin".into())];
+//! spec.cwd = "/src".into();
+//! spec.user = Some("nobody".into());
+//! spec.network = Network::None;
+//! spec.mounts.push(RunMount::Cache(CacheMount {
+//!     id: None, target: "/root/.cache".into(), sharing: CacheSharing::Locked,
+//!     from: None, source: None, mode: None, uid: None, gid: None, readonly: false,
+//! }));
+//! let out = sandbox.run(&spec, &mut |stream, line| {
+//!     let tag = if stream == OutputStream::Stderr { "err" } else { "out" };
+//!     println!("[{tag}] {}", String::from_utf8_lossy(line));
+//! })?;
+//! if !out.exit.success() {
+//!     eprintln!("step failed: {}{}", out.exit, out.hint.map(|h| format!("\n{h}")).unwrap_or_default());
+//! }
+//! # Ok(()) }
+//! ```
 
 pub mod idmap;
 pub(crate) mod inroot;
