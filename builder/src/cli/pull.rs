@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use cache::platform::Platform;
 use cache::reference::Reference;
 use cache::store::Store;
-use cache::transport::registry::{ClientOptions, RegistryClient, pull};
+use cache::transport::registry::{ClientOptions, PullEvent, RegistryClient, pull_with_progress};
 use clap::Args;
 
 use super::GlobalOpts;
@@ -40,7 +40,28 @@ pub fn run(g: &GlobalOpts, args: PullArgs) -> anyhow::Result<ExitCode> {
     };
     let client = registry_client(&args.insecure_registry)?;
     let store = Store::open(g.root()?)?;
-    let report = pull(&client, &store, &reference, &platform)
+    let quiet = args.quiet;
+    // One line per event on stderr: readable in CI logs, no terminal tricks.
+    let progress = move |ev: PullEvent| {
+        if quiet {
+            return;
+        }
+        match ev {
+            PullEvent::Resolved {
+                manifest,
+                layers,
+                bytes,
+            } => {
+                eprintln!("{manifest}: {layers} layer(s), {}", mb(bytes))
+            }
+            PullEvent::LayerPresent(d) => eprintln!("{}: already present", short(&d)),
+            PullEvent::LayerStarted { digest, size } => {
+                eprintln!("{}: downloading {}", short(&digest), mb(size))
+            }
+            PullEvent::LayerDone(d) => eprintln!("{}: verified and stored", short(&d)),
+        }
+    };
+    let report = pull_with_progress(&client, &store, &reference, &platform, &progress)
         .with_context(|| format!("pulling {reference}"))?;
     if args.quiet {
         println!("{}", report.digest);
@@ -66,4 +87,13 @@ pub(super) fn registry_client(insecure: &[String]) -> anyhow::Result<RegistryCli
         opts.endpoints.add_insecure(h);
     }
     Ok(RegistryClient::new(opts))
+}
+
+/// The first 12 hex digits, as Docker shows layer IDs.
+fn short(d: &cache::digest::Digest) -> &str {
+    &d.hex()[..12]
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }

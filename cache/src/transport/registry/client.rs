@@ -326,7 +326,7 @@ impl RegistryClient {
                     method: call.method.to_string(),
                     url: call.url.clone(),
                     hint: transport_hint(&source, call.endpoint),
-                    source: Box::new(source),
+                    cause: Box::new(source),
                 });
             }
             std::thread::sleep(policy.delay(attempt, after));
@@ -429,7 +429,7 @@ pub(crate) fn read_small(resp: &mut Response<ureq::Body>, url: &str) -> Result<V
                 method: "GET".into(),
                 url: url.to_string(),
                 hint: String::new(),
-                source: Box::new(source),
+                cause: Box::new(source),
             },
         })
 }

@@ -41,13 +41,14 @@ pub enum RegistryError {
         detail: String,
     },
     /// The connection failed, timed out or broke (after retries).
-    #[error("{method} {url} failed: {source}{hint}")]
+    // The cause is part of the message and deliberately not a `source()`:
+    // `{:#}` chains would print it twice.
+    #[error("{method} {url} failed: {cause}{hint}")]
     Transport {
         method: String,
         url: String,
         hint: String,
-        #[source]
-        source: Box<ureq::Error>,
+        cause: Box<ureq::Error>,
     },
     /// Content whose sha256 is not the digest it was asked for or announced as.
     #[error(
@@ -85,14 +86,13 @@ pub enum RegistryError {
     #[error("cannot use the registry credentials in {path}: {why}")]
     Credentials { path: String, why: String },
     /// Local I/O while streaming (the destination writer or the upload source).
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// The local store refused or failed (its message names the path or blob).
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] crate::error::Error),
     /// Something else, already phrased for the user.
     #[error("{0}")]
@@ -101,10 +101,10 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// Wraps an I/O error with what was being done.
-    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+    pub fn io(context: impl Into<String>, cause: io::Error) -> Self {
         RegistryError::Io {
             context: context.into(),
-            source,
+            cause,
         }
     }
 

@@ -264,7 +264,7 @@ pub fn copy_verified(
                     method: "GET".into(),
                     url: url.to_string(),
                     hint: format!(" ({what} broke off after {total} bytes)"),
-                    source: Box::new(ureq::Error::Io(e)),
+                    cause: Box::new(ureq::Error::Io(e)),
                 });
             }
         };

@@ -32,7 +32,8 @@ pub use client::{ClientOptions, RegistryClient, Repo};
 pub use error::{RegistryError, Result};
 pub use fetch::{FetchedManifest, ManifestHead};
 pub use pull::{
-    PullReport, RemoteImage, fetch_blob, fetch_manifest_and_config, pull, resolve_remote,
+    PullEvent, PullReport, RemoteImage, fetch_blob, fetch_blob_by_digest,
+    fetch_manifest_and_config, pull, pull_with_progress, resolve_remote,
 };
 pub use push::{PushReport, push, push_store_blob};
 pub use upload::{BlobPushed, BlobSource, MountOutcome};

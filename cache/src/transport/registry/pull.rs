@@ -154,34 +154,55 @@ pub fn fetch_manifest_and_config(
     Ok((r.manifest.digest, r.config))
 }
 
-/// Downloads one blob of `reference`'s repository into the store (verified;
-/// nothing is kept on failure). Returns false if the store already had it.
+/// Downloads one blob of `reference`'s repository into the store (verified
+/// against digest and size; nothing is kept on failure). Returns false if
+/// the store already had it.
 pub fn fetch_blob(
     client: &RegistryClient,
     store: &Store,
     reference: &Reference,
     blob: &Descriptor,
 ) -> Result<bool> {
-    fetch_blob_from(client, store, &repo_of(reference), blob)
+    fetch_into_store(
+        client,
+        store,
+        &repo_of(reference),
+        &blob.digest,
+        Some(blob.size),
+    )
 }
 
-fn fetch_blob_from(
+/// [`fetch_blob`] when only the digest is known (the size is then not
+/// bounded in advance; the digest is still verified).
+pub fn fetch_blob_by_digest(
+    client: &RegistryClient,
+    store: &Store,
+    reference: &Reference,
+    digest: &Digest,
+) -> Result<bool> {
+    fetch_into_store(client, store, &repo_of(reference), digest, None)
+}
+
+/// Streams one blob into the store through a temp file, committed only once
+/// verified; a download that breaks off is retried from scratch.
+fn fetch_into_store(
     client: &RegistryClient,
     store: &Store,
     repo: &Repo,
-    blob: &Descriptor,
+    digest: &Digest,
+    size: Option<u64>,
 ) -> Result<bool> {
     let blobs = store.blobs();
-    if blobs.has(&blob.digest) {
+    if blobs.has(digest) {
         return Ok(false);
     }
     let mut attempt = 1;
     loop {
         // A fresh temp file per attempt; dropping a writer deletes it.
         let mut w = blobs.writer()?;
-        match client.get_blob(repo, &blob.digest, Some(blob.size), &mut w) {
+        match client.get_blob(repo, digest, size, &mut w) {
             Ok(_) => {
-                w.commit(Some(&blob.digest))?;
+                w.commit(Some(digest))?;
                 return Ok(true);
             }
             Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => attempt += 1,
@@ -216,9 +237,42 @@ pub fn pull(
     reference: &Reference,
     platform: &Platform,
 ) -> Result<PullReport> {
+    pull_with_progress(client, store, reference, platform, &|_| {})
+}
+
+/// What a pull reports while it runs, for progress output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullEvent {
+    /// The reference resolved; these layers follow.
+    Resolved {
+        manifest: Digest,
+        layers: usize,
+        bytes: u64,
+    },
+    /// A layer the store already has.
+    LayerPresent(Digest),
+    /// A layer download starts.
+    LayerStarted { digest: Digest, size: u64 },
+    /// A layer is downloaded, verified and stored.
+    LayerDone(Digest),
+}
+
+/// [`pull`], calling `progress` (from several threads) as it goes.
+pub fn pull_with_progress(
+    client: &RegistryClient,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    progress: &(dyn Fn(PullEvent) + Sync),
+) -> Result<PullReport> {
     let remote = resolve_remote(client, reference, platform)?;
+    progress(PullEvent::Resolved {
+        manifest: remote.manifest.digest.clone(),
+        layers: remote.layers().len(),
+        bytes: remote.layers().iter().map(|l| l.size).sum(),
+    });
     let repo = repo_of(reference);
-    let (downloaded, present) = fetch_layers(client, store, &repo, remote.layers())?;
+    let (downloaded, present) = fetch_layers(client, store, &repo, remote.layers(), progress)?;
     remote.store_metadata(store)?;
     let tagged = reference.tag().is_some();
     if tagged {
@@ -240,6 +294,7 @@ fn fetch_layers(
     store: &Store,
     repo: &Repo,
     layers: &[Descriptor],
+    progress: &(dyn Fn(PullEvent) + Sync),
 ) -> Result<(Vec<Digest>, Vec<Digest>)> {
     let queue = Mutex::new(layers.iter());
     let results: Mutex<Vec<(Digest, Result<bool>)>> = Mutex::new(Vec::new());
@@ -252,7 +307,18 @@ fn fetch_layers(
                         Err(_) => None,
                     };
                     let Some(layer) = next else { break };
-                    let r = fetch_blob_from(client, store, repo, layer);
+                    if store.blobs().has(&layer.digest) {
+                        progress(PullEvent::LayerPresent(layer.digest.clone()));
+                    } else {
+                        progress(PullEvent::LayerStarted {
+                            digest: layer.digest.clone(),
+                            size: layer.size,
+                        });
+                    }
+                    let r = fetch_into_store(client, store, repo, &layer.digest, Some(layer.size));
+                    if let Ok(true) = r {
+                        progress(PullEvent::LayerDone(layer.digest.clone()));
+                    }
                     let failed = r.is_err();
                     if let Ok(mut v) = results.lock() {
                         v.push((layer.digest.clone(), r));
