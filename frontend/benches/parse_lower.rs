@@ -63,6 +63,17 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    let parsed: Vec<_> = files
+        .iter()
+        .map(|(name, text)| frontend::parse(name, text).expect("parses"))
+        .collect();
+    group.bench_function("lower", |b| {
+        b.iter(|| {
+            for df in &parsed {
+                black_box(frontend::lower(black_box(df), &opts, &EmptyResolver).expect("lowers"));
+            }
+        })
+    });
     group.finish();
 }
 

@@ -193,6 +193,27 @@ impl BuildGraph {
     pub fn target_stage(&self) -> Option<&Stage> {
         self.stages.get(self.target)
     }
+
+    /// The history stage `id` contributes on top of its base *image*: the
+    /// entries of every ancestor stage (`FROM <stage>` chains), oldest
+    /// first, then its own. Prepend the base image's history when
+    /// exporting.
+    pub fn full_history(&self, id: usize) -> Vec<History> {
+        let mut chain = Vec::new();
+        let mut cur = self.stage(id);
+        while let Some(s) = cur {
+            chain.push(s);
+            cur = match s.base {
+                Base::Stage { id } if !chain.iter().any(|c| c.id == id) => self.stage(id),
+                _ => None,
+            };
+        }
+        chain
+            .iter()
+            .rev()
+            .flat_map(|s| s.history.iter().cloned())
+            .collect()
+    }
 }
 
 /// One `FROM` section.
@@ -282,6 +303,24 @@ pub enum Op {
     File(FileOp),
 }
 
+impl Op {
+    /// The op's definition as canonical JSON, for cache keys: everything
+    /// that changes the result, and nothing that does not (the proxy
+    /// environment is left out, as BuildKit leaves it out). Field order is
+    /// the declaration order, so the text is stable.
+    pub fn definition_json(&self) -> String {
+        let mut v = match serde_json::to_value(self) {
+            Ok(v) => v,
+            // Plain data with string keys always serializes.
+            Err(e) => return format!("{{\"unserializable\":{:?}}}", e.to_string()),
+        };
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("proxy_env");
+        }
+        v.to_string()
+    }
+}
+
 /// A process to run on the stage's current root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExecOp {
@@ -327,8 +366,10 @@ pub enum Security {
 /// A file whose content comes from the Dockerfile (a heredoc).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InlineFile {
-    /// For COPY/ADD: the heredoc name, relative to `dest`. For RUN: the
-    /// absolute path the file is placed at.
+    /// For COPY/ADD: the heredoc name (`EOF`), treated like a source path
+    /// of that name: `COPY <<EOF /etc/motd` writes `/etc/motd`, while
+    /// `COPY <<EOF /etc/` writes `/etc/EOF`. For RUN: the absolute path the
+    /// script is placed at.
     pub path: String,
     /// The body, tabs stripped for `<<-`, variables expanded unless the
     /// heredoc word was quoted.

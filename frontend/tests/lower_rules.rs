@@ -633,3 +633,40 @@ fn dot_has_clusters_and_edges_for_from_stage_and_copy_from() {
     assert!(dot.contains("image_0 -> s1_1"), "{dot}");
     assert!(dot.trim_end().ends_with('}'));
 }
+
+#[test]
+fn full_history_and_definition_json() {
+    let mut opts = BuildOptions::default();
+    opts.build_args
+        .insert("http_proxy".into(), "http://p".into());
+    let g = lower_with(
+        "FROM scratch AS a\nENV A=1\nFROM a AS b\nRUN echo\nFROM b\nLABEL c=d\n",
+        &opts,
+        &FakeResolver::default(),
+    )
+    .expect("lowers");
+    let h: Vec<String> = g
+        .full_history(2)
+        .into_iter()
+        .map(|h| h.created_by)
+        .collect();
+    assert_eq!(
+        h,
+        ["ENV A=1", "RUN /bin/sh -c echo # buildkit", "LABEL c=d"]
+    );
+    let step = &g.stage(1).expect("b").steps[0];
+    let def = step.op.definition_json();
+    assert!(
+        def.contains("\"argv\":[\"/bin/sh\",\"-c\",\"echo\"]"),
+        "{def}"
+    );
+    assert!(
+        !def.contains("http://p"),
+        "proxy values stay out of cache keys: {def}"
+    );
+    assert!(
+        serde_json::to_string(&step.op)
+            .expect("json")
+            .contains("http://p")
+    );
+}

@@ -49,11 +49,16 @@ pub(crate) fn lower_stage(
 ) -> Result<Stage, Diagnostic> {
     let decl = &decls[id];
     let from = decl.from;
+    let mut platform = decl.platform.clone();
     let (base, config, author) = match decl.base_stage {
         Some(b) => {
             let parent = done[b].as_ref().ok_or_else(|| {
                 ctx.error(from, "internal error: base stage was not lowered first")
             })?;
+            if !ctx.has_flag(from, "platform") {
+                // A stage built on a stage has that stage's platform.
+                platform = parent.platform.clone();
+            }
             (
                 Base::Stage { id: b },
                 parent.config.clone(),
@@ -97,7 +102,7 @@ pub(crate) fn lower_stage(
         args: Vec::new(),
         cmd_set: false,
         deps: decl.base_stage.into_iter().collect(),
-        platform: decl.platform.clone(),
+        platform,
         trigger_at: None,
     };
     b.run_triggers(from)?;
