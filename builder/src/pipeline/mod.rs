@@ -4,6 +4,7 @@
 
 mod image;
 mod plan;
+mod remote_cache;
 mod resolver;
 
 use std::collections::BTreeMap;
@@ -102,6 +103,10 @@ struct Ctx<'a> {
     identity_prefix: String,
     /// Output lines of each step, for the failure message.
     tails: Mutex<BTreeMap<usize, Vec<String>>>,
+    /// Results imported with `--cache-from`.
+    imported: remote_cache::Imported,
+    /// Every step result of this build, for `--cache-to`.
+    results: Mutex<BTreeMap<String, CachedResult>>,
 }
 
 fn build_inner(
@@ -110,10 +115,12 @@ fn build_inner(
     ran: &AtomicUsize,
     cached: &AtomicUsize,
 ) -> anyhow::Result<Built> {
-    if !req.cache_from.is_empty() || !req.cache_to.is_empty() {
-        return Err(crate::not_supported(
-            "--cache-from / --cache-to (the local store's cache is used)",
-        ));
+    if req
+        .cache_to
+        .iter()
+        .any(|c| matches!(c, crate::options::CacheTo::Inline))
+    {
+        return Err(crate::not_supported("--cache-to type=inline"));
     }
     if !req.secrets.is_empty() || !req.ssh.is_empty() {
         return Err(crate::not_supported("--secret / --ssh"));
@@ -181,6 +188,12 @@ fn build_inner(
                 .unwrap_or_else(|| file_name.clone())
         ),
         tails: Mutex::new(BTreeMap::new()),
+        imported: remote_cache::Imported::load(&req.cache_from, &|w| {
+            if !req.quiet {
+                eprintln!("warning: {w}");
+            }
+        }),
+        results: Mutex::new(BTreeMap::new()),
     };
     let outputs = schedule::run(
         &plan.nodes,
@@ -211,6 +224,12 @@ fn build_inner(
             bail!("{msg}");
         }
     };
+    let results = ctx
+        .results
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    remote_cache::export(&store, &req.cache_to, &results)?;
     let state = outputs[plan.target]
         .clone()
         .ok_or_else(|| anyhow!("internal: the target produced nothing"))?;
@@ -363,14 +382,37 @@ fn run_step(
             .as_ref()
             .is_some_and(|n| ctx.req.no_cache_filter.contains(n))
         || ctx.req.no_cache_filter.contains(&st.id.to_string());
-    if !disabled
-        && let Some(raw) = ctx.store.cache_get(&key)?
-        && let Ok(hit) = serde_json::from_slice::<CachedResult>(&raw)
-        && hit
-            .layer
-            .as_ref()
-            .is_none_or(|l| ctx.store.blobs().has(&l.desc.digest))
-    {
+    let local_hit = if disabled {
+        None
+    } else {
+        ctx.store
+            .cache_get(&key)?
+            .and_then(|raw| serde_json::from_slice::<CachedResult>(&raw).ok())
+            .filter(|hit| {
+                hit.layer
+                    .as_ref()
+                    .is_none_or(|l| ctx.store.blobs().has(&l.desc.digest))
+            })
+    };
+    let hit = match local_hit {
+        Some(h) => Some(h),
+        None if !disabled => ctx.imported.take(ctx.store, &key).inspect(|h| {
+            // Remember the imported result locally: the next build is offline.
+            if let Ok(value) = serde_json::to_vec(h) {
+                let refs = cache::index::CacheRefs {
+                    blobs: h.layer.iter().map(|l| l.desc.digest.clone()).collect(),
+                    snapshots: Vec::new(),
+                };
+                let _ = ctx.store.cache_put_with_refs(&key, &value, &refs);
+            }
+        }),
+        None => None,
+    };
+    if let Some(hit) = hit {
+        ctx.results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), hit.clone());
         ctx.cached.fetch_add(1, Ordering::SeqCst);
         emit(
             ctx,
@@ -484,6 +526,15 @@ fn run_step(
                 snapshots: Vec::new(),
             };
             ctx.store.cache_put_with_refs(&key, &value, &refs)?;
+            ctx.results
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    key.clone(),
+                    CachedResult {
+                        layer: layer.clone(),
+                    },
+                );
             let _ = ctx.records.save(&identity, &record);
             Ok(next_state(prev, key, layer))
         }
