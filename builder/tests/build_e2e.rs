@@ -415,3 +415,57 @@ fn readme_example_builds_offline() {
     ]));
     assert_eq!(said.trim(), "hello from strata (built with strata)");
 }
+
+/// `--cache-to type=registry` from one root, then `--cache-from` into an
+/// empty root: every step is a cache hit, and the image is the same.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn registry_cache_fills_an_empty_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let ctx = stage_case("many-layers", tmp);
+    let cache_ref = format!(
+        "{}/strata-e2e/cache-{}:latest",
+        registry(),
+        std::process::id()
+    );
+    let out = strata(&tmp.join("root1"))
+        .args(["build", "--progress", "plain", "--iidfile"])
+        .arg(tmp.join("iid1"))
+        .arg("--cache-to")
+        .arg(format!("type=registry,ref={cache_ref},mode=max"))
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = strata(&tmp.join("root2"))
+        .args(["build", "--progress", "json", "--iidfile"])
+        .arg(tmp.join("iid2"))
+        .arg("--cache-from")
+        .arg(format!("type=registry,ref={cache_ref}"))
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let evs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let ran: Vec<_> = evs
+        .iter()
+        .filter(|e| e["event"] == "started" && !e["name"].as_str().unwrap_or("").contains("FROM"))
+        .collect();
+    assert!(
+        ran.is_empty(),
+        "steps ran despite the imported cache: {ran:?}"
+    );
+    assert_eq!(
+        std::fs::read(tmp.join("iid1")).unwrap(),
+        std::fs::read(tmp.join("iid2")).unwrap()
+    );
+}
