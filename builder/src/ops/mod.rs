@@ -25,4 +25,9 @@ pub struct Layer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedResult {
     pub layer: Option<Layer>,
+    /// When the step ran (RFC 3339). The image's `created` and history
+    /// times come from here, as in BuildKit, so a fully cached build — in
+    /// this store or one filled with `--cache-from` — gives the same image.
+    #[serde(default)]
+    pub created: Option<String>,
 }

@@ -13,6 +13,8 @@ pub struct HistoryEntry {
     pub created_by: String,
     pub comment: String,
     pub empty_layer: bool,
+    /// RFC 3339 time of the step (or of the step before a metadata entry).
+    pub created: String,
 }
 
 /// Builds the config JSON bytes.
@@ -27,7 +29,7 @@ pub fn config_json(
     let platform = frontend::Platform::native();
     let mut hist: Vec<Value> = base_history.to_vec();
     for h in history {
-        let mut e = json!({"created": created, "created_by": h.created_by});
+        let mut e = json!({"created": h.created, "created_by": h.created_by});
         if !h.comment.is_empty() {
             e["comment"] = json!(h.comment);
         }

@@ -38,6 +38,8 @@ pub struct FsState {
     /// Per step of the stage chain (base history excluded): whether each
     /// filesystem step made a layer, in step order across parent stages.
     pub made_layer: Vec<bool>,
+    /// When each of those steps ran, in the same order.
+    pub created: Vec<String>,
 }
 
 /// The result of a build.
@@ -260,6 +262,7 @@ fn run_vertex(
                     }),
                     layers: Vec::new(),
                     made_layer: Vec::new(),
+                    created: Vec::new(),
                 }),
                 Base::Stage { .. } => Ok(inputs[0].clone()),
                 Base::Image {
@@ -280,6 +283,7 @@ fn run_vertex(
                         key,
                         layers,
                         made_layer: Vec::new(),
+                        created: Vec::new(),
                     })
                 }
             }
@@ -421,7 +425,7 @@ fn run_step(
                 name: name.to_string(),
             },
         );
-        return Ok(next_state(prev, key, hit.layer));
+        return Ok(next_state(prev, key, &hit));
     }
     ctx.ran.fetch_add(1, Ordering::SeqCst);
     emit(
@@ -518,9 +522,11 @@ fn run_step(
     match result {
         Ok(layer) => {
             emit(ctx, i, EventKind::Finished);
-            let value = serde_json::to_vec(&CachedResult {
+            let result = CachedResult {
                 layer: layer.clone(),
-            })?;
+                created: Some(image::created_now()),
+            };
+            let value = serde_json::to_vec(&result)?;
             let refs = cache::index::CacheRefs {
                 blobs: layer.iter().map(|l| l.desc.digest.clone()).collect(),
                 snapshots: Vec::new(),
@@ -529,14 +535,9 @@ fn run_step(
             ctx.results
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(
-                    key.clone(),
-                    CachedResult {
-                        layer: layer.clone(),
-                    },
-                );
+                .insert(key.clone(), result.clone());
             let _ = ctx.records.save(&identity, &record);
-            Ok(next_state(prev, key, layer))
+            Ok(next_state(prev, key, &result))
         }
         Err(e) => {
             emit(
@@ -551,12 +552,13 @@ fn run_step(
     }
 }
 
-fn next_state(prev: &FsState, key: String, layer: Option<Layer>) -> FsState {
+fn next_state(prev: &FsState, key: String, result: &CachedResult) -> FsState {
     let mut s = prev.clone();
     s.key = key;
-    s.made_layer.push(layer.is_some());
-    if let Some(l) = layer {
-        s.layers.push(l);
+    s.made_layer.push(result.layer.is_some());
+    s.created.push(result.created.clone().unwrap_or_default());
+    if let Some(l) = &result.layer {
+        s.layers.push(l.clone());
     }
     s
 }
@@ -593,20 +595,47 @@ fn finish_image(
             base_history = h.clone();
         }
     }
-    // Steps that made no layer are recorded as empty layers.
-    let mut made = state.made_layer.iter();
+    // The image is as old as its newest step (BuildKit's rule): a fully
+    // cached build gives the same config, hence the same image id. With no
+    // step at all it keeps the base's time.
+    let base_created = base_history
+        .last()
+        .and_then(|h| h.get("created"))
+        .and_then(|c| c.as_str())
+        .map(str::to_string);
+    let created = state
+        .created
+        .iter()
+        .filter(|c| !c.is_empty())
+        .max()
+        .cloned()
+        .or(base_created)
+        .unwrap_or_else(image::created_now);
+    // Steps that made no layer are recorded as empty layers; metadata
+    // entries take the time of the step before them.
+    let mut made = state.made_layer.iter().zip(state.created.iter());
     let mut history = Vec::new();
+    let mut last_time = created.clone();
     for st in &chain {
         for h in &st.history {
             let empty = if h.empty_layer {
                 true
             } else {
-                !made.next().copied().unwrap_or(true)
+                match made.next() {
+                    Some((m, t)) => {
+                        if !t.is_empty() {
+                            last_time = t.clone();
+                        }
+                        !m
+                    }
+                    None => false,
+                }
             };
             history.push(image::HistoryEntry {
                 created_by: h.created_by.clone(),
                 comment: h.comment.clone(),
                 empty_layer: empty,
+                created: last_time.clone(),
             });
         }
     }
@@ -614,25 +643,6 @@ fn finish_image(
     for (k, v) in &ctx.req.labels {
         config.labels.insert(k.clone(), v.clone());
     }
-    // Creation time: reuse the one recorded for identical content, so an
-    // unchanged rebuild gives the same image id.
-    let probe = image::config_json(
-        &config,
-        target.author.as_deref(),
-        &base_history,
-        &history,
-        &state.layers,
-        "",
-    )?;
-    let created_key = format!("image-created:{}", cache::digest::Digest::of(&probe));
-    let created = match ctx.store.cache_get(&created_key)? {
-        Some(c) => String::from_utf8_lossy(&c).into_owned(),
-        None => {
-            let c = image::created_now();
-            ctx.store.cache_put(&created_key, c.as_bytes())?;
-            c
-        }
-    };
     let cfg = image::config_json(
         &config,
         target.author.as_deref(),
