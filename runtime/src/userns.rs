@@ -16,7 +16,7 @@
 use std::fmt::Display;
 use std::fs;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -143,17 +143,13 @@ where
     }
     drop(res_w);
     let map_res = plan.parent_side(mapping, pid);
-    let data = sys::read_to_end(res_r.as_raw_fd());
-    let status = sys::wait_pid(pid);
-    let frames = frame::parse(&data.map_err(|e| UsernsError::Died(format!("read: {e}")))?);
-    for (tag, payload) in frames {
+    let (data, status) = collect(&res_r, pid);
+    map_res.map_err(UsernsError::Setup)?;
+    for (tag, payload) in frame::parse(&data) {
         match tag {
             frame::DATA => {
                 return T::decode(payload)
                     .ok_or_else(|| UsernsError::Died("undecodable result".into()));
-            }
-            frame::ERROR if map_res.is_err() || status.is_err() => {
-                return Err(UsernsError::Setup(String::from_utf8_lossy(&payload).into()));
             }
             frame::ERROR => {
                 return Err(UsernsError::Failed(
@@ -163,12 +159,47 @@ where
             _ => {}
         }
     }
-    map_res.map_err(UsernsError::Setup)?;
     Err(UsernsError::Died(match status {
         Ok(s) if libc::WIFSIGNALED(s) => format!("killed by signal {}", libc::WTERMSIG(s)),
         Ok(s) => format!("exited with status {} and no result", libc::WEXITSTATUS(s)),
         Err(e) => format!("waitpid: {e}"),
     }))
+}
+
+/// Reads the child's result frame and reaps it. Stops at the first complete
+/// frame or when the child has exited, not at end-of-file: a process another
+/// thread forked at the same moment may hold a copy of the pipe's write end.
+fn collect(res_r: &OwnedFd, pid: libc::pid_t) -> (Vec<u8>, std::io::Result<libc::c_int>) {
+    sys::set_nonblocking(res_r);
+    let mut data = Vec::new();
+    let mut chunk = vec![0u8; 65536];
+    let mut status = None;
+    loop {
+        let mut p = libc::pollfd {
+            fd: res_r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, 200) };
+        let eof = sys::read_available(res_r, &mut chunk, |d| data.extend_from_slice(d));
+        let done = frame::parse(&data)
+            .iter()
+            .any(|(t, _)| *t == frame::DATA || *t == frame::ERROR);
+        if done || eof || status.is_some() {
+            break;
+        }
+        let mut st = 0;
+        // SAFETY: non-blocking reap of our own child.
+        if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG | libc::__WALL) } == pid {
+            status = Some(st); // one more pass drains what it wrote
+        }
+    }
+    let status = match status {
+        Some(s) => Ok(s),
+        None => sys::wait_pid(pid),
+    };
+    (data, status)
 }
 
 /// Deletes `path` recursively from inside the user namespace, where files

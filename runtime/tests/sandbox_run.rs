@@ -67,18 +67,38 @@ fn the_inside_looks_like_a_container() {
 }
 
 #[test]
-fn stdout_and_stderr_stream_as_lines() {
+fn stdout_and_stderr_stream_as_lines_while_the_step_runs() {
     let fx = Fixture::new(UsernsMode::Auto);
     let (ov, _) = fx.overlay("a");
-    let (res, lines) = fx.run(&fx.spec(ov, "echo one; echo two >&2; printf 'no-newline'"));
+    let spec = fx.spec(
+        ov,
+        "echo one; echo two >&2; sleep 1; printf 'a\\nb\\n'; printf 'no-newline'",
+    );
+    let start = Instant::now();
+    let mut lines = Vec::new();
+    let res = fx.sandbox.run(&spec, &mut |s, l| {
+        lines.push((s, String::from_utf8_lossy(l).into_owned(), start.elapsed()))
+    });
     assert!(res.unwrap().exit.success());
+    // Order is kept within a stream (not across the two pipes).
+    let of = |k: OutputStream| -> Vec<&str> {
+        lines
+            .iter()
+            .filter(|(s, ..)| *s == k)
+            .map(|(_, l, _)| l.as_str())
+            .collect()
+    };
     assert_eq!(
-        lines,
-        vec![
-            (OutputStream::Stdout, "one".to_string()),
-            (OutputStream::Stderr, "two".to_string()),
-            (OutputStream::Stdout, "no-newline".to_string())
-        ]
+        of(OutputStream::Stdout),
+        vec!["one", "a", "b", "no-newline"]
+    );
+    assert_eq!(of(OutputStream::Stderr), vec!["two"]);
+    // "one" was delivered before the step's sleep ended, not at exit.
+    let t_one = lines.iter().find(|(_, l, _)| l == "one").unwrap().2;
+    let t_a = lines.iter().find(|(_, l, _)| l == "a").unwrap().2;
+    assert!(
+        t_a - t_one > Duration::from_millis(800),
+        "{t_one:?} vs {t_a:?}"
     );
 }
 

@@ -50,26 +50,6 @@ impl Stream {
     }
 }
 
-/// Reads everything available on a non-blocking fd; `true` at end of file.
-fn read_available(fd: &OwnedFd, chunk: &mut [u8], mut sink: impl FnMut(&[u8])) -> bool {
-    loop {
-        match sys::read_some(fd.as_raw_fd(), chunk) {
-            Ok(0) => return true,
-            Ok(n) => sink(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-            Err(_) => return true,
-        }
-    }
-}
-
-fn set_nonblocking(fd: &OwnedFd) {
-    // SAFETY: fcntl on our own descriptor.
-    unsafe {
-        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
-}
-
 /// Streams output until the step is over. "Over" is pid 1's status frame (all
 /// of the sandbox's processes are dead by then) or the intermediate process'
 /// exit, not end-of-file: a process forked at the same moment by another
@@ -85,7 +65,7 @@ pub(crate) fn supervise(
     const CHECK_MS: i32 = 200;
     let deadline = timeout.map(|t| Instant::now() + t);
     for fd in [&sp.stdout, &sp.stderr, &sp.ctl] {
-        set_nonblocking(fd);
+        sys::set_nonblocking(fd);
     }
     let mut streams = [
         Stream {
@@ -201,7 +181,7 @@ fn pump(
 ) {
     if w == 2 {
         if let Some(fd) = ctl.as_ref()
-            && read_available(fd, chunk, |d| ctl_buf.extend_from_slice(d))
+            && sys::read_available(fd, chunk, |d| ctl_buf.extend_from_slice(d))
         {
             *ctl = None;
         }
@@ -210,7 +190,7 @@ fn pump(
     let s = &mut streams[w];
     let Some(fd) = s.fd.as_ref() else { return };
     let mut buf = std::mem::take(&mut s.buf);
-    let eof = read_available(fd, chunk, |d| buf.extend_from_slice(d));
+    let eof = sys::read_available(fd, chunk, |d| buf.extend_from_slice(d));
     s.buf = buf;
     s.emit(output, eof);
     if eof {

@@ -74,18 +74,6 @@ pub fn read_some(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-pub fn read_to_end(fd: RawFd) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = read_some(fd, &mut buf)?;
-        if n == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-}
-
 /// Closes every descriptor except `keep` (and 0..=2, which exec replaces).
 ///
 /// The intermediate sandbox process never execs, so without this it would
@@ -215,4 +203,24 @@ pub fn write_proc_file(path: &std::ffi::CStr, content: &[u8]) -> Result<(), Stri
         )));
     }
     Ok(())
+}
+
+/// Reads everything available on a non-blocking fd; `true` at end of file.
+pub fn read_available(fd: &OwnedFd, chunk: &mut [u8], mut sink: impl FnMut(&[u8])) -> bool {
+    loop {
+        match read_some(fd.as_raw_fd(), chunk) {
+            Ok(0) => return true,
+            Ok(n) => sink(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+pub fn set_nonblocking(fd: &OwnedFd) {
+    // SAFETY: fcntl on our own descriptor.
+    unsafe {
+        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
 }
