@@ -14,7 +14,15 @@ use clap::Args;
 
 use super::GlobalOpts;
 
+/// Environment the registry client reads (shown under `--help`).
+pub(super) const ENV_HELP: &str = "Environment:
+  DOCKER_CONFIG               directory of the config.json with registry logins (default ~/.docker)
+  STRATA_INSECURE_REGISTRIES  comma-separated hosts to reach over plain HTTP
+  STRATA_REGISTRY_MIRROR      Docker Hub pull mirror, e.g. https://mirror.example:5000
+Loopback registries (localhost, 127.0.0.0/8, ::1) always use plain HTTP.";
+
 #[derive(Debug, Args)]
+#[command(after_help = ENV_HELP)]
 pub struct PullArgs {
     /// The image to pull: `busybox`, `127.0.0.1:5000/library/debian:bookworm-slim`,
     /// `name@sha256:…`.

@@ -11,9 +11,10 @@ use cache::transport::registry::{BlobPushed, push};
 use clap::Args;
 
 use super::GlobalOpts;
-use super::pull::registry_client;
+use super::pull::{ENV_HELP, registry_client};
 
 #[derive(Debug, Args)]
+#[command(after_help = ENV_HELP)]
 pub struct PushArgs {
     /// The local image to push.
     #[arg(value_name = "REF")]
