@@ -393,3 +393,30 @@ fn onbuild_runs_in_the_child_not_the_grandchild() {
         "triggers run once, in the child only"
     );
 }
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn run_mounts_cache_secret_tmpfs_bind_leave_no_trace() {
+    let c = Case::new(
+        "FROM BASE\nRUN --mount=type=cache,target=/cache echo run >> /cache/runs && cat /cache/runs | wc -l > /count\n\
+         RUN --mount=type=secret,id=tok,required=true cat /run/secrets/tok > /seen-secret\n\
+         RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && test -e /scratch/x\n\
+         RUN --mount=type=bind,source=ctx.txt,target=/ctx.txt cp /ctx.txt /copied\n",
+        &[("ctx.txt", "from the context"), ("tok.txt", "s3cret")],
+    );
+    let tok = c.ctx.join("tok.txt");
+    let b = c.build(&["--secret", &format!("id=tok,src={}", tok.display())]);
+    assert_eq!(b.text("/count").trim(), "1");
+    assert_eq!(b.text("/seen-secret"), "s3cret");
+    assert_eq!(b.text("/copied"), "from the context");
+    for p in ["/cache/runs", "/run/secrets/tok", "/scratch/x", "/ctx.txt"] {
+        assert!(!b.fs.contains_key(p), "{p} must not reach the image");
+    }
+    // The cache mount persists between builds of the same store.
+    let b = c.build(&[
+        "--no-cache",
+        "--secret",
+        &format!("id=tok,src={}", tok.display()),
+    ]);
+    assert_eq!(b.text("/count").trim(), "2");
+}

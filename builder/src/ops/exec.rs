@@ -143,13 +143,11 @@ impl Executor {
         layers: &[Layer],
         op: &frontend::ExecOp,
         network: crate::options::Network,
+        mounts: Vec<runtime::run_mounts::RunMount>,
         key: &str,
         opts: &WriteOptions,
         output: &mut dyn FnMut(&str),
     ) -> anyhow::Result<Option<Layer>> {
-        if !op.mounts.is_empty() {
-            return Err(crate::not_supported("RUN --mount"));
-        }
         if matches!(op.security, Some(frontend::Security::Insecure)) {
             return Err(crate::not_supported("RUN --security=insecure"));
         }
@@ -180,6 +178,7 @@ impl Executor {
         spec.cwd = op.cwd.clone();
         spec.user = op.user.clone();
         spec.network = net;
+        spec.mounts = mounts;
         let mut partial = Vec::new();
         let outcome = sandbox.run(&spec, &mut |_s: OutputStream, bytes: &[u8]| {
             partial.extend_from_slice(bytes);
@@ -205,7 +204,7 @@ impl Executor {
             cleanup(&snap_key);
             bail!("the command {:?} exited with {:?}", op.argv, outcome.exit);
         }
-        let excludes: Vec<PathBuf> = sandbox_mount_points(&[])
+        let excludes: Vec<PathBuf> = sandbox_mount_points(&spec.mounts)
             .into_iter()
             .map(|m| PathBuf::from(m.path))
             .collect();

@@ -4,6 +4,7 @@
 
 pub mod exec;
 pub mod file;
+pub mod mounts;
 pub mod source;
 
 use cache::digest::Digest;

@@ -124,9 +124,6 @@ fn build_inner(
     {
         return Err(crate::not_supported("--cache-to type=inline"));
     }
-    if !req.secrets.is_empty() || !req.ssh.is_empty() {
-        return Err(crate::not_supported("--secret / --ssh"));
-    }
     if !req.build_contexts.is_empty() {
         return Err(crate::not_supported("--build-context"));
     }
@@ -467,11 +464,18 @@ fn run_step(
                         v.remove(0);
                     }
                 };
+                let mounts = crate::ops::mounts::convert(
+                    &e.mounts,
+                    &ctx.req.context,
+                    &ctx.req.secrets,
+                    &ctx.req.ssh,
+                )?;
                 ctx.executor.run(
                     ctx.store,
                     &prev.layers,
                     e,
                     ctx.req.network,
+                    mounts,
                     &key,
                     &ctx.write_opts,
                     &mut out,

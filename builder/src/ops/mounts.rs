@@ -1,0 +1,109 @@
+//! RUN `--mount`s, from the frontend's description to the runtime's: cache
+//! and tmpfs mounts as they are, bind mounts of the build context, secrets
+//! looked up in `--secret`, ssh sockets from `--ssh`. Mounts from another
+//! stage or image are refused as not supported yet.
+//!
+//! A bind of the context exposes the context directory as it is on disk
+//! (BuildKit filters it through `.dockerignore` first): mounted read-only by
+//! default, and never part of the layer.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use frontend::runmount::{MountType, RunMount as FeMount, Sharing};
+use runtime::run_mounts::{
+    BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount, TmpfsMount,
+};
+
+use crate::options::{SecretSource, SecretSpec, SshSpec};
+
+/// Converts the mounts of one RUN.
+pub fn convert(
+    mounts: &[FeMount],
+    context: &Path,
+    secrets: &[SecretSpec],
+    ssh: &[SshSpec],
+) -> anyhow::Result<Vec<RunMount>> {
+    let mut out = Vec::new();
+    for (n, m) in mounts.iter().enumerate() {
+        if m.from.is_some() && !matches!(m.kind, MountType::Secret | MountType::Ssh) {
+            return Err(crate::not_supported(&format!(
+                "RUN --mount with from={} (mounting another stage or image)",
+                m.from.as_deref().unwrap_or("")
+            )));
+        }
+        let target = m.target.clone();
+        out.push(match m.kind {
+            MountType::Cache => RunMount::Cache(CacheMount {
+                id: m.id.clone(),
+                target: target
+                    .ok_or_else(|| anyhow::anyhow!("RUN --mount=type=cache needs target="))?,
+                sharing: match m.sharing {
+                    Some(Sharing::Private) => CacheSharing::Private,
+                    Some(Sharing::Locked) => CacheSharing::Locked,
+                    _ => CacheSharing::Shared,
+                },
+                from: None,
+                source: m.source.clone(),
+                mode: m.mode,
+                uid: m.uid,
+                gid: m.gid,
+                readonly: m.readonly,
+            }),
+            MountType::Bind => RunMount::Bind(BindMount {
+                from: context.to_path_buf(),
+                source: m.source.clone(),
+                target: target
+                    .ok_or_else(|| anyhow::anyhow!("RUN --mount=type=bind needs target="))?,
+                readwrite: !m.readonly,
+            }),
+            MountType::Tmpfs => RunMount::Tmpfs(TmpfsMount {
+                target: target
+                    .ok_or_else(|| anyhow::anyhow!("RUN --mount=type=tmpfs needs target="))?,
+                size: m.size,
+            }),
+            MountType::Secret => {
+                let id = m.id.clone().unwrap_or_default();
+                let value = match secrets.iter().find(|s| s.id == id) {
+                    None => None,
+                    Some(s) => Some(SecretValue(match &s.source {
+                        SecretSource::File(p) => std::fs::read(p).with_context(|| {
+                            format!("--secret id={id}: cannot read {}", p.display())
+                        })?,
+                        SecretSource::Env(v) => std::env::var(v)
+                            .with_context(|| {
+                                format!("--secret id={id}: the environment variable {v} is not set")
+                            })?
+                            .into_bytes(),
+                    })),
+                };
+                RunMount::Secret(SecretMount {
+                    id,
+                    target,
+                    env: m.env.clone(),
+                    required: m.required,
+                    mode: m.mode,
+                    uid: m.uid,
+                    gid: m.gid,
+                    value,
+                })
+            }
+            MountType::Ssh => {
+                let id = m.id.clone().unwrap_or_else(|| "default".into());
+                let socket = ssh.iter().find(|s| s.id == id).and_then(|s| {
+                    s.paths
+                        .first()
+                        .cloned()
+                        .or_else(|| std::env::var_os("SSH_AUTH_SOCK").map(Into::into))
+                });
+                RunMount::Ssh(SshMount {
+                    id: Some(id),
+                    target: target.or_else(|| Some(format!("/run/buildkit/ssh_agent.{n}"))),
+                    required: m.required,
+                    socket,
+                })
+            }
+        });
+    }
+    Ok(out)
+}
