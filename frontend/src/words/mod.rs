@@ -118,13 +118,12 @@ impl Lexer {
         })
     }
 
-    /// Expands a heredoc body (`COPY <<EOF` with an unquoted word): only
-    /// `$` expansions apply; quotes and escape characters are kept as they
-    /// are, as BuildKit does for heredoc content.
+    /// Expands a heredoc body (`COPY <<EOF` with an unquoted word): `$`
+    /// expansions and escapes apply, but quotes are ordinary characters, as
+    /// BuildKit does for heredoc content (`\$` gives `$`, `"x"` stays).
     pub fn process_heredoc(&self, body: &str, env: &dyn Env) -> Result<String, WordError> {
         let mut sw = Scanner::new(body, self.escape, env);
         sw.literal_quotes = true;
-        sw.raw_escapes = true;
         sw.run(body).map(|(s, _)| s)
     }
 
@@ -193,8 +192,6 @@ struct Scanner<'a> {
     unmatched: BTreeSet<String>,
     /// Quotes are ordinary characters (heredoc bodies).
     literal_quotes: bool,
-    /// Escape characters are kept in the output everywhere.
-    raw_escapes: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -207,16 +204,14 @@ impl<'a> Scanner<'a> {
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
             literal_quotes: false,
-            raw_escapes: false,
         }
     }
 
     fn run(&mut self, word: &str) -> Result<(String, Vec<String>), WordError> {
-        self.process_until(None, self.raw_escapes)
-            .map_err(|reason| WordError {
-                word: word.to_string(),
-                reason,
-            })
+        self.process_until(None, false).map_err(|reason| WordError {
+            word: word.to_string(),
+            reason,
+        })
     }
 
     fn peek(&self) -> Option<char> {
@@ -572,12 +567,12 @@ mod tests {
     }
 
     #[test]
-    fn heredoc_mode_keeps_quotes_and_escapes() {
+    fn heredoc_mode_keeps_quotes_processes_escapes() {
         let e = env(&[("A", "x")]);
         let got = Lexer::default()
-            .process_heredoc("'$A' \"$A\" \\$A\n", &e)
+            .process_heredoc("'$A' \"$A\" \\$A \\\\\n", &e)
             .unwrap();
-        assert_eq!(got, "'x' \"x\" \\$A\n");
+        assert_eq!(got, "'x' \"x\" $A \\\n");
     }
 
     #[test]
