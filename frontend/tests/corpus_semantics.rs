@@ -381,3 +381,31 @@ fn real_world_dockerfiles_parse_and_lower() {
         failures.join("\n")
     );
 }
+
+/// `instructions/cases.json` kind `duration-flag`: HEALTHCHECK duration
+/// limits, through a whole Dockerfile.
+#[test]
+fn healthcheck_duration_flag_cases() {
+    let cases = json("instructions/cases.json");
+    let mut n = 0;
+    for case in cases.as_array().expect("array") {
+        if case["kind"] != "duration-flag" {
+            continue;
+        }
+        n += 1;
+        let name = case["name"].as_str().unwrap_or("?");
+        let text = format!(
+            "FROM scratch\nHEALTHCHECK --{}={} CMD true\n",
+            case["flag"].as_str().expect("flag"),
+            case["input"].as_str().expect("input")
+        );
+        let got = lower_text(&text, &BuildOptions::default());
+        match (case["expect"]["error_contains"].as_str(), got) {
+            (None, Ok(_)) => {}
+            (None, Err(e)) => panic!("{name}: unexpected error {e}"),
+            (Some(needle), Err(e)) => assert!(e.message.contains(needle), "{name}: {e}"),
+            (Some(_), Ok(_)) => panic!("{name}: accepted"),
+        }
+    }
+    assert_eq!(n, 3);
+}
