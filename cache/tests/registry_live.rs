@@ -305,3 +305,63 @@ fn an_index_is_pulled_per_platform_and_pushed_back_byte_identically() {
         "{msg}"
     );
 }
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment (registry on 127.0.0.1:5000)"]
+fn an_image_whose_base_layers_were_never_downloaded_pushes_via_its_origins() {
+    let reg = require_registry();
+    let client = RegistryClient::new(ClientOptions::anonymous());
+    let base = Reference::parse(&format!("{reg}/library/debian:bookworm-slim")).expect("ref");
+    let run = unique();
+    // The same registry under another name: to the client that is another
+    // registry, so the missing layer is fetched from it and uploaded.
+    let port = reg.rsplit_once(':').map_or("5000", |(_, p)| p).to_string();
+    let elsewhere =
+        Reference::parse(&format!("localhost:{port}/library/debian:bookworm-slim")).expect("ref");
+    for (origin, want) in [
+        (&base, BlobPushed::Mounted),
+        (&elsewhere, BlobPushed::Chunked),
+    ] {
+        let root = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(root.path()).expect("store");
+        // As a cache-hit build has it: manifest and config, no layers.
+        let remote = resolve_remote(&client, &base, &Platform::default()).expect("resolve");
+        remote.store_metadata(&store).expect("metadata");
+        assert!(!store.blobs().has(&remote.layers()[0].digest));
+        let local = Reference::parse("example.invalid/lazy/debian:x").expect("ref");
+        store.tag_image(&local, remote.top_digest()).expect("tag");
+        let dest = Reference::parse(&format!(
+            "{reg}/strata-test/{run}/lazy-{}:v1",
+            want_name(want)
+        ))
+        .expect("ref");
+        let mut o = ClientOptions::anonymous();
+        o.chunk_threshold = 1 << 20;
+        let client = RegistryClient::new(o);
+        let report = cache::transport::registry::push_with_origins(
+            &client,
+            &store,
+            &local,
+            &dest,
+            std::slice::from_ref(origin),
+        )
+        .expect("push with origins");
+        let layer_how = report
+            .blobs
+            .iter()
+            .find(|(d, _)| *d == remote.layers()[0].digest)
+            .map(|(_, h)| *h);
+        assert_eq!(layer_how, Some(want), "{origin}");
+        assert_eq!(
+            skopeo_raw(&format!("{reg}/{}:v1", dest.repository())),
+            remote.manifest.bytes
+        );
+    }
+}
+
+fn want_name(b: BlobPushed) -> &'static str {
+    match b {
+        BlobPushed::Mounted => "mounted",
+        _ => "uploaded",
+    }
+}

@@ -87,10 +87,7 @@ pub enum RegistryError {
     Credentials { path: String, why: String },
     /// Local I/O while streaming (the destination writer or the upload source).
     #[error("{context}: {cause}")]
-    Io {
-        context: String,
-        cause: io::Error,
-    },
+    Io { context: String, cause: io::Error },
     /// The local store refused or failed (its message names the path or blob).
     #[error(transparent)]
     Store(#[from] crate::error::Error),

@@ -35,5 +35,5 @@ pub use pull::{
     PullEvent, PullReport, RemoteImage, fetch_blob, fetch_blob_by_digest,
     fetch_manifest_and_config, pull, pull_with_progress, resolve_remote,
 };
-pub use push::{PushReport, push, push_store_blob};
+pub use push::{PushReport, push, push_store_blob, push_with_origins};
 pub use upload::{BlobPushed, BlobSource, MountOutcome};

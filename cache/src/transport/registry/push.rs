@@ -10,8 +10,8 @@
 use super::client::{RegistryClient, Repo};
 use super::error::{RegistryError, Result};
 use super::manifest::effective_media_type;
-use super::pull::{registry_ref, repo_of};
-use super::upload::BlobPushed;
+use super::pull::{fetch_blob, registry_ref, repo_of};
+use super::upload::{BlobPushed, MountOutcome};
 use crate::digest::Digest;
 use crate::image::{Descriptor, MAX_MANIFEST_SIZE, Manifest, ParsedManifest};
 use crate::reference::Reference;
@@ -35,15 +35,29 @@ pub fn push(
     source: &Reference,
     dest: &Reference,
 ) -> Result<PushReport> {
+    push_with_origins(client, store, source, dest, &[])
+}
+
+/// [`push`] for an image whose blobs may also be found in `origins` — the
+/// base images it was built `FROM`. A blob the store lacks (a base layer a
+/// build never downloaded) is mounted from an origin on the destination's
+/// registry, or fetched (verified) from an origin elsewhere and uploaded;
+/// blobs the store has are still mounted when an origin on the same
+/// registry allows it.
+pub fn push_with_origins(
+    client: &RegistryClient,
+    store: &Store,
+    source: &Reference,
+    dest: &Reference,
+    origins: &[Reference],
+) -> Result<PushReport> {
     let top = store.resolve_digest(source)?.ok_or_else(|| {
         RegistryError::Other(format!(
             "no image named {source} in the local store: pull or build it first (see `strata images`)"
         ))
     })?;
     let repo = repo_of(dest);
-    let mount_from = (source.registry() == dest.registry()
-        && source.repository() != dest.repository())
-    .then(|| source.repository().to_string());
+    let origins = Origins::new(source, dest, origins);
     let mut report = PushReport::default();
     let raw = store.blobs().read_verified(&top, MAX_MANIFEST_SIZE)?;
     let parsed = ParsedManifest::parse(&raw, None, &format!("manifest {top} of {source}"))?;
@@ -74,7 +88,7 @@ pub fn push(
             let what = format!("manifest {} of {source}", child.digest);
             match ParsedManifest::parse(&child_raw, Some(&child.media_type), &what)? {
                 ParsedManifest::Image(m) => {
-                    push_image_blobs(client, store, &repo, &m, mount_from.as_deref(), &mut report)?;
+                    push_image_blobs(client, store, &repo, &m, &origins, &mut report)?;
                     let mt = if child.media_type.is_empty() {
                         effective_media_type(None, &ParsedManifest::Image(m))
                     } else {
@@ -91,7 +105,7 @@ pub fn push(
             }
         }
     } else if let ParsedManifest::Image(m) = &parsed {
-        push_image_blobs(client, store, &repo, m, mount_from.as_deref(), &mut report)?;
+        push_image_blobs(client, store, &repo, m, &origins, &mut report)?;
     }
     let media_type = effective_media_type(None, &parsed);
     let pushed = client.put_manifest(&repo, &registry_ref(dest), &media_type, &raw)?;
@@ -100,20 +114,84 @@ pub fn push(
     Ok(report)
 }
 
+/// Other places a pushed image's blobs live.
+struct Origins {
+    /// Repositories on the destination's registry to mount from.
+    mount_from: Vec<String>,
+    /// Images on other registries to fetch missing blobs from.
+    remote: Vec<Reference>,
+}
+
+impl Origins {
+    fn new(source: &Reference, dest: &Reference, extra: &[Reference]) -> Origins {
+        let mut o = Origins {
+            mount_from: Vec::new(),
+            remote: Vec::new(),
+        };
+        for r in std::iter::once(source).chain(extra.iter()) {
+            if r.registry() == dest.registry() {
+                let repo = r.repository().to_string();
+                if repo != dest.repository() && !o.mount_from.contains(&repo) {
+                    o.mount_from.push(repo);
+                }
+            } else if !std::ptr::eq(r, source) {
+                // The source name is local; only real origins are fetched from.
+                o.remote.push(r.clone());
+            }
+        }
+        o
+    }
+}
+
 /// Config and layers of one image manifest.
 fn push_image_blobs(
     client: &RegistryClient,
     store: &Store,
     repo: &Repo,
     m: &Manifest,
-    mount_from: Option<&str>,
+    origins: &Origins,
     report: &mut PushReport,
 ) -> Result<()> {
     for blob in std::iter::once(&m.config).chain(m.layers.iter()) {
-        let how = push_store_blob(client, store, repo, blob, mount_from)?;
+        let how = ensure_blob(client, store, repo, blob, origins)?;
         report.blobs.push((blob.digest.clone(), how));
     }
     Ok(())
+}
+
+/// One blob into `repo`: present, mounted, or uploaded — fetching it from a
+/// remote origin first if the store lacks it.
+fn ensure_blob(
+    client: &RegistryClient,
+    store: &Store,
+    repo: &Repo,
+    blob: &Descriptor,
+    origins: &Origins,
+) -> Result<BlobPushed> {
+    if !store.blobs().has(&blob.digest) {
+        if client.blob_exists(repo, &blob.digest)?.is_some() {
+            return Ok(BlobPushed::Existed);
+        }
+        for from in &origins.mount_from {
+            if client.mount_blob(repo, &blob.digest, from)? == MountOutcome::Mounted {
+                return Ok(BlobPushed::Mounted);
+            }
+        }
+        for origin in &origins.remote {
+            match fetch_blob(client, store, origin, blob) {
+                Ok(_) => break,
+                Err(RegistryError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    push_store_blob(
+        client,
+        store,
+        repo,
+        blob,
+        origins.mount_from.first().map(String::as_str),
+    )
 }
 
 /// Makes sure `repo` has a blob of the local store: skipped if present,
@@ -133,7 +211,7 @@ pub fn push_store_blob(
             return Ok(BlobPushed::Existed);
         }
         if let Some(from) = mount_from
-            && client.mount_blob(repo, &blob.digest, from)? == super::upload::MountOutcome::Mounted
+            && client.mount_blob(repo, &blob.digest, from)? == MountOutcome::Mounted
         {
             return Ok(BlobPushed::Mounted);
         }
