@@ -57,14 +57,10 @@ impl CredentialStore {
     /// Loads `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`. A
     /// missing file means no credentials (anonymous access), not an error.
     pub fn from_env() -> Result<Self> {
-        let path = match std::env::var_os("DOCKER_CONFIG").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir).join("config.json"),
-            None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-                Some(h) => PathBuf::from(h).join(".docker/config.json"),
-                None => return Ok(CredentialStore::default()),
-            },
-        };
-        Self::from_file(&path)
+        match config_path(std::env::var_os("DOCKER_CONFIG"), std::env::var_os("HOME")) {
+            Some(path) => Self::from_file(&path),
+            None => Ok(CredentialStore::default()),
+        }
     }
 
     /// Loads a Docker `config.json`; a missing file gives an empty store.
@@ -171,6 +167,22 @@ fn decode_entry(
             password: p.to_string(),
         })),
         _ => Ok(None),
+    }
+}
+
+/// Where Docker keeps logins: `$DOCKER_CONFIG/config.json`, else
+/// `$HOME/.docker/config.json` (empty variables count as unset).
+pub fn config_path(
+    docker_config: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    match (
+        docker_config.filter(|v| !v.is_empty()),
+        home.filter(|v| !v.is_empty()),
+    ) {
+        (Some(dir), _) => Some(PathBuf::from(dir).join("config.json")),
+        (None, Some(h)) => Some(PathBuf::from(h).join(".docker/config.json")),
+        (None, None) => None,
     }
 }
 
@@ -326,6 +338,22 @@ mod tests {
         assert!(CredentialStore::parse(r#"{"auths":{"h":{"auth":"!!"}}}"#).is_err());
         assert!(CredentialStore::parse(r#"{"auths":{"h":{"auth":"bm9jb2xvbg=="}}}"#).is_err());
         assert!(CredentialStore::parse("not json").is_err());
+    }
+
+    #[test]
+    fn docker_config_wins_over_home_and_missing_files_mean_anonymous() {
+        assert_eq!(
+            config_path(Some("/cfg".into()), Some("/home/u".into())),
+            Some(PathBuf::from("/cfg/config.json"))
+        );
+        assert_eq!(
+            config_path(Some("".into()), Some("/home/u".into())),
+            Some(PathBuf::from("/home/u/.docker/config.json"))
+        );
+        assert_eq!(config_path(None, None), None);
+        let t = std::env::temp_dir().join(format!("strata-no-config-{}", std::process::id()));
+        let s = CredentialStore::from_file(&t.join("config.json")).expect("missing is fine");
+        assert!(s.get("docker.io").is_none());
     }
 
     #[test]
