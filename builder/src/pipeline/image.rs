@@ -66,3 +66,55 @@ pub fn created_now() -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_keeps_docker_fields_and_marks_empty_layers() {
+        let mut cfg = frontend::ImageConfig::default();
+        cfg.healthcheck = Some(frontend::Healthcheck {
+            test: vec!["CMD".into(), "true".into()],
+            ..Default::default()
+        });
+        cfg.on_build = vec!["RUN echo".into()];
+        cfg.shell = vec!["/bin/sh".into(), "-c".into()];
+        cfg.stop_signal = "SIGTERM".into();
+        let layer = Layer {
+            desc: cache::image::Descriptor::new(
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                cache::digest::Digest::of(b"blob"),
+                4,
+            ),
+            diff_id: cache::digest::Digest::of(b"tar"),
+            origin: None,
+        };
+        let history = [
+            HistoryEntry {
+                created_by: "ENV A=1".into(),
+                comment: String::new(),
+                empty_layer: true,
+                created: "t1".into(),
+            },
+            HistoryEntry {
+                created_by: "RUN x".into(),
+                comment: String::new(),
+                empty_layer: false,
+                created: "t2".into(),
+            },
+        ];
+        let base = vec![json!({"created": "t0", "created_by": "base"})];
+        let bytes = config_json(&cfg, None, &base, &history, &[layer.clone()], "t2").unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["config"]["Healthcheck"]["Test"], json!(["CMD", "true"]));
+        assert_eq!(v["config"]["OnBuild"], json!(["RUN echo"]));
+        assert_eq!(v["config"]["Shell"], json!(["/bin/sh", "-c"]));
+        assert_eq!(v["config"]["StopSignal"], "SIGTERM");
+        assert_eq!(v["rootfs"]["diff_ids"], json!([layer.diff_id.to_string()]));
+        assert_eq!(v["history"].as_array().unwrap().len(), 3);
+        assert_eq!(v["history"][1]["empty_layer"], true);
+        assert!(v["history"][2].get("empty_layer").is_none());
+        assert_eq!(v["created"], "t2");
+    }
+}

@@ -132,3 +132,67 @@ impl Plan {
         format!("{file}:{line}:{col}: {}", self.progress_name(graph, v))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(df: &str, target: Option<&str>) -> BuildGraph {
+        let parsed = frontend::parse("Dockerfile", df).expect("parses");
+        let opts = frontend::BuildOptions {
+            target: target.map(str::to_string),
+            ..Default::default()
+        };
+        frontend::lower(&parsed, &opts, &frontend::EmptyResolver).expect("lowers")
+    }
+
+    #[test]
+    fn stages_chain_and_copy_from_depends_on_the_source_stage() {
+        let g = graph(
+            "FROM busybox AS a\nRUN echo a\nFROM busybox AS b\nRUN echo b\nFROM a\nCOPY --from=b /x /x\nRUN echo c\n",
+            None,
+        );
+        let p = plan(&g).unwrap();
+        // a: base + run; b: base + run; final: base(stage a) + copy + run
+        assert_eq!(p.nodes.len(), 7);
+        let copy = p
+            .nodes
+            .iter()
+            .position(|n| matches!(n.op, Vertex::Step { step: 0, .. }) && n.deps.len() == 2)
+            .expect("the COPY --from vertex has two inputs");
+        assert_eq!(p.nodes[copy].deps.len(), 2);
+        assert_eq!(p.target, 6);
+        // The final stage's base is stage a's last vertex.
+        let final_base = p
+            .nodes
+            .iter()
+            .position(|n| n.op == Vertex::Base { stage: 2 })
+            .unwrap();
+        assert_eq!(p.nodes[final_base].deps, vec![1]);
+    }
+
+    #[test]
+    fn identical_steps_on_identical_bases_share_a_digest() {
+        let g = graph(
+            "FROM busybox AS a\nRUN make\nFROM busybox AS b\nRUN make\nFROM scratch\nCOPY --from=a /o /a\nCOPY --from=b /o /b\n",
+            None,
+        );
+        let p = plan(&g).unwrap();
+        assert_eq!(
+            p.nodes[1].digest, p.nodes[3].digest,
+            "the two RUN make run once"
+        );
+        assert_ne!(p.nodes[5].digest, p.nodes[6].digest);
+    }
+
+    #[test]
+    fn progress_names_follow_buildkit() {
+        let g = graph("FROM busybox\nRUN echo hi\n", None);
+        let p = plan(&g).unwrap();
+        assert_eq!(p.progress_name(&g, &p.nodes[1].op), "[2/2] RUN echo hi");
+        assert_eq!(
+            p.describe(&g, &p.nodes[1].op, "Dockerfile"),
+            "Dockerfile:2:1: [2/2] RUN echo hi"
+        );
+    }
+}
