@@ -716,3 +716,32 @@ fn the_step_starts_with_default_signal_handling() {
         vec!["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"]
     );
 }
+
+#[test]
+fn a_subuid_range_is_mapped_once_and_shared() {
+    let fx = Fixture::new(UsernsMode::Subuid);
+    let script = "readlink /proc/self/ns/user; readlink /proc/self/ns/mnt; cat /proc/self/uid_map";
+    let (ov, _) = fx.overlay("a");
+    let a = fx.stdout(&fx.spec(ov.clone(), script));
+    let b = fx.stdout(&fx.spec(ov, script));
+    assert_eq!(a[0], b[0], "both steps run in the build's user namespace");
+    assert_ne!(a[1], b[1], "each step has its own mount namespace");
+    let maps: Vec<Vec<&str>> = a[2..]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let (uid, _) = fx.sandbox.mapping().caller();
+    assert_eq!(
+        maps,
+        vec![
+            vec!["0", &uid.to_string(), "1"],
+            vec!["1", "100000", "65536"]
+        ]
+    );
+    let m = fx.sandbox.mapping().clone();
+    let inside = run_in_userns(&m, || {
+        fs::read_link("/proc/self/ns/user").map(|p| p.display().to_string())
+    })
+    .unwrap();
+    assert_eq!(inside, a[0]);
+}

@@ -12,9 +12,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::detect::{HostCapabilities, SubidRange};
-use crate::sandbox::sys;
+use crate::sandbox::{shared_userns, sys};
 
 /// The `--userns` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -161,6 +162,17 @@ impl IdMapping {
     /// Everything the forked child and the parent need to apply the maps,
     /// computed before fork.
     pub(crate) fn plan(&self) -> Result<MapPlan, String> {
+        if self.is_range()
+            && let Ok(ns) = shared_userns::get(self)
+        {
+            return Ok(MapPlan::Shared(ns));
+        }
+        self.plan_fresh()
+    }
+
+    /// A plan that creates and maps a new user namespace (for a range: with
+    /// newuidmap/newgidmap run by the parent).
+    pub(crate) fn plan_fresh(&self) -> Result<MapPlan, String> {
         match self {
             IdMapping::Single { uid, gid } => Ok(MapPlan::Single {
                 uid_map: format!("0 {uid} 1\n").into_bytes(),
@@ -190,8 +202,13 @@ pub(crate) struct RangeSync {
 }
 
 pub(crate) enum MapPlan {
-    Single { uid_map: Vec<u8>, gid_map: Vec<u8> },
+    Single {
+        uid_map: Vec<u8>,
+        gid_map: Vec<u8>,
+    },
     Range(RangeSync),
+    /// Join the process-wide, already mapped user namespace of this range.
+    Shared(Arc<OwnedFd>),
 }
 
 impl MapPlan {
@@ -200,14 +217,27 @@ impl MapPlan {
         match self {
             MapPlan::Single { .. } => vec![],
             MapPlan::Range(s) => vec![s.child_ready_w.as_raw_fd(), s.parent_done_r.as_raw_fd()],
+            MapPlan::Shared(ns) => vec![ns.as_raw_fd()],
         }
     }
 
     /// Child side, right after fork: unshares a user namespace (plus
     /// `extra_flags`), gets it mapped, and becomes uid/gid 0 inside.
     pub(crate) fn enter(&self, extra_flags: libc::c_int) -> Result<(), String> {
+        let user_flag = if let MapPlan::Shared(ns) = self {
+            // The caller owns that namespace, which gives it every capability
+            // there; joining needs a single-threaded process (we just forked).
+            // SAFETY: setns on a valid user-namespace descriptor.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUSER) } != 0 {
+                return Err(sys::errno_msg("joining the build's user namespace (setns)"));
+            }
+            0
+        } else {
+            libc::CLONE_NEWUSER
+        };
         // SAFETY: unshare with constant flags.
-        if unsafe { libc::unshare(libc::CLONE_NEWUSER | extra_flags) } != 0 {
+        if (user_flag | extra_flags) != 0 && unsafe { libc::unshare(user_flag | extra_flags) } != 0
+        {
             let e = sys::last_os_error();
             return Err(format!(
                 "cannot create the sandbox namespaces (unshare: {e}); unprivileged user \
@@ -220,6 +250,7 @@ impl MapPlan {
                 sys::write_proc_file(c"/proc/self/uid_map", uid_map)?;
                 sys::write_proc_file(c"/proc/self/gid_map", gid_map)?;
             }
+            MapPlan::Shared(_) => {}
             MapPlan::Range(s) => {
                 sys::write_all(s.child_ready_w.as_raw_fd(), b"R")
                     .map_err(|e| format!("id map sync: {e}"))?;
@@ -239,7 +270,8 @@ impl MapPlan {
             if libc::setresuid(0, 0, 0) != 0 {
                 return Err(sys::errno_msg("setresuid(0) in the new user namespace"));
             }
-            if matches!(self, MapPlan::Range(_)) && libc::setgroups(0, std::ptr::null()) != 0 {
+            if !matches!(self, MapPlan::Single { .. }) && libc::setgroups(0, std::ptr::null()) != 0
+            {
                 return Err(sys::errno_msg("setgroups([]) in the new user namespace"));
             }
         }

@@ -54,6 +54,7 @@ pub(crate) mod namespaces;
 pub mod network;
 pub(crate) mod overlay;
 pub(crate) mod process;
+pub(crate) mod shared_userns;
 pub mod stubs;
 pub(crate) mod supervise;
 pub(crate) mod sys;

@@ -12,6 +12,7 @@ use runtime::{RootfsSpec, RunOutcome, SandboxError};
 pub const APPLETS: &[&str] = &[
     "sh", "id", "echo", "cat", "chown", "ls", "wget", "nc", "sleep", "ip", "true", "false", "stat",
     "mkdir", "touch", "rm", "grep", "test", "uname", "hostname", "env", "pwd", "find", "wc",
+    "readlink",
 ];
 
 /// `<dir>/bin/busybox` + applet symlinks, /etc/passwd with root and nobody.
