@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 
 use super::GlobalOpts;
+use super::not_yet::not_supported;
 use crate::options::{
     BuildRequest, DockerfileSource, OutputKind, OutputSpec, parse_build_args, parse_labels,
 };
@@ -196,7 +197,7 @@ impl BuildFlags {
                 p.parse().map_err(|e| anyhow::anyhow!("--platform: {e}"))?;
             let native = frontend::graph::Platform::native();
             if want.os != native.os || want.architecture != native.architecture {
-                return Err(crate::not_supported(&format!(
+                return Err(not_supported(&format!(
                     "--platform {want}: strata builds only for the native platform {native} (no emulation)"
                 )));
             }
