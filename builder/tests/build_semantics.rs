@@ -420,3 +420,23 @@ fn run_mounts_cache_secret_tmpfs_bind_leave_no_trace() {
     ]);
     assert_eq!(b.text("/count").trim(), "2");
 }
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn named_build_contexts_dir_and_image() {
+    let c = Case::new(
+        "FROM base-alias\nCOPY --from=extra data.txt /data.txt\n",
+        &[],
+    );
+    let extra = c.ctx.parent().unwrap().join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(extra.join("data.txt"), "named").unwrap();
+    let b = c.build(&[
+        "--build-context",
+        &format!("extra={}", extra.display()),
+        "--build-context",
+        &format!("base-alias=docker-image://{}", base()),
+    ]);
+    assert_eq!(b.text("/data.txt"), "named");
+    b.file("/bin/busybox");
+}

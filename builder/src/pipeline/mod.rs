@@ -23,7 +23,7 @@ use crate::context::dockerignore::{self, Matcher};
 use crate::context::select::{CopySpec, select};
 use crate::ops::exec::Executor;
 use crate::ops::{CachedResult, Layer, file, source};
-use crate::options::{BuildRequest, DockerfileSource};
+use crate::options::{BuildRequest, DockerfileSource, NamedContextSource};
 use crate::progress::{Event, EventKind, Sink, Summary};
 use crate::solver::cache_key::{KeyInputs, cache_key, definition_digest};
 use crate::solver::explain::{MissReason, RecordStore, StepRecord, explain};
@@ -109,6 +109,18 @@ struct Ctx<'a> {
     imported: remote_cache::Imported,
     /// Every step result of this build, for `--cache-to`.
     results: Mutex<BTreeMap<String, CachedResult>>,
+    /// `--build-context` names.
+    named: BTreeMap<String, NamedContextSource>,
+}
+
+impl Ctx<'_> {
+    /// The image a name stands for (`--build-context name=docker-image://REF`).
+    fn real_ref(&self, name: &str) -> String {
+        match self.named.get(&name.to_ascii_lowercase()) {
+            Some(NamedContextSource::Image(r)) => r.clone(),
+            _ => name.to_string(),
+        }
+    }
 }
 
 fn build_inner(
@@ -124,9 +136,11 @@ fn build_inner(
     {
         return Err(crate::not_supported("--cache-to type=inline"));
     }
-    if !req.build_contexts.is_empty() {
-        return Err(crate::not_supported("--build-context"));
-    }
+    let named: BTreeMap<String, NamedContextSource> = req
+        .build_contexts
+        .iter()
+        .map(|c| (c.name.clone(), c.source.clone()))
+        .collect();
     let (file_name, text, df_path) = match &req.dockerfile {
         DockerfileSource::Stdin => {
             let mut s = String::new();
@@ -145,7 +159,10 @@ fn build_inner(
     let store = Store::open(&req.root)
         .with_context(|| format!("opening the store {}", req.root.display()))?;
     let df = frontend::parse(&file_name, &text).map_err(|d| anyhow!("{d}"))?;
-    let resolver = resolver::StoreResolver::new(&store, req.pull);
+    let mut resolver = resolver::StoreResolver::new(&store, req.pull);
+    for (name, src) in &named {
+        resolver.aliases.insert(name.clone(), src.clone());
+    }
     let opts = frontend::BuildOptions {
         build_args: req.build_args.clone(),
         target: req.target.clone(),
@@ -193,6 +210,7 @@ fn build_inner(
             }
         }),
         results: Mutex::new(BTreeMap::new()),
+        named,
     };
     let outputs = schedule::run(
         &plan.nodes,
@@ -274,7 +292,7 @@ fn run_vertex(
                         ..Default::default()
                     });
                     emit(ctx, i, EventKind::Started { name: name.clone() });
-                    let layers = source::image_layers(ctx.store, reference, digest)?;
+                    let layers = source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?;
                     emit(ctx, i, EventKind::Finished);
                     Ok(FsState {
                         key,
@@ -317,6 +335,7 @@ fn run_step(
     let mut ctx_sum = None;
     let mut ov = Overrides::default();
     let mut image_source: Option<(String, String)> = None;
+    let mut sel_root = ctx.req.context.clone();
     match &step.op {
         Op::Exec(e) => {
             for (k, v) in &e.env {
@@ -329,10 +348,44 @@ fn run_step(
                 (ov.uid, ov.gid) = file::resolve_owner(ctx.store, &prev.layers, c)?;
                 ov.explicit_owner = true;
             }
-            if let CopySource::Image { reference } = &f.from {
-                let r = resolver::resolve_for_copy(ctx.store, reference, ctx.req.pull)?;
+            // `--build-context name=DIR`: COPY --from=name reads that
+            // directory like a second context (with its own .dockerignore).
+            let named_dir = match &f.from {
+                CopySource::Image { reference } => {
+                    match ctx.named.get(&reference.to_ascii_lowercase()) {
+                        Some(NamedContextSource::Dir(d)) => Some(d.clone()),
+                        Some(NamedContextSource::OciLayout(_)) => {
+                            return Err(crate::not_supported(
+                                "--build-context NAME=oci-layout://PATH",
+                            ));
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            if let (CopySource::Image { reference }, None) = (&f.from, &named_dir) {
+                let r =
+                    resolver::resolve_for_copy(ctx.store, &ctx.real_ref(reference), ctx.req.pull)?;
                 facts.insert("base".into(), r.clone());
                 image_source = Some((reference.clone(), r));
+            }
+            if let Some(dir) = &named_dir {
+                let (ignore, _) = dockerignore::load_for_build(dir, None)?;
+                let mut spec = CopySpec::new(f.sources.clone(), &f.dest);
+                spec.excludes = f.exclude.clone();
+                spec.parents = f.parents;
+                let sel = select(dir, &ignore, &spec)?;
+                let sum = checksum_selection(dir, &sel, &ov, &ChecksumIndex::in_memory())?;
+                for (e, c) in sel.entries.iter().zip(&sum.contents) {
+                    facts.insert(
+                        format!("context:{}:{}", dir.display(), e.rel),
+                        format!("{c} {:o}", e.image_mode()),
+                    );
+                }
+                ctx_sum = Some(sum.checksum.clone());
+                context_sel = Some(sel);
+                sel_root = dir.clone();
             }
             if f.kind != FileKind::Mkdir
                 && matches!(f.from, CopySource::Context)
@@ -486,11 +539,11 @@ fn run_step(
             }
             Op::File(f) => {
                 let (root, sel, preserve, _tmp) = match (&f.from, context_sel) {
-                    (CopySource::Context, Some(sel)) => (ctx.req.context.clone(), sel, false, None),
+                    (_, Some(sel)) => (sel_root.clone(), sel, false, None),
                     (CopySource::Stage { .. } | CopySource::Image { .. }, _) => {
                         let layers = match (&f.from, &image_source) {
                             (CopySource::Image { .. }, Some((reference, digest))) => {
-                                source::image_layers(ctx.store, reference, digest)?
+                                source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?
                             }
                             _ => inputs
                                 .get(1)

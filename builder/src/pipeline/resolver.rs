@@ -14,6 +14,8 @@ pub struct StoreResolver<'a> {
     /// What was resolved (reference → manifest digest), for the summary and
     /// metadata file.
     pub resolved: Mutex<Vec<(String, String)>>,
+    /// `--build-context` names (lower-case) and what they stand for.
+    pub aliases: std::collections::BTreeMap<String, crate::options::NamedContextSource>,
 }
 
 impl<'a> StoreResolver<'a> {
@@ -22,6 +24,7 @@ impl<'a> StoreResolver<'a> {
             store,
             pull,
             resolved: Mutex::new(Vec::new()),
+            aliases: Default::default(),
         }
     }
 
@@ -64,8 +67,17 @@ impl ImageResolver for StoreResolver<'_> {
                 "{reference}: not supported yet: building for {platform} (only the native platform)"
             ));
         }
-        self.lookup(reference)
-            .map_err(|e| format!("cannot resolve base image {reference}: {e:#}"))
+        let target = match self.aliases.get(&reference.to_ascii_lowercase()) {
+            Some(crate::options::NamedContextSource::Image(r)) => r.clone(),
+            Some(_) => {
+                return Err(format!(
+                    "not supported yet: FROM {reference} where --build-context names a directory or OCI layout; use NAME=docker-image://REF"
+                ));
+            }
+            None => reference.to_string(),
+        };
+        self.lookup(&target)
+            .map_err(|e| format!("cannot resolve base image {target}: {e:#}"))
     }
 }
 
