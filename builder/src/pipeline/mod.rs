@@ -436,18 +436,29 @@ fn run_step(
             .as_ref()
             .is_some_and(|n| ctx.req.no_cache_filter.contains(n))
         || ctx.req.no_cache_filter.contains(&st.id.to_string());
-    let local_hit = if disabled {
-        None
-    } else {
-        ctx.store
+    let lookup_local = || -> anyhow::Result<Option<CachedResult>> {
+        if disabled {
+            return Ok(None);
+        }
+        Ok(ctx
+            .store
             .cache_get(&key)?
             .and_then(|raw| serde_json::from_slice::<CachedResult>(&raw).ok())
             .filter(|hit| {
                 hit.layer
                     .as_ref()
                     .is_none_or(|l| ctx.store.blobs().has(&l.desc.digest))
-            })
+            }))
     };
+    let mut local_hit = lookup_local()?;
+    // Another strata process on this store may be running the very same
+    // step: take the key's lock (waiting for it), then look again, so the
+    // step runs once and the second process finds its result.
+    let mut _key_lock = None;
+    if local_hit.is_none() {
+        _key_lock = Some(ctx.store.lock_key(&key)?);
+        local_hit = lookup_local()?;
+    }
     let hit = match local_hit {
         Some(h) => Some(h),
         None if !disabled => ctx.imported.take(ctx.store, &key).inspect(|h| {
