@@ -350,7 +350,23 @@ fn sigkill_of_strata_leaves_no_process_and_no_mount() {
             .any(|l| l.contains("overlay") && l.contains("strata")),
         "{mountinfo}"
     );
-    let _ = fs::remove_dir_all(helper_tmp);
+    // Its scratch dir is garbage now; the next sandbox on that state dir removes it.
+    let state = std::path::Path::new(&helper_tmp).join("state");
+    let runs = || {
+        list_tree(&state)
+            .into_iter()
+            .filter(|e| !e.contains('/'))
+            .count()
+    };
+    assert_eq!(runs(), 1, "the killed step's run dir");
+    let sb = runtime::Sandbox::new(runtime::SandboxOptions {
+        userns: UsernsMode::Auto,
+        state_dir: state.clone(),
+        cache_dir: None,
+    })
+    .unwrap();
+    assert_eq!(runs(), 0, "stale run dirs are removed");
+    runtime::remove_tree_in_userns(sb.mapping(), std::path::Path::new(&helper_tmp)).unwrap();
 }
 
 #[test]

@@ -54,6 +54,7 @@ pub(crate) mod namespaces;
 pub mod network;
 pub(crate) mod overlay;
 pub(crate) mod process;
+pub(crate) mod rundir;
 pub(crate) mod shared_userns;
 pub mod stubs;
 pub(crate) mod supervise;
@@ -70,7 +71,7 @@ use std::time::{Duration, Instant};
 use crate::detect::HostCapabilities;
 use crate::rootfs::RootfsSpec;
 use crate::run_mounts::{self, MountContext, RunMount};
-use crate::userns::{remove_tree, remove_tree_in_userns, run_in_userns};
+use crate::userns::run_in_userns;
 
 pub use idmap::{IdMapping, UsernsMode};
 pub use network::Network;
@@ -245,6 +246,8 @@ impl Sandbox {
                 opts.state_dir.display()
             ))
         })?;
+        // Scratch dirs of steps whose strata was killed (best effort).
+        rundir::remove_stale(&opts.state_dir, &mapping);
         Ok(Sandbox {
             host,
             mapping,
@@ -295,25 +298,16 @@ impl Sandbox {
         output: &mut dyn FnMut(OutputStream, &[u8]),
     ) -> Result<RunOutcome, SandboxError> {
         let start = Instant::now();
-        let run_dir = tempfile::Builder::new()
-            .prefix("run-")
-            .tempdir_in(&self.state_dir)
-            .map_err(|e| {
-                SandboxError::Setup(format!(
-                    "creating a run dir in {}: {e}",
-                    self.state_dir.display()
-                ))
-            })?
-            .keep();
+        let run = rundir::create(&self.state_dir).map_err(SandboxError::Setup)?;
+        let run_dir = run.path.clone();
         let mut dir_stubs = None;
         let res = self.run_in(spec, &run_dir, &mut dir_stubs, output);
         if let Some(s) = dir_stubs {
             stubs::DirStubs::remove(s);
         }
-        if remove_tree(&run_dir).is_err() {
-            // Files a rw bind mount's writer left with subordinate ids.
-            let _ = remove_tree_in_userns(&self.mapping, &run_dir);
-        }
+        // rw bind mounts may have left files owned by subordinate ids.
+        rundir::remove(&run_dir, &self.mapping);
+        drop(run);
         res.map(|exit| RunOutcome {
             exit,
             duration: start.elapsed(),
