@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod context;
+pub mod engine;
 pub mod ops;
 pub mod options;
 pub mod output;

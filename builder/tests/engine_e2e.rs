@@ -1,0 +1,304 @@
+//! End to end through the engine, as an unprivileged user with a
+//! subordinate id range, against the local registry of `.ci/test.sh`: pull
+//! busybox, RUN (write, delete, mkdir, chown), COPY with --chown/--chmod, a
+//! WORKDIR that already exists, assemble the image, save it as a
+//! docker-archive, and check the result with independent tools (`skopeo
+//! inspect`, `podman load` + `podman run`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use builder::engine::{
+    CopyRequest, Engine, EngineOptions, ImageRequest, LayerResult, RunInputs, StepFailed,
+};
+use cache::reference::Reference;
+use cache::store::Store;
+use cache::transport::docker_archive::{SaveItem, save};
+use frontend::{ExecOp, History, ImageConfig, Platform};
+
+fn registry() -> String {
+    std::env::var("STRATA_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into())
+}
+
+/// A temp dir on a real file system (overlayfs needs one; `/tmp` may be tmpfs
+/// in CI, which is fine too, but TMPDIR is what the CI sets up).
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir (set TMPDIR to a writable directory)")
+}
+
+fn sh(script: &str) -> ExecOp {
+    ExecOp {
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: vec![(
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        )],
+        proxy_env: vec![],
+        cwd: "/".into(),
+        user: None,
+        mounts: vec![],
+        network: None,
+        security: None,
+        inline_files: vec![],
+    }
+}
+
+/// Runs a command, failing the test with its output if it fails.
+fn check(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The engine's store root and what must be removed from inside the user
+/// namespace afterwards (snapshots hold files of subordinate ids).
+struct Fixture {
+    tmp: tempfile::TempDir,
+    engine: Engine,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = tempdir();
+        let store = Arc::new(Store::open(tmp.path().join("root")).expect("open store"));
+        let engine = Engine::new(store, EngineOptions::default()).expect("engine");
+        Fixture { tmp, engine }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = runtime::remove_tree_in_userns(
+            self.engine.sandbox().mapping(),
+            &self.tmp.path().join("root"),
+        );
+    }
+}
+
+fn podman(root: &Path, runroot: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.arg("--root").arg(root).arg("--runroot").arg(runroot);
+    c
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment (registry, base images, unprivileged user)"]
+fn run_copy_workdir_assemble_then_skopeo_and_podman_agree() {
+    let f = Fixture::new();
+    let engine = &f.engine;
+    assert!(
+        engine.sandbox().mapping().is_range(),
+        "this test chowns to 1000 and needs a subordinate id range for the user"
+    );
+    let base = engine
+        .base_image(&format!("{}/library/busybox:latest", registry()))
+        .expect("base image");
+    assert!(!base.stack.is_empty());
+
+    // RUN
+    let mut lines = Vec::new();
+    let run = engine
+        .run(
+            &base.stack,
+            &sh("echo hi > /hello && rm /bin/ls && mkdir -p /a/b && chown 1000:1000 /a/b && echo done"),
+            &RunInputs::default(),
+            &mut |l| lines.push(l.to_string()),
+        )
+        .expect("RUN");
+    assert_eq!(lines, ["done"], "output is streamed line by line");
+    assert!(!run.empty);
+    let dir = run.snapshot_dir.clone().expect("snapshot dir");
+    assert!(dir.ends_with("layer") && dir.is_dir(), "{}", dir.display());
+
+    // COPY --chown=1000:1000 --chmod=0640 copied /copied
+    let ctx = f.path("ctx");
+    std::fs::create_dir_all(&ctx).expect("mkdir ctx");
+    std::fs::write(ctx.join("copied"), "from the context\n").expect("write");
+    let copy = engine
+        .copy(
+            &run.stack,
+            &CopyRequest::new(vec![ctx.join("copied")], "/copied")
+                .chown(1000, 1000)
+                .chmod(0o640),
+        )
+        .expect("COPY");
+    assert!(!copy.empty);
+
+    // WORKDIR /a/b exists already: no layer.
+    let workdir = engine.mkdir(&copy.stack, "/a/b", (0, 0)).expect("WORKDIR");
+    assert!(workdir.empty, "an existing WORKDIR adds no layer");
+    // A later RUN sees all of it through the committed snapshots.
+    let mut seen = Vec::new();
+    let probe = engine
+        .run(
+            &workdir.stack,
+            &sh("cat /hello /copied; test ! -e /bin/ls && echo ls-gone"),
+            &RunInputs::default(),
+            &mut |l| seen.push(l.to_string()),
+        )
+        .expect("probe RUN");
+    assert_eq!(seen, ["hi", "from the context", "ls-gone"]);
+    assert!(probe.empty, "a RUN that writes nothing adds no layer");
+
+    // The image.
+    let base_json: serde_json::Value = serde_json::from_slice(&base.config).expect("base config");
+    let mut config: ImageConfig =
+        serde_json::from_value(base_json["config"].clone()).expect("base ImageConfig");
+    config.working_dir = "/a/b".into();
+    config.cmd = vec!["sh".into()];
+    let history = [
+        History {
+            created_by: "RUN /bin/sh -c echo hi > /hello # buildkit".into(),
+            comment: "buildkit.dockerfile.v0".into(),
+            empty_layer: false,
+        },
+        History {
+            created_by: "COPY --chown=1000:1000 --chmod=0640 copied /copied # buildkit".into(),
+            comment: "buildkit.dockerfile.v0".into(),
+            empty_layer: false,
+        },
+        History {
+            created_by: "WORKDIR /a/b".into(),
+            comment: "buildkit.dockerfile.v0".into(),
+            empty_layer: false,
+        },
+        History {
+            created_by: "RUN /bin/sh -c cat /hello # buildkit".into(),
+            comment: "buildkit.dockerfile.v0".into(),
+            empty_layer: false,
+        },
+    ];
+    let steps: Vec<LayerResult> = vec![run, copy, workdir, probe.clone()];
+    let name = "localhost/strata-engine-e2e:latest".to_string();
+    let platform = Platform::native();
+    let image = engine
+        .assemble(&ImageRequest {
+            base_config: Some(&base.config),
+            config: &config,
+            history: &history,
+            author: None,
+            platform: &platform,
+            steps: &steps,
+            stack: &probe.stack,
+            tags: std::slice::from_ref(&name),
+        })
+        .expect("assemble");
+    assert_eq!(image.layers().len(), base.stack.len() + 2);
+    let reference = Reference::parse(&name).expect("ref");
+    let tagged = engine
+        .store()
+        .resolve_image(&reference)
+        .expect("resolve")
+        .expect("tagged in the store");
+    assert_eq!(tagged.id(), image.id());
+
+    // docker-archive → skopeo
+    let archive = f.path("image.tar");
+    save(
+        engine.store(),
+        &[SaveItem {
+            name: Some(reference),
+            image: image.clone(),
+        }],
+        &archive,
+    )
+    .expect("save");
+    let target = format!("docker-archive:{}", archive.display());
+    let inspect: serde_json::Value =
+        serde_json::from_str(&check(Command::new("skopeo").args(["inspect", &target])))
+            .expect("skopeo inspect JSON");
+    assert_eq!(
+        inspect["Layers"].as_array().map(Vec::len),
+        Some(base.stack.len() + 2)
+    );
+    let cfg: serde_json::Value = serde_json::from_str(&check(
+        Command::new("skopeo").args(["inspect", "--config", &target]),
+    ))
+    .expect("skopeo config JSON");
+    assert_eq!(cfg["config"]["WorkingDir"], "/a/b");
+    let hist = cfg["history"].as_array().expect("history");
+    let ours = &hist[hist.len() - 4..];
+    let empties: Vec<bool> = ours
+        .iter()
+        .map(|h| h["empty_layer"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(empties, [false, false, true, true]);
+    assert_eq!(
+        hist.iter()
+            .filter(|h| !h["empty_layer"].as_bool().unwrap_or(false))
+            .count(),
+        image.layers().len(),
+        "non-empty history entries line up with layers"
+    );
+
+    // podman load + run
+    let (proot, prun) = (f.path("podman-root"), f.path("podman-runroot"));
+    check(podman(&proot, &prun).arg("load").arg("-i").arg(&archive));
+    let out = check(podman(&proot, &prun).args([
+        "run",
+        "--rm",
+        "--network=none",
+        &name,
+        "sh",
+        "-c",
+        "cat /hello; test ! -e /bin/ls && echo ls-gone; stat -c %u:%g /a/b; stat -c %a:%u /copied; cat /copied; pwd",
+    ]));
+    // podman's storage holds files of subordinate ids; remove it from its
+    // own user namespace.
+    let _ = podman(&proot, &prun).args(["unshare", "rm", "-rf"]).arg(&proot).output();
+    assert_eq!(
+        out,
+        "hi\nls-gone\n1000:1000\n640:1000\nfrom the context\n/a/b\n"
+    );
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment (registry, base images, unprivileged user)"]
+fn failing_run_reports_exit_code_and_last_lines() {
+    let f = Fixture::new();
+    let engine = &f.engine;
+    let base = engine
+        .base_image(&format!("{}/library/busybox:latest", registry()))
+        .expect("base image");
+    let mut streamed = Vec::new();
+    let err = engine
+        .run(
+            &base.stack,
+            &sh("echo early >&2; sleep 0.2; for i in $(seq 1 15); do echo line$i; done; exit 3"),
+            &RunInputs::default(),
+            &mut |l| streamed.push(l.to_string()),
+        )
+        .expect_err("exit 3 must fail the step");
+    let failed = err
+        .downcast_ref::<StepFailed>()
+        .unwrap_or_else(|| panic!("not a StepFailed: {err:#}"));
+    assert_eq!(failed.code(), Some(3));
+    assert_eq!(streamed.len(), 16, "{streamed:?}");
+    assert_eq!(failed.last_lines.len(), 10);
+    assert_eq!(streamed[0], "early", "stderr is streamed too");
+    assert_eq!(failed.last_lines.first().map(String::as_str), Some("line6"));
+    assert_eq!(failed.last_lines.last().map(String::as_str), Some("line15"));
+    let text = err.to_string();
+    assert!(text.contains("exit code: 3") && text.contains("line15"), "{text}");
+    // Nothing of the failed step stays behind.
+    let leftovers: Vec<_> = std::fs::read_dir(f.path("root/snapshots"))
+        .expect("snapshots dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
