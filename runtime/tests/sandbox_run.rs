@@ -761,3 +761,49 @@ fn a_subuid_range_is_mapped_once_and_shared() {
     .unwrap();
     assert_eq!(inside, a[0]);
 }
+
+/// Helper for the disabled-userns test: runs only when re-invoked by it.
+#[test]
+#[ignore]
+fn helper_report_sandbox_error() {
+    if std::env::var_os("STRATA_TEST_REPORT_SANDBOX_ERROR").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let res = runtime::Sandbox::new(runtime::SandboxOptions {
+        userns: UsernsMode::Auto,
+        state_dir: tmp.path().join("state"),
+        cache_dir: None,
+    });
+    match res {
+        Ok(_) => println!("SANDBOX-RESULT: ok"),
+        Err(e) => println!("SANDBOX-RESULT: {e}"),
+    }
+}
+
+#[test]
+fn disabled_user_namespaces_are_explained() {
+    // Inside a user namespace of our own, its root may lower the limit for
+    // namespaces created below it: a host with userns disabled, in miniature.
+    let out = std::process::Command::new("unshare")
+        .args(["-Ur", "sh", "-c"])
+        .arg("echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" --exact helper_report_sandbox_error --include-ignored --nocapture")
+        .arg(std::env::current_exe().unwrap())
+        .env("STRATA_TEST_REPORT_SANDBOX_ERROR", "1")
+        .output()
+        .expect("util-linux `unshare` is needed for this test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("SANDBOX-RESULT: "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no result: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(
+        line.contains("sysctl user.max_user_namespaces is 0; ask your admin to raise it"),
+        "{line}"
+    );
+}

@@ -232,14 +232,20 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// Detects the host, chooses the id mapping and proves with a real probe
-    /// that a user namespace can be created and mapped.
+    /// that a user namespace can be created and mapped. The probe decides:
+    /// a knob that looks restrictive (e.g. AppArmor's, with a profile that
+    /// allows strata) does not stop a host where namespaces do work, and its
+    /// explanation is given when they do not.
     pub fn new(opts: SandboxOptions) -> Result<Sandbox, SandboxError> {
         let host = HostCapabilities::detect();
-        host.userns.clone().map_err(SandboxError::Unsupported)?;
         let (mapping, mapping_reason) =
             IdMapping::choose(opts.userns, &host).map_err(SandboxError::Unsupported)?;
-        run_in_userns(&mapping, || Ok::<(), String>(()))
-            .map_err(|e| SandboxError::Unsupported(e.to_string()))?;
+        if let Err(e) = run_in_userns(&mapping, || Ok::<(), String>(())) {
+            return Err(SandboxError::Unsupported(match &host.userns {
+                Err(why) => format!("{why} ({e})"),
+                Ok(()) => e.to_string(),
+            }));
+        }
         fs::create_dir_all(&opts.state_dir).map_err(|e| {
             SandboxError::Setup(format!(
                 "creating state dir {}: {e}",
