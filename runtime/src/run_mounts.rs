@@ -59,10 +59,19 @@ pub struct CacheMount {
     pub readonly: bool,
 }
 
+/// What a bind mount's `from=` names, as the caller has it on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindFrom {
+    /// A plain directory (the build context, a native snapshot).
+    Dir(PathBuf),
+    /// The layers of an overlay snapshot (a stage or an image), topmost
+    /// first; the sandbox stacks them (read-only) inside its namespace.
+    Layers(Vec<PathBuf>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {
-    /// The directory the caller provides (stage rootfs, image, context).
-    pub from: PathBuf,
+    pub from: BindFrom,
     /// Path inside `from` (resolved confined to it); default its root.
     pub source: Option<String>,
     pub target: String,
@@ -119,11 +128,14 @@ pub(crate) enum PreparedKind {
         readonly: bool,
         init: Option<(u32, u32, u32)>,
     },
-    /// A writable view of `lower` whose writes land in a scratch upper.
-    Overlay {
-        lower: PathBuf,
-        upper: PathBuf,
-        work: PathBuf,
+    /// The union of `layers` (topmost first), read-only or with a scratch
+    /// upper whose writes are thrown away, staged at `stage`; `source`
+    /// (resolved inside the union) is what gets bound on the target.
+    Layered {
+        layers: Vec<PathBuf>,
+        upper_work: Option<(PathBuf, PathBuf)>,
+        stage: PathBuf,
+        source: Vec<String>,
     },
     Tmpfs {
         size: Option<u64>,
@@ -169,12 +181,7 @@ pub fn mount_targets(mounts: &[RunMount]) -> Vec<(String, bool)> {
         match m {
             RunMount::Cache(c) => out.push((c.target.clone(), true)),
             RunMount::Tmpfs(t) => out.push((t.target.clone(), true)),
-            RunMount::Bind(b) => {
-                let is_dir = resolve_source(&b.from, b.source.as_deref())
-                    .map(|p| p.is_dir())
-                    .unwrap_or(true);
-                out.push((b.target.clone(), is_dir))
-            }
+            RunMount::Bind(b) => out.push((b.target.clone(), bind_source_is_dir(b))),
             RunMount::Secret(s) => {
                 if let Some(t) = secret_target(s) {
                     out.push((t, false))
@@ -371,6 +378,90 @@ fn prepare_cache(
     Ok(())
 }
 
+/// Whether a bind source is a directory. For layers, a lexical look-up from
+/// the top (good enough to pick a mount point's kind; the sandbox resolves
+/// the real path inside the union).
+fn bind_source_is_dir(b: &BindMount) -> bool {
+    match &b.from {
+        BindFrom::Dir(d) => resolve_source(d, b.source.as_deref())
+            .map(|p| p.is_dir())
+            .unwrap_or(true),
+        BindFrom::Layers(layers) => {
+            let rel = inroot::clean(b.source.as_deref().unwrap_or("/")).join("/");
+            layers
+                .iter()
+                .find_map(|l| fs::symlink_metadata(l.join(&rel)).ok())
+                .is_none_or(|m| m.is_dir())
+        }
+    }
+}
+
+fn prepare_bind(b: &BindMount, scratch: PathBuf) -> Result<PreparedMount, String> {
+    let target = target_components(&b.target)?;
+    let mkdirs = |dirs: &[&Path]| -> Result<(), String> {
+        for p in dirs {
+            fs::create_dir_all(p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+        }
+        Ok(())
+    };
+    let (upper, work, stage) = (
+        scratch.join("upper"),
+        scratch.join("work"),
+        scratch.join("stage"),
+    );
+    let kind = match &b.from {
+        BindFrom::Layers(layers) => {
+            if layers.is_empty() {
+                return Err(format!("bind mount at {}: no layers to mount", b.target));
+            }
+            mkdirs(&[&stage])?;
+            let upper_work = if b.readwrite {
+                mkdirs(&[&upper, &work])?;
+                Some((upper, work))
+            } else {
+                None
+            };
+            let source = inroot::clean(b.source.as_deref().unwrap_or("/"));
+            PreparedKind::Layered {
+                layers: layers.clone(),
+                upper_work,
+                stage,
+                source: source.into_iter().map(str::to_owned).collect(),
+            }
+        }
+        BindFrom::Dir(from) => {
+            let src = resolve_source(from, b.source.as_deref())?;
+            if b.readwrite && src.is_dir() {
+                mkdirs(&[&upper, &work, &stage])?;
+                PreparedKind::Layered {
+                    layers: vec![src],
+                    upper_work: Some((upper, work)),
+                    stage,
+                    source: Vec::new(),
+                }
+            } else if b.readwrite {
+                fs::copy(&src, &scratch).map_err(|e| format!("copying {}: {e}", src.display()))?;
+                PreparedKind::Bind {
+                    source: scratch,
+                    readonly: false,
+                    init: None,
+                }
+            } else {
+                PreparedKind::Bind {
+                    source: src,
+                    readonly: true,
+                    init: None,
+                }
+            }
+        }
+    };
+    Ok(PreparedMount {
+        target,
+        is_dir: bind_source_is_dir(b),
+        kind,
+    })
+}
+
 /// Resolves every mount of a step. Errors say which mount and what to do.
 pub(crate) fn prepare(
     mounts: &[RunMount],
@@ -381,40 +472,8 @@ pub(crate) fn prepare(
         match m {
             RunMount::Cache(c) => prepare_cache(c, ctx, &mut out)?,
             RunMount::Bind(b) => {
-                let src = resolve_source(&b.from, b.source.as_deref())?;
-                let is_dir = src.is_dir();
-                let kind = if b.readwrite && is_dir {
-                    let d = ctx.run_dir.join(format!("bind-{i}"));
-                    let (upper, work) = (d.join("upper"), d.join("work"));
-                    for p in [&upper, &work] {
-                        fs::create_dir_all(p)
-                            .map_err(|e| format!("creating {}: {e}", p.display()))?;
-                    }
-                    PreparedKind::Overlay {
-                        lower: src,
-                        upper,
-                        work,
-                    }
-                } else if b.readwrite {
-                    let copy = ctx.run_dir.join(format!("bind-{i}"));
-                    fs::copy(&src, &copy).map_err(|e| format!("copying {}: {e}", src.display()))?;
-                    PreparedKind::Bind {
-                        source: copy,
-                        readonly: false,
-                        init: None,
-                    }
-                } else {
-                    PreparedKind::Bind {
-                        source: src,
-                        readonly: true,
-                        init: None,
-                    }
-                };
-                out.mounts.push(PreparedMount {
-                    target: target_components(&b.target)?,
-                    is_dir,
-                    kind,
-                });
+                let mount = prepare_bind(b, ctx.run_dir.join(format!("bind-{i}")))?;
+                out.mounts.push(mount);
             }
             RunMount::Tmpfs(t) => out.mounts.push(PreparedMount {
                 target: target_components(&t.target)?,

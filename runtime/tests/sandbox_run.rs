@@ -10,7 +10,8 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use runtime::run_mounts::{
-    BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount, TmpfsMount,
+    BindFrom, BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount,
+    TmpfsMount,
 };
 use runtime::sandbox::{CancelToken, ExitStatus, Network, OutputStream, UsernsMode};
 use runtime::{RootfsSpec, SandboxError, remove_tree_in_userns, run_in_userns};
@@ -457,13 +458,13 @@ fn bind_tmpfs_mounts_and_mount_points_leave_no_trace() {
          echo t > /scratch/t && cat /scratch/t",
     );
     spec.mounts.push(RunMount::Bind(BindMount {
-        from: ctx.clone(),
+        from: BindFrom::Dir(ctx.clone()),
         source: Some("sub".into()),
         target: "/src".into(),
         readwrite: false,
     }));
     spec.mounts.push(RunMount::Bind(BindMount {
-        from: ctx.clone(),
+        from: BindFrom::Dir(ctx.clone()),
         source: Some("/sub/../sub".into()),
         target: "/rw".into(),
         readwrite: true,
@@ -741,7 +742,21 @@ fn a_subuid_range_is_mapped_once_and_shared() {
     let a = fx.stdout(&fx.spec(ov.clone(), script));
     let b = fx.stdout(&fx.spec(ov, script));
     assert_eq!(a[0], b[0], "both steps run in the build's user namespace");
-    assert_ne!(a[1], b[1], "each step has its own mount namespace");
+    // ...which is the one this process keeps open (inode numbers of freed
+    // namespaces are reused, so equality alone would not prove sharing).
+    let held: Vec<String> = fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .map(|p| p.display().to_string())
+        .filter(|l| l.starts_with("user:["))
+        .collect();
+    assert!(held.contains(&a[0]), "{} not in {held:?}", a[0]);
+    let own_mnt = fs::read_link("/proc/self/ns/mnt")
+        .unwrap()
+        .display()
+        .to_string();
+    assert_ne!(a[1], own_mnt, "the step has its own mount namespace");
     let maps: Vec<Vec<&str>> = a[2..]
         .iter()
         .map(|l| l.split_whitespace().collect())
@@ -806,4 +821,37 @@ fn disabled_user_namespaces_are_explained() {
         line.contains("sysctl user.max_user_namespaces is 0; ask your admin to raise it"),
         "{line}"
     );
+}
+
+#[test]
+fn bind_mounts_from_layers_see_their_union() {
+    let fx = Fixture::new(UsernsMode::Auto);
+    let (top, bottom) = (fx.path("layer-top"), fx.path("layer-bottom"));
+    fs::create_dir_all(top.join("data")).unwrap();
+    fs::create_dir_all(bottom.join("data")).unwrap();
+    fs::write(top.join("data/same"), "top\n").unwrap();
+    fs::write(bottom.join("data/same"), "bottom\n").unwrap();
+    fs::write(bottom.join("data/only-bottom"), "b\n").unwrap();
+    let bind = |target: &str, readwrite: bool, layers: Vec<std::path::PathBuf>| {
+        RunMount::Bind(BindMount {
+            from: BindFrom::Layers(layers),
+            source: Some("/data".into()),
+            target: target.into(),
+            readwrite,
+        })
+    };
+    let (ov, upper) = fx.overlay("a");
+    let mut spec = fx.spec(
+        ov,
+        "cat /ro/same /ro/only-bottom; touch /ro/x 2>/dev/null || echo ro; \
+         touch /rw/x && echo rw-ok; cat /one/same",
+    );
+    spec.mounts
+        .push(bind("/ro", false, vec![top.clone(), bottom.clone()]));
+    spec.mounts
+        .push(bind("/rw", true, vec![top.clone(), bottom.clone()]));
+    spec.mounts.push(bind("/one", false, vec![bottom.clone()]));
+    assert_eq!(fx.stdout(&spec), vec!["top", "b", "ro", "rw-ok", "bottom"]);
+    assert!(!top.join("data/x").exists() && !bottom.join("data/x").exists());
+    assert_eq!(list_tree(&upper), Vec::<String>::new());
 }

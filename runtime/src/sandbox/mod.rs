@@ -367,7 +367,7 @@ impl Sandbox {
                 let mut all = lowers.clone();
                 all.push(stub_layer);
                 RootPlan::Overlay(
-                    overlay::OverlaySpec::new(all, upper, work, !self.durable_overlay)
+                    overlay::OverlaySpec::new(all, Some((upper, work)), !self.durable_overlay)
                         .map_err(invalid)?,
                 )
             }

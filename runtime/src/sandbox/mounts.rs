@@ -238,9 +238,35 @@ fn mount_one(
                 make_readonly(at)?;
             }
         }
-        PreparedKind::Overlay { lower, upper, work } => {
-            // Scratch upper, thrown away after the step: no need to sync it.
-            OverlaySpec::new(vec![lower.clone()], upper, work, true)?.mount(at)?;
+        PreparedKind::Layered {
+            layers,
+            upper_work,
+            stage,
+            source,
+        } => {
+            match (upper_work, layers.as_slice()) {
+                // overlayfs needs two lowers when it has no upper.
+                (None, [only]) => {
+                    bind(only, stage, true)?;
+                    make_readonly(stage)?;
+                }
+                // Scratch upper, thrown away after the step: no need to sync it.
+                _ => OverlaySpec::new(
+                    layers.clone(),
+                    upper_work.as_ref().map(|(u, w)| (u.as_path(), w.as_path())),
+                    true,
+                )?
+                .mount(stage)?,
+            }
+            let staged = inroot::open_root(stage)?;
+            let rel: Vec<&str> = source.iter().map(String::as_str).collect();
+            let src = inroot::resolve(&staged, &rel)?.ok_or_else(|| {
+                format!("mount source /{} not found in its layers", rel.join("/"))
+            })?;
+            bind(&src, at, true)?;
+            if upper_work.is_none() {
+                make_readonly(at)?;
+            }
         }
         PreparedKind::Tmpfs { size } => {
             let opts = match size {

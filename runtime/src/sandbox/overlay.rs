@@ -19,8 +19,8 @@ const MAX_LEGACY_OPTIONS: usize = 4000;
 pub(crate) struct OverlaySpec {
     /// Topmost first.
     pub lowers: Vec<PathBuf>,
-    pub upper: PathBuf,
-    pub work: PathBuf,
+    /// `None`: a read-only union of the lowers (needs at least two).
+    pub upper_work: Option<(PathBuf, PathBuf)>,
     /// Skip the syncfs at unmount (see `volatile.rs`).
     pub volatile: bool,
 }
@@ -29,11 +29,11 @@ impl OverlaySpec {
     /// Checks the paths: overlayfs' option syntax reserves `:`, `,`, `\`.
     pub(crate) fn new(
         lowers: Vec<PathBuf>,
-        upper: &Path,
-        work: &Path,
+        upper_work: Option<(&Path, &Path)>,
         volatile: bool,
     ) -> Result<Self, String> {
-        for p in lowers.iter().map(PathBuf::as_path).chain([upper, work]) {
+        let uw: Vec<&Path> = upper_work.map(|(u, w)| vec![u, w]).unwrap_or_default();
+        for p in lowers.iter().map(PathBuf::as_path).chain(uw) {
             let s = p
                 .to_str()
                 .ok_or_else(|| format!("overlay path {} is not UTF-8", p.display()))?;
@@ -45,8 +45,7 @@ impl OverlaySpec {
         }
         Ok(OverlaySpec {
             lowers,
-            upper: upper.to_path_buf(),
-            work: work.to_path_buf(),
+            upper_work: upper_work.map(|(u, w)| (u.to_path_buf(), w.to_path_buf())),
             volatile,
         })
     }
@@ -58,12 +57,15 @@ impl OverlaySpec {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(":");
-        format!(
-            "lowerdir={lower},upperdir={},workdir={},userxattr{}",
-            self.upper.display(),
-            self.work.display(),
-            if self.volatile { ",volatile" } else { "" }
-        )
+        match &self.upper_work {
+            Some((upper, work)) => format!(
+                "lowerdir={lower},upperdir={},workdir={},userxattr{}",
+                upper.display(),
+                work.display(),
+                if self.volatile { ",volatile" } else { "" }
+            ),
+            None => format!("lowerdir={lower},userxattr"),
+        }
     }
 
     pub(crate) fn mount(&self, target: &Path) -> Result<(), String> {
@@ -119,10 +121,12 @@ impl OverlaySpec {
         for l in &self.lowers {
             config(FSCONFIG_SET_STRING, Some("lowerdir+"), Some(l))?;
         }
-        config(FSCONFIG_SET_STRING, Some("upperdir"), Some(&self.upper))?;
-        config(FSCONFIG_SET_STRING, Some("workdir"), Some(&self.work))?;
+        if let Some((upper, work)) = &self.upper_work {
+            config(FSCONFIG_SET_STRING, Some("upperdir"), Some(upper))?;
+            config(FSCONFIG_SET_STRING, Some("workdir"), Some(work))?;
+        }
         config(FSCONFIG_SET_FLAG, Some("userxattr"), None)?;
-        if self.volatile {
+        if self.volatile && self.upper_work.is_some() {
             config(FSCONFIG_SET_FLAG, Some("volatile"), None)?;
         }
         config(FSCONFIG_CMD_CREATE, None, None)?;
