@@ -440,3 +440,22 @@ fn named_build_contexts_dir_and_image() {
     assert_eq!(b.text("/data.txt"), "named");
     b.file("/bin/busybox");
 }
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn bases_from_docker_archives_and_oci_layouts_offline() {
+    let images =
+        std::env::var("STRATA_TEST_IMAGES").unwrap_or_else(|_| "/var/tmp/peers-images".into());
+    let c = Case::new(
+        &format!(
+            "FROM docker-archive:{images}/busybox-latest.docker.tar\nRUN echo offline > /o\nFROM layout-base\nCOPY --from=0 /o /o\n"
+        ),
+        &[],
+    );
+    let b = c.build(&[
+        "--build-context",
+        &format!("layout-base=oci-layout://{images}/oci/busybox:latest"),
+    ]);
+    assert_eq!(b.text("/o"), "offline\n");
+    b.file("/bin/busybox");
+}

@@ -118,6 +118,7 @@ impl Ctx<'_> {
     fn real_ref(&self, name: &str) -> String {
         match self.named.get(&name.to_ascii_lowercase()) {
             Some(NamedContextSource::Image(r)) => r.clone(),
+            Some(NamedContextSource::OciLayout(p)) => format!("oci-layout:{}", p.display()),
             _ => name.to_string(),
         }
     }
@@ -354,11 +355,6 @@ fn run_step(
                 CopySource::Image { reference } => {
                     match ctx.named.get(&reference.to_ascii_lowercase()) {
                         Some(NamedContextSource::Dir(d)) => Some(d.clone()),
-                        Some(NamedContextSource::OciLayout(_)) => {
-                            return Err(crate::not_supported(
-                                "--build-context NAME=oci-layout://PATH",
-                            ));
-                        }
                         _ => None,
                     }
                 }

@@ -4,7 +4,6 @@
 
 use std::sync::Mutex;
 
-use cache::reference::Reference;
 use cache::store::Store;
 use frontend::{ImageConfig, ImageResolver, Platform, ResolvedImage};
 
@@ -29,22 +28,31 @@ impl<'a> StoreResolver<'a> {
     }
 
     fn lookup(&self, reference: &str) -> anyhow::Result<ResolvedImage> {
-        let r = Reference::parse(reference)?;
         let platform = cache::platform::Platform::host();
-        let local = if self.pull {
-            None
-        } else {
-            self.store.resolve_image_for(&r, &platform)?
-        };
-        let img = match local {
-            Some(i) => i,
-            None => {
-                let client = cache::transport::registry::RegistryClient::from_env()?;
-                let remote = cache::transport::registry::resolve_remote(&client, &r, &platform)?;
-                remote.store_metadata(self.store)?;
-                self.store.tag_image(&r, remote.top_digest())?;
-                self.store.image(remote.top_digest(), &platform)?
+        // `docker-archive:PATH` and `oci-layout:PATH[:tag]` are read
+        // directly (their blobs go into the store); names go to the store,
+        // then the registry.
+        let img = match cache::reference::ImageSource::parse(reference)? {
+            cache::reference::ImageSource::Reference(r) => {
+                let local = if self.pull {
+                    None
+                } else {
+                    self.store.resolve_image_for(&r, &platform)?
+                };
+                match local {
+                    Some(i) => i,
+                    None => {
+                        let client = cache::transport::registry::RegistryClient::from_env()?;
+                        let remote =
+                            cache::transport::registry::resolve_remote(&client, &r, &platform)?;
+                        remote.store_metadata(self.store)?;
+                        self.store.tag_image(&r, remote.top_digest())?;
+                        self.store.image(remote.top_digest(), &platform)?
+                    }
+                }
             }
+            other => cache::transport::resolve_source(self.store, &other, &platform)?
+                .ok_or_else(|| anyhow::anyhow!("{reference} holds no image for {platform:?}"))?,
         };
         let raw: serde_json::Value = serde_json::from_slice(img.config.raw())?;
         let config: ImageConfig = match raw.get("config") {
@@ -69,9 +77,12 @@ impl ImageResolver for StoreResolver<'_> {
         }
         let target = match self.aliases.get(&reference.to_ascii_lowercase()) {
             Some(crate::options::NamedContextSource::Image(r)) => r.clone(),
-            Some(_) => {
+            Some(crate::options::NamedContextSource::OciLayout(p)) => {
+                format!("oci-layout:{}", p.display())
+            }
+            Some(crate::options::NamedContextSource::Dir(_)) => {
                 return Err(format!(
-                    "not supported yet: FROM {reference} where --build-context names a directory or OCI layout; use NAME=docker-image://REF"
+                    "not supported yet: FROM {reference} where --build-context names a directory; use NAME=docker-image://REF or NAME=oci-layout://PATH"
                 ));
             }
             None => reference.to_string(),
