@@ -175,7 +175,7 @@ pub fn parse_json_array(text: &str) -> Result<Vec<Piece>, JsonError> {
         return Err(JsonError::NotJson);
     }
     let values: Vec<serde_json::Value> =
-        serde_json::from_str(body).map_err(|_| JsonError::NotJson)?;
+        serde_json::from_str(&go_surrogates(body)).map_err(|_| JsonError::NotJson)?;
     let mut strings = Vec::with_capacity(values.len());
     for v in values {
         match v {
@@ -198,6 +198,55 @@ pub fn parse_json_array(text: &str) -> Result<Vec<Piece>, JsonError> {
             value,
         })
         .collect())
+}
+
+/// Go's JSON decoder turns an unpaired UTF-16 surrogate escape (`\ud800`)
+/// into U+FFFD where serde_json rejects the text; rewrite such escapes to
+/// `\ufffd` (same length, so byte offsets stay valid) to decode like Go.
+fn go_surrogates(json: &str) -> std::borrow::Cow<'_, str> {
+    let b = json.as_bytes();
+    let hex_at = |i: usize| -> Option<u32> {
+        if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
+            return None;
+        }
+        let digits = std::str::from_utf8(b.get(i + 2..i + 6)?).ok()?;
+        u32::from_str_radix(digits, 16).ok()
+    };
+    let mut lone = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match hex_at(i) {
+            Some(0xd800..=0xdbff) => match hex_at(i + 6) {
+                Some(0xdc00..=0xdfff) => i += 12,
+                _ => {
+                    lone.push(i);
+                    i += 6;
+                }
+            },
+            Some(0xdc00..=0xdfff) => {
+                lone.push(i);
+                i += 6;
+            }
+            Some(_) => i += 6,
+            None => i += 2,
+        }
+    }
+    if lone.is_empty() {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len());
+    let mut last = 0;
+    for at in lone {
+        out.push_str(&json[last..at]);
+        out.push_str("\\ufffd");
+        last = at + 6;
+    }
+    out.push_str(&json[last..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Byte ranges of the string tokens (quotes included) in valid JSON text.
@@ -260,5 +309,8 @@ mod tests {
         assert_eq!(parse_json_array("[\"a\""), Err(JsonError::NotJson));
         assert_eq!(parse_json_array("echo"), Err(JsonError::NotJson));
         assert_eq!(parse_json_array("[]"), Ok(vec![]));
+        // Unpaired surrogates decode to U+FFFD, as in Go; pairs combine.
+        let p = parse_json_array(r#"["a\ud800b", "\udc00", "\ud83d\ude00", "\\ud800"]"#).unwrap();
+        assert_eq!(values(p), vec!["a\u{fffd}b", "\u{fffd}", "😀", "\\ud800"]);
     }
 }
