@@ -161,3 +161,25 @@ fn copy_heredoc_contents_of_build_cases() {
         assert!(checked >= 7, "{name}: only {checked} files checked");
     }
 }
+
+#[test]
+fn heredoc_as_copy_destination_is_rejected() {
+    let cases = json("heredoc/cases.json");
+    let case = cases
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|c| c["kind"] == "instruction-error")
+        .expect("instruction-error case");
+    let text = format!(
+        "FROM scratch\n{}\n",
+        case["dockerfile"].as_str().expect("dockerfile")
+    );
+    let want = case["expect"]["instruction_error_contains"]
+        .as_str()
+        .expect("text");
+    let err = frontend::parse("Dockerfile", &text)
+        .and_then(|df| frontend::lower(&df, &BuildOptions::default(), &EmptyResolver))
+        .expect_err("heredoc destination accepted");
+    assert!(err.message.contains(want), "{err}");
+}

@@ -31,6 +31,17 @@ impl StageBuilder<'_, '_, '_> {
         }
         let env = self.env();
         let (srcs, dest_raw) = items.split_at(items.len() - 1);
+        if !ins.heredocs.is_empty() && dest_raw[0].starts_with("<<") {
+            return Err(self
+                .ctx
+                .error(
+                    ins,
+                    format!("{name} cannot accept a heredoc as a destination"),
+                )
+                .with_hint(format!(
+                    "write {name} <<EOF <dest>: the heredoc is a source"
+                )));
+        }
         let dest_raw = self.ctx.expand_word(ins, &dest_raw[0], &env)?;
         let mut sources = Vec::new();
         let mut inline = Vec::new();
