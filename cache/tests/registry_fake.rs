@@ -705,3 +705,52 @@ fn uploads_are_monolithic_when_small_chunked_when_big_and_restart_after_a_failur
         assert_eq!(patches, if flaky { 10 } else { 9 }, "flaky={flaky}");
     }
 }
+
+#[test]
+fn a_non_loopback_name_gets_https_until_named_insecure() {
+    // The machine's host name resolves to a loopback address through
+    // /etc/hosts, but as a name it is not `localhost`: strata must not
+    // assume plain HTTP for it.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    use std::net::ToSocketAddrs;
+    let resolves_to_loopback = (host.as_str(), 80)
+        .to_socket_addrs()
+        .map(|mut a| a.any(|x| x.ip().is_loopback()))
+        .unwrap_or(false);
+    assert!(
+        !host.is_empty() && host != "localhost" && resolves_to_loopback,
+        "this test needs the host name ({host:?}) to resolve to 127.0.0.1 (/etc/hosts), as on the CI machine"
+    );
+    let reg = FakeRegistry::start(Fixture::new().handler(|_, b| b));
+    let port = reg
+        .addr
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default();
+    let name = format!("{host}:{port}");
+    let repo = Repo::new(name.clone(), "test/img");
+
+    let err = fast_client(CredentialStore::default())
+        .get_manifest(&repo, "v1")
+        .expect_err("HTTPS to a plain-HTTP server fails");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("https://{name}")), "{msg}");
+    assert!(
+        msg.contains(&format!("--insecure-registry {name}")),
+        "{msg}"
+    );
+    assert_eq!(
+        reg.count("GET", "/v2/"),
+        0,
+        "no plain HTTP request was made"
+    );
+
+    let mut o = ClientOptions::anonymous();
+    o.endpoints.add_insecure(&name);
+    let m = RegistryClient::new(o)
+        .get_manifest(&repo, "v1")
+        .expect("plain HTTP once named insecure");
+    assert_eq!(m.digest, Digest::of(&Fixture::new().manifest));
+}

@@ -460,15 +460,30 @@ fn error_detail(body: &[u8]) -> String {
 }
 
 fn transport_hint(err: &ureq::Error, ep: &Endpoint) -> String {
-    match err {
-        ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::Timeout(_) => {
-            format!(" (after retries); is the registry at {} up?", ep.base())
-        }
-        ureq::Error::HostNotFound => "; check the registry name".to_string(),
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) if ep.scheme == "https" => format!(
+    // A plain-HTTP server answering a TLS handshake shows up as a broken
+    // connection or a TLS error; either way, name the flag that fixes it.
+    let plain_http_hint = if ep.scheme == "https" {
+        format!(
             "; if {} speaks plain HTTP, pass --insecure-registry {} (or add it to STRATA_INSECURE_REGISTRIES)",
             ep.host, ep.host
-        ),
+        )
+    } else {
+        String::new()
+    };
+    match err {
+        ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::Timeout(_) => {
+            format!(
+                "{}; is the registry at {} up?{plain_http_hint}",
+                if is_retryable_error(err) {
+                    " (after retries)"
+                } else {
+                    ""
+                },
+                ep.base()
+            )
+        }
+        ureq::Error::HostNotFound => "; check the registry name".to_string(),
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Protocol(_) => plain_http_hint,
         _ => String::new(),
     }
 }

@@ -48,10 +48,13 @@ pub fn is_retryable_status(status: u16) -> bool {
 /// dropped, or timed out. Bad URLs, TLS failures and unknown hosts are not
 /// transient and fail at once.
 pub fn is_retryable_error(err: &ureq::Error) -> bool {
-    matches!(
-        err,
-        ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::Timeout(_)
-    )
+    match err {
+        // InvalidData is a TLS handshake with something that is not TLS
+        // (a plain-HTTP registry): asking again gives the same answer.
+        ureq::Error::Io(e) => e.kind() != std::io::ErrorKind::InvalidData,
+        ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) => true,
+        _ => false,
+    }
 }
 
 /// Parses a `Retry-After` header given in seconds (the HTTP-date form is rare
@@ -92,5 +95,9 @@ mod tests {
         }
         assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015"), None);
+        let io = |k| ureq::Error::Io(std::io::Error::from(k));
+        assert!(is_retryable_error(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(!is_retryable_error(&io(std::io::ErrorKind::InvalidData)));
+        assert!(!is_retryable_error(&ureq::Error::HostNotFound));
     }
 }
