@@ -109,6 +109,17 @@ impl Lexer {
         word: &str,
         env: &dyn Env,
     ) -> Result<Expansion, WordError> {
+        if !word
+            .chars()
+            .any(|c| matches!(c, '$' | '\'' | '"') || c == self.escape)
+        {
+            // Nothing to expand, unquote or unescape: the word is its own
+            // result (the common case, and the scanner would only copy it).
+            return Ok(Expansion {
+                result: word.to_string(),
+                ..Default::default()
+            });
+        }
         let mut sw = Scanner::new(word, self.escape, env);
         let (result, _) = sw.run(word)?;
         Ok(Expansion {
