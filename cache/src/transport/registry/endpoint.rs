@@ -171,7 +171,10 @@ fn is_loopback(bare: &str) -> bool {
     }
     match bare.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) => v4.octets()[0] == 127,
-        Ok(IpAddr::V6(v6)) => v6 == Ipv6Addr::LOCALHOST,
+        // `::ffff:127.x.y.z` is IPv4 loopback too (Go, and so Docker, agree).
+        Ok(IpAddr::V6(v6)) => {
+            v6 == Ipv6Addr::LOCALHOST || v6.to_ipv4_mapped().is_some_and(|v4| v4.octets()[0] == 127)
+        }
         Err(_) => false,
     }
 }
@@ -187,6 +190,8 @@ mod tests {
         assert_eq!(p.scheme_for("127.3.2.1"), "http");
         assert_eq!(p.scheme_for("localhost:5000"), "http");
         assert_eq!(p.scheme_for("[::1]:5000"), "http");
+        assert_eq!(p.scheme_for("[::ffff:127.0.0.1]:5000"), "http");
+        assert_eq!(p.scheme_for("[::2]:5000"), "https");
         assert_eq!(p.scheme_for("128.0.0.1:5000"), "https");
         assert_eq!(p.scheme_for("ghcr.io"), "https");
         assert_eq!(p.scheme_for("localhost.example.com"), "https");
