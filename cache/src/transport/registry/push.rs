@@ -71,14 +71,15 @@ pub fn push_with_origins(
             return Err(RegistryError::Other(format!(
                 "{source} is an image index with {} platform manifests, {} of which are not in the local store \
                  (a pull keeps only one platform); push it by platform manifest digest instead, \
-                 e.g. `strata push {}@{}`",
+                 e.g. `strata push {}@{} {}`",
                 idx.manifests.len(),
                 missing.len(),
                 source.without_digest().familiar_name(),
                 idx.manifests
                     .iter()
                     .find(|d| store.blobs().has(&d.digest))
-                    .map_or("sha256:…".to_string(), |d| d.digest.to_string())
+                    .map_or("sha256:…".to_string(), |d| d.digest.to_string()),
+                dest.familiar()
             )));
         }
         for child in &idx.manifests {
