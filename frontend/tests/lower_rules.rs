@@ -670,3 +670,23 @@ fn full_history_and_definition_json() {
             .contains("http://p")
     );
 }
+
+#[test]
+fn lint_warnings_for_maintainer_and_shell_form_cmd() {
+    let g = lower("FROM scratch\nMAINTAINER me\nCMD echo hi\nENTRYPOINT [\"/app\"]\n");
+    let msgs: Vec<(usize, &str)> = g
+        .warnings
+        .iter()
+        .map(|w| (w.line, w.message.as_str()))
+        .collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert_eq!(msgs[0].0, 2);
+    assert!(msgs[0].1.contains("MAINTAINER instruction is deprecated"));
+    assert_eq!(msgs[1].0, 3);
+    assert!(msgs[1].1.contains("JSON arguments recommended for CMD"));
+    assert!(
+        g.warnings
+            .iter()
+            .all(|w| w.severity == frontend::Severity::Warning)
+    );
+}

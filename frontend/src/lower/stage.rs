@@ -221,6 +221,11 @@ impl StageBuilder<'_, '_, '_> {
                 Ok(())
             }
             Keyword::Maintainer => {
+                self.warn(
+                    ins,
+                    "MAINTAINER instruction is deprecated in favor of using label",
+                    "use LABEL org.opencontainers.image.authors=\"name <email>\"",
+                );
                 let who = self.text_arg(ins, false)?;
                 self.author = Some(who.clone());
                 self.note(format!("MAINTAINER {who}"));
@@ -272,9 +277,32 @@ impl StageBuilder<'_, '_, '_> {
         self.ctx.expand_word(ins, &raw, &env)
     }
 
+    /// Records a lint warning at `ins` (BuildKit's build checks).
+    pub(crate) fn warn(&mut self, ins: &Instruction, msg: &str, hint: &str) {
+        if self.trigger_at.is_some() {
+            // Not the user's Dockerfile: a base image's trigger.
+            return;
+        }
+        let d = self.ctx.error(ins, msg).with_hint(hint).warning();
+        self.ctx.warnings.push(d);
+    }
+
     /// The command of CMD/ENTRYPOINT as an argv.
     fn command_arg(&mut self, ins: &Instruction) -> Result<Vec<String>, Diagnostic> {
         match &ins.args {
+            Args::Command {
+                command: command @ Command::Shell(_),
+            } => {
+                let name = ins.kind.as_upper();
+                self.warn(
+                    ins,
+                    &format!(
+                        "JSON arguments recommended for {name} to prevent unintended behavior related to OS signals"
+                    ),
+                    &format!("write {name} [\"executable\", \"arg\"...] so the process gets signals directly"),
+                );
+                Ok(self.argv(command))
+            }
             Args::Command { command } => Ok(self.argv(command)),
             Args::Empty => Err(self.ctx.error(
                 ins,
