@@ -88,9 +88,17 @@ impl Drop for Fixture {
     }
 }
 
+/// A rootless podman on a throw-away store. The runtime settings are the
+/// ones `peers/setup-host.sh` puts in the CI user's containers.conf, given
+/// as flags because CI runs with another HOME: crun refuses this host's
+/// hybrid cgroup layout, runc with cgroupfs does not.
 fn podman(root: &Path, runroot: &Path) -> Command {
     let mut c = Command::new("podman");
-    c.arg("--root").arg(root).arg("--runroot").arg(runroot);
+    c.arg("--root")
+        .arg(root)
+        .arg("--runroot")
+        .arg(runroot)
+        .args(["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
     c
 }
 

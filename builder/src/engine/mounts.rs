@@ -10,9 +10,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::LayerStack;
+
 use frontend::runmount::{MountType, RunMount as FrontMount, Sharing};
 use runtime::run_mounts::{
-    BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount, TmpfsMount,
+    BindFrom, BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount, TmpfsMount,
 };
 
 /// What a RUN's mounts may need from outside the Dockerfile.
@@ -20,9 +22,13 @@ use runtime::run_mounts::{
 pub struct RunInputs {
     /// The build context directory (`--mount=type=bind` without `from`).
     pub context_dir: Option<PathBuf>,
-    /// A directory holding the merged root filesystem of a stage, by stage
-    /// id (`--mount=type=bind,from=<stage>`). Stages not listed are refused.
-    pub stage_dirs: BTreeMap<usize, PathBuf>,
+    /// The final root filesystem of each stage a mount may name, by stage id
+    /// (`--mount=type=bind,from=<stage>`); the sandbox stacks its layers.
+    /// Stages not listed are refused.
+    pub stages: BTreeMap<usize, LayerStack>,
+    /// Images a mount may name (`from=<image>`), by the reference as
+    /// written (see `Engine::base_image`). Images not listed are refused.
+    pub images: BTreeMap<String, LayerStack>,
     /// `--secret id=…`: the secret's bytes by id.
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// `--ssh id=socket`: agent sockets by id (`default` for `--ssh default`).
@@ -33,10 +39,12 @@ fn unsupported(what: &str) -> anyhow::Error {
     crate::not_supported(&format!("RUN --mount={what}"))
 }
 
-/// The runtime mounts for `mounts`.
+/// The runtime mounts for `mounts`. `lowers` gives a stack's layer
+/// directories, topmost first (`Engine::lowers`).
 pub(crate) fn to_run_mounts(
     mounts: &[FrontMount],
     inputs: &RunInputs,
+    lowers: &dyn Fn(&LayerStack) -> anyhow::Result<Vec<PathBuf>>,
 ) -> anyhow::Result<Vec<RunMount>> {
     let mut out = Vec::with_capacity(mounts.len());
     let mut ssh_index = 0usize;
@@ -73,15 +81,21 @@ pub(crate) fn to_run_mounts(
             }),
             MountType::Bind => {
                 let from = match (&m.from, m.from_stage) {
-                    (None, _) => inputs.context_dir.clone().ok_or_else(|| {
+                    (None, _) => BindFrom::Dir(inputs.context_dir.clone().ok_or_else(|| {
                         unsupported("type=bind without a build context directory")
-                    })?,
+                    })?),
                     (Some(_), Some(stage)) => {
-                        inputs.stage_dirs.get(&stage).cloned().ok_or_else(|| {
-                            unsupported("type=bind,from=<stage> (the stage's files are not materialized)")
-                        })?
+                        let stack = inputs.stages.get(&stage).ok_or_else(|| {
+                            unsupported("type=bind,from=<stage> for a stage that was not built")
+                        })?;
+                        BindFrom::Layers(lowers(stack)?)
                     }
-                    (Some(_), None) => return Err(unsupported("type=bind,from=<image>")),
+                    (Some(image), None) => {
+                        let stack = inputs.images.get(image).ok_or_else(|| {
+                            unsupported("type=bind,from=<image> for an image that was not resolved")
+                        })?;
+                        BindFrom::Layers(lowers(stack)?)
+                    }
                 };
                 RunMount::Bind(BindMount {
                     from,
@@ -151,6 +165,10 @@ mod tests {
         }
     }
 
+    fn no_lowers(_: &LayerStack) -> anyhow::Result<Vec<PathBuf>> {
+        anyhow::bail!("no lowers in this test")
+    }
+
     #[test]
     fn maps_what_it_can_and_refuses_the_rest() {
         let mut cache = front(MountType::Cache, "/root/.cache");
@@ -165,6 +183,7 @@ mod tests {
         let got = to_run_mounts(
             &[cache, front(MountType::Tmpfs, "/tmp"), secret],
             &inputs,
+            &no_lowers,
         )
         .expect("mapped");
         match &got[0] {
@@ -184,12 +203,30 @@ mod tests {
 
         let mut from_image = front(MountType::Bind, "/src");
         from_image.from = Some("alpine".into());
-        let err = to_run_mounts(&[from_image], &inputs).expect_err("refused");
+        let err = to_run_mounts(&[from_image.clone()], &inputs, &no_lowers).expect_err("refused");
         assert!(
             err.to_string().contains("not supported yet: RUN --mount=type=bind,from=<image>"),
             "{err}"
         );
-        let err = to_run_mounts(&[front(MountType::Bind, "/src")], &inputs).expect_err("no ctx");
+        let err = to_run_mounts(&[front(MountType::Bind, "/src")], &inputs, &no_lowers)
+            .expect_err("no ctx");
         assert!(err.to_string().contains("not supported yet"), "{err}");
+
+        // A resolved image is mounted as its stacked layers.
+        let with_image = RunInputs {
+            images: [("alpine".to_string(), LayerStack::scratch())].into(),
+            ..Default::default()
+        };
+        let got = to_run_mounts(&[from_image], &with_image, &|_| {
+            Ok(vec![PathBuf::from("/s/top"), PathBuf::from("/s/bottom")])
+        })
+        .expect("mapped");
+        match &got[0] {
+            RunMount::Bind(b) => assert_eq!(
+                b.from,
+                BindFrom::Layers(vec![PathBuf::from("/s/top"), PathBuf::from("/s/bottom")])
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

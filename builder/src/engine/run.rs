@@ -95,7 +95,7 @@ impl Engine {
         if exec.security == Some(Security::Insecure) {
             return Err(crate::not_supported("RUN --security=insecure"));
         }
-        let mounts = to_run_mounts(&exec.mounts, inputs)?;
+        let mounts = to_run_mounts(&exec.mounts, inputs, &|s| self.lowers(s))?;
         let lowers = self.lowers(stack)?;
         let snap = &*self.snapshotter;
         let mapping = self.sandbox.mapping();
