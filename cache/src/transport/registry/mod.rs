@@ -22,6 +22,7 @@ pub mod endpoint;
 pub mod error;
 pub mod fetch;
 pub mod manifest;
+pub mod parallel;
 pub mod pull;
 pub mod push;
 pub mod retry;

@@ -7,20 +7,16 @@
 //! the middle, leaves nothing behind. The tag is written last: a pull that
 //! did not finish never names a half-present image.
 
-use std::sync::Mutex;
-
 use super::client::{RegistryClient, Repo};
 use super::error::{RegistryError, Result};
 use super::fetch::FetchedManifest;
+use super::parallel::{TRANSFER_WORKERS, for_each_bounded};
 use crate::digest::Digest;
 use crate::image::{Descriptor, MAX_CONFIG_SIZE, Manifest, ParsedManifest};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::store::Store;
 
-/// How many layers download at once: enough to hide latency, few enough not
-/// to thrash two cores hashing.
-const PARALLEL_LAYERS: usize = 3;
 /// Attempts per blob when a download breaks off in the middle.
 const BLOB_ATTEMPTS: u32 = 3;
 
@@ -296,60 +292,28 @@ fn fetch_layers(
     layers: &[Descriptor],
     progress: &(dyn Fn(PullEvent) + Sync),
 ) -> Result<(Vec<Digest>, Vec<Digest>)> {
-    let queue = Mutex::new(layers.iter());
-    let results: Mutex<Vec<(Digest, Result<bool>)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL_LAYERS.min(layers.len()) {
-            s.spawn(|| {
-                loop {
-                    let next = match queue.lock() {
-                        Ok(mut q) => q.next(),
-                        Err(_) => None,
-                    };
-                    let Some(layer) = next else { break };
-                    if store.blobs().has(&layer.digest) {
-                        progress(PullEvent::LayerPresent(layer.digest.clone()));
-                    } else {
-                        progress(PullEvent::LayerStarted {
-                            digest: layer.digest.clone(),
-                            size: layer.size,
-                        });
-                    }
-                    let r = fetch_into_store(client, store, repo, &layer.digest, Some(layer.size));
-                    if let Ok(true) = r {
-                        progress(PullEvent::LayerDone(layer.digest.clone()));
-                    }
-                    let failed = r.is_err();
-                    if let Ok(mut v) = results.lock() {
-                        v.push((layer.digest.clone(), r));
-                    }
-                    if failed {
-                        // Stop taking work; the other threads finish theirs.
-                        if let Ok(mut q) = queue.lock() {
-                            for _ in q.by_ref() {}
-                        }
-                        break;
-                    }
-                }
+    let fetched = for_each_bounded(layers, TRANSFER_WORKERS, |layer| {
+        if store.blobs().has(&layer.digest) {
+            progress(PullEvent::LayerPresent(layer.digest.clone()));
+        } else {
+            progress(PullEvent::LayerStarted {
+                digest: layer.digest.clone(),
+                size: layer.size,
             });
         }
-    });
-    let results = results
-        .into_inner()
-        .map_err(|_| RegistryError::Other("a layer download thread panicked".into()))?;
+        let new = fetch_into_store(client, store, repo, &layer.digest, Some(layer.size))?;
+        if new {
+            progress(PullEvent::LayerDone(layer.digest.clone()));
+        }
+        Ok(new)
+    })?;
     let (mut downloaded, mut present) = (Vec::new(), Vec::new());
-    let mut first_err = None;
-    for (d, r) in results {
-        match r {
-            Ok(true) => downloaded.push(d),
-            Ok(false) => present.push(d),
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
+    for (layer, new) in layers.iter().zip(fetched) {
+        if new {
+            downloaded.push(layer.digest.clone());
+        } else {
+            present.push(layer.digest.clone());
         }
     }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok((downloaded, present)),
-    }
+    Ok((downloaded, present))
 }

@@ -10,6 +10,7 @@
 use super::client::{RegistryClient, Repo};
 use super::error::{RegistryError, Result};
 use super::manifest::effective_media_type;
+use super::parallel::{TRANSFER_WORKERS, for_each_bounded};
 use super::pull::{fetch_blob, registry_ref, repo_of};
 use super::upload::{BlobPushed, MountOutcome};
 use crate::digest::Digest;
@@ -144,7 +145,7 @@ impl Origins {
     }
 }
 
-/// Config and layers of one image manifest.
+/// Config and layers of one image manifest, a few at a time.
 fn push_image_blobs(
     client: &RegistryClient,
     store: &Store,
@@ -153,8 +154,11 @@ fn push_image_blobs(
     origins: &Origins,
     report: &mut PushReport,
 ) -> Result<()> {
-    for blob in std::iter::once(&m.config).chain(m.layers.iter()) {
-        let how = ensure_blob(client, store, repo, blob, origins)?;
+    let blobs: Vec<&Descriptor> = std::iter::once(&m.config).chain(m.layers.iter()).collect();
+    let hows = for_each_bounded(&blobs, TRANSFER_WORKERS, |blob| {
+        ensure_blob(client, store, repo, blob, origins)
+    })?;
+    for (blob, how) in blobs.iter().zip(hows) {
         report.blobs.push((blob.digest.clone(), how));
     }
     Ok(())
