@@ -690,3 +690,18 @@ fn lint_warnings_for_maintainer_and_shell_form_cmd() {
             .all(|w| w.severity == frontend::Severity::Warning)
     );
 }
+
+#[test]
+fn long_stage_chains_lower_in_order() {
+    let mut text = String::from("FROM scratch AS s0\n");
+    for i in 1..2000 {
+        text.push_str(&format!(
+            "FROM s{} AS s{i}\nCOPY --from=s0 /a /a{i}\n",
+            i - 1
+        ));
+    }
+    let g = lower(&text);
+    assert_eq!(g.stages.len(), 2000);
+    assert_eq!(target(&g).id, 1999);
+    assert!(g.stages.windows(2).all(|w| w[0].id < w[1].id));
+}

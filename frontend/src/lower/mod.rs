@@ -85,8 +85,26 @@ pub fn lower(
     ctx.check_order(&decls)?;
     let target = ctx.select_target(&decls)?;
     let mut done: Vec<Option<Stage>> = vec![None; decls.len()];
-    for id in stages::needed(&decls, target) {
-        ctx.ensure(id, &decls, &mut done)?;
+    let mut needed = stages::needed(&decls, target);
+    // Ascending order lowers every base stage before its children (bases
+    // are always earlier). ONBUILD triggers of a base image may add
+    // dependencies on earlier stages; those are lowered in another pass.
+    loop {
+        let mut added = BTreeSet::new();
+        for id in 0..decls.len() {
+            if !needed.contains(&id) || done[id].is_some() {
+                continue;
+            }
+            let stage = stage::lower_stage(&mut ctx, id, &decls, &done)?;
+            added.extend(stage.deps.iter().copied().filter(|d| !needed.contains(d)));
+            done[id] = Some(stage);
+        }
+        if added.is_empty() {
+            break;
+        }
+        for d in added {
+            needed.extend(stages::needed(&decls, d));
+        }
     }
     ctx.warn_unused_build_args();
     let stages: Vec<Stage> = done.into_iter().flatten().collect();
@@ -231,28 +249,6 @@ impl Ctx<'_> {
                 },
             };
             self.globals.set(&d.name, value);
-        }
-        Ok(())
-    }
-
-    /// Lowers stage `id` (and, first, any stage it needs) unless done.
-    fn ensure(
-        &mut self,
-        id: usize,
-        decls: &[StageDecl<'_>],
-        done: &mut Vec<Option<Stage>>,
-    ) -> Result<(), Diagnostic> {
-        if done[id].is_some() {
-            return Ok(());
-        }
-        if let Some(base) = decls[id].base_stage {
-            self.ensure(base, decls, done)?;
-        }
-        let stage = stage::lower_stage(self, id, decls, done)?;
-        let deps: BTreeSet<usize> = stage.deps.iter().copied().collect();
-        done[id] = Some(stage);
-        for d in deps {
-            self.ensure(d, decls, done)?;
         }
         Ok(())
     }

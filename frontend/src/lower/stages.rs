@@ -198,36 +198,16 @@ impl Ctx<'_> {
     /// Rejects cycles (`circular dependency detected on stage: X`) and
     /// references to later stages.
     pub(crate) fn check_order(&self, decls: &[StageDecl<'_>]) -> Result<(), Diagnostic> {
-        // 0 = unvisited, 1 = on the stack, 2 = done.
-        let mut state = vec![0u8; decls.len()];
-        fn visit(i: usize, decls: &[StageDecl<'_>], state: &mut [u8]) -> Option<usize> {
-            if state[i] == 1 {
-                return Some(i);
-            }
-            if state[i] == 2 {
-                return None;
-            }
-            state[i] = 1;
-            for d in decls[i].deps() {
-                if let Some(c) = visit(d, decls, state) {
-                    return Some(c);
-                }
-            }
-            state[i] = 2;
-            None
-        }
-        for i in 0..decls.len() {
-            if let Some(c) = visit(i, decls, &mut state) {
-                return Err(self
-                    .error(
-                        decls[c].from,
-                        format!(
-                            "circular dependency detected on stage: {}",
-                            decls[c].display_name(c)
-                        ),
-                    )
-                    .with_hint("a stage can only copy from stages defined before it"));
-            }
+        if let Some(c) = find_cycle(decls) {
+            return Err(self
+                .error(
+                    decls[c].from,
+                    format!(
+                        "circular dependency detected on stage: {}",
+                        decls[c].display_name(c)
+                    ),
+                )
+                .with_hint("a stage can only copy from stages defined before it"));
         }
         for (i, d) in decls.iter().enumerate() {
             for r in &d.refs {
@@ -282,6 +262,47 @@ impl Ctx<'_> {
         };
         Err(Diagnostic::error(&self.file, 0, 0, msg).with_hint(hint))
     }
+}
+
+/// The stage where a dependency cycle closes, searching from the first
+/// stage in file order. Iterative (no recursion), so a hostile file with
+/// thousands of chained stages cannot exhaust the stack.
+fn find_cycle(decls: &[StageDecl<'_>]) -> Option<usize> {
+    // 0 = unvisited, 1 = on the current path, 2 = finished.
+    let mut state = vec![0u8; decls.len()];
+    let deps: Vec<Vec<usize>> = decls
+        .iter()
+        .map(|d| d.deps().into_iter().collect())
+        .collect();
+    for root in 0..decls.len() {
+        if state[root] != 0 {
+            continue;
+        }
+        // (node, index of the next dependency to visit)
+        let mut stack = vec![(root, 0usize)];
+        state[root] = 1;
+        while let Some(top) = stack.last_mut() {
+            let (node, next) = *top;
+            match deps[node].get(next) {
+                Some(&d) => {
+                    top.1 += 1;
+                    match state[d] {
+                        1 => return Some(d),
+                        0 => {
+                            state[d] = 1;
+                            stack.push((d, 0));
+                        }
+                        _ => {}
+                    }
+                }
+                None => {
+                    state[node] = 2;
+                    stack.pop();
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The target and every stage it depends on, transitively.

@@ -203,7 +203,12 @@ struct Scanner<'a> {
     unmatched: BTreeSet<String>,
     /// Quotes are ordinary characters (heredoc bodies).
     literal_quotes: bool,
+    /// Current `${...}` nesting depth.
+    depth: usize,
 }
+
+/// Deepest `${...${...}}` nesting accepted (far beyond any real Dockerfile).
+const MAX_NESTING: usize = 64;
 
 impl<'a> Scanner<'a> {
     fn new(word: &str, escape: char, env: &'a dyn Env) -> Scanner<'a> {
@@ -215,6 +220,7 @@ impl<'a> Scanner<'a> {
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
             literal_quotes: false,
+            depth: 0,
         }
     }
 
@@ -395,8 +401,21 @@ impl<'a> Scanner<'a> {
         name
     }
 
-    /// `$name` or `${...}`; the scanner is at the `$`.
+    /// `$name` or `${...}`; the scanner is at the `$`. Nesting is bounded
+    /// so that hostile input cannot exhaust the stack.
     fn dollar(&mut self) -> Result<String, Reason> {
+        if self.depth >= MAX_NESTING {
+            return Err(format!(
+                "substitutions nested more than {MAX_NESTING} levels deep"
+            ));
+        }
+        self.depth += 1;
+        let r = self.dollar_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn dollar_inner(&mut self) -> Result<String, Reason> {
         self.pos += 1;
         if self.peek() != Some('{') {
             let name = self.name();
@@ -584,6 +603,15 @@ mod tests {
             .process_heredoc("'$A' \"$A\" \\$A \\\\\n", &e)
             .unwrap();
         assert_eq!(got, "'x' \"x\" $A \\\n");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let e = env(&[]);
+        let word = "${a:-".repeat(100_000) + &"}".repeat(100_000);
+        assert!(Lexer::default().process_word(&word, &e).is_err());
+        let ok = "${a:-".repeat(10) + "x" + &"}".repeat(10);
+        assert_eq!(Lexer::default().process_word(&ok, &e).unwrap(), "x");
     }
 
     #[test]
