@@ -98,7 +98,14 @@ fn podman(root: &Path, runroot: &Path) -> Command {
         .arg(root)
         .arg("--runroot")
         .arg(runroot)
-        .args(["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+        .args([
+            "--runtime",
+            "runc",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+        ]);
     c
 }
 
@@ -266,7 +273,10 @@ fn run_copy_workdir_assemble_then_skopeo_and_podman_agree() {
     ]));
     // podman's storage holds files of subordinate ids; remove it from its
     // own user namespace.
-    let _ = podman(&proot, &prun).args(["unshare", "rm", "-rf"]).arg(&proot).output();
+    let _ = podman(&proot, &prun)
+        .args(["unshare", "rm", "-rf"])
+        .arg(&proot)
+        .output();
     assert_eq!(
         out,
         "hi\nls-gone\n1000:1000\n640:1000\nfrom the context\n/a/b\n"
@@ -300,7 +310,10 @@ fn failing_run_reports_exit_code_and_last_lines() {
     assert_eq!(failed.last_lines.first().map(String::as_str), Some("line6"));
     assert_eq!(failed.last_lines.last().map(String::as_str), Some("line15"));
     let text = err.to_string();
-    assert!(text.contains("exit code: 3") && text.contains("line15"), "{text}");
+    assert!(
+        text.contains("exit code: 3") && text.contains("line15"),
+        "{text}"
+    );
     // Nothing of the failed step stays behind.
     let leftovers: Vec<_> = std::fs::read_dir(f.path("root/snapshots"))
         .expect("snapshots dir")

@@ -60,12 +60,9 @@ impl Engine {
             }
             (None, _) => anyhow::bail!("base image {reference} was not found"),
         };
-        let stack = LayerStack::from_image(
-            image.layers(),
-            image.config.diff_ids(),
-            origin.as_deref(),
-        )
-        .with_context(|| format!("base image {reference}"))?;
+        let stack =
+            LayerStack::from_image(image.layers(), image.config.diff_ids(), origin.as_deref())
+                .with_context(|| format!("base image {reference}"))?;
         Ok(BaseImage {
             reference: reference.to_string(),
             manifest_digest: image.manifest_digest.clone(),

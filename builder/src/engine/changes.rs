@@ -54,8 +54,7 @@ fn entry(path: &std::path::Path, e: &diff::Entry) -> Result<Entry, String> {
     let mut xattrs = Vec::with_capacity(e.xattrs.len());
     for x in &e.xattrs {
         if x.name == ROOTLESS_XATTR.as_bytes() {
-            let r = Record::decode(&x.value)
-                .map_err(|err| format!("{}: {err}", path.display()))?;
+            let r = Record::decode(&x.value).map_err(|err| format!("{}: {err}", path.display()))?;
             uid = r.uid;
             gid = r.gid;
             if let (Some(mode), Some(rdev)) = (r.mode, r.rdev) {

@@ -203,8 +203,8 @@ fn plan_copy(view: &LowerView, req: &CopyRequest, now: i64) -> Result<Vec<Entry>
     for item in &req.items {
         match item {
             CopyItem::At { host, path } => {
-                let md = fs::symlink_metadata(host)
-                    .map_err(|e| format!("{}: {e}", host.display()))?;
+                let md =
+                    fs::symlink_metadata(host).map_err(|e| format!("{}: {e}", host.display()))?;
                 let rel = PathBuf::from(path.trim_start_matches('/'));
                 if rel.as_os_str().is_empty() {
                     continue;
@@ -263,10 +263,7 @@ fn plan_mkdir(
     match found {
         Found::Dir => return Ok(Vec::new()),
         Found::Other => {
-            return Err(format!(
-                "{} exists and is not a directory",
-                path.display()
-            ));
+            return Err(format!("{} exists and is not a directory", path.display()));
         }
         Found::Missing => {}
     }
@@ -280,12 +277,7 @@ fn plan_mkdir(
         if present {
             break;
         }
-        out.push(
-            Entry::dir(p)
-                .mode(0o755)
-                .owner(owner.0, owner.1)
-                .mtime(now),
-        );
+        out.push(Entry::dir(p).mode(0o755).owner(owner.0, owner.1).mtime(now));
         cur = p.parent();
     }
     Ok(out)
@@ -519,8 +511,8 @@ mod tests {
         fs::write(d.join("sub/x"), "x").expect("write");
 
         // file → file (parents created 0755 root)
-        let e = plan_copy(&view, &CopyRequest::new(vec![f.clone()], "/a/b/new.txt"), 7)
-            .expect("plan");
+        let e =
+            plan_copy(&view, &CopyRequest::new(vec![f.clone()], "/a/b/new.txt"), 7).expect("plan");
         assert_eq!(paths(&e), ["a", "a/b", "a/b/new.txt"]);
         assert_eq!((e[0].meta.mode, e[0].meta.uid), (0o755, 0));
         assert_eq!(e[2].meta.mode, 0o600);
@@ -528,10 +520,15 @@ mod tests {
         // file → existing dir without slash, and → dir/ with chown+chmod
         let e = plan_copy(&view, &CopyRequest::new(vec![f.clone()], "/etc"), 7).expect("plan");
         assert_eq!(paths(&e), ["etc/f.txt"]);
-        let req = CopyRequest::new(vec![f.clone()], "/new/").chown(1000, 1000).chmod(0o640);
+        let req = CopyRequest::new(vec![f.clone()], "/new/")
+            .chown(1000, 1000)
+            .chmod(0o640);
         let e = plan_copy(&view, &req, 7).expect("plan");
         assert_eq!(paths(&e), ["new", "new/f.txt"]);
-        assert_eq!((e[1].meta.mode, e[1].meta.uid, e[1].meta.gid), (0o640, 1000, 1000));
+        assert_eq!(
+            (e[1].meta.mode, e[1].meta.uid, e[1].meta.gid),
+            (0o640, 1000, 1000)
+        );
 
         // dir → its contents
         let e = plan_copy(&view, &CopyRequest::new(vec![d.clone()], "/etc/"), 7).expect("plan");
@@ -540,8 +537,8 @@ mod tests {
         assert_eq!(paths(&e), ["made", "made/sub", "made/sub/x"]);
 
         // several sources need a directory
-        let err = plan_copy(&view, &CopyRequest::new(vec![f.clone(), d], "/x"), 7)
-            .expect_err("refused");
+        let err =
+            plan_copy(&view, &CopyRequest::new(vec![f.clone(), d], "/x"), 7).expect_err("refused");
         assert!(err.contains("must be a directory"), "{err}");
     }
 
@@ -573,7 +570,11 @@ mod tests {
     #[test]
     fn mkdir_folds_into_nothing_when_the_directory_exists() {
         let (_t, view) = view_with(|low| fs::create_dir_all(low.join("w")).expect("mkdir"));
-        assert!(plan_mkdir(&view, Path::new("/w"), (0, 0), 1).expect("plan").is_empty());
+        assert!(
+            plan_mkdir(&view, Path::new("/w"), (0, 0), 1)
+                .expect("plan")
+                .is_empty()
+        );
         let e = plan_mkdir(&view, Path::new("/w/x/y"), (1000, 1000), 1).expect("plan");
         let mut p = paths(&e);
         p.sort();

@@ -234,13 +234,13 @@ mod tests {
         let mut config = ImageConfig {
             cmd: vec!["app".into()],
             shell: vec!["/bin/bash".into(), "-c".into()],
+            healthcheck: Some(frontend::Healthcheck {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            }),
             ..Default::default()
         };
         config.env_set("PATH", "/bin");
-        config.healthcheck = Some(frontend::Healthcheck {
-            test: vec!["NONE".into()],
-            ..Default::default()
-        });
         let history = [
             hist("RUN make", false),
             hist("ENV A=b", true),
@@ -257,7 +257,8 @@ mod tests {
             stack: &after_run,
             tags: &[],
         };
-        let out: Value = serde_json::from_slice(&config_json(&req, 0).expect("json")).expect("parse");
+        let out: Value =
+            serde_json::from_slice(&config_json(&req, 0).expect("json")).expect("parse");
         assert_eq!(out["created"], "1970-01-01T00:00:00Z");
         assert_eq!(out["docker_version"], "24.0.0");
         assert_eq!(out["author"], "me");

@@ -17,8 +17,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use cache::digest::Digest;
 use cache::image::Descriptor;
-use cache::layer::{Compression, Entry, LayerSink, MediaFlavor, WriteOptions, write_layer};
 use cache::image::ManifestFormat;
+use cache::layer::{Compression, Entry, LayerSink, MediaFlavor, WriteOptions, write_layer};
 use runtime::userns::PipeCodec;
 
 use super::Engine;
@@ -128,10 +128,7 @@ impl Engine {
             );
         }
         let (digest, size) = writer.commit(Some(&desc.digest))?;
-        Ok((
-            Descriptor::new(desc.media_type, digest, size),
-            desc.diff_id,
-        ))
+        Ok((Descriptor::new(desc.media_type, digest, size), desc.diff_id))
     }
 }
 

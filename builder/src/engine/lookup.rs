@@ -126,13 +126,22 @@ mod tests {
         let view = LowerView::new(vec![top, low]);
 
         let r = |p: &str, f| resolve(&view, Path::new(p), f).expect(p);
-        assert_eq!(r("/lib/x/y", true), (PathBuf::from("usr/lib/x/y"), Found::Missing));
+        assert_eq!(
+            r("/lib/x/y", true),
+            (PathBuf::from("usr/lib/x/y"), Found::Missing)
+        );
         assert_eq!(r("/lib", true), (PathBuf::from("usr/lib"), Found::Dir));
         assert_eq!(r("/lib", false), (PathBuf::from("lib"), Found::Other));
         assert_eq!(r("/file", true), (PathBuf::from("file"), Found::Other));
         assert_eq!(r("/", true), (PathBuf::new(), Found::Dir));
-        assert_eq!(r("/escape/lib", true), (PathBuf::from("usr/lib"), Found::Dir));
-        assert_eq!(r("/usr/../lib", true), (PathBuf::from("usr/lib"), Found::Dir));
+        assert_eq!(
+            r("/escape/lib", true),
+            (PathBuf::from("usr/lib"), Found::Dir)
+        );
+        assert_eq!(
+            r("/usr/../lib", true),
+            (PathBuf::from("usr/lib"), Found::Dir)
+        );
         assert!(resolve(&view, Path::new("/file/sub"), true).is_err());
     }
 }

@@ -177,8 +177,8 @@ impl Engine {
             cache_dir: Some(root.join("cache-mounts")),
         })
         .context("setting up the rootless sandbox")?;
-        let choice = choose(&store.snapshots_dir(), opts.snapshotter)
-            .context("choosing a snapshotter")?;
+        let choice =
+            choose(&store.snapshots_dir(), opts.snapshotter).context("choosing a snapshotter")?;
         Ok(Engine {
             store,
             sandbox,

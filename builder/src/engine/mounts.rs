@@ -14,7 +14,8 @@ use super::LayerStack;
 
 use frontend::runmount::{MountType, RunMount as FrontMount, Sharing};
 use runtime::run_mounts::{
-    BindFrom, BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount, TmpfsMount,
+    BindFrom, BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount,
+    TmpfsMount,
 };
 
 /// What a RUN's mounts may need from outside the Dockerfile.
@@ -50,9 +51,9 @@ pub(crate) fn to_run_mounts(
     let mut ssh_index = 0usize;
     for m in mounts {
         let target = || {
-            m.target.clone().ok_or_else(|| {
-                anyhow::anyhow!("RUN --mount=type={:?} has no target", m.kind)
-            })
+            m.target
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("RUN --mount=type={:?} has no target", m.kind))
         };
         let mount = match m.kind {
             MountType::Cache => {
@@ -105,10 +106,9 @@ pub(crate) fn to_run_mounts(
                 })
             }
             MountType::Secret => {
-                let id = m
-                    .id
-                    .clone()
-                    .ok_or_else(|| anyhow::anyhow!("RUN --mount=type=secret has no id"))?;
+                let id =
+                    m.id.clone()
+                        .ok_or_else(|| anyhow::anyhow!("RUN --mount=type=secret has no id"))?;
                 let value = inputs.secrets.get(&id).cloned().map(SecretValue);
                 RunMount::Secret(SecretMount {
                     id,
@@ -205,7 +205,8 @@ mod tests {
         from_image.from = Some("alpine".into());
         let err = to_run_mounts(&[from_image.clone()], &inputs, &no_lowers).expect_err("refused");
         assert!(
-            err.to_string().contains("not supported yet: RUN --mount=type=bind,from=<image>"),
+            err.to_string()
+                .contains("not supported yet: RUN --mount=type=bind,from=<image>"),
             "{err}"
         );
         let err = to_run_mounts(&[front(MountType::Bind, "/src")], &inputs, &no_lowers)

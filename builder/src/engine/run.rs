@@ -90,7 +90,9 @@ impl Engine {
         output: &mut dyn FnMut(&str),
     ) -> anyhow::Result<LayerResult> {
         if !exec.inline_files.is_empty() {
-            return Err(crate::not_supported("RUN <<EOF heredoc scripts starting with #!"));
+            return Err(crate::not_supported(
+                "RUN <<EOF heredoc scripts starting with #!",
+            ));
         }
         if exec.security == Some(Security::Insecure) {
             return Err(crate::not_supported("RUN --security=insecure"));
@@ -134,10 +136,9 @@ impl Engine {
             Ok(o) => o,
             Err(e) => {
                 cleanup();
-                return Err(anyhow::Error::new(e).context(format!(
-                    "running {:?}",
-                    exec.argv.join(" ")
-                )));
+                return Err(
+                    anyhow::Error::new(e).context(format!("running {:?}", exec.argv.join(" ")))
+                );
             }
         };
         if !outcome.exit.success() {
@@ -196,7 +197,10 @@ impl Engine {
         let published = {
             let _lock = self
                 .store
-                .lock_key(&format!("snapshot {}", super::snapshot_key(&layer.chain_id)))
+                .lock_key(&format!(
+                    "snapshot {}",
+                    super::snapshot_key(&layer.chain_id)
+                ))
                 .context("locking a snapshot directory")?;
             if layer_dir.is_dir() {
                 cleanup();

@@ -109,9 +109,9 @@ impl Engine {
                     .with_context(|| format!("removing {}", tmp.display()))?;
                 Ok(())
             }
-            Err(e) => Err(e).with_context(|| {
-                format!("renaming {} to {}", tmp.display(), dir.display())
-            }),
+            Err(e) => {
+                Err(e).with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))
+            }
         }
     }
 
