@@ -459,3 +459,24 @@ fn bases_from_docker_archives_and_oci_layouts_offline() {
     assert_eq!(b.text("/o"), "offline\n");
     b.file("/bin/busybox");
 }
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn a_failure_cancels_parallel_steps_and_names_itself() {
+    let c = Case::new(
+        "FROM BASE AS slow\nRUN sleep 60\nFROM BASE AS bad\nRUN sleep 1 && echo going-down && exit 7\n\
+         FROM scratch\nCOPY --from=slow /bin/busybox /a\nCOPY --from=bad /bin/busybox /b\n",
+        &[],
+    );
+    let t0 = std::time::Instant::now();
+    let err = c
+        .try_build(&["--jobs", "2"])
+        .err()
+        .expect("the build must fail");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(40),
+        "the sleeping sibling was not stopped"
+    );
+    assert!(err.contains("Dockerfile:4"), "{err}");
+    assert!(err.contains("going-down"), "{err}");
+}

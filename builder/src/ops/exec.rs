@@ -34,6 +34,9 @@ pub struct Executor {
     /// One lock per layer being unpacked, so parallel steps on the same
     /// base wait for one unpack instead of racing.
     unpacking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Cancels every running step when one fails, so a failed build stops
+    /// promptly instead of waiting for its parallel siblings.
+    cancel: runtime::sandbox::CancelToken,
 }
 
 /// Makes temp names unique between threads of one process.
@@ -62,6 +65,7 @@ impl Executor {
             },
             state: OnceLock::new(),
             unpacking: Mutex::new(HashMap::new()),
+            cancel: runtime::sandbox::CancelToken::new(),
         }
     }
 
@@ -83,6 +87,15 @@ impl Executor {
         });
         r.as_ref()
             .map_err(|e| anyhow!("cannot run RUN steps here: {e}"))
+    }
+
+    /// Stops every step that is running now or starts later.
+    /// Returns whether this call was the first to cancel (the step that
+    /// failed on its own, not one stopped because of another).
+    pub fn cancel_all(&self) -> bool {
+        let first = !self.cancel.is_cancelled();
+        self.cancel.cancel();
+        first
     }
 
     /// Unpacks a layer into its shared directory once (temp dir + rename).
@@ -179,6 +192,7 @@ impl Executor {
         spec.user = op.user.clone();
         spec.network = net;
         spec.mounts = mounts;
+        spec.cancel = Some(self.cancel.clone());
         let mut partial = Vec::new();
         let outcome = sandbox.run(&spec, &mut |_s: OutputStream, bytes: &[u8]| {
             partial.extend_from_slice(bytes);

@@ -111,6 +111,8 @@ struct Ctx<'a> {
     results: Mutex<BTreeMap<String, CachedResult>>,
     /// `--build-context` names.
     named: BTreeMap<String, NamedContextSource>,
+    /// The step that failed first (others may fail after, cancelled).
+    first_failure: Mutex<Option<(usize, String)>>,
 }
 
 impl Ctx<'_> {
@@ -212,6 +214,7 @@ fn build_inner(
         }),
         results: Mutex::new(BTreeMap::new()),
         named,
+        first_failure: Mutex::new(None),
     };
     let outputs = schedule::run(
         &plan.nodes,
@@ -223,14 +226,22 @@ fn build_inner(
     let outputs = match outputs {
         Ok(o) => o,
         Err(f) => {
-            let v = &plan.nodes[f.vertex].op;
+            // Report the step that failed on its own, not a sibling that
+            // was cancelled because of it.
+            let (vertex, error) = ctx
+                .first_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or((f.vertex, format!("{:#}", f.error)));
+            let v = &plan.nodes[vertex].op;
             let tail = ctx
                 .tails
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&f.vertex)
+                .remove(&vertex)
                 .unwrap_or_default();
-            let mut msg = format!("{}: {}", plan.describe(&graph, v, &file_name), f.error);
+            let mut msg = format!("{}: {}", plan.describe(&graph, v, &file_name), error);
             if !tail.is_empty() {
                 msg.push_str("\nlast output:\n");
                 for l in tail.iter().rev().take(10).rev() {
@@ -604,6 +615,10 @@ fn run_step(
             Ok(next_state(prev, key, &result))
         }
         Err(e) => {
+            if ctx.executor.cancel_all() {
+                *ctx.first_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((i, format!("{e:#}")));
+            }
             emit(
                 ctx,
                 i,
