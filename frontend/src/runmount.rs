@@ -495,3 +495,42 @@ mod tests {
         assert!(csv_fields(r#""unterminated"#).is_err());
     }
 }
+
+/// One parsed `RUN --device` value (a CDI device request).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunDevice {
+    /// The device name, e.g. `vendor1.com/device=foo` (may contain `=`).
+    pub name: String,
+    /// Fail when the device is not available.
+    pub required: bool,
+}
+
+/// Parses a `RUN --device` value as BuildKit does: CSV fields; the first
+/// field may be the bare name, `name=` sets it explicitly (once),
+/// `required[=bool]` marks it mandatory.
+pub fn parse_device(value: &str) -> Result<RunDevice, String> {
+    let mut d = RunDevice::default();
+    for (i, field) in csv_fields(value)?.into_iter().enumerate() {
+        let (key, val) = match field.split_once('=') {
+            Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
+            None => (field.to_ascii_lowercase(), None),
+        };
+        match key.as_str() {
+            "name" => {
+                if !d.name.is_empty() {
+                    return Err(format!("device name already set to {}", d.name));
+                }
+                d.name = val.unwrap_or_default().to_string();
+            }
+            "required" => {
+                d.required = match val {
+                    None => true,
+                    Some(v) => parse_bool("required", v)?,
+                }
+            }
+            _ if i == 0 => d.name = field.clone(),
+            _ => return Err(format!("unexpected key '{key}' in '{field}'")),
+        }
+    }
+    Ok(d)
+}

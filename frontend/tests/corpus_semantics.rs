@@ -409,3 +409,37 @@ fn healthcheck_duration_flag_cases() {
     }
     assert_eq!(n, 3);
 }
+
+/// `runmount/cases.json` kind `device-option`: `RUN --device` values.
+#[test]
+fn runmount_device_option_cases() {
+    let cases = json("runmount/cases.json");
+    let mut n = 0;
+    for case in cases.as_array().expect("array") {
+        if case["kind"] != "device-option" {
+            continue;
+        }
+        n += 1;
+        let name = case["name"].as_str().unwrap_or("?");
+        let got = frontend::runmount::parse_device(case["input"].as_str().expect("input"));
+        let expect = &case["expect"];
+        match (expect["error"].as_str(), got) {
+            (Some(msg), Err(e)) => assert_eq!(e, msg, "{name}"),
+            (Some(_), Ok(d)) => panic!("{name}: accepted as {d:?}"),
+            (None, Err(e)) => panic!("{name}: {e}"),
+            (None, Ok(d)) => {
+                assert_eq!(d.name, expect["name"].as_str().expect("name"), "{name}");
+                assert_eq!(Some(d.required), expect["required"].as_bool(), "{name}");
+            }
+        }
+    }
+    assert_eq!(n, 8);
+    // In a Dockerfile the flag is recognised, validated, and refused
+    // clearly rather than ignored.
+    let e = lower_text(
+        "FROM scratch\nRUN --device=vendor1.com/device=foo true\n",
+        &BuildOptions::default(),
+    )
+    .expect_err("devices are not supported");
+    assert!(e.message.contains("--device is not supported"), "{e}");
+}

@@ -44,6 +44,18 @@ impl StageBuilder<'_, '_, '_> {
                 }
             }
         };
+        let devices = self.ctx.flags(ins, "device");
+        if !devices.is_empty() {
+            // Validated, then refused: strata has no CDI device support, and
+            // silently dropping a device would build something else.
+            for value in &devices {
+                runmount::parse_device(value).map_err(|e| self.ctx.error(ins, e))?;
+            }
+            return Err(self
+                .ctx
+                .error(ins, "RUN --device is not supported by strata")
+                .with_hint("remove --device, or build this Dockerfile with BuildKit"));
+        }
         let env_pairs = self.exec_env();
         let cwd = self.cwd();
         let mut mounts = Vec::new();

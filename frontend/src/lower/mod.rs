@@ -130,7 +130,7 @@ pub(crate) struct Ctx<'a> {
 pub(crate) fn flags_for(kind: Keyword) -> &'static [&'static str] {
     match kind {
         Keyword::From => &["platform"],
-        Keyword::Run => &["mount", "network", "security"],
+        Keyword::Run => &["mount", "network", "security", "device"],
         Keyword::Copy => &["from", "chown", "chmod", "link", "parents", "exclude"],
         Keyword::Add => &[
             "chown",
