@@ -16,6 +16,7 @@ use cache::reference::Reference;
 use cache::store::Store;
 use cache::transport::docker_archive::{SaveItem, save};
 use frontend::{ExecOp, History, ImageConfig, Platform};
+use runtime::snapshot::{SnapshotterKind, SnapshotterRequest};
 
 fn registry() -> String {
     std::env::var("STRATA_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into())
@@ -68,9 +69,13 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with(EngineOptions::default())
+    }
+
+    fn with(opts: EngineOptions) -> Fixture {
         let tmp = tempdir();
         let store = Arc::new(Store::open(tmp.path().join("root")).expect("open store"));
-        let engine = Engine::new(store, EngineOptions::default()).expect("engine");
+        let engine = Engine::new(store, opts).expect("engine");
         Fixture { tmp, engine }
     }
 
@@ -322,4 +327,145 @@ fn failing_run_reports_exit_code_and_last_lines() {
         .filter(|n| n.starts_with("tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Runs `script` on `stack` and returns its output lines; the step must
+/// succeed.
+fn output_of(engine: &Engine, stack: &builder::engine::LayerStack, script: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    engine
+        .run(stack, &sh(script), &RunInputs::default(), &mut |l| {
+            seen.push(l.to_string())
+        })
+        .unwrap_or_else(|e| panic!("{script}: {e:#}"));
+    seen
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment (registry, base images, unprivileged user)"]
+fn copy_add_and_workdir_follow_docker_rules_on_the_native_snapshotter() {
+    let f = Fixture::with(EngineOptions {
+        snapshotter: SnapshotterRequest::Force(SnapshotterKind::Native),
+        ..EngineOptions::default()
+    });
+    let engine = &f.engine;
+    assert_eq!(engine.snapshotter().0, SnapshotterKind::Native);
+    let base = engine
+        .base_image(&format!("{}/library/busybox:latest", registry()))
+        .expect("base image");
+    let prep = engine
+        .run(
+            &base.stack,
+            &sh("mkdir -p /opt/real && ln -s /opt/real /linked"),
+            &RunInputs::default(),
+            &mut |_| {},
+        )
+        .expect("RUN");
+
+    // The context: a tree with a symlink and a hardlink pair, a file, a tar.gz.
+    let ctx = f.path("ctx");
+    std::fs::create_dir_all(ctx.join("tree/sub")).expect("mkdir");
+    std::fs::write(ctx.join("tree/sub/file"), "in sub\n").expect("write");
+    std::os::unix::fs::symlink("sub/file", ctx.join("tree/link")).expect("symlink");
+    std::fs::write(ctx.join("tree/h1"), "hard\n").expect("write");
+    std::fs::hard_link(ctx.join("tree/h1"), ctx.join("tree/h2")).expect("link");
+    std::fs::write(ctx.join("f"), "through the symlink\n").expect("write");
+    let archive = ctx.join("arch.tar.gz");
+    let entries = vec![
+        cache::layer::Entry::dir("top").owner(5, 6),
+        cache::layer::Entry::file(
+            "top/file",
+            cache::layer::Content::Bytes(b"from the tar\n".to_vec()),
+        )
+        .owner(5, 6),
+    ];
+    cache::layer::write_layer(
+        entries,
+        &cache::layer::WriteOptions::default(),
+        std::fs::File::create(&archive).expect("create archive"),
+    )
+    .expect("write archive");
+
+    let s1 = engine
+        .copy(
+            &prep.stack,
+            &CopyRequest::new(vec![ctx.join("f")], "/linked/"),
+        )
+        .expect("COPY through a symlinked directory")
+        .stack;
+    let s2 = engine
+        .copy(&s1, &CopyRequest::new(vec![ctx.join("tree")], "/dst"))
+        .expect("COPY a directory")
+        .stack;
+    let s3 = engine
+        .copy(
+            &s2,
+            &CopyRequest::new(vec![archive.clone()], "/x/").unpack_archives(true),
+        )
+        .expect("ADD a tar")
+        .stack;
+    let wd = engine.mkdir(&s3, "/w/x", (1000, 1000)).expect("WORKDIR");
+    assert!(!wd.empty, "a new WORKDIR is a layer");
+
+    let got = output_of(
+        engine,
+        &wd.stack,
+        "readlink /linked; cat /opt/real/f; cat /dst/sub/file; readlink /dst/link; \
+         stat -c %h /dst/h1; test ! -e /dst/tree && echo contents-only; \
+         cat /x/top/file; stat -c %u:%g /x/top/file; test ! -e /x/arch.tar.gz && echo extracted; \
+         stat -c %u:%g:%a /w /w/x",
+    );
+    assert_eq!(
+        got,
+        [
+            "/opt/real",
+            "through the symlink",
+            "in sub",
+            "sub/file",
+            "2",
+            "contents-only",
+            "from the tar",
+            "5:6",
+            "extracted",
+            "1000:1000:755",
+            "1000:1000:755",
+        ]
+    );
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment (registry, base images, unprivileged user)"]
+fn two_engines_on_one_root_unpack_each_layer_once() {
+    let f = Fixture::new();
+    let base = f
+        .engine
+        .base_image(&format!("{}/library/busybox:latest", registry()))
+        .expect("base image");
+    let root = f.path("root");
+    let results: Vec<Vec<PathBuf>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (root, stack) = (root.clone(), base.stack.clone());
+                s.spawn(move || {
+                    let store = Arc::new(Store::open(&root).expect("open store"));
+                    let engine = Engine::new(store, EngineOptions::default()).expect("engine");
+                    engine.lowers(&stack).expect("lowers")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(results[0], results[1]);
+    assert_eq!(results[0].len(), base.stack.len());
+    let names: Vec<String> = std::fs::read_dir(root.join("snapshots"))
+        .expect("snapshots")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(names.len(), base.stack.len(), "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("sha256-")), "{names:?}");
 }
