@@ -480,3 +480,18 @@ fn a_failure_cancels_parallel_steps_and_names_itself() {
     assert!(err.contains("Dockerfile:4"), "{err}");
     assert!(err.contains("going-down"), "{err}");
 }
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn run_mounts_from_a_stage_and_an_image() {
+    let c = Case::new(
+        "FROM BASE AS build\nRUN mkdir /out && echo built > /out/x\n\
+         FROM BASE\nRUN --mount=type=bind,from=build,source=/out,target=/in cp /in/x /x\n\
+         RUN --mount=type=bind,from=BASE,target=/img test -x /img/bin/busybox && echo ok > /img-ok\n",
+        &[],
+    );
+    let b = c.build(&[]);
+    assert_eq!(b.text("/x"), "built\n");
+    assert_eq!(b.text("/img-ok"), "ok\n");
+    assert!(!b.fs.contains_key("/in/x") && !b.fs.keys().any(|k| k.starts_with("/img/")));
+}

@@ -1,13 +1,13 @@
 //! RUN `--mount`s, from the frontend's description to the runtime's: cache
-//! and tmpfs mounts as they are, bind mounts of the build context, secrets
-//! looked up in `--secret`, ssh sockets from `--ssh`. Mounts from another
-//! stage or image are refused as not supported yet.
+//! and tmpfs mounts as they are, bind mounts of the build context or of a
+//! stage's or image's filesystem (materialized by the caller), secrets
+//! looked up in `--secret`, ssh sockets from `--ssh`.
 //!
 //! A bind of the context exposes the context directory as it is on disk
 //! (BuildKit filters it through `.dockerignore` first): mounted read-only by
 //! default, and never part of the layer.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use frontend::runmount::{MountType, RunMount as FeMount, Sharing};
@@ -18,17 +18,24 @@ use runtime::run_mounts::{
 use crate::options::{SecretSource, SecretSpec, SshSpec};
 
 /// Converts the mounts of one RUN.
+/// `from_dirs[n]` is the materialized filesystem of mount `n`'s `from=`
+/// (a stage or image), when it has one.
 pub fn convert(
     mounts: &[FeMount],
+    from_dirs: &[Option<PathBuf>],
     context: &Path,
     secrets: &[SecretSpec],
     ssh: &[SshSpec],
 ) -> anyhow::Result<Vec<RunMount>> {
     let mut out = Vec::new();
     for (n, m) in mounts.iter().enumerate() {
-        if m.from.is_some() && !matches!(m.kind, MountType::Secret | MountType::Ssh) {
+        let from_dir = from_dirs.get(n).cloned().flatten();
+        if m.from.is_some()
+            && from_dir.is_none()
+            && !matches!(m.kind, MountType::Secret | MountType::Ssh)
+        {
             return Err(crate::not_supported(&format!(
-                "RUN --mount with from={} (mounting another stage or image)",
+                "RUN --mount with from={} here",
                 m.from.as_deref().unwrap_or("")
             )));
         }
@@ -43,7 +50,7 @@ pub fn convert(
                     Some(Sharing::Locked) => CacheSharing::Locked,
                     _ => CacheSharing::Shared,
                 },
-                from: None,
+                from: from_dir.clone(),
                 source: m.source.clone(),
                 mode: m.mode,
                 uid: m.uid,
@@ -51,7 +58,7 @@ pub fn convert(
                 readonly: m.readonly,
             }),
             MountType::Bind => RunMount::Bind(BindMount {
-                from: context.to_path_buf(),
+                from: from_dir.clone().unwrap_or_else(|| context.to_path_buf()),
                 source: m.source.clone(),
                 target: target
                     .ok_or_else(|| anyhow::anyhow!("RUN --mount=type=bind needs target="))?,

@@ -353,6 +353,27 @@ fn run_step(
             for (k, v) in &e.env {
                 facts.insert(format!("env:{k}"), v.clone());
             }
+            // Images that `--mount=…,from=<image>` reads are part of the key.
+            let mut digests = Vec::new();
+            for m in &e.mounts {
+                if let (None, Some(reference)) = (m.from_stage, m.from.as_deref())
+                    && !matches!(
+                        m.kind,
+                        frontend::runmount::MountType::Secret | frontend::runmount::MountType::Ssh
+                    )
+                {
+                    let d = resolver::resolve_for_copy(
+                        ctx.store,
+                        &ctx.real_ref(reference),
+                        ctx.req.pull,
+                    )?;
+                    facts.insert(format!("base:{reference}"), d.clone());
+                    digests.push(d);
+                }
+            }
+            if !digests.is_empty() {
+                image_source = Some((String::new(), digests.join(",")));
+            }
         }
         Op::File(f) => {
             ov.chmod = file::chmod_bits(f)?;
@@ -535,8 +556,48 @@ fn run_step(
                         v.remove(0);
                     }
                 };
+                // Filesystems that `from=` mounts read: a stage (its
+                // output is one of this step's inputs) or an image.
+                let mut keep = Vec::new();
+                let mut from_dirs = Vec::new();
+                let mut next_input = 1;
+                for m in &e.mounts {
+                    let layers = if m.from_stage.is_some() {
+                        let l = inputs
+                            .get(next_input)
+                            .ok_or_else(|| {
+                                anyhow!("internal: RUN --mount from a stage has no input")
+                            })?
+                            .layers
+                            .clone();
+                        next_input += 1;
+                        Some(l)
+                    } else if let Some(reference) = m.from.as_deref().filter(|_| {
+                        !matches!(
+                            m.kind,
+                            frontend::runmount::MountType::Secret
+                                | frontend::runmount::MountType::Ssh
+                        )
+                    }) {
+                        let real = ctx.real_ref(reference);
+                        let digest = resolver::resolve_for_copy(ctx.store, &real, ctx.req.pull)?;
+                        Some(source::image_layers(ctx.store, &real, &digest)?)
+                    } else {
+                        None
+                    };
+                    from_dirs.push(match layers {
+                        Some(l) => {
+                            let dir = file::materialize(ctx.store, &l)?;
+                            let p = dir.path().to_path_buf();
+                            keep.push(dir);
+                            Some(p)
+                        }
+                        None => None,
+                    });
+                }
                 let mounts = crate::ops::mounts::convert(
                     &e.mounts,
+                    &from_dirs,
                     &ctx.req.context,
                     &ctx.req.secrets,
                     &ctx.req.ssh,

@@ -43,6 +43,14 @@ pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
         let mut prev = nodes.len() - 1;
         for (k, step) in st.steps.iter().enumerate() {
             let mut deps = vec![prev];
+            // RUN --mount=…,from=<stage>: one input per such mount, in order.
+            if let Op::Exec(e) = &step.op {
+                for id in e.mounts.iter().filter_map(|m| m.from_stage) {
+                    deps.push(*last_of.get(&id).ok_or_else(|| {
+                        anyhow!("internal: stage {id} used before it is planned")
+                    })?);
+                }
+            }
             if let Op::File(f) = &step.op
                 && let CopySource::Stage { id } = &f.from
             {
