@@ -181,6 +181,23 @@ pub struct BuildGraph {
     pub target: usize,
     /// Non-fatal findings (unused build args, parser warnings).
     pub warnings: Vec<Diagnostic>,
+    /// `SOURCE_DATE_EPOCH` from the build args or a global ARG default,
+    /// resolved; `None` when not set. A stage it names is in `stages` even
+    /// when the target does not need it.
+    pub source_date_epoch: Option<SourceDateEpoch>,
+}
+
+/// Where the reproducible-build timestamp comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceDateEpoch {
+    /// Unix seconds, as given.
+    Seconds { seconds: i64 },
+    /// `context`: the newest modification time in the build context.
+    Context,
+    /// A source-only stage (`FROM scratch`, only `ADD <url>`): the time of
+    /// its downloaded content (HTTP `Last-Modified`, git commit time).
+    Stage { id: usize, sources: Vec<String> },
 }
 
 impl BuildGraph {

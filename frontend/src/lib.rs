@@ -24,8 +24,10 @@ pub mod runmount;
 pub use config::{Healthcheck, ImageConfig};
 pub use graph::{
     Base, BuildGraph, BuildOptions, CopySource, EmptyResolver, ExecOp, FileKind, FileOp, History,
-    ImageResolver, InlineFile, NetworkMode, Op, Platform, ResolvedImage, Security, Stage, Step,
+    ImageResolver, InlineFile, NetworkMode, Op, Platform, ResolvedImage, Security, SourceDateEpoch,
+    Stage, Step,
 };
+pub use lower::epoch::http_filename;
 pub use lower::expose::parse_spec as parse_port_spec;
 pub use lower::lower;
 pub mod dot;

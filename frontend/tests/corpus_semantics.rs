@@ -93,6 +93,8 @@ fn semantic_errors_build_time_rejections_without_a_build() {
         "add-chmod-invalid/64a",
         "add-chmod-invalid/10000",
         "unknown-instruction-suggestion",
+        "source-date-epoch/invalid-default",
+        "source-date-epoch/stage-invalid",
     ];
     let mut failures = Vec::new();
     for name in frontend_cases {
@@ -442,4 +444,65 @@ fn runmount_device_option_cases() {
     )
     .expect_err("devices are not supported");
     assert!(e.message.contains("--device is not supported"), "{e}");
+}
+
+/// `semantic-errors` kind `source-date-epoch`: how the value is resolved.
+#[test]
+fn source_date_epoch_cases() {
+    let cases = json("semantic-errors/cases.json");
+    let mut n = 0;
+    for case in cases.as_array().expect("array") {
+        if case["kind"] != "source-date-epoch" {
+            continue;
+        }
+        n += 1;
+        let name = case["name"].as_str().unwrap_or("?");
+        let input = case["input"].as_str().unwrap_or("mysource");
+        let text = case["dockerfile"]
+            .as_str()
+            .unwrap_or("FROM scratch\n")
+            .to_string();
+        let mut opts = options(case);
+        opts.build_args
+            .insert("SOURCE_DATE_EPOCH".into(), input.to_string());
+        let got = lower_text(&text, &opts);
+        let expect = &case["expect"];
+        if let Some(needle) = expect["error_contains"].as_str() {
+            let e = got.expect_err(name);
+            assert!(e.message.contains(needle), "{name}: {e}");
+            continue;
+        }
+        let g = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let epoch = g.source_date_epoch.clone().expect("epoch resolved");
+        match (&expect["time_utc"], &expect["source"]) {
+            (Value::String(_), _) => {
+                let want: i64 = expect["formatted"]
+                    .as_str()
+                    .expect("formatted")
+                    .parse()
+                    .expect("seconds");
+                assert_eq!(
+                    epoch,
+                    frontend::SourceDateEpoch::Seconds { seconds: want },
+                    "{name}"
+                );
+            }
+            (Value::Null, Value::Object(src)) => {
+                let frontend::SourceDateEpoch::Stage { sources, .. } = epoch else {
+                    panic!("{name}: {epoch:?}");
+                };
+                assert_eq!(sources.len(), 1, "{name}");
+                assert_eq!(
+                    frontend::http_filename(&sources[0]),
+                    src["http.filename"].as_str().expect("filename"),
+                    "{name}"
+                );
+            }
+            (Value::Null, _) => {
+                assert_eq!(epoch, frontend::SourceDateEpoch::Context, "{name}");
+            }
+            (other, _) => panic!("{name}: unexpected {other}"),
+        }
+    }
+    assert_eq!(n, 6);
 }

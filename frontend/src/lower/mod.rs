@@ -12,6 +12,7 @@
 pub(crate) mod args;
 mod copy;
 pub(crate) mod duration;
+pub mod epoch;
 mod exec;
 pub mod expose;
 pub(crate) mod gofmt;
@@ -25,7 +26,7 @@ use std::collections::BTreeSet;
 
 use crate::ast::{Args, Dockerfile, Instruction, Keyword};
 use crate::diagnostic::Diagnostic;
-use crate::graph::{BuildGraph, BuildOptions, ImageResolver, Stage};
+use crate::graph::{BuildGraph, BuildOptions, ImageResolver, SourceDateEpoch, Stage};
 use crate::words::{Env, Lexer};
 
 use args::GlobalArgs;
@@ -85,7 +86,14 @@ pub fn lower(
     ctx.check_order(&decls)?;
     let target = ctx.select_target(&decls)?;
     let mut done: Vec<Option<Stage>> = vec![None; decls.len()];
+    let epoch = match ctx.epoch_value() {
+        Some(v) => Some(ctx.epoch_request(&v, &decls)?),
+        None => None,
+    };
     let mut needed = stages::needed(&decls, target);
+    if let Some(epoch::Request::Stage(id)) = &epoch {
+        needed.extend(stages::needed(&decls, *id));
+    }
     // Ascending order lowers every base stage before its children (bases
     // are always earlier). ONBUILD triggers of a base image may add
     // dependencies on earlier stages; those are lowered in another pass.
@@ -106,6 +114,15 @@ pub fn lower(
             needed.extend(stages::needed(&decls, d));
         }
     }
+    let source_date_epoch = match epoch {
+        None => None,
+        Some(epoch::Request::Seconds(seconds)) => Some(SourceDateEpoch::Seconds { seconds }),
+        Some(epoch::Request::Context) => Some(SourceDateEpoch::Context),
+        Some(epoch::Request::Stage(id)) => match &done[id] {
+            Some(stage) => Some(epoch::check_source_stage(&ctx, &decls[id], stage)?),
+            None => None,
+        },
+    };
     ctx.warn_unused_build_args();
     let stages: Vec<Stage> = done.into_iter().flatten().collect();
     let target = stages.iter().position(|s| s.id == target).unwrap_or(0);
@@ -113,6 +130,7 @@ pub fn lower(
         stages,
         target,
         warnings: ctx.warnings,
+        source_date_epoch,
     })
 }
 
