@@ -127,6 +127,19 @@ fn run_copy_workdir_assemble_then_skopeo_and_podman_agree() {
         .base_image(&format!("{}/library/busybox:latest", registry()))
         .expect("base image");
     assert!(!base.stack.is_empty());
+    // Lazy: no layer is downloaded until a step needs it, and the name is
+    // tagged locally only once the image is complete.
+    let busybox = Reference::parse(&base.reference).expect("ref");
+    let has_blob =
+        |l: &builder::engine::StackLayer| engine.store().blobs().has(&l.descriptor.digest);
+    assert!(!base.stack.layers().iter().any(has_blob));
+    assert!(
+        engine
+            .store()
+            .resolve_image(&busybox)
+            .expect("resolve")
+            .is_none()
+    );
 
     // RUN
     let mut lines = Vec::new();
@@ -140,6 +153,15 @@ fn run_copy_workdir_assemble_then_skopeo_and_podman_agree() {
         .expect("RUN");
     assert_eq!(lines, ["done"], "output is streamed line by line");
     assert!(!run.empty);
+    assert!(base.stack.layers().iter().all(has_blob));
+    assert!(
+        engine
+            .store()
+            .resolve_image(&busybox)
+            .expect("resolve")
+            .is_some(),
+        "the base is tagged once its layers are in the store"
+    );
     let dir = run.snapshot_dir.clone().expect("snapshot dir");
     assert!(dir.ends_with("layer") && dir.is_dir(), "{}", dir.display());
 

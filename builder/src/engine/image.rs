@@ -76,6 +76,10 @@ impl Engine {
                 .unwrap_or(0)
         });
         let config = config_json(req, created)?;
+        // Base layers no step needed are still only in the registry.
+        for layer in req.stack.layers() {
+            self.ensure_blob(layer)?;
+        }
         let image = self
             .store
             .write_image(&config, &req.stack.descriptors(), self.opts.manifest_format)

@@ -5,31 +5,44 @@
 //! # How to call it
 //!
 //! ```text
-//! use builder::engine::{Engine, EngineOptions, RunInputs, CopyRequest, ImageRequest};
+//! use builder::engine::{CopyRequest, Engine, EngineOptions, ImageRequest, RunInputs, StepFailed};
 //!
 //! let store = Arc::new(cache::store::Store::open(root)?);
 //! let engine = Engine::new(store.clone(), EngineOptions::default())?;  // once per build; Sync
 //!
-//! // FROM: a local tag, else a registry pull; also docker-archive:/oci-layout:
+//! // FROM: local tag/digest, else the registry (manifest + config only; layers
+//! // are fetched when first needed); also docker-archive:PATH, oci-layout:PATH[:tag]
 //! let base = engine.base_image("127.0.0.1:5000/library/busybox:latest")?;
-//! let mut stack = base.stack.clone();            // LayerStack (FROM scratch: LayerStack::scratch())
-//! let mut layers = Vec::new();                   // one LayerResult per Step, in order
+//! //   base.manifest_digest (cache keys), base.config (raw bytes), base.stack
+//! let mut stack = base.stack.clone();          // FROM scratch: LayerStack::scratch()
+//! let mut steps: Vec<LayerResult> = vec![];     // one per frontend Step, in order
 //!
-//! // RUN (frontend::ExecOp); output lines stream to the callback
-//! let r = engine.run(&stack, &exec_op, &RunInputs::default(), &mut |line| println!("{line}"))?;
-//! stack = r.stack.clone(); layers.push(r);
-//! //   a non-zero exit is Err(e) with e.downcast_ref::<StepFailed>() = exit code + last lines
+//! // RUN (frontend::ExecOp as lowered); each output line goes to the callback
+//! let r = engine.run(&stack, &exec_op, &RunInputs { context_dir, stages, images, secrets, ssh_sockets },
+//!                    &mut |line| progress.line(line))?;
+//! //   Err(e): e.downcast_ref::<StepFailed>() has the exit code and last 10 lines
+//! stack = r.stack.clone(); steps.push(r);
 //!
-//! // COPY/ADD of already-selected files (host path → how Docker places it)
-//! let r = engine.copy(&stack, &CopyRequest::new(vec![host_path], "/dest/"))?; // .chown/.chmod/.unpack_archives
-//! // WORKDIR
-//! let r = engine.mkdir(&stack, "/work", (uid, gid))?;          // empty layer if it exists
+//! // COPY/ADD of files the context module selected (host paths); Docker's rules
+//! // against `dest` (FileOp::dest, trailing '/' kept). CopyItem::At places a path exactly.
+//! let req = CopyRequest::new(vec![ctx.join("src")], "/app/").chown(1000, 1000).chmod(0o640)
+//!     .unpack_archives(is_add);
+//! let r = engine.copy(&stack, &req)?;
+//! // WORKDIR (FileKind::Mkdir): owner = the current USER, resolved to ids
+//! let r = engine.mkdir(&stack, "/app", (uid, gid))?;    // r.empty if it already exists
 //!
-//! // the image: base config (raw) + the stage's frontend::ImageConfig + history
-//! let image = engine.assemble(&ImageRequest { base_config: Some(&base.config), base_history_config: ...,
-//!     stage: &stage, layers: &layers, stack: &stack, tags: &["app:latest"] })?;
-//! // image.id() = config digest; image.manifest_digest is tagged in the store
+//! // The image (config digest = image id), written and tagged in the store:
+//! let image = engine.assemble(&ImageRequest {
+//!     base_config: Some(&base.config),     // None for scratch; for FROM <stage>, that stage's config
+//!     config: &stage.config, history: &stage.history, author: stage.author.as_deref(),
+//!     platform: &stage.platform, steps: &steps, stack: &stack, tags: &["app:latest".into()],
+//! })?;
+//! // export: cache::transport::docker_archive::save(&store, &[SaveItem { name, image }], dest)
 //! ```
+//!
+//! Also: [`Engine::lowers`] (a stack's unpacked layer directories, topmost
+//! first, e.g. for `RUN --mount=from=`), [`snapshot_key`] (the snapshot
+//! names a cache entry must list in `CacheRefs::snapshots`).
 //!
 //! Every step returns a [`LayerResult`]: the new [`LayerStack`] (parent plus
 //! the layer, or the parent unchanged when the step changed nothing —
@@ -66,7 +79,7 @@ mod snapshots;
 mod stack;
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context as _;
 use cache::image::ManifestFormat;
@@ -78,7 +91,7 @@ use runtime::sandbox::{Sandbox, SandboxOptions, UsernsMode};
 use runtime::snapshot::{Snapshotter, SnapshotterKind, SnapshotterRequest, choose};
 
 pub use base::BaseImage;
-pub use copy::CopyRequest;
+pub use copy::{CopyItem, CopyRequest};
 pub use image::ImageRequest;
 pub use mounts::RunInputs;
 pub use run::StepFailed;
@@ -153,6 +166,9 @@ pub struct Engine {
     snapshotter_reason: String,
     opts: EngineOptions,
     registry: OnceLock<RegistryClient>,
+    /// Registry bases whose layers are not all in the store yet; tagged
+    /// locally once they are (see `base.rs`).
+    pending_tags: Mutex<Vec<base::PendingTag>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -186,6 +202,7 @@ impl Engine {
             snapshotter_reason: choice.reason,
             opts,
             registry: OnceLock::new(),
+            pending_tags: Mutex::new(Vec::new()),
         })
     }
 

@@ -136,7 +136,7 @@ impl Engine {
             &layer.descriptor,
         )
         .with_context(|| format!("fetching layer {digest} of {origin}"))?;
-        Ok(())
+        self.tag_complete_bases()
     }
 }
 
