@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use frontend::runmount::{MountType, RunMount as FeMount, Sharing};
 use runtime::run_mounts::{
-    BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount, TmpfsMount,
+    BindFrom, BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount,
+    TmpfsMount,
 };
 
 use crate::options::{SecretSource, SecretSpec, SshSpec};
@@ -58,7 +59,7 @@ pub fn convert(
                 readonly: m.readonly,
             }),
             MountType::Bind => RunMount::Bind(BindMount {
-                from: from_dir.clone().unwrap_or_else(|| context.to_path_buf()),
+                from: BindFrom::Dir(from_dir.clone().unwrap_or_else(|| context.to_path_buf())),
                 source: m.source.clone(),
                 target: target
                     .ok_or_else(|| anyhow::anyhow!("RUN --mount=type=bind needs target="))?,
