@@ -128,10 +128,13 @@ struct GzipMembers<W> {
 }
 
 fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 2 + 64),
-        flate2::Compression::new(level),
-    );
+    // Room for the worst case (incompressible input: zlib's deflateBound
+    // plus the gzip header and trailer), so the buffer never reallocates:
+    // a doubling realloc would touch twice the memory. Untouched capacity
+    // is not resident, so compressible members cost only what they use.
+    let bound = data.len() + data.len() / 4096 + data.len() / 16384 + 64;
+    let mut enc =
+        flate2::write::GzEncoder::new(Vec::with_capacity(bound), flate2::Compression::new(level));
     enc.write_all(data)?;
     enc.finish()
 }
