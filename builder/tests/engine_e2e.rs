@@ -378,7 +378,8 @@ fn copy_add_and_workdir_follow_docker_rules_on_the_native_snapshotter() {
     let prep = engine
         .run(
             &base.stack,
-            &sh("mkdir -p /opt/real && ln -s /opt/real /linked"),
+            &sh("mkdir -p /opt/real/d && ln -s /opt/real /linked \
+                 && echo staged > /opt/real/d/f && chown -R 1000:1000 /opt/real/d"),
             &RunInputs::default(),
             &mut |_| {},
         )
@@ -426,6 +427,23 @@ fn copy_add_and_workdir_follow_docker_rules_on_the_native_snapshotter() {
         )
         .expect("ADD a tar")
         .stack;
+    // COPY --from=<that stage> onto the plain base: paths inside it,
+    // symlinks resolved inside it, owners kept.
+    let other = engine
+        .copy(
+            &base.stack,
+            &CopyRequest::new(vec![PathBuf::from("/linked/d")], "/fromstage")
+                .from_stack(prep.stack.clone()),
+        )
+        .expect("COPY --from");
+    assert_eq!(
+        output_of(
+            engine,
+            &other.stack,
+            "cat /fromstage/f; stat -c %u:%g /fromstage /fromstage/f; test ! -e /opt && echo clean"
+        ),
+        ["staged", "1000:1000", "1000:1000", "clean"]
+    );
     let wd = engine.mkdir(&s3, "/w/x", (1000, 1000)).expect("WORKDIR");
     assert!(!wd.empty, "a new WORKDIR is a layer");
 

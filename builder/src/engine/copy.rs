@@ -16,6 +16,11 @@
 //! * ADD of a local tar archive (plain, gzip or zstd) extracts it into
 //!   `dest`.
 //!
+//! `COPY --from=<stage|image>` reads from that root filesystem's layer
+//! directories through the merged view (no mount, no copy): sources are
+//! paths inside it, resolved through its symlinks without leaving it, and
+//! ownership is kept (Docker's rule for `--from`) unless `--chown`.
+//!
 //! Destinations are resolved through symlinks of the image (see `lookup`).
 //! Planning and the tar are done in the user namespace, where the layer
 //! directories (and a stage's subordinate-id files) are readable; the layer
@@ -61,6 +66,10 @@ pub struct CopyRequest {
     pub chmod: Option<u32>,
     /// ADD: extract local tar archives instead of copying them.
     pub unpack_archives: bool,
+    /// `COPY --from=<stage|image>`: read the sources from this root
+    /// filesystem; item paths are then absolute paths inside it (no
+    /// wildcards). `None`: host paths (the build context).
+    pub from: Option<LayerStack>,
 }
 
 impl CopyRequest {
@@ -72,7 +81,14 @@ impl CopyRequest {
             chown: None,
             chmod: None,
             unpack_archives: false,
+            from: None,
         }
+    }
+
+    /// `COPY --from`: `sources` are paths inside `stack`.
+    pub fn from_stack(mut self, stack: LayerStack) -> Self {
+        self.from = Some(stack);
+        self
     }
 
     pub fn chown(mut self, uid: u32, gid: u32) -> Self {
@@ -99,8 +115,15 @@ impl Engine {
             anyhow::bail!("COPY to {} has no source files", req.dest);
         }
         let now = self.now();
-        self.layer_from_plan(stack, |view| plan_copy(view, req, now))
-            .with_context(|| format!("copying to {}", req.dest))
+        let source_lowers = match &req.from {
+            Some(src) => Some(self.lowers(src)?),
+            None => None,
+        };
+        self.layer_from_plan(stack, |view| {
+            let source = source_lowers.map(LowerView::new);
+            plan_copy(view, source.as_ref(), req, now)
+        })
+        .with_context(|| format!("copying to {}", req.dest))
     }
 
     /// WORKDIR: creates `path` and its missing parents, owned by `owner`
@@ -176,10 +199,19 @@ type Plan = BTreeMap<PathBuf, Entry>;
 struct Apply {
     chown: Option<(u32, u32)>,
     chmod: Option<u32>,
+    /// Keep the source's owner when there is no `--chown` (`--from`);
+    /// else 0:0 (the context's owner means nothing in the image).
+    keep_owner: bool,
 }
 
-/// In the user namespace: the layer entries of a COPY.
-fn plan_copy(view: &LowerView, req: &CopyRequest, now: i64) -> Result<Vec<Entry>, String> {
+/// In the user namespace: the layer entries of a COPY. `source` is the
+/// merged view of `--from`'s root filesystem, `None` for host paths.
+fn plan_copy(
+    view: &LowerView,
+    source: Option<&LowerView>,
+    req: &CopyRequest,
+    now: i64,
+) -> Result<Vec<Entry>, String> {
     let into_dir_syntax = req.dest.ends_with('/') || req.dest.ends_with("/.");
     let (dest, found) = resolve(view, Path::new(&req.dest), true)?;
     let sources = req
@@ -197,55 +229,72 @@ fn plan_copy(view: &LowerView, req: &CopyRequest, now: i64) -> Result<Vec<Entry>
     let apply = Apply {
         chown: req.chown,
         chmod: req.chmod,
+        keep_owner: source.is_some(),
     };
     let mut plan = Plan::new();
     let mut links = HashMap::new();
     for item in &req.items {
-        match item {
-            CopyItem::At { host, path } => {
-                let md =
-                    fs::symlink_metadata(host).map_err(|e| format!("{}: {e}", host.display()))?;
+        let (host, md) = match (item, source) {
+            (CopyItem::At { host, path }, _) => {
+                let (host, md) = match source {
+                    None => {
+                        let md = fs::symlink_metadata(host)
+                            .map_err(|e| format!("{}: {e}", host.display()))?;
+                        (host.clone(), md)
+                    }
+                    Some(src) => in_source(src, host, false)?,
+                };
                 let rel = PathBuf::from(path.trim_start_matches('/'));
-                if rel.as_os_str().is_empty() {
-                    continue;
+                if !rel.as_os_str().is_empty() {
+                    add_one(&mut plan, &mut links, &host, rel, &md, &apply)?;
                 }
-                add_one(&mut plan, &mut links, host, rel, &md, &apply)?;
+                continue;
             }
-            CopyItem::Source(host) => {
-                // The source itself is followed if it is a symlink (Docker
-                // copies what a top-level symlink points to).
+            // The source itself is followed if it is a symlink (Docker
+            // copies what a top-level symlink points to).
+            (CopyItem::Source(host), None) => {
                 let md = fs::metadata(host).map_err(|e| format!("{}: {e}", host.display()))?;
-                if md.is_dir() {
-                    if found == Found::Other {
-                        return Err(format!(
-                            "cannot copy directory {} to {}: it exists and is not a directory",
-                            host.display(),
-                            req.dest
-                        ));
-                    }
-                    // A destination directory that does not exist yet takes
-                    // the source directory's metadata (BuildKit's copy).
-                    if found == Found::Missing && !dest.as_os_str().is_empty() {
-                        add_one(&mut plan, &mut links, host, dest.clone(), &md, &apply)?;
-                    }
-                    add_tree(&mut plan, &mut links, host, &dest, &apply)?;
-                } else if req.unpack_archives && is_tar_archive(host) {
-                    add_archive(&mut plan, host, &dest, &apply)?;
-                } else {
-                    let target = if dest_is_dir {
-                        let name = host
-                            .file_name()
-                            .ok_or_else(|| format!("{} has no file name", host.display()))?;
-                        dest.join(name)
-                    } else {
-                        dest.clone()
-                    };
-                    if target.as_os_str().is_empty() {
-                        return Err(format!("cannot copy file {} over /", host.display()));
-                    }
-                    add_one(&mut plan, &mut links, host, target, &md, &apply)?;
-                }
+                (host.clone(), md)
             }
+            (CopyItem::Source(p), Some(src)) => in_source(src, p, true)?,
+        };
+        if md.is_dir() {
+            if found == Found::Other {
+                return Err(format!(
+                    "cannot copy directory {} to {}: it exists and is not a directory",
+                    host.display(),
+                    req.dest
+                ));
+            }
+            // A destination directory that does not exist yet takes the
+            // source directory's metadata (BuildKit's copy).
+            if found == Found::Missing && !dest.as_os_str().is_empty() {
+                add_one(&mut plan, &mut links, &host, dest.clone(), &md, &apply)?;
+            }
+            match (item, source) {
+                (CopyItem::Source(p), Some(src)) => {
+                    let (rel, _) = resolve(src, p, true)?;
+                    add_tree_view(&mut plan, &mut links, src, &rel, &dest, &apply)?;
+                }
+                _ => add_tree(&mut plan, &mut links, &host, &dest, &apply)?,
+            }
+        } else if req.unpack_archives && source.is_none() && is_tar_archive(&host) {
+            add_archive(&mut plan, &host, &dest, &apply)?;
+        } else {
+            let target = if dest_is_dir {
+                let name = match item {
+                    CopyItem::Source(p) => p.file_name(),
+                    CopyItem::At { host, .. } => host.file_name(),
+                }
+                .ok_or_else(|| format!("{} has no file name", host.display()))?;
+                dest.join(name)
+            } else {
+                dest.clone()
+            };
+            if target.as_os_str().is_empty() {
+                return Err(format!("cannot copy file {} over /", host.display()));
+            }
+            add_one(&mut plan, &mut links, &host, target, &md, &apply)?;
         }
     }
     add_missing_parents(view, &mut plan, now)?;
@@ -342,6 +391,54 @@ fn add_tree(
     Ok(())
 }
 
+/// `path` in the merged view `src`, resolved through its symlinks without
+/// leaving it: the file that provides it and its metadata.
+fn in_source(
+    src: &LowerView,
+    path: &Path,
+    follow_last: bool,
+) -> Result<(PathBuf, Metadata), String> {
+    let (rel, found) = resolve(src, path, follow_last)?;
+    if found == Found::Missing {
+        return Err(format!(
+            "{}: not found in the source filesystem",
+            path.display()
+        ));
+    }
+    let e = src
+        .lookup(&rel)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{}: not found in the source filesystem", path.display()))?;
+    Ok((e.path, e.metadata))
+}
+
+/// Like [`add_tree`], for directory `rel` of the merged view `src`.
+fn add_tree_view(
+    plan: &mut Plan,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+    src: &LowerView,
+    rel: &Path,
+    dest: &Path,
+    apply: &Apply,
+) -> Result<(), String> {
+    let children = src.read_dir(rel).map_err(|e| e.to_string())?;
+    for (name, child) in children {
+        let target = dest.join(&name);
+        add_one(
+            plan,
+            links,
+            &child.path,
+            target.clone(),
+            &child.metadata,
+            apply,
+        )?;
+        if child.metadata.is_dir() {
+            add_tree_view(plan, links, src, &rel.join(&name), &target, apply)?;
+        }
+    }
+    Ok(())
+}
+
 /// One file system object as an entry at `rel`.
 fn add_one(
     plan: &mut Plan,
@@ -389,7 +486,11 @@ fn add_one(
         (Some(bits), _) => bits,
         (None, _) => md.mode() & 0o7777,
     };
-    let (uid, gid) = apply.chown.unwrap_or((0, 0));
+    let (uid, gid) = match apply.chown {
+        Some(ids) => ids,
+        None if apply.keep_owner => source_owner(host, md)?,
+        None => (0, 0),
+    };
     let mut e = Entry::new(&rel, kind)
         .mode(mode)
         .owner(uid, gid)
@@ -399,6 +500,22 @@ fn add_one(
     }
     plan.insert(rel, e);
     Ok(())
+}
+
+/// The owner of a file of a layer directory: its ids, or the ones the
+/// unpacker recorded when it could not chown (single id mapping).
+fn source_owner(host: &Path, md: &Metadata) -> Result<(u32, u32), String> {
+    if md.file_type().is_symlink() {
+        return Ok((md.uid(), md.gid()));
+    }
+    match xattr::get(host, cache::layer::ROOTLESS_XATTR) {
+        Ok(Some(v)) => {
+            let r =
+                cache::layer::Record::decode(&v).map_err(|e| format!("{}: {e}", host.display()))?;
+            Ok((r.uid, r.gid))
+        }
+        _ => Ok((md.uid(), md.gid())),
+    }
 }
 
 /// The xattrs a copy keeps: not overlayfs' bookkeeping, not our ownership
@@ -511,19 +628,25 @@ mod tests {
         fs::write(d.join("sub/x"), "x").expect("write");
 
         // file → file (parents created 0755 root)
-        let e =
-            plan_copy(&view, &CopyRequest::new(vec![f.clone()], "/a/b/new.txt"), 7).expect("plan");
+        let e = plan_copy(
+            &view,
+            None,
+            &CopyRequest::new(vec![f.clone()], "/a/b/new.txt"),
+            7,
+        )
+        .expect("plan");
         assert_eq!(paths(&e), ["a", "a/b", "a/b/new.txt"]);
         assert_eq!((e[0].meta.mode, e[0].meta.uid), (0o755, 0));
         assert_eq!(e[2].meta.mode, 0o600);
 
         // file → existing dir without slash, and → dir/ with chown+chmod
-        let e = plan_copy(&view, &CopyRequest::new(vec![f.clone()], "/etc"), 7).expect("plan");
+        let e =
+            plan_copy(&view, None, &CopyRequest::new(vec![f.clone()], "/etc"), 7).expect("plan");
         assert_eq!(paths(&e), ["etc/f.txt"]);
         let req = CopyRequest::new(vec![f.clone()], "/new/")
             .chown(1000, 1000)
             .chmod(0o640);
-        let e = plan_copy(&view, &req, 7).expect("plan");
+        let e = plan_copy(&view, None, &req, 7).expect("plan");
         assert_eq!(paths(&e), ["new", "new/f.txt"]);
         assert_eq!(
             (e[1].meta.mode, e[1].meta.uid, e[1].meta.gid),
@@ -531,15 +654,58 @@ mod tests {
         );
 
         // dir → its contents
-        let e = plan_copy(&view, &CopyRequest::new(vec![d.clone()], "/etc/"), 7).expect("plan");
+        let e =
+            plan_copy(&view, None, &CopyRequest::new(vec![d.clone()], "/etc/"), 7).expect("plan");
         assert_eq!(paths(&e), ["etc/sub", "etc/sub/x"]);
-        let e = plan_copy(&view, &CopyRequest::new(vec![d.clone()], "/made"), 7).expect("plan");
+        let e =
+            plan_copy(&view, None, &CopyRequest::new(vec![d.clone()], "/made"), 7).expect("plan");
         assert_eq!(paths(&e), ["made", "made/sub", "made/sub/x"]);
 
         // several sources need a directory
-        let err =
-            plan_copy(&view, &CopyRequest::new(vec![f.clone(), d], "/x"), 7).expect_err("refused");
+        let err = plan_copy(&view, None, &CopyRequest::new(vec![f.clone(), d], "/x"), 7)
+            .expect_err("refused");
         assert!(err.contains("must be a directory"), "{err}");
+    }
+
+    #[test]
+    fn copy_from_a_layer_stack_reads_the_merged_view_inside_it() {
+        let (_t, view) = view_with(|_| {});
+        let src = tempfile::tempdir().expect("src");
+        let (top, low) = (src.path().join("top"), src.path().join("low"));
+        fs::create_dir_all(low.join("opt/real/d")).expect("mkdir");
+        fs::write(low.join("opt/real/d/old"), "old").expect("write");
+        fs::write(low.join("opt/real/d/gone"), "gone").expect("write");
+        fs::create_dir_all(top.join("opt/real/d")).expect("mkdir");
+        fs::write(top.join("opt/real/d/new"), "new").expect("write");
+        std::os::unix::fs::symlink("/opt/real", top.join("linked")).expect("symlink");
+        // A symlink that would leave the root on the host stays inside.
+        std::os::unix::fs::symlink("/../../../../etc", top.join("esc")).expect("symlink");
+        let gone = std::ffi::CString::new(
+            top.join("opt/real/d/gone")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .expect("cstring");
+        // A whiteout (0/0 char device) needs privilege: only checked as root.
+        // SAFETY: mknod on a valid NUL-terminated path.
+        let whiteout = unsafe { libc::mknod(gone.as_ptr(), libc::S_IFCHR, 0) } == 0;
+        let source = LowerView::new(vec![top.clone(), low.clone()]);
+        let req = CopyRequest::new(vec![PathBuf::from("/linked/d")], "/out/");
+        let e = plan_copy(&view, Some(&source), &req, 7).expect("plan");
+        let mut want = vec!["out", "out/new", "out/old"];
+        if !whiteout {
+            want.insert(1, "out/gone");
+        }
+        assert_eq!(paths(&e), want);
+        let owner = fs::metadata(low.join("opt/real/d/old")).expect("stat");
+        let old = e
+            .iter()
+            .find(|e| e.path == Path::new("out/old"))
+            .expect("old");
+        assert_eq!((old.meta.uid, old.meta.gid), (owner.uid(), owner.gid()));
+        let req = CopyRequest::new(vec![PathBuf::from("/esc/passwd")], "/x");
+        let err = plan_copy(&view, Some(&source), &req, 7).expect_err("confined");
+        assert!(err.contains("not found in the source"), "{err}");
     }
 
     #[test]
@@ -559,11 +725,11 @@ mod tests {
             .expect("write");
         assert!(is_tar_archive(&archive));
         let req = CopyRequest::new(vec![archive.clone()], "/opt/").unpack_archives(true);
-        let e = plan_copy(&view, &req, 7).expect("plan");
+        let e = plan_copy(&view, None, &req, 7).expect("plan");
         assert_eq!(paths(&e), ["opt", "opt/top", "opt/top/file"]);
         assert_eq!((e[1].meta.mode, e[1].meta.uid), (0o750, 5));
         // COPY never extracts.
-        let e = plan_copy(&view, &CopyRequest::new(vec![archive], "/opt/"), 7).expect("plan");
+        let e = plan_copy(&view, None, &CopyRequest::new(vec![archive], "/opt/"), 7).expect("plan");
         assert_eq!(paths(&e), ["opt", "opt/a.tar.gz"]);
     }
 
