@@ -399,3 +399,109 @@ fn oci_layout_export_is_accepted_by_skopeo_and_umoci() {
         "skopeo inspect oci-archive",
     );
 }
+
+/// Reads a whole tar and returns its member names, or an error if it is
+/// truncated or malformed.
+fn tar_names(path: &Path) -> Result<Vec<String>, String> {
+    let out = Command::new("tar")
+        .arg("-tf")
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+#[test]
+fn sigkill_during_save_never_leaves_a_partial_archive() {
+    let s = Scratch::new("killsave");
+    let root = s.path("root");
+    let rootfs = s.path("rootfs");
+    std::fs::create_dir_all(&rootfs).expect("mkdir");
+    // Incompressible data, so saving takes long enough to be interrupted.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(rootfs.join("blob.bin"), &data).expect("write");
+    let tarball = s.path("rootfs.tar");
+    run(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("."),
+        "tar",
+    );
+    ok(
+        strata(&root, &["import", tarball.to_str().expect("utf8"), "big:1"]),
+        "import",
+    );
+    let out = s.path("out/big.tar");
+    std::fs::create_dir_all(s.path("out")).expect("mkdir");
+    // Time one full save, then kill at random points across that span (and
+    // a little past it, so some saves complete).
+    let started = std::time::Instant::now();
+    ok(
+        strata(&root, &["save", "-o", out.to_str().expect("utf8"), "big:1"]),
+        "timed save",
+    );
+    let span = (started.elapsed().as_millis() as u64 * 12 / 10).max(20);
+    let mut completed = 0;
+    for i in 0..20u64 {
+        let _ = std::fs::remove_file(&out);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--root")
+            .arg(&root)
+            .args(["save", "-o", out.to_str().expect("utf8"), "big:1"])
+            .spawn()
+            .expect("spawn strata save");
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+        std::thread::sleep(std::time::Duration::from_millis(
+            (nanos ^ (i * 7919)) % span,
+        ));
+        let _ = child.kill();
+        let status = child.wait().expect("wait");
+        if out.exists() {
+            // Whatever is at the destination is a complete archive.
+            let names =
+                tar_names(&out).unwrap_or_else(|e| panic!("round {i}: partial archive: {e}"));
+            assert!(
+                names.iter().any(|n| n == "manifest.json"),
+                "round {i}: {names:?}"
+            );
+            completed += 1;
+        } else {
+            assert!(
+                !status.success(),
+                "round {i}: save succeeded but wrote nothing"
+            );
+        }
+    }
+    // The store is untouched by the kills, and a save still works.
+    ok(strata(&root, &["store", "verify"]), "store verify");
+    ok(
+        strata(&root, &["save", "-o", out.to_str().expect("utf8"), "big:1"]),
+        "save after kills",
+    );
+    assert!(
+        tar_names(&out)
+            .expect("complete")
+            .contains(&"index.json".to_string())
+    );
+    eprintln!("{completed}/20 saves finished before the kill");
+}
