@@ -423,3 +423,55 @@ fn hardlinks_symlinks_and_fifos_unpack() {
     let p = std::fs::symlink_metadata(dest.join("run/p")).unwrap();
     assert!(p.file_type().is_fifo() || s.placeholders == 1);
 }
+
+#[test]
+fn write_unpack_write_reproduces_the_same_diff_id() {
+    // Every parent is listed, so the unpacked tree holds exactly these.
+    let entries = vec![
+        Entry::dir("bin"),
+        Entry::file("bin/sh", bytes("#!shell")).mode(0o755),
+        Entry::hardlink("bin/ash", "bin/sh"),
+        Entry::symlink("bin/ls", "sh"),
+        Entry::dir("dev"),
+        Entry::char_device("dev/null", 1, 3).mode(0o666),
+        Entry::dir("etc"),
+        Entry::file("etc/passwd", bytes("root:x:0:0")).xattr("user.note", b"kept".to_vec()),
+        Entry::dir("home").mode(0o755),
+        Entry::dir("home/u").owner(1000, 1000).mode(0o750),
+        Entry::file("home/u/.profile", bytes("p"))
+            .owner(1000, 1000)
+            .mode(0o600),
+        Entry::dir("tmp").mode(0o1777),
+        Entry::fifo("tmp/p").mode(0o600),
+    ]
+    .into_iter()
+    .map(|e| e.mtime(1_650_000_000))
+    .collect::<Vec<_>>();
+    let o = WriteOptions {
+        compression: Compression::None,
+        ..WriteOptions::default()
+    };
+    let mut first = Vec::new();
+    let d1 = write_layer(entries, &o, &mut first).unwrap();
+
+    let t = tempfile::tempdir().unwrap();
+    let dest = t.path().join("d");
+    std::fs::create_dir(&dest).unwrap();
+    let u = UnpackOptions {
+        ownership: OwnershipMode::Record,
+        ..UnpackOptions::default()
+    };
+    unpack(Cursor::new(&first), &dest, &u).unwrap();
+    let mut second = Vec::new();
+    let w = WriteOptions {
+        owners: OwnerSource::Xattr,
+        ..o
+    };
+    let d2 = write_dir(&dest, &w, &mut second).unwrap();
+    if d1.diff_id != d2.diff_id {
+        let (a, _) = read_entries(Cursor::new(&first)).unwrap();
+        let (b, _) = read_entries(Cursor::new(&second)).unwrap();
+        panic!("layers differ:\n{a:#?}\nvs\n{b:#?}");
+    }
+    chmod_tree_writable(&dest);
+}
