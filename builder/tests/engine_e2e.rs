@@ -475,6 +475,36 @@ fn copy_add_and_workdir_follow_docker_rules_on_the_native_snapshotter() {
 
 #[test]
 #[ignore = "needs the .ci/test.sh environment (registry, base images, unprivileged user)"]
+fn run_heredoc_script_is_mounted_and_left_out_of_the_layer() {
+    let f = Fixture::new();
+    let engine = &f.engine;
+    let base = engine
+        .base_image(&format!("{}/library/busybox:latest", registry()))
+        .expect("base image");
+    let mut exec = sh("unused");
+    exec.argv = vec!["/dev/pipes/EOF".into()];
+    exec.inline_files = vec![frontend::InlineFile {
+        path: "/dev/pipes/EOF".into(),
+        content: "#!/bin/sh\necho from the heredoc > /out\ncat /out\n".into(),
+        mode: 0o755,
+    }];
+    let mut lines = Vec::new();
+    let r = engine
+        .run(&base.stack, &exec, &RunInputs::default(), &mut |l| {
+            lines.push(l.to_string())
+        })
+        .expect("heredoc RUN");
+    assert_eq!(lines, ["from the heredoc"]);
+    let seen = output_of(
+        engine,
+        &r.stack,
+        "cat /out; test ! -e /dev/pipes/EOF && echo not-in-layer",
+    );
+    assert_eq!(seen, ["from the heredoc", "not-in-layer"]);
+}
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment (registry, base images, unprivileged user)"]
 fn two_engines_on_one_root_unpack_each_layer_once() {
     let f = Fixture::new();
     let base = f

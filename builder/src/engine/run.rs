@@ -89,15 +89,28 @@ impl Engine {
         inputs: &RunInputs,
         output: &mut dyn FnMut(&str),
     ) -> anyhow::Result<LayerResult> {
-        if !exec.inline_files.is_empty() {
-            return Err(crate::not_supported(
-                "RUN <<EOF heredoc scripts starting with #!",
-            ));
-        }
         if exec.security == Some(Security::Insecure) {
             return Err(crate::not_supported("RUN --security=insecure"));
         }
-        let mounts = to_run_mounts(&exec.mounts, inputs, &|s| self.lowers(s))?;
+        let mut mounts = to_run_mounts(&exec.mounts, inputs, &|s| self.lowers(s))?;
+        let pipes = self.inline_files(&exec.inline_files)?;
+        if let Some(p) = &pipes {
+            mounts.push(p.mount());
+        }
+        let res = self.run_with(stack, exec, mounts, output);
+        if let Some(p) = pipes {
+            p.remove();
+        }
+        res
+    }
+
+    fn run_with(
+        &self,
+        stack: &super::LayerStack,
+        exec: &ExecOp,
+        mounts: Vec<runtime::run_mounts::RunMount>,
+        output: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<LayerResult> {
         let lowers = self.lowers(stack)?;
         let snap = &*self.snapshotter;
         let mapping = self.sandbox.mapping();
@@ -219,6 +232,67 @@ impl Engine {
             snapshot_dir: Some(layer_dir),
             empty: false,
         })
+    }
+}
+
+/// The directory where a RUN's heredoc scripts are mounted (read-only), as
+/// BuildKit does.
+const PIPES_DIR: &str = "/dev/pipes";
+
+/// A RUN's heredoc script files, written to scratch and bind-mounted at
+/// [`PIPES_DIR`]. Outside every snapshot, so nothing of them reaches a layer.
+struct InlineDir(PathBuf);
+
+impl InlineDir {
+    fn mount(&self) -> runtime::run_mounts::RunMount {
+        runtime::run_mounts::RunMount::Bind(runtime::run_mounts::BindMount {
+            from: runtime::run_mounts::BindFrom::Dir(self.0.clone()),
+            source: None,
+            target: PIPES_DIR.into(),
+            readwrite: false,
+        })
+    }
+
+    fn remove(self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Engine {
+    /// Writes `files` (absolute paths directly under [`PIPES_DIR`]) into a
+    /// fresh scratch directory; `None` when there are none.
+    fn inline_files(&self, files: &[frontend::InlineFile]) -> anyhow::Result<Option<InlineDir>> {
+        use std::os::unix::fs::PermissionsExt;
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let dir = self.store.scratch_dir().join(temp_key("pipes"));
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let out = InlineDir(dir);
+        for f in files {
+            let name = std::path::Path::new(&f.path)
+                .strip_prefix(PIPES_DIR)
+                .ok()
+                .filter(|n| n.components().count() == 1)
+                .map(std::path::Path::to_path_buf);
+            let Some(name) = name else {
+                out.remove();
+                return Err(crate::not_supported(&format!(
+                    "a RUN heredoc file at {} (only directly under {PIPES_DIR})",
+                    f.path
+                )));
+            };
+            let path = out.0.join(name);
+            let written = std::fs::write(&path, &f.content).and_then(|()| {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode & 0o7777))
+            });
+            if let Err(e) = written {
+                let msg = format!("writing the heredoc file {}", path.display());
+                out.remove();
+                return Err(anyhow::Error::new(e).context(msg));
+            }
+        }
+        Ok(Some(out))
     }
 }
 
