@@ -6,10 +6,11 @@
 //! docker-archive tarballs and OCI layouts. Nothing here knows about
 //! Dockerfiles: the builder hands over bytes, directories and digests.
 
-pub mod digest;
 mod atomic;
 pub mod cas;
+pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod image;
 pub mod index;
 pub mod layer;
@@ -18,4 +19,3 @@ pub mod platform;
 pub mod reference;
 pub mod store;
 pub mod transport;
-pub mod gc;

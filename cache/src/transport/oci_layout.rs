@@ -17,7 +17,7 @@ use sha2::{Digest as _, Sha256};
 use super::archive_tar::ArchiveContents;
 use super::docker_archive::{ManifestEntry, OCI_LAYOUT_FILE, SaveItem};
 use super::import::{BlobSource, LoadedImage, import_closure};
-use super::write_tar::TarOut;
+use super::write_tar::{TarOut, clean_partials, new_partial, partial_file};
 use crate::cas::{BlobStore, sync_dir};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result, invalid};
@@ -88,6 +88,7 @@ pub fn export_dir(store: &Store, items: &[SaveItem], dir: &Path) -> Result<()> {
     let items = &as_oci(store, items)?;
     let blob_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blob_dir).ctx("create layout directory", &blob_dir)?;
+    clean_partials(&blob_dir);
     let index_path = dir.join("index.json");
     let mut index = match fs::read(&index_path) {
         Ok(b) => serde_json::from_slice::<Index>(&b).map_err(|e| {
@@ -150,10 +151,7 @@ pub fn export_tar(store: &Store, items: &[SaveItem], dest: &Path) -> Result<()> 
 }
 
 fn write_file_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".strata-partial-")
-        .tempfile_in(dir)
-        .ctx("create temp file in", dir)?;
+    let mut tmp = partial_file(dir)?;
     tmp.write_all(data).ctx("write", tmp.path())?;
     tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
     let dest = dir.join(name);
@@ -170,10 +168,7 @@ fn copy_blob(blobs: &BlobStore, digest: &Digest, blob_dir: &Path) -> Result<()> 
         return Ok(());
     }
     let mut src = blobs.open(digest)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".strata-partial-")
-        .tempfile_in(blob_dir)
-        .ctx("create temp file in", blob_dir)?;
+    let mut tmp = new_partial(blob_dir)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -59,10 +59,7 @@ impl TarOut {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".strata-partial-")
-            .tempfile_in(dir)
-            .ctx("create a temp file next to", dest)?;
+        let tmp = partial_file(dir)?;
         let tmp = self.write_into(blobs, tmp)?;
         tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
         let mut perm = fs::metadata(tmp.path())
@@ -137,6 +134,61 @@ impl TarOut {
     }
 }
 
+const PARTIAL_PREFIX: &str = ".strata-partial-";
+
+/// A temp file in `dir` for output that is renamed into place when done,
+/// after removing leftovers of killed processes there (see
+/// [`clean_partials`]).
+pub(crate) fn partial_file(dir: &Path) -> Result<NamedTempFile> {
+    clean_partials(dir);
+    new_partial(dir)
+}
+
+/// A temp file in `dir`, flock'ed while this process lives so that a
+/// leftover of a killed process can be told apart from a live one.
+pub(crate) fn new_partial(dir: &Path) -> Result<NamedTempFile> {
+    let tmp = tempfile::Builder::new()
+        .prefix(PARTIAL_PREFIX)
+        .tempfile_in(dir)
+        .ctx("create a temp file in", dir)?;
+    rustix::fs::flock(
+        tmp.as_file(),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .map_err(io::Error::from)
+    .ctx("lock", tmp.path())?;
+    Ok(tmp)
+}
+
+/// Removes `.strata-partial-*` files in `dir` that nobody holds a lock on
+/// and that have not changed for a minute (the age check closes the short
+/// window between a file's creation and its lock). Best effort.
+pub(crate) fn clean_partials(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(PARTIAL_PREFIX) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() >= 60);
+        if !old {
+            continue;
+        }
+        let Ok(f) = fs::File::open(e.path()) else {
+            continue;
+        };
+        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 struct Verifying<R> {
     inner: R,
     hasher: Sha256,
@@ -147,5 +199,39 @@ impl<R: Read> Read for Verifying<R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn age(p: &Path) {
+        fs::File::options()
+            .append(true)
+            .open(p)
+            .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH))
+            .expect("age file");
+    }
+
+    #[test]
+    fn only_dead_old_partials_are_cleaned() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dead = t.path().join(".strata-partial-dead");
+        fs::write(&dead, b"half an archive").expect("write");
+        age(&dead);
+        let fresh = t.path().join(".strata-partial-fresh");
+        fs::write(&fresh, b"just created").expect("write");
+        let live = new_partial(t.path()).expect("live");
+        age(live.path());
+        let other = t.path().join("keep.tar");
+        fs::write(&other, b"x").expect("write");
+        age(&other);
+        clean_partials(t.path());
+        assert!(!dead.exists());
+        assert!(fresh.exists());
+        assert!(live.path().exists());
+        assert!(other.exists());
     }
 }
