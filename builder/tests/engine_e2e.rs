@@ -539,3 +539,21 @@ fn two_engines_on_one_root_unpack_each_layer_once() {
     assert_eq!(names.len(), base.stack.len(), "{names:?}");
     assert!(names.iter().all(|n| n.starts_with("sha256-")), "{names:?}");
 }
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment (registry, base images, unprivileged user)"]
+fn a_killed_builds_half_made_snapshots_are_removed_by_the_next_engine() {
+    let f = Fixture::new();
+    let snapshots = f.path("root/snapshots");
+    // pid 2147483647 cannot exist (above any pid_max); our own pid is alive.
+    let dead = snapshots.join("tmp-unpack-2147483647-0-0");
+    let live = snapshots.join(format!("tmp-unpack-{}-0-0", std::process::id()));
+    for d in [&dead, &live] {
+        std::fs::create_dir_all(d.join("layer/sub")).expect("mkdir");
+        std::fs::write(d.join("layer/sub/file"), "x").expect("write");
+    }
+    let store = Arc::new(Store::open(f.path("root")).expect("open store"));
+    let _second = Engine::new(store, EngineOptions::default()).expect("engine");
+    assert!(!dead.exists(), "a dead process's temp snapshot is removed");
+    assert!(live.exists(), "a live process's temp snapshot is kept");
+}

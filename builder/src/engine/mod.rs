@@ -195,7 +195,7 @@ impl Engine {
         .context("setting up the rootless sandbox")?;
         let choice =
             choose(&store.snapshots_dir(), opts.snapshotter).context("choosing a snapshotter")?;
-        Ok(Engine {
+        let engine = Engine {
             store,
             sandbox,
             snapshotter: choice.snapshotter,
@@ -203,7 +203,9 @@ impl Engine {
             opts,
             registry: OnceLock::new(),
             pending_tags: Mutex::new(Vec::new()),
-        })
+        };
+        engine.clean_stale_temp();
+        Ok(engine)
     }
 
     pub fn store(&self) -> &Store {

@@ -44,7 +44,47 @@ pub(crate) fn temp_key(what: &str) -> String {
     )
 }
 
+/// The process id a temporary key was made by, if it is one.
+fn temp_key_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix("tmp-")?;
+    let mut parts = rest.split('-');
+    let _what = parts.next()?;
+    parts.next()?.parse().ok()
+}
+
+/// Whether process `pid` exists (a zombie or a process of another user
+/// counts: only ESRCH means gone).
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 impl Engine {
+    /// Removes the temporary snapshot directories (`tmp-…`) of processes
+    /// that no longer exist: what a killed build left half-made. Another
+    /// live process's work is never touched. Best effort: a directory that
+    /// cannot be removed now is tried again by the next build.
+    pub(crate) fn clean_stale_temp(&self) -> usize {
+        let Ok(list) = fs::read_dir(self.store.snapshots_dir()) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for item in list.flatten() {
+            let name = item.file_name();
+            let Some(pid) = name.to_str().and_then(temp_key_pid) else {
+                continue;
+            };
+            if pid_alive(pid) {
+                continue;
+            }
+            if remove_tree_in_userns(self.sandbox.mapping(), &item.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// The snapshot directory of a chain ID and its `layer` subdirectory.
     pub(crate) fn layer_dir_of(&self, chain_id: &Digest) -> (PathBuf, PathBuf) {
         let dir = self.store.snapshots_dir().join(snapshot_key(chain_id));
@@ -160,4 +200,19 @@ fn unpack_into(blob: &Path, dest: &Path, expected: &Digest) -> Result<(), String
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_keys_carry_the_pid_that_made_them() {
+        let k = temp_key("unpack");
+        assert_eq!(temp_key_pid(&k), Some(std::process::id() as i32));
+        assert_ne!(k, temp_key("unpack"), "unique within a process");
+        assert_eq!(temp_key_pid("sha256-abc"), None);
+        assert!(pid_alive(std::process::id() as i32));
+        assert!(!pid_alive(i32::MAX));
+    }
 }
