@@ -557,3 +557,45 @@ fn a_killed_builds_half_made_snapshots_are_removed_by_the_next_engine() {
     assert!(!dead.exists(), "a dead process's temp snapshot is removed");
     assert!(live.exists(), "a live process's temp snapshot is kept");
 }
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment (registry, base images, unprivileged user)"]
+fn a_cancelled_run_stops_quickly_and_leaves_nothing() {
+    let f = Fixture::new();
+    let engine = &f.engine;
+    let base = engine
+        .base_image(&format!("{}/library/busybox:latest", registry()))
+        .expect("base image");
+    let cancel = runtime::sandbox::CancelToken::new();
+    let inputs = RunInputs {
+        cancel: Some(cancel.clone()),
+        ..RunInputs::default()
+    };
+    let start = std::time::Instant::now();
+    let res = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            cancel.cancel();
+        });
+        engine.run(
+            &base.stack,
+            &sh("echo started; sleep 60"),
+            &inputs,
+            &mut |_| {},
+        )
+    });
+    let err = res.expect_err("a cancelled step fails");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(format!("{err:#}").contains("cancelled"), "{err:#}");
+    let leftovers: Vec<_> = std::fs::read_dir(f.path("root/snapshots"))
+        .expect("snapshots dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

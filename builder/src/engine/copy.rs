@@ -114,7 +114,7 @@ impl Engine {
         if req.items.is_empty() {
             anyhow::bail!("COPY to {} has no source files", req.dest);
         }
-        let now = self.now();
+        let now = self.build_time();
         let source_lowers = match &req.from {
             Some(src) => Some(self.lowers(src)?),
             None => None,
@@ -135,20 +135,9 @@ impl Engine {
         path: &str,
         owner: (u32, u32),
     ) -> anyhow::Result<LayerResult> {
-        let now = self.now();
+        let now = self.build_time();
         self.layer_from_plan(stack, |view| plan_mkdir(view, Path::new(path), owner, now))
             .with_context(|| format!("creating directory {path}"))
-    }
-
-    /// The mtime of directories the engine creates: SOURCE_DATE_EPOCH, else
-    /// now.
-    fn now(&self) -> i64 {
-        self.opts.source_date_epoch.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0)
-        })
     }
 
     /// Runs `plan` over the merged view of `stack` in the user namespace,

@@ -65,17 +65,18 @@ pub struct ImageRequest<'a> {
 }
 
 impl Engine {
+    /// The config JSON [`Engine::assemble`] would write, without writing
+    /// anything: what a `FROM <stage>` child takes as its `base_config`
+    /// when the parent stage is not exported itself.
+    pub fn image_config(&self, req: &ImageRequest<'_>) -> anyhow::Result<Vec<u8>> {
+        config_json(req, self.build_time())
+    }
+
     /// Writes the config and manifest (in the engine's manifest format) into
     /// the store, tags the image, and returns it. Its ID is the config
     /// digest.
     pub fn assemble(&self, req: &ImageRequest<'_>) -> anyhow::Result<Image> {
-        let created = self.opts.source_date_epoch.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0)
-        });
-        let config = config_json(req, created)?;
+        let config = config_json(req, self.build_time())?;
         // Base layers no step needed are still only in the registry.
         for layer in req.stack.layers() {
             self.ensure_blob(layer)?;

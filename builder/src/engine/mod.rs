@@ -226,6 +226,18 @@ impl Engine {
         (self.snapshotter.kind(), &self.snapshotter_reason)
     }
 
+    /// The time the engine stamps on what it creates (the image's
+    /// `created`, directories COPY and WORKDIR make): SOURCE_DATE_EPOCH,
+    /// else now, so a reproducible build stays reproducible.
+    pub(crate) fn build_time(&self) -> i64 {
+        self.opts.source_date_epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        })
+    }
+
     /// The registry client, made on first use from the environment
     /// (`docker login` credentials, `STRATA_INSECURE_REGISTRIES`).
     fn registry(&self) -> anyhow::Result<&RegistryClient> {

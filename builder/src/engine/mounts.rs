@@ -34,6 +34,11 @@ pub struct RunInputs {
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// `--ssh id=socket`: agent sockets by id (`default` for `--ssh default`).
     pub ssh_sockets: BTreeMap<String, PathBuf>,
+    /// Set by the solver to stop the step (another step failed, Ctrl-C):
+    /// its whole process tree is killed and the step returns an error.
+    pub cancel: Option<runtime::sandbox::CancelToken>,
+    /// Kill the step after this long.
+    pub timeout: Option<std::time::Duration>,
 }
 
 fn unsupported(what: &str) -> anyhow::Error {

@@ -97,7 +97,7 @@ impl Engine {
         if let Some(p) = &pipes {
             mounts.push(p.mount());
         }
-        let res = self.run_with(stack, exec, mounts, output);
+        let res = self.run_with(stack, exec, mounts, inputs, output);
         if let Some(p) = pipes {
             p.remove();
         }
@@ -109,6 +109,7 @@ impl Engine {
         stack: &super::LayerStack,
         exec: &ExecOp,
         mounts: Vec<runtime::run_mounts::RunMount>,
+        inputs: &RunInputs,
         output: &mut dyn FnMut(&str),
     ) -> anyhow::Result<LayerResult> {
         let lowers = self.lowers(stack)?;
@@ -135,6 +136,8 @@ impl Engine {
             Some(NetworkMode::Host) | Some(NetworkMode::Default) | None => Network::Host,
         };
         spec.mounts = mounts;
+        spec.cancel = inputs.cancel.clone();
+        spec.timeout = inputs.timeout;
 
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
         let res = self.sandbox.run(&spec, &mut |_stream, line| {
