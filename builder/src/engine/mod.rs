@@ -248,3 +248,14 @@ impl Engine {
         Ok(self.registry.get_or_init(|| client))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The solver runs steps of several stages at once on one engine.
+    #[test]
+    fn engine_is_shareable_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<super::Engine>();
+        shareable::<super::LayerResult>();
+    }
+}
