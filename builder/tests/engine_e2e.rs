@@ -599,3 +599,60 @@ fn a_cancelled_run_stops_quickly_and_leaves_nothing() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+#[ignore = "needs the .ci/test.sh environment (registry, base images, unprivileged user)"]
+fn single_id_mapping_keeps_other_owners_through_records() {
+    let f = Fixture::with(EngineOptions {
+        userns: runtime::sandbox::UsernsMode::Single,
+        ..EngineOptions::default()
+    });
+    let engine = &f.engine;
+    assert!(!engine.sandbox().mapping().is_range());
+    let base = engine
+        .base_image(&format!("{}/library/busybox:latest", registry()))
+        .expect("base image");
+    let ctx = f.path("ctx");
+    std::fs::create_dir_all(&ctx).expect("mkdir");
+    std::fs::write(ctx.join("owned"), "x\n").expect("write");
+    let copied = engine
+        .copy(
+            &base.stack,
+            &CopyRequest::new(vec![ctx.join("owned")], "/owned").chown(1000, 1000),
+        )
+        .expect("COPY --chown without a subordinate range");
+    // A RUN that modifies the file copies it up with its ownership record;
+    // the new layer must still say 1000:1000, not the sandbox's only id.
+    let changed = engine
+        .run(
+            &copied.stack,
+            &sh("chmod 600 /owned"),
+            &RunInputs::default(),
+            &mut |_| {},
+        )
+        .expect("RUN");
+    let layer = changed.layer.expect("a layer");
+    let blob = engine
+        .store()
+        .blobs()
+        .open(&layer.descriptor.digest)
+        .expect("blob");
+    let (entries, _) = cache::layer::read_entries(blob).expect("read layer");
+    let owned = entries
+        .iter()
+        .find(|e| e.path == Path::new("owned"))
+        .unwrap_or_else(|| panic!("no /owned in {entries:?}"));
+    assert_eq!(
+        (owned.meta.uid, owned.meta.gid, owned.meta.mode),
+        (1000, 1000, 0o600)
+    );
+    assert!(
+        owned
+            .meta
+            .xattrs
+            .iter()
+            .all(|(k, _)| k != cache::layer::ROOTLESS_XATTR),
+        "the record is turned back into ids, not shipped: {:?}",
+        owned.meta.xattrs
+    );
+}
