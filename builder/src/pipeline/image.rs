@@ -73,14 +73,16 @@ mod tests {
 
     #[test]
     fn config_keeps_docker_fields_and_marks_empty_layers() {
-        let mut cfg = frontend::ImageConfig::default();
-        cfg.healthcheck = Some(frontend::Healthcheck {
-            test: vec!["CMD".into(), "true".into()],
+        let cfg = frontend::ImageConfig {
+            healthcheck: Some(frontend::Healthcheck {
+                test: vec!["CMD".into(), "true".into()],
+                ..Default::default()
+            }),
+            on_build: vec!["RUN echo".into()],
+            shell: vec!["/bin/sh".into(), "-c".into()],
+            stop_signal: "SIGTERM".into(),
             ..Default::default()
-        });
-        cfg.on_build = vec!["RUN echo".into()];
-        cfg.shell = vec!["/bin/sh".into(), "-c".into()];
-        cfg.stop_signal = "SIGTERM".into();
+        };
         let layer = Layer {
             desc: cache::image::Descriptor::new(
                 "application/vnd.docker.image.rootfs.diff.tar.gzip",
@@ -105,7 +107,15 @@ mod tests {
             },
         ];
         let base = vec![json!({"created": "t0", "created_by": "base"})];
-        let bytes = config_json(&cfg, None, &base, &history, &[layer.clone()], "t2").unwrap();
+        let bytes = config_json(
+            &cfg,
+            None,
+            &base,
+            &history,
+            std::slice::from_ref(&layer),
+            "t2",
+        )
+        .unwrap();
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["config"]["Healthcheck"]["Test"], json!(["CMD", "true"]));
         assert_eq!(v["config"]["OnBuild"], json!(["RUN echo"]));
