@@ -34,7 +34,12 @@ if [ "${SKIP_SETUP:-0}" != 1 ]; then
     bash "$shared/peers/make-base-images.sh" busybox debian
 fi
 uid="$(id -u "$user")"
-install -d -m 1777 "$ci_tmp" && install -d -o "$user" -g "$user" "$ci_tmp/tmp" "$ci_tmp/home"
+# The user's real home: podman and buildah read ~/.config/containers there
+# (setup-host.sh writes runtime = runc, because crun fails on this host's
+# hybrid cgroups, and marks the local registry insecure).
+user_home="$(getent passwd "$user" | cut -d: -f6)"
+install -d -m 1777 "$ci_tmp" && install -d -o "$user" -g "$user" "$ci_tmp/tmp"
+install -d -m 700 -o "$user" -g "$user" "/run/user/$uid"
 
 # The tests run as $user, who must be able to read the checkout, the shared
 # corpus and the test binaries. A checkout under a private home (/root) is
@@ -70,7 +75,7 @@ cargo test --workspace --locked --doc
 run_as_user() {
     local dir=$1; shift
     (cd "$dir" && runuser -u "$user" -- env -i \
-        HOME="$ci_tmp/home" USER="$user" LOGNAME="$user" \
+        HOME="$user_home" USER="$user" LOGNAME="$user" \
         PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
         XDG_RUNTIME_DIR="/run/user/$uid" TMPDIR="$ci_tmp/tmp" LANG=C.UTF-8 \
         RUST_BACKTRACE=1 \
