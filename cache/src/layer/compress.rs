@@ -122,19 +122,30 @@ struct GzipMembers<W> {
     out: W,
     level: u32,
     buf: Vec<u8>,
-    in_flight: VecDeque<Receiver<io::Result<Vec<u8>>>>,
+    in_flight: VecDeque<Receiver<Compressed>>,
     max_in_flight: usize,
     members: u64,
+    /// Input and output buffers back from finished members, reused for the
+    /// next ones: a fixed set of allocations instead of two fresh 8 MiB
+    /// buffers per member, which the allocator's per-thread arenas (input
+    /// freed on a worker, output freed here) let grow with the layer size.
+    spare_in: Vec<Vec<u8>>,
+    spare_out: Vec<Vec<u8>>,
 }
 
-fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+/// A finished member: the compressed bytes (or the error), and the input
+/// buffer handed back for reuse.
+type Compressed = (io::Result<Vec<u8>>, Vec<u8>);
+
+fn compress_member(data: &[u8], level: u32, mut out: Vec<u8>) -> io::Result<Vec<u8>> {
     // Room for the worst case (incompressible input: zlib's deflateBound
     // plus the gzip header and trailer), so the buffer never reallocates:
     // a doubling realloc would touch twice the memory. Untouched capacity
     // is not resident, so compressible members cost only what they use.
     let bound = data.len() + data.len() / 4096 + data.len() / 16384 + 64;
-    let mut enc =
-        flate2::write::GzEncoder::new(Vec::with_capacity(bound), flate2::Compression::new(level));
+    out.clear();
+    out.reserve(bound);
+    let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
     enc.write_all(data)?;
     enc.finish()
 }
@@ -143,20 +154,20 @@ fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
 /// its producers on the pool) it keeps executing pool jobs while waiting:
 /// blocking there could deadlock with every worker waiting for a member
 /// queued behind it.
-fn wait_member(rx: &Receiver<io::Result<Vec<u8>>>) -> io::Result<Vec<u8>> {
+fn wait_member(rx: &Receiver<Compressed>) -> io::Result<Compressed> {
     let gone = || io::Error::other("a gzip compression job ended without a result");
     if rayon::current_thread_index().is_none() {
-        return rx.recv().map_err(|_| gone())?;
+        return rx.recv().map_err(|_| gone());
     }
     loop {
         match rx.try_recv() {
-            Ok(r) => return r,
+            Ok(r) => return Ok(r),
             Err(TryRecvError::Disconnected) => return Err(gone()),
             Err(TryRecvError::Empty) => {}
         }
         if !matches!(rayon::yield_now(), Some(rayon::Yield::Executed)) {
             match rx.recv_timeout(Duration::from_millis(1)) {
-                Ok(r) => return r,
+                Ok(r) => return Ok(r),
                 Err(RecvTimeoutError::Disconnected) => return Err(gone()),
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -173,20 +184,28 @@ impl<W: Write> GzipMembers<W> {
             in_flight: VecDeque::new(),
             // Enough to keep every worker busy while the producer fills the
             // next member, and no more: this bounds memory (each member in
-            // flight holds ~8 MiB of input and ~3 MiB of output). Capped so
-            // a many-core machine stays under ~100 MiB per layer.
+            // flight holds 8 MiB of input and up to 8 MiB of output). Capped
+            // so a many-core machine stays near 100 MiB per layer.
             max_in_flight: (rayon::current_num_threads().max(1) + 1).min(MAX_IN_FLIGHT),
             members: 0,
+            spare_in: Vec::new(),
+            spare_out: Vec::new(),
         }
     }
 
     fn submit(&mut self) -> io::Result<()> {
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_MEMBER_SIZE));
+        let next = self
+            .spare_in
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(GZIP_MEMBER_SIZE));
+        let chunk = std::mem::replace(&mut self.buf, next);
+        let out = self.spare_out.pop().unwrap_or_default();
         let (tx, rx) = mpsc::sync_channel(1);
         let level = self.level;
         rayon::spawn(move || {
+            let member = compress_member(&chunk, level, out);
             // The receiver only disappears if the writer already failed.
-            let _ = tx.send(compress_member(&chunk, level));
+            let _ = tx.send((member, chunk));
         });
         self.in_flight.push_back(rx);
         self.members += 1;
@@ -198,8 +217,13 @@ impl<W: Write> GzipMembers<W> {
 
     fn drain_one(&mut self) -> io::Result<()> {
         if let Some(rx) = self.in_flight.pop_front() {
-            let member = wait_member(&rx)?;
+            let (member, mut input) = wait_member(&rx)?;
+            let mut member = member?;
             self.out.write_all(&member)?;
+            input.clear();
+            member.clear();
+            self.spare_in.push(input);
+            self.spare_out.push(member);
         }
         Ok(())
     }
