@@ -5,26 +5,18 @@
 //! it with `--include-ignored`; a missing registry fails the test).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 use cache::digest::Digest;
+
+mod support;
+use support::{Scratch, nanos, registry, strata_cmd};
 
 /// Pulls that must be killed while still running.
 const CRASHES: usize = 20;
 /// Upper bound on attempts (a kill after the pull finished is not a crash).
 const MAX_RUNS: usize = 60;
-
-fn registry() -> String {
-    std::env::var("STRATA_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into())
-}
-
-fn nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
 
 /// xorshift64*: enough randomness for kill times, and the seed is printed so
 /// a failing run can be replayed with STRATA_CRASH_SEED.
@@ -40,35 +32,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next() % n }
     }
-}
-
-struct Root(PathBuf);
-
-impl Root {
-    fn new(tag: &str) -> Root {
-        let p = std::env::temp_dir().join(format!(
-            "strata-crash-{tag}-{}-{}",
-            std::process::id(),
-            nanos()
-        ));
-        std::fs::create_dir_all(&p).expect("create test root");
-        Root(p)
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn strata_cmd(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-    c.arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("STRATA_REGISTRY_MIRROR");
-    c
 }
 
 fn run_ok(root: &Path, args: &[&str]) -> Output {
@@ -153,7 +116,7 @@ fn sigkill_during_pull_never_breaks_the_store() {
         format!("{reg}/library/busybox:latest"),
     ];
     // Reference digests and how long an undisturbed pull takes.
-    let warm = Root::new("reference");
+    let warm = Scratch::new("reference");
     let mut want = Vec::new();
     let mut took = Vec::new();
     for img in &images {
@@ -186,7 +149,7 @@ fn sigkill_during_pull_never_breaks_the_store() {
         // A fresh root each run, so every kill lands in a real download; on
         // odd runs the other image is already there (tags, blobs), so kills
         // also hit a store in use.
-        let root = Root::new("run");
+        let root = Scratch::new("run");
         let which = run % 2;
         let img = &images[which];
         if run % 4 >= 2 {

@@ -5,25 +5,17 @@
 //! loads. Needs the local registry for the images (CI runs it with
 //! `--include-ignored`; a missing registry fails the test).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod support;
+use support::{Scratch, nanos, registry, strata_cmd};
 
 /// Saves that must be killed while still running.
 const CRASHES: usize = 20;
 /// Upper bound on attempts (a kill after the save finished is not a crash).
 const MAX_RUNS: usize = 60;
-
-fn registry() -> String {
-    std::env::var("STRATA_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into())
-}
-
-fn nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
 
 /// xorshift64*, seeded and printed so a failure can be replayed with
 /// STRATA_CRASH_SEED.
@@ -37,35 +29,6 @@ impl Rng {
         let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
         if n == 0 { 0 } else { x % n }
     }
-}
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!(
-            "strata-crash-save-{tag}-{}-{}",
-            std::process::id(),
-            nanos()
-        ));
-        std::fs::create_dir_all(&p).expect("create scratch dir");
-        Dir(p)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn strata_cmd(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-    c.arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("STRATA_REGISTRY_MIRROR");
-    c
 }
 
 fn run_ok(root: &Path, args: &[&str], context: &str) -> Output {
@@ -82,7 +45,7 @@ fn run_ok(root: &Path, args: &[&str], context: &str) -> Output {
 
 /// The archive loads completely into a fresh root, with both names.
 fn loads_completely(archive: &Path, names: &[String], context: &str) {
-    let fresh = Dir::new("load");
+    let fresh = Scratch::new("load");
     let a = archive.to_string_lossy().into_owned();
     run_ok(&fresh.0, &["load", "-i", &a], context);
     let images = run_ok(&fresh.0, &["images"], context);
@@ -105,7 +68,7 @@ fn sigkill_during_save_never_leaves_a_partial_archive_or_a_broken_store() {
         format!("{reg}/library/debian:bookworm-slim"),
         format!("{reg}/library/busybox:latest"),
     ];
-    let root = Dir::new("root");
+    let root = Scratch::new("root");
     for n in &names {
         run_ok(
             &root.0,
@@ -113,7 +76,7 @@ fn sigkill_during_save_never_leaves_a_partial_archive_or_a_broken_store() {
             "setup pull (is the registry up? bash ../shared/peers/registry-start.sh)",
         );
     }
-    let out_dir = Dir::new("out");
+    let out_dir = Scratch::new("out");
     let reference = out_dir.0.join("reference.tar");
     let mut save_args: Vec<String> = vec![
         "save".into(),

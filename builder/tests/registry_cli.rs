@@ -3,46 +3,14 @@
 //! of ../shared/peers, checked with skopeo. Ignored by default; CI runs them
 //! with `--include-ignored`, and a missing registry or skopeo fails them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-fn registry() -> String {
-    std::env::var("STRATA_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into())
-}
-
-fn unique() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{}-{nanos}", std::process::id())
-}
-
-/// A fresh store root under the test temp dir, removed at the end.
-struct Root(PathBuf);
-
-impl Root {
-    fn new(tag: &str) -> Root {
-        let p = std::env::temp_dir().join(format!("strata-registry-cli-{tag}-{}", unique()));
-        std::fs::create_dir_all(&p).expect("create test root");
-        Root(p)
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        // Blobs are read-only files; their directory is writable, so this works.
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod support;
+use support::{Scratch, registry, strata_cmd, unique};
 
 fn strata(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("STRATA_REGISTRY_MIRROR")
+    strata_cmd(root, args)
         .env_remove("STRATA_INSECURE_REGISTRIES")
         .output()
         .expect("run strata")
@@ -95,7 +63,7 @@ fn sha256_hex(data: &[u8]) -> String {
 #[ignore = "needs the .ci/test.sh environment (registry on 127.0.0.1:5000)"]
 fn pull_both_then_push_to_new_names_gives_byte_identical_manifests() {
     let reg = registry();
-    let root = Root::new("pullpush");
+    let root = Scratch::new("pullpush");
     let run = unique();
     for (name, tag) in [("busybox", "latest"), ("debian", "bookworm-slim")] {
         let src = format!("{reg}/library/{name}:{tag}");
@@ -135,7 +103,7 @@ fn pull_both_then_push_to_new_names_gives_byte_identical_manifests() {
 #[ignore = "needs the .ci/test.sh environment (registry on 127.0.0.1:5000)"]
 fn pull_of_a_missing_tag_fails_naming_it_and_tags_nothing() {
     let reg = registry();
-    let root = Root::new("missing");
+    let root = Scratch::new("missing");
     let r = format!("{reg}/library/busybox:no-such-tag-{}", unique());
     let out = strata(&root.0, &["pull", &r]);
     assert!(!out.status.success());
@@ -154,7 +122,7 @@ fn pull_of_a_missing_tag_fails_naming_it_and_tags_nothing() {
 #[test]
 fn push_of_an_unknown_local_image_says_to_pull_or_build_it() {
     let reg = registry();
-    let root = Root::new("unknown");
+    let root = Scratch::new("unknown");
     let out = strata(
         &root.0,
         &["push", &format!("{reg}/strata-test/never-pulled:v1")],
@@ -168,7 +136,7 @@ fn push_of_an_unknown_local_image_says_to_pull_or_build_it() {
 #[ignore = "needs the .ci/test.sh environment (registry on 127.0.0.1:5000)"]
 fn two_pulls_into_one_root_at_once_both_succeed() {
     let reg = registry();
-    let root = Root::new("concurrent");
+    let root = Scratch::new("concurrent");
     let img = format!("{reg}/library/debian:bookworm-slim");
     let want = format!("sha256:{}", sha256_hex(&skopeo_raw(&img)));
     let spawn = || {

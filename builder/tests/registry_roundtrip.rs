@@ -4,46 +4,14 @@
 //! (and therefore the same layer digests, which it verified on upload).
 //! Needs the local registry and skopeo (CI runs it with `--include-ignored`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-fn registry() -> String {
-    std::env::var("STRATA_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into())
-}
-
-fn unique() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{}-{nanos}", std::process::id())
-}
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("strata-roundtrip-{tag}-{}", unique()));
-        std::fs::create_dir_all(&p).expect("create scratch dir");
-        Dir(p)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod support;
+use support::{Scratch, registry, strata_cmd, unique};
 
 fn ok(root: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("STRATA_REGISTRY_MIRROR")
-        .output()
-        .expect("run strata");
+    let out = strata_cmd(root, args).output().expect("run strata");
     assert!(
         out.status.success(),
         "strata {args:?} failed ({}):\n{}",
@@ -75,13 +43,13 @@ fn pull_save_load_push_round_trip_is_byte_identical() {
     for (name, tag) in [("busybox", "latest"), ("debian", "bookworm-slim")] {
         let src = format!("{reg}/library/{name}:{tag}");
         let original = skopeo_raw(&src);
-        let first = Dir::new("first");
+        let first = Scratch::new("first");
         ok(&first.0, &["pull", &src]);
         let archive = first.0.join(format!("{name}.tar"));
         let archive_s = archive.to_string_lossy().into_owned();
         ok(&first.0, &["save", "-o", &archive_s, &src]);
 
-        let second = Dir::new("second");
+        let second = Scratch::new("second");
         ok(&second.0, &["load", "-i", &archive_s]);
         // Named on another registry, so the push cannot mount from
         // library/<name>: every blob is uploaded from the loaded store.
