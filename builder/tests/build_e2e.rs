@@ -550,3 +550,116 @@ fn build_arg_change_reruns_only_its_steps_and_no_cache_runs_all() {
     assert_eq!(all.len(), 5, "--no-cache ran {all:?}");
     assert!(none.is_empty(), "--no-cache hit the cache for {none:?}");
 }
+
+/// The entries of a `type=local` cache export.
+fn local_cache_keys(dir: &Path) -> Vec<String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("strata-cache.json")).unwrap()).unwrap();
+    doc["entries"]
+        .as_object()
+        .expect("strata-cache.json has entries")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// `mode=min` (the default) exports only the steps the final image is made
+/// of; `mode=max` also the other stage's. Importing the min cache into an
+/// empty root hits every final-stage step and re-runs only the other stage.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn cache_mode_min_exports_the_final_stage_and_max_every_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let ctx = arg_context(tmp);
+    let (min, max) = (tmp.join("min"), tmp.join("max"));
+    build_events(
+        &tmp.join("root1"),
+        &ctx,
+        &[
+            "--cache-to",
+            &format!("type=local,dest={}", min.display()),
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", max.display()),
+        ],
+    );
+    let (min_keys, max_keys) = (local_cache_keys(&min), local_cache_keys(&max));
+    assert_eq!(max_keys.len(), 5, "mode=max: every step, got {max_keys:?}");
+    assert_eq!(
+        min_keys.len(),
+        4,
+        "mode=min: the final stage's steps, got {min_keys:?}"
+    );
+    assert!(min_keys.iter().all(|k| max_keys.contains(k)));
+
+    let (ran, cached) = build_events(
+        &tmp.join("root2"),
+        &ctx,
+        &["--cache-from", &format!("type=local,src={}", min.display())],
+    );
+    assert_eq!(ran.len(), 1, "only the other stage runs: {ran:?}");
+    assert!(ran[0].contains("echo other"), "{ran:?}");
+    assert_eq!(cached.len(), 4, "{cached:?}");
+}
+
+/// `--cache-to type=inline` carries the cache in the pushed image's config;
+/// `--cache-from IMAGE` in an empty root then reuses the final stage's steps
+/// and gives the same image.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn inline_cache_in_a_pushed_image_fills_an_empty_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let ctx = arg_context(tmp);
+    let image = format!(
+        "{}/strata-e2e/inline-{}:latest",
+        registry(),
+        std::process::id()
+    );
+    let (iid1, iid2) = (tmp.join("iid1"), tmp.join("iid2"));
+    build_events(
+        &tmp.join("root1"),
+        &ctx,
+        &[
+            "-t",
+            &image,
+            "--push",
+            "--cache-to",
+            "type=inline",
+            "--iidfile",
+            iid1.to_str().unwrap(),
+        ],
+    );
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        "--config",
+        &format!("docker://{image}"),
+    ]));
+    let cfg: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let entries = cfg["strata.cache.v1"]["entries"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no inline cache in the pushed config: {raw}"));
+    assert_eq!(entries.len(), 4, "the final stage's steps: {entries:?}");
+
+    let (ran, cached) = build_events(
+        &tmp.join("root2"),
+        &ctx,
+        &[
+            "--cache-from",
+            &image,
+            "--cache-to",
+            "type=inline",
+            "--iidfile",
+            iid2.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(ran.len(), 1, "only the other stage runs: {ran:?}");
+    assert_eq!(cached.len(), 4, "{cached:?}");
+    assert_eq!(
+        std::fs::read(&iid1).unwrap(),
+        std::fs::read(&iid2).unwrap(),
+        "the inline-cached rebuild gives the same image"
+    );
+}

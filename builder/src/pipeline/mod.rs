@@ -40,6 +40,9 @@ pub struct FsState {
     pub made_layer: Vec<bool>,
     /// When each of those steps ran, in the same order.
     pub created: Vec<String>,
+    /// The cache keys of those steps: what `mode=min` and inline caches
+    /// export (the results the final image is made of).
+    pub chain_keys: Vec<String>,
 }
 
 /// The result of a build.
@@ -69,7 +72,8 @@ pub fn build(req: &BuildRequest) -> anyhow::Result<Built> {
     sink.finish(&summary);
     match result {
         Ok((b, _, _)) => {
-            if req.quiet {
+            // With a tarball on standard output, the id would corrupt it.
+            if req.quiet && !crate::output::uses_stdout(&req.outputs) {
                 println!("{}", b.image_id);
             }
             Ok(b)
@@ -132,13 +136,6 @@ fn build_inner(
     ran: &AtomicUsize,
     cached: &AtomicUsize,
 ) -> anyhow::Result<Built> {
-    if req
-        .cache_to
-        .iter()
-        .any(|c| matches!(c, crate::options::CacheTo::Inline))
-    {
-        return Err(crate::not_supported("--cache-to type=inline"));
-    }
     let named: BTreeMap<String, NamedContextSource> = req
         .build_contexts
         .iter()
@@ -207,7 +204,7 @@ fn build_inner(
                 .unwrap_or_else(|| file_name.clone())
         ),
         tails: Mutex::new(BTreeMap::new()),
-        imported: remote_cache::Imported::load(&req.cache_from, &|w| {
+        imported: remote_cache::Imported::load(&store, &req.cache_from, &|w| {
             if !req.quiet {
                 eprintln!("warning: {w}");
             }
@@ -258,11 +255,16 @@ fn build_inner(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    remote_cache::export(&store, &req.cache_to, &results)?;
     let state = outputs[plan.target]
         .clone()
         .ok_or_else(|| anyhow!("internal: the target produced nothing"))?;
-    finish_image(&ctx, &graph, &resolver, &state)
+    remote_cache::export(&store, &req.cache_to, &results, &state.chain_keys)?;
+    let inline = req
+        .cache_to
+        .iter()
+        .any(|c| matches!(c, crate::options::CacheTo::Inline))
+        .then(|| remote_cache::inline_entries(&results, &state.chain_keys));
+    finish_image(&ctx, &graph, &resolver, &state, inline)
 }
 
 fn emit(ctx: &Ctx, step: usize, kind: EventKind) {
@@ -290,6 +292,7 @@ fn run_vertex(
                     layers: Vec::new(),
                     made_layer: Vec::new(),
                     created: Vec::new(),
+                    chain_keys: Vec::new(),
                 }),
                 Base::Stage { .. } => Ok(inputs[0].clone()),
                 Base::Image {
@@ -311,6 +314,7 @@ fn run_vertex(
                         layers,
                         made_layer: Vec::new(),
                         created: Vec::new(),
+                        chain_keys: Vec::new(),
                     })
                 }
             }
@@ -694,6 +698,7 @@ fn run_step(
 
 fn next_state(prev: &FsState, key: String, result: &CachedResult) -> FsState {
     let mut s = prev.clone();
+    s.chain_keys.push(key.clone());
     s.key = key;
     s.made_layer.push(result.layer.is_some());
     s.created.push(result.created.clone().unwrap_or_default());
@@ -709,6 +714,7 @@ fn finish_image(
     graph: &frontend::BuildGraph,
     resolver: &resolver::StoreResolver,
     state: &FsState,
+    inline_cache: Option<serde_json::Value>,
 ) -> anyhow::Result<Built> {
     let target = graph
         .target_stage()
@@ -783,7 +789,7 @@ fn finish_image(
     for (k, v) in &ctx.req.labels {
         config.labels.insert(k.clone(), v.clone());
     }
-    let cfg = image::config_json(
+    let mut cfg = image::config_json(
         &config,
         target.author.as_deref(),
         &base_history,
@@ -791,6 +797,9 @@ fn finish_image(
         &state.layers,
         &created,
     )?;
+    if let Some(doc) = inline_cache {
+        cfg = remote_cache::with_inline_cache(&cfg, doc)?;
+    }
     for l in &state.layers {
         source::ensure_blob(ctx.store, l)?;
     }

@@ -1,13 +1,17 @@
 //! `--cache-from` / `--cache-to`: sharing step results between stores.
 //!
 //! A cache export is the map *cache key → result* (the layer a step added,
-//! or none) for every step of the build, plus the layer blobs. In a
-//! registry it is an OCI artifact (`application/vnd.strata.cache.v1+json`)
-//! whose config holds the map and whose layers are the blobs; in a local
-//! directory it is `strata-cache.json` beside `blobs/sha256/<hex>`. Imports
-//! are read once at the start; a hit copies or fetches just that step's
-//! blob. An unreachable or unreadable cache source only costs a rebuild: it
-//! is reported and ignored, never a failure.
+//! or none), plus the layer blobs. `mode=max` exports every step of the
+//! build (all stages); `mode=min`, the default as in BuildKit, only the
+//! steps the final image is made of. In a registry it is an OCI artifact
+//! (`application/vnd.strata.cache.v1+json`) whose config holds the map and
+//! whose layers are the blobs; in a local directory it is
+//! `strata-cache.json` beside `blobs/sha256/<hex>`; `type=inline` puts the
+//! `mode=min` map into the image config itself (key [`INLINE_CONFIG_KEY`]),
+//! whose layers are the blobs, so `--cache-from IMAGE` of a pushed image
+//! reuses its steps. Imports are read once at the start; a hit copies or
+//! fetches just that step's blob. An unreachable or unreadable cache source
+//! only costs a rebuild: it is reported and ignored, never a failure.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,10 @@ use crate::options::{CacheFrom, CacheTo};
 /// The artifact type of a strata cache in a registry.
 pub const CACHE_ARTIFACT: &str = "application/vnd.strata.cache.v1+json";
 const LOCAL_INDEX: &str = "strata-cache.json";
+/// The image config key that carries an inline cache. Unknown top-level
+/// config keys are ignored by every image consumer (BuildKit keeps its own
+/// inline cache the same way).
+pub const INLINE_CONFIG_KEY: &str = "strata.cache.v1";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CacheDoc {
@@ -34,6 +42,9 @@ struct CacheDoc {
 enum Origin {
     Dir(PathBuf),
     Registry(String),
+    /// An image of the local store with an inline cache: its blobs are
+    /// already here.
+    Store,
 }
 
 /// Step results imported with `--cache-from`.
@@ -44,14 +55,17 @@ pub struct Imported {
 
 impl Imported {
     /// Reads every source; failures become warnings.
-    pub fn load(sources: &[CacheFrom], warn: &dyn Fn(String)) -> Imported {
+    pub fn load(store: &Store, sources: &[CacheFrom], warn: &dyn Fn(String)) -> Imported {
         let mut out = Imported::default();
         for s in sources {
             let r = match s {
                 CacheFrom::Local { src } => read_dir(src).map(|d| (d, Origin::Dir(src.clone()))),
-                CacheFrom::Registry { reference } => {
-                    read_registry(reference).map(|d| (d, Origin::Registry(reference.clone())))
-                }
+                CacheFrom::Registry { reference } => match read_local_image(store, reference) {
+                    Some(doc) => Ok((doc, Origin::Store)),
+                    None => {
+                        read_registry(reference).map(|d| (d, Origin::Registry(reference.clone())))
+                    }
+                },
             };
             match r {
                 Ok((doc, origin)) => {
@@ -73,6 +87,7 @@ impl Imported {
         let ok = match (&res.layer, origin) {
             (None, _) => true,
             (Some(l), _) if store.blobs().has(&l.desc.digest) => true,
+            (Some(_), Origin::Store) => false,
             (Some(l), Origin::Dir(d)) => {
                 let p = d.join("blobs/sha256").join(l.desc.digest.hex());
                 std::fs::File::open(&p)
@@ -100,6 +115,8 @@ fn read_dir(dir: &Path) -> anyhow::Result<CacheDoc> {
     serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display()))
 }
 
+/// A registry reference holds either a cache artifact (`type=registry`) or
+/// an image whose config carries an inline cache (`type=inline`).
 fn read_registry(reference: &str) -> anyhow::Result<CacheDoc> {
     let r = Reference::parse(reference)?;
     let client = RegistryClient::from_env()?;
@@ -107,30 +124,105 @@ fn read_registry(reference: &str) -> anyhow::Result<CacheDoc> {
         &client,
         &registry::pull::repo_of(&r),
         &registry::pull::registry_ref(&r),
-    )?
-    .ok_or_else(|| anyhow!("no cache at {reference}"))?;
-    if art.artifact_type.as_deref() != Some(CACHE_ARTIFACT) {
-        return Err(anyhow!(
-            "{reference} is not a strata cache (artifact type {:?})",
-            art.artifact_type
-        ));
-    }
-    Ok(serde_json::from_slice(&art.config.data)?)
+    );
+    let config = match art {
+        Ok(None) => return Err(anyhow!("no cache at {reference}")),
+        Ok(Some(a)) if a.artifact_type.as_deref() == Some(CACHE_ARTIFACT) => {
+            return Ok(serde_json::from_slice(&a.config.data)?);
+        }
+        Ok(Some(a)) => a.config.data,
+        // An image index: read the native platform's config.
+        Err(_) => registry::resolve_remote(&client, &r, &cache::platform::Platform::host())?.config,
+    };
+    inline_doc(&config)?.ok_or_else(|| {
+        anyhow!(
+            "{reference} is neither a strata cache nor an image built with --cache-to type=inline"
+        )
+    })
 }
 
-/// Writes the results of this build to every `--cache-to`.
+/// The inline cache of an image in the local store, if it has one.
+fn read_local_image(store: &Store, reference: &str) -> Option<CacheDoc> {
+    let r = Reference::parse(reference).ok()?;
+    let img = store
+        .resolve_image_for(&r, &cache::platform::Platform::host())
+        .ok()??;
+    inline_doc(img.config.raw()).ok()?
+}
+
+/// The cache map inside an image config, if it carries one.
+fn inline_doc(config: &[u8]) -> anyhow::Result<Option<CacheDoc>> {
+    let v: serde_json::Value =
+        serde_json::from_slice(config).context("reading the image config")?;
+    match v.get(INLINE_CONFIG_KEY) {
+        None => Ok(None),
+        Some(doc) => Ok(Some(
+            serde_json::from_value(doc.clone()).context("reading the inline cache")?,
+        )),
+    }
+}
+
+/// The results the final image is made of (`mode=min`).
+fn min_entries(
+    entries: &BTreeMap<String, CachedResult>,
+    chain: &[String],
+) -> BTreeMap<String, CachedResult> {
+    chain
+        .iter()
+        .filter_map(|k| entries.get(k).map(|r| (k.clone(), r.clone())))
+        .collect()
+}
+
+/// The inline cache document for the image config (`mode=min`; its layers
+/// are the image's own).
+pub fn inline_entries(
+    entries: &BTreeMap<String, CachedResult>,
+    chain: &[String],
+) -> serde_json::Value {
+    serde_json::to_value(CacheDoc {
+        entries: min_entries(entries, chain),
+    })
+    .unwrap_or_default()
+}
+
+/// `config` with an inline cache document added.
+pub fn with_inline_cache(config: &[u8], doc: serde_json::Value) -> anyhow::Result<Vec<u8>> {
+    let mut v: serde_json::Value = serde_json::from_slice(config)?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("internal: the image config is not an object"))?;
+    obj.insert(INLINE_CONFIG_KEY.to_string(), doc);
+    Ok(serde_json::to_vec(&v)?)
+}
+
+/// Writes the results of this build to every `--cache-to` but `inline`
+/// (which the image config carries): every result with `mode=max`, those
+/// in `chain` (the final image's steps) with `mode=min`.
 pub fn export(
     store: &Store,
     targets: &[CacheTo],
     entries: &BTreeMap<String, CachedResult>,
+    chain: &[String],
 ) -> anyhow::Result<()> {
-    let doc = CacheDoc {
-        entries: entries.clone(),
-    };
-    let layers: Vec<&Layer> = entries.values().filter_map(|r| r.layer.as_ref()).collect();
     for t in targets {
+        let max = match t {
+            CacheTo::Inline => continue,
+            CacheTo::Local { max, .. } | CacheTo::Registry { max, .. } => *max,
+        };
+        let doc = CacheDoc {
+            entries: if max {
+                entries.clone()
+            } else {
+                min_entries(entries, chain)
+            },
+        };
+        let layers: Vec<&Layer> = doc
+            .entries
+            .values()
+            .filter_map(|r| r.layer.as_ref())
+            .collect();
         match t {
-            CacheTo::Inline => return Err(crate::not_supported("--cache-to type=inline")),
+            CacheTo::Inline => {}
             CacheTo::Local { dest, .. } => {
                 let blobs = dest.join("blobs/sha256");
                 std::fs::create_dir_all(&blobs)

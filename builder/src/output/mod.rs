@@ -1,6 +1,10 @@
 //! Where a built image goes besides the local store: a docker-archive
 //! (`type=docker`), an OCI layout tar (`type=oci`), a registry, or the final
 //! root filesystem (`type=local` as a directory, `type=tar` as a tarball).
+//! Tarballs go to a file or, with `dest=-`, to standard output.
+
+mod recompress;
+mod stdout;
 
 use std::path::Path;
 
@@ -42,24 +46,38 @@ pub fn export(
                 })
                 .collect()
         };
-        if o.compression.is_some() {
-            return Err(crate::not_supported(
-                "--output compression= (layers are gzip)",
-            ));
-        }
+        // `compression=`: this output gets its own manifest over re-encoded
+        // layers (the image ID stays the same).
+        let converted = match o.compression {
+            Some(c) => Some(recompress::recompress(store, img, layers, c)?),
+            None => None,
+        };
+        let img = converted.as_ref().unwrap_or(img);
+        let items: Vec<SaveItem> = items
+            .into_iter()
+            .map(|i| SaveItem {
+                image: img.clone(),
+                ..i
+            })
+            .collect();
         let dest = o.dest.as_deref();
         match o.kind {
-            OutputKind::Docker => {
-                let d = file_dest(dest)?;
+            OutputKind::Docker => stdout::or_file(store, dest, |d| {
                 cache::transport::docker_archive::save(store, &items, d)
-                    .with_context(|| format!("writing the docker archive {}", d.display()))?;
-            }
-            OutputKind::Oci => {
-                let d = file_dest(dest)?;
+                    .with_context(|| format!("writing the docker archive {}", d.display()))
+            })?,
+            OutputKind::Oci => stdout::or_file(store, dest, |d| {
                 cache::transport::oci_layout::export_tar(store, &items, d)
-                    .with_context(|| format!("writing the OCI layout {}", d.display()))?;
+                    .with_context(|| format!("writing the OCI layout {}", d.display()))
+            })?,
+            OutputKind::Image if !o.push => {
+                // The local store's names follow the output's encoding.
+                if converted.is_some() {
+                    for r in &refs {
+                        store.tag_image(r, &img.manifest_digest)?;
+                    }
+                }
             }
-            OutputKind::Image if !o.push => {}
             OutputKind::Image | OutputKind::Registry => {
                 if refs.is_empty() {
                     return Err(anyhow!(
@@ -68,17 +86,20 @@ pub fn export(
                 }
                 let client = cache::transport::registry::RegistryClient::from_env()?;
                 for r in &refs {
-                    cache::transport::registry::push(&client, store, r, r)
+                    // By digest: the manifest this output encodes, which a
+                    // `compression=` output never tags locally.
+                    let source = r.with_digest(img.manifest_digest.clone());
+                    cache::transport::registry::push(&client, store, &source, r)
                         .with_context(|| format!("pushing {r}"))?;
                 }
             }
-            OutputKind::Local => {
-                let d = file_dest(dest)?;
-                write_local(store, layers, d)?;
+            // `type=local,dest=-` streams the filesystem as a tar, as
+            // BuildKit does.
+            OutputKind::Local if dest != Some(Path::new("-")) => {
+                write_local(store, layers, file_dest(dest)?)?;
             }
-            OutputKind::Tar => {
-                let d = file_dest(dest)?;
-                write_rootfs_tar(store, layers, d)?;
+            OutputKind::Local | OutputKind::Tar => {
+                stdout::or_file(store, dest, |d| write_rootfs_tar(store, layers, d))?;
             }
         }
     }
@@ -86,11 +107,16 @@ pub fn export(
 }
 
 fn file_dest(dest: Option<&Path>) -> anyhow::Result<&Path> {
-    match dest {
-        Some(p) if p == Path::new("-") => Err(crate::not_supported("--output dest=- (stdout)")),
-        Some(p) => Ok(p),
-        None => Err(anyhow!("--output: dest= is required")),
-    }
+    dest.ok_or_else(|| anyhow!("--output: dest= is required (a path, or - for standard output)"))
+}
+
+/// Whether any output writes to standard output (then `-q` prints nothing
+/// else there).
+pub fn uses_stdout(outputs: &[OutputSpec]) -> bool {
+    outputs.iter().any(|o| {
+        o.dest.as_deref() == Some(Path::new("-"))
+            && !matches!(o.kind, OutputKind::Image | OutputKind::Registry)
+    })
 }
 
 /// `type=local`: the merged root filesystem in a new or empty directory,
