@@ -495,3 +495,82 @@ fn run_mounts_from_a_stage_and_an_image() {
     assert_eq!(b.text("/img-ok"), "ok\n");
     assert!(!b.fs.contains_key("/in/x") && !b.fs.keys().any(|k| k.starts_with("/img/")));
 }
+
+/// COPY keeps the context's modes exactly, as Docker does (0777 stays
+/// 0777); `--chmod` takes octal and symbolic modes, `X` only marking
+/// directories and files someone may already execute.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn copy_keeps_modes_and_chmod_takes_symbolic_modes() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let c = Case::new(
+        "FROM BASE\nCOPY run.sh ro.txt /m/\nCOPY --chmod=u+x,go-r ro.txt /ro2\n\
+         COPY --chmod=a+X d /dd/\nCOPY --chmod=0750 run.sh /oct\n",
+        &[
+            ("run.sh", "#!/bin/sh\n"),
+            ("ro.txt", "r"),
+            ("d/sub/f.txt", "f"),
+        ],
+    );
+    let set = |p: &str, m: u32| {
+        std::fs::set_permissions(c.ctx.join(p), std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    set("run.sh", 0o777);
+    set("ro.txt", 0o640);
+    set("d/sub", 0o700);
+    set("d/sub/f.txt", 0o600);
+    let b = c.build(&[]);
+    assert_eq!(b.file("/m/run.sh").mode, 0o777);
+    assert_eq!(b.file("/m/ro.txt").mode, 0o640);
+    assert_eq!(b.file("/ro2").mode, 0o700);
+    assert_eq!(b.file("/dd/sub").mode, 0o711);
+    assert_eq!(b.file("/dd/sub/f.txt").mode, 0o600);
+    assert_eq!(b.file("/oct").mode, 0o750);
+    // A mode that is not one fails the build and names the flag.
+    std::fs::write(
+        c.ctx.join("Dockerfile"),
+        format!("FROM {}\nCOPY --chmod=u+q ro.txt /x\n", base()),
+    )
+    .unwrap();
+    let err = c.try_build(&[]).err().expect("u+q is not a mode");
+    assert!(err.contains("Dockerfile:2") && err.contains("u+q"), "{err}");
+}
+
+/// ADD unpacks bzip2 and xz tars by content, into `dest` itself when there
+/// is no trailing slash, and copies a compressed file that is not a tar as
+/// it is; a tar inside an ADDed directory is not unpacked.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn add_unpacks_bzip2_and_xz_and_copies_other_files() {
+    use std::io::Write as _;
+    let c = Case::new(
+        "FROM BASE\nADD a.tar.bz2 /bz/\nADD a.txz /xz\nADD notes.bz2 /n/\nADD dir /d/\n",
+        &[],
+    );
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o600);
+    h.set_cksum();
+    tar.append_data(&mut h, "in/hello.txt", &b"hello"[..])
+        .unwrap();
+    let tar = tar.into_inner().unwrap();
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    bz.write_all(&tar).unwrap();
+    std::fs::write(c.ctx.join("a.tar.bz2"), bz.finish().unwrap()).unwrap();
+    let mut xz = Vec::new();
+    lzma_rs::xz_compress(&mut std::io::Cursor::new(&tar), &mut xz).unwrap();
+    std::fs::write(c.ctx.join("a.txz"), &xz).unwrap();
+    let mut notes = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    notes.write_all(b"not a tar").unwrap();
+    let notes = notes.finish().unwrap();
+    std::fs::write(c.ctx.join("notes.bz2"), &notes).unwrap();
+    std::fs::create_dir_all(c.ctx.join("dir")).unwrap();
+    std::fs::write(c.ctx.join("dir/inner.tar"), &tar).unwrap();
+    let b = c.build(&[]);
+    assert_eq!(b.text("/bz/in/hello.txt"), "hello");
+    assert_eq!(b.file("/bz/in/hello.txt").mode, 0o600);
+    assert_eq!(b.text("/xz/in/hello.txt"), "hello");
+    assert_eq!(b.file("/n/notes.bz2").content, notes);
+    assert_eq!(b.file("/d/inner.tar").content, tar);
+}

@@ -13,7 +13,7 @@
 //! covers, per entry in destination order: destination path, kind, the mode
 //! the image gets, the owner after `--chown`, xattrs, link target and
 //! content digest — never mtime, and never the host's umask bits (see
-//! [`super::select::Entry::image_mode`]), as BuildKit's contenthash does.
+//! [`super::select::Entry::key_mode`]).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -139,14 +139,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// How COPY/ADD rewrites ownership and mode, part of the checksum because it
 /// is part of the resulting files.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// `--chown` resolved to numbers (default 0:0, as Docker does for the
     /// context).
     pub uid: u32,
     pub gid: u32,
-    /// `--chmod` in octal.
-    pub chmod: Option<u32>,
+    /// `--chmod`, octal or symbolic.
+    pub chmod: Option<super::chmod::Chmod>,
     /// Whether `--chown` was given (a stage copy otherwise keeps owners).
     pub explicit_owner: bool,
 }
@@ -154,9 +154,9 @@ pub struct Overrides {
 impl Overrides {
     /// The mode an entry gets in the image.
     pub fn mode_for(&self, kind: &EntryKind, image_mode: u32) -> u32 {
-        match (kind, self.chmod) {
+        match (kind, &self.chmod) {
             (EntryKind::Symlink(_), _) => 0o777,
-            (_, Some(m)) => m,
+            (_, Some(c)) => c.apply(image_mode, matches!(kind, EntryKind::Dir)),
             (_, None) => image_mode,
         }
     }
@@ -195,7 +195,7 @@ pub fn checksum_selection(
             EntryKind::Dir => ("d", ""),
             EntryKind::Symlink(t) => ("l", t.as_str()),
         };
-        let mode = ov.mode_for(&e.kind, e.image_mode());
+        let mode = ov.mode_for(&e.kind, e.key_mode());
         // Length-prefixed fields: no two different entries hash alike.
         for field in [e.dest.as_str(), kind, extra] {
             h.update(&(field.len() as u64).to_le_bytes());

@@ -3,6 +3,7 @@
 //! files part of a cache key.
 
 pub mod checksum;
+pub mod chmod;
 pub mod dockerignore;
 pub mod pattern;
 pub mod select;

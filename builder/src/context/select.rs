@@ -93,16 +93,27 @@ pub struct Entry {
     /// (a stage's filesystem materialized for `COPY --from`); `None` means
     /// root, as the unpack defines it.
     pub recorded_owner: Option<(u32, u32)>,
+    /// A file the instruction names itself (or a wildcard matched), not one
+    /// found inside a named directory: the only files ADD unpacks.
+    pub named_source: bool,
 }
 
 impl Entry {
-    /// The mode the image gets: the host's bits minus group/other write.
+    /// The mode a cache key sees: the host's bits minus group/other write.
     /// Those two bits are what a umask changes between a laptop (022) and a
-    /// CI checkout (002); dropping them in both the cache key and the layer
-    /// keeps the two consistent, so a different umask still hits the cache
-    /// and a hit is byte-identical to a rebuild. `--chmod` overrides it.
-    pub fn image_mode(&self) -> u32 {
+    /// CI checkout (002), and the same sources must hit the cache from
+    /// either. The image itself gets the full host mode, as Docker keeps it
+    /// (see [`Entry::image_mode`]); so a hit made under the other umask
+    /// carries that build's group/other write bits — the one place a hit
+    /// and a rebuild may differ, by design.
+    pub fn key_mode(&self) -> u32 {
         self.host_mode & !0o022
+    }
+
+    /// The mode the image gets: the host's, as Docker copies it.
+    /// `--chmod` overrides it.
+    pub fn image_mode(&self) -> u32 {
+        self.host_mode
     }
 }
 
@@ -173,7 +184,8 @@ pub fn select(context: &Path, ignore: &Matcher, spec: &CopySpec) -> anyhow::Resu
                     continue;
                 }
                 let e = entry_for(&abs, &m, &base, &md)?;
-                if let Some(e) = e {
+                if let Some(mut e) = e {
+                    e.named_source = true;
                     out.insert(e.dest.clone(), e);
                 }
             }
@@ -366,6 +378,7 @@ fn entry_for(
         stat: StatKey::of(md),
         xattrs: read_xattrs(abs),
         recorded_owner: recorded_owner(abs)?,
+        named_source: false,
     }))
 }
 

@@ -5,26 +5,28 @@
 //! Ownership follows Docker: files from the context belong to 0:0 unless
 //! `--chown` says otherwise; `--chown` names are looked up in the
 //! destination's `/etc/passwd` and `/etc/group` (read out of the layers
-//! below, topmost first). Modes are the context's minus the umask bits (see
+//! below, topmost first). Modes are the context's, as Docker keeps them (see
 //! [`crate::context::select::Entry::image_mode`]), or `--chmod`.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use cache::layer::{
     Content, Entry as LayerEntry, EntryKind as LayerKind, WriteOptions, write_layer,
 };
 use cache::store::Store;
 
 use super::Layer;
+use super::archive;
 use super::source::ensure_blob;
 use crate::context::checksum::Overrides;
+use crate::context::chmod::Chmod;
 use crate::context::select::{EntryKind, Selection};
 
 /// Docker leaves mtimes of copied files as they are; strata clamps them to
 /// this (1970-01-01 + 0) when no `SOURCE_DATE_EPOCH` is given, so the same
 /// files always make the same layer and a cache hit equals a rebuild.
-const DEFAULT_MTIME: i64 = 0;
+pub(crate) const DEFAULT_MTIME: i64 = 0;
 
 /// Writes the layer for a selection from `root` (the directory the entries'
 /// `rel` paths are relative to).
@@ -42,29 +44,22 @@ pub fn copy_layer(
 ) -> anyhow::Result<Option<Layer>> {
     let mut entries = Vec::new();
     for e in &sel.entries {
-        if unpack_archives && e.kind == EntryKind::File && !preserve {
-            let abs = root.join(&e.rel);
-            match archive_kind(&abs)? {
-                ArchiveKind::Tar => {
-                    // ADD unpacks into the destination directory.
-                    let into = if e.dest.ends_with('/') {
-                        e.dest.clone()
-                    } else {
-                        e.dest
-                            .rsplit_once('/')
-                            .map(|(d, _)| format!("{d}/"))
-                            .unwrap_or_else(|| "/".into())
-                    };
-                    entries.extend(archive_entries(&abs, &into, ov)?);
-                    continue;
-                }
-                ArchiveKind::Unsupported(kind) => {
-                    return Err(crate::not_supported(&format!(
-                        "ADD of a {kind} archive ({})",
-                        e.rel
-                    )));
-                }
-                ArchiveKind::NotArchive => {}
+        // ADD unpacks a named local source that is a tar (plain or
+        // compressed) into the destination directory: `dest` itself when
+        // the archive was placed at `dest`, else the directory it went into.
+        if unpack_archives && e.named_source && e.kind == EntryKind::File && !preserve {
+            let into = if e.dest == dest {
+                format!("{}/", dest.trim_end_matches('/'))
+            } else {
+                e.dest
+                    .rsplit_once('/')
+                    .map(|(d, _)| format!("{d}/"))
+                    .unwrap_or_else(|| "/".into())
+            };
+            let scratch = store.root().join("tmp");
+            if let Some(unpacked) = archive::entries(&root.join(&e.rel), &into, ov, &scratch)? {
+                entries.extend(unpacked);
+                continue;
             }
         }
         let path = PathBuf::from(e.dest.trim_start_matches('/'));
@@ -76,14 +71,10 @@ pub fn copy_layer(
             EntryKind::Dir => LayerKind::Dir,
             EntryKind::Symlink(t) => LayerKind::Symlink(PathBuf::from(t)),
         };
-        // From the context: the umask-free mode and 0:0 unless --chown.
+        // From the context: the host mode and 0:0 unless --chown.
         // From a stage or image: the source's exact mode and owner.
         let (mode, (uid, gid)) = if preserve {
-            let m = match (&e.kind, ov.chmod) {
-                (EntryKind::Symlink(_), _) => 0o777,
-                (_, Some(m)) => m,
-                (_, None) => e.host_mode,
-            };
+            let m = ov.mode_for(&e.kind, e.host_mode);
             let owner = if ov.explicit_owner {
                 (ov.uid, ov.gid)
             } else {
@@ -113,7 +104,7 @@ pub fn copy_layer(
                 p.trim_start_matches('/'),
                 Content::Bytes(f.content.clone().into_bytes()),
             )
-            .mode(ov.chmod.unwrap_or(f.mode))
+            .mode(ov.chmod.as_ref().map_or(f.mode, |c| c.apply(f.mode, false)))
             .owner(ov.uid, ov.gid)
             .mtime(DEFAULT_MTIME),
         );
@@ -263,88 +254,11 @@ pub fn resolve_owner(store: &Store, layers: &[Layer], spec: &str) -> anyhow::Res
     Ok((uid, gid))
 }
 
-/// Parses `--chmod` when given in octal; symbolic modes are refused.
-pub fn chmod_bits(op: &frontend::FileOp) -> anyhow::Result<Option<u32>> {
+/// Parses `--chmod`, octal or symbolic.
+pub fn chmod_of(op: &frontend::FileOp) -> anyhow::Result<Option<Chmod>> {
     match (&op.chmod, op.chmod_bits) {
         (None, _) => Ok(None),
-        (Some(_), Some(b)) => Ok(Some(b)),
-        (Some(s), None) => match u32::from_str_radix(s, 8) {
-            Ok(b) if b <= 0o7777 => Ok(Some(b)),
-            _ => bail!("--chmod={s}: not supported yet: symbolic modes; use octal like 0755"),
-        },
+        (Some(_), Some(b)) => Ok(Some(Chmod::Octal(b))),
+        (Some(s), None) => Ok(Some(Chmod::parse(s)?)),
     }
-}
-
-/// What a local ADD source is, by its first bytes (Docker decides by
-/// content, not by name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArchiveKind {
-    /// A tar, plain, gzip or zstd: ADD unpacks it.
-    Tar,
-    /// bzip2 or xz: an archive strata cannot unpack yet.
-    Unsupported(&'static str),
-    /// Anything else is copied as a file.
-    NotArchive,
-}
-
-/// Sniffs a file's first 512 bytes.
-pub fn archive_kind(path: &Path) -> anyhow::Result<ArchiveKind> {
-    use std::io::Read as _;
-    let mut head = [0u8; 512];
-    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    let h = &head[..n];
-    Ok(
-        if h.starts_with(&[0x1f, 0x8b]) || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            ArchiveKind::Tar
-        } else if h.starts_with(b"BZh") {
-            ArchiveKind::Unsupported("bzip2")
-        } else if h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-            ArchiveKind::Unsupported("xz")
-        } else if n >= 262 && &h[257..262] == b"ustar" {
-            ArchiveKind::Tar
-        } else {
-            ArchiveKind::NotArchive
-        },
-    )
-}
-
-/// The entries of a local archive unpacked under `dest` (ADD): the tar's
-/// own modes and owners unless `--chown`, mtimes clamped like every copy.
-pub fn archive_entries(path: &Path, dest: &str, ov: &Overrides) -> anyhow::Result<Vec<LayerEntry>> {
-    let base = PathBuf::from(dest.trim_start_matches('/'));
-    let mut out = Vec::new();
-    let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut read_err = None;
-    cache::layer::for_each_entry(f, |mut e, r| {
-        if let LayerKind::File(_) = e.kind {
-            let mut b = Vec::new();
-            if let Err(err) = std::io::Read::read_to_end(r, &mut b) {
-                read_err = Some(err);
-            }
-            e.kind = LayerKind::File(Content::Bytes(b));
-        }
-        if let LayerKind::Hardlink(t) = &e.kind {
-            e.kind = LayerKind::Hardlink(base.join(t));
-        }
-        e.path = base.join(&e.path);
-        if ov.explicit_owner {
-            e.meta.uid = ov.uid;
-            e.meta.gid = ov.gid;
-        }
-        e.meta.mtime = DEFAULT_MTIME;
-        out.push(e);
-        Ok(())
-    })
-    .with_context(|| format!("unpacking {} for ADD", path.display()))?;
-    if let Some(e) = read_err {
-        anyhow::bail!("reading {}: {e}", path.display());
-    }
-    Ok(out)
 }

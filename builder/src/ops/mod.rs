@@ -2,6 +2,7 @@
 //! (RUN in the runtime's sandbox) or a file op (COPY/ADD/WORKDIR). Each
 //! returns at most one new layer; the solver chains them.
 
+pub mod archive;
 pub mod exec;
 pub mod file;
 pub mod mounts;

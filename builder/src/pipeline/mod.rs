@@ -380,7 +380,7 @@ fn run_step(
             }
         }
         Op::File(f) => {
-            ov.chmod = file::chmod_bits(f)?;
+            ov.chmod = file::chmod_of(f)?;
             if let Some(c) = &f.chown {
                 (ov.uid, ov.gid) = file::resolve_owner(ctx.store, &prev.layers, c)?;
                 ov.explicit_owner = true;
@@ -412,7 +412,7 @@ fn run_step(
                 for (e, c) in sel.entries.iter().zip(&sum.contents) {
                     facts.insert(
                         format!("context:{}:{}", dir.display(), e.rel),
-                        format!("{c} {:o}", e.image_mode()),
+                        format!("{c} {:o}", e.key_mode()),
                     );
                 }
                 ctx_sum = Some(sum.checksum.clone());
@@ -438,7 +438,7 @@ fn run_step(
                 for (e, c) in sel.entries.iter().zip(&sum.contents) {
                     facts.insert(
                         format!("context:{}", e.rel),
-                        format!("{c} {:o}", e.image_mode()),
+                        format!("{c} {:o}", e.key_mode()),
                     );
                 }
                 ctx_sum = Some(sum.checksum.clone());

@@ -122,13 +122,21 @@ fn to_entry<R: Read>(member: &mut tar::Entry<'_, R>) -> Result<Option<(Entry, u6
     let Some(path) = clean(&raw_path).map_err(|r| LayerError::escape(&raw_path, r))? else {
         return Ok(None);
     };
+    // An all-NUL numeric field reads as 0, as Go's archive/tar (and so
+    // Docker) reads it; some tar writers leave uid/gid/mtime unset.
+    let old = header.as_old();
+    let num = |v: std::io::Result<u64>, field: &[u8], what: &str| match v {
+        Ok(n) => Ok(n),
+        Err(_) if field.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        Err(_) => Err(bad(&format!("unreadable {what}"))),
+    };
     let mut meta = Meta {
-        mode: header.mode().map_err(|_| bad("unreadable mode"))? & 0o7777,
-        uid: u32::try_from(header.uid().map_err(|_| bad("unreadable uid"))?)
+        mode: num(header.mode().map(u64::from), &old.mode, "mode")? as u32 & 0o7777,
+        uid: u32::try_from(num(header.uid(), &old.uid, "uid")?)
             .map_err(|_| bad("uid does not fit 32 bits"))?,
-        gid: u32::try_from(header.gid().map_err(|_| bad("unreadable gid"))?)
+        gid: u32::try_from(num(header.gid(), &old.gid, "gid")?)
             .map_err(|_| bad("gid does not fit 32 bits"))?,
-        mtime: i64::try_from(header.mtime().map_err(|_| bad("unreadable mtime"))?)
+        mtime: i64::try_from(num(header.mtime(), &old.mtime, "mtime")?)
             .map_err(|_| bad("mtime out of range"))?,
         xattrs: Vec::new(),
     };
