@@ -8,14 +8,13 @@
 //! (`--bench`) are ignored.
 
 use std::fs::File;
-use std::io::{BufWriter, Read};
+use std::io::BufWriter;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use cache::digest::Digest;
+use cache::digest::Sha256;
 use cache::layer::{Compression, WriteOptions, write_dir};
-use sha2::{Digest as _, Sha256};
 
 fn export(dir: &str, comp: &str, out: &str) -> Result<(), String> {
     let compression = match comp {
@@ -51,19 +50,12 @@ fn export(dir: &str, comp: &str, out: &str) -> Result<(), String> {
 }
 
 fn hash(path: &str) -> Result<(), String> {
-    let mut f = File::open(path).map_err(|e| format!("opening {path}: {e}"))?;
+    let f = File::open(path).map_err(|e| format!("opening {path}: {e}"))?;
+    // The store's own read-and-hash loop (what `strata store verify` runs).
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| format!("reading {path}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    println!("{}  {path}", Digest::from_hasher(h));
+    h.update_from(f)
+        .map_err(|e| format!("reading {path}: {e}"))?;
+    println!("{}  {path}", h.finalize());
     Ok(())
 }
 

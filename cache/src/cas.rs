@@ -13,10 +13,9 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, Sha256};
 use crate::error::{Error, IoContext, Result};
 use crate::lock::ScratchDir;
 
@@ -191,17 +190,8 @@ impl BlobStore {
         let p = self.path(digest);
         let mut f = self.open(digest)?;
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).ctx("read blob", &p),
-            };
-            hasher.update(&buf[..n]);
-        }
-        let actual = Digest::from_hasher(hasher);
+        hasher.update_from(&mut f).ctx("read blob", &p)?;
+        let actual = hasher.finalize();
         Ok((&actual != digest).then_some(actual))
     }
 
@@ -238,7 +228,7 @@ impl BlobWriter {
     /// rename into place, fsync the directory. Returns digest and size.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
         self.out.flush().ctx("write temp file", self.tmp.path())?;
-        let actual = Digest::from_hasher(self.hasher.clone());
+        let actual = self.hasher.clone().finalize();
         if let Some(e) = expected
             && e != &actual
         {

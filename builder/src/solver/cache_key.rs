@@ -7,8 +7,8 @@
 //! and the manifest digest of the base image (sources). Anything else — the
 //! time, the host, mtimes, proxy variables — cannot reach the key.
 
+use cache::digest::{Digest, Sha256};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 /// Everything a key is made of.
 #[derive(Debug, Clone, Default)]
@@ -27,7 +27,7 @@ pub struct KeyInputs<'a> {
 pub fn definition_digest(def: &Value) -> String {
     let mut buf = Vec::new();
     write_canonical(def, &mut buf);
-    format!("sha256:{}", hex::encode(Sha256::digest(&buf)))
+    Digest::of(&buf).to_string()
 }
 
 /// The cache key of a vertex.
@@ -35,7 +35,7 @@ pub fn cache_key(k: &KeyInputs<'_>) -> String {
     let mut h = Sha256::new();
     let mut field = |tag: &str, s: &str| {
         h.update(tag.as_bytes());
-        h.update((s.len() as u64).to_le_bytes());
+        h.update(&(s.len() as u64).to_le_bytes());
         h.update(s.as_bytes());
     };
     field("def", k.definition);
@@ -48,7 +48,7 @@ pub fn cache_key(k: &KeyInputs<'_>) -> String {
     if let Some(b) = k.base_digest {
         field("base", b);
     }
-    format!("sha256:{}", hex::encode(h.finalize()))
+    h.finalize().to_string()
 }
 
 /// JSON with object keys sorted at every level and no whitespace.
@@ -94,6 +94,29 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{"b":{"y":"z","x":[1,2]},"a":1}"#).unwrap();
         assert_eq!(definition_digest(&a), definition_digest(&b));
         assert_ne!(definition_digest(&a), definition_digest(&json!({"a":2})));
+    }
+
+    /// Keys are stored in the cache index, so the bytes hashed must never
+    /// change (for example with the hashing backend). Expected values from
+    /// Python's hashlib over the documented layout.
+    #[test]
+    fn keys_are_stable() {
+        let d = definition_digest(&json!({"argv":["true"]}));
+        assert_eq!(
+            d,
+            "sha256:5dc92c0de02ce7791871a8591eef46e18b9ff5eb00b0703070fc9452d41cc083"
+        );
+        let inputs = vec!["sha256:aa".to_string()];
+        let k = cache_key(&KeyInputs {
+            definition: &d,
+            inputs: &inputs,
+            context: Some("c1"),
+            base_digest: Some("sha256:x"),
+        });
+        assert_eq!(
+            k,
+            "sha256:44a41edab1c6675ae1b3fbebb31acac250bb8fe3ef8b6874b30b90931dd60b2e"
+        );
     }
 
     #[test]

@@ -12,9 +12,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use sha2::{Digest as _, Sha256};
-
-use crate::digest::Digest;
+use crate::digest::{Digest, Sha256};
 
 /// Uncompressed bytes per gzip member. Part of the output format: changing
 /// it changes every gzip layer digest, so it is a constant, not an option.
@@ -408,9 +406,9 @@ impl<W: Write> LayerSink<W> {
         };
         let mut counted = counted;
         counted.flush()?;
-        let diff_id = Digest::from_hasher(self.diff.finish()?);
+        let diff_id = self.diff.finish()?.finalize();
         let digest = match counted.hasher {
-            Some(h) => Digest::from_hasher(h),
+            Some(h) => h.finalize(),
             None => diff_id.clone(),
         };
         let desc = LayerDescriptor {

@@ -7,14 +7,12 @@
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
 
-use sha2::{Digest as _, Sha256};
-
 use super::compress::Compression;
 use super::entry::{Content, Entry, EntryKind, Meta};
 use super::error::{LayerError, Result};
 use super::path::clean;
 use super::whiteout::{WhiteoutName, classify};
-use crate::digest::Digest;
+use crate::digest::{Digest, Sha256};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -279,7 +277,7 @@ where
     io::copy(&mut rest, &mut io::sink()).map_err(LayerError::Stream)?;
     Ok(ReadSummary {
         compression,
-        diff_id: Digest::from_hasher(rest.hasher),
+        diff_id: rest.hasher.finalize(),
         uncompressed_size: rest.size,
         entries: count,
     })

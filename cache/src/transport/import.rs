@@ -3,14 +3,11 @@
 //! [`load_archive`] (`strata load`) and [`resolve_source`] (`FROM` with a
 //! local, `docker-archive:` or `oci-layout:` name).
 
-use std::io::{self, Read};
-
 use rayon::prelude::*;
-use sha2::{Digest as _, Sha256};
 
 use super::{docker_archive, oci_layout};
 use crate::cas::BlobStore;
-use crate::digest::Digest;
+use crate::digest::{Digest, Sha256};
 use crate::error::{Error, IoContext, Result, invalid};
 use crate::image::{Descriptor, Image, MAX_MANIFEST_SIZE, ParsedManifest};
 use crate::layer::Decompressed;
@@ -107,17 +104,8 @@ pub fn diff_id(blobs: &BlobStore, layer: &Digest) -> Result<Digest> {
     let path = blobs.path(layer);
     let (mut r, _) = Decompressed::new(blobs.open(layer)?).ctx("read layer", &path)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).ctx("decompress layer", &path),
-        };
-        h.update(&buf[..n]);
-    }
-    Ok(Digest::from_hasher(h))
+    h.update_from(&mut r).ctx("decompress layer", &path)?;
+    Ok(h.finalize())
 }
 
 /// `strata load -i FILE`: reads a docker-archive or OCI archive tarball (or

@@ -12,14 +12,12 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use sha2::{Digest as _, Sha256};
-
 use super::archive_tar::ArchiveContents;
 use super::docker_archive::{ManifestEntry, OCI_LAYOUT_FILE, SaveItem};
 use super::import::{BlobSource, LoadedImage, import_closure};
 use super::write_tar::{TarOut, clean_partials, new_partial, partial_file};
 use crate::cas::{BlobStore, sync_dir};
-use crate::digest::Digest;
+use crate::digest::{Digest, Sha256};
 use crate::error::{Error, IoContext, Result, invalid};
 use crate::image::descriptor::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use crate::image::{Descriptor, Index, MAX_MANIFEST_SIZE, ParsedManifest, media_type, to_oci};
@@ -181,7 +179,7 @@ fn copy_blob(blobs: &BlobStore, digest: &Digest, blob_dir: &Path) -> Result<()> 
         h.update(&buf[..n]);
         tmp.write_all(&buf[..n]).ctx("write", tmp.path())?;
     }
-    let actual = Digest::from_hasher(h);
+    let actual = h.finalize();
     if &actual != digest {
         return Err(Error::DigestMismatch {
             what: format!(

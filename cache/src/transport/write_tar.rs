@@ -9,11 +9,10 @@ use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
-use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
 use crate::cas::{BlobStore, sync_dir};
-use crate::digest::Digest;
+use crate::digest::{Digest, Sha256};
 use crate::error::{Error, IoContext, Result};
 
 enum Source {
@@ -112,7 +111,7 @@ impl TarOut {
                             path: blobs.path(&digest),
                             source: e,
                         })?;
-                    let actual = Digest::from_hasher(r.hasher);
+                    let actual = r.hasher.finalize();
                     if actual != digest {
                         return Err(Error::DigestMismatch {
                             what: format!(

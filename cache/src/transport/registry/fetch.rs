@@ -9,13 +9,11 @@
 
 use std::io::{Read, Write};
 
-use sha2::{Digest as _, Sha256};
-
 use super::client::{Call, RegistryClient, Repo, check_status, read_small};
 use super::endpoint::Endpoint;
 use super::error::{RegistryError, Result};
 use super::manifest::{MANIFEST_ACCEPT, effective_media_type};
-use crate::digest::Digest;
+use crate::digest::{Digest, Sha256};
 use crate::image::ParsedManifest;
 
 /// A manifest exactly as the registry served it, verified.
@@ -293,7 +291,7 @@ pub fn copy_verified(
             actual: total,
         });
     }
-    let actual = Digest::from_hasher(hasher);
+    let actual = hasher.finalize();
     if &actual != expected {
         return Err(RegistryError::DigestMismatch {
             what: what.to_string(),
