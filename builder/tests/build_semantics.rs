@@ -574,3 +574,134 @@ fn add_unpacks_bzip2_and_xz_and_copies_other_files() {
     assert_eq!(b.file("/n/notes.bz2").content, notes);
     assert_eq!(b.file("/d/inner.tar").content, tar);
 }
+
+/// A tiny HTTP server on loopback for `ADD <url>`: serves the files in its
+/// map (changeable while it runs), 404 for anything else.
+struct FileServer {
+    addr: String,
+    files: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<u8>>>>,
+}
+
+impl FileServer {
+    fn start() -> FileServer {
+        use std::io::{BufRead as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let files = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, Vec<u8>>::new()));
+        let served = files.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let body = served.lock().unwrap().get(&path).cloned();
+                let _ = match body {
+                    Some(b) => conn
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                b.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|_| conn.write_all(&b)),
+                    None => conn.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    ),
+                };
+            }
+        });
+        FileServer { addr, files }
+    }
+
+    fn put(&self, path: &str, body: &[u8]) {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), body.to_vec());
+    }
+}
+
+/// `ADD <url>`: named after the URL, mode 0600, a tar not unpacked,
+/// `--checksum` enforced, `--unpack=true` honoured; an unchanged download
+/// is a cache hit and a changed one re-runs the step.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn add_from_a_url() {
+    let srv = FileServer::start();
+    srv.put("/dl/hello.txt", b"hello from http\n");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(2);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "in.txt", &b"in"[..]).unwrap();
+    let tar = tar.into_inner().unwrap();
+    srv.put("/dl/a.tar", &tar);
+    let sum = {
+        let out = Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                c.stdin.take().unwrap().write_all(b"hello from http\n")?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let a = &srv.addr;
+    let c = Case::new(
+        &format!(
+            "FROM BASE\nADD http://{a}/dl/hello.txt /h/\nADD --checksum=sha256:{sum} http://{a}/dl/hello.txt /checked\n\
+             ADD http://{a}/dl/a.tar /t/\nADD --unpack=true http://{a}/dl/a.tar /u/\n"
+        ),
+        &[],
+    );
+    let b = c.build(&[]);
+    assert_eq!(b.text("/h/hello.txt"), "hello from http\n");
+    assert_eq!(b.file("/h/hello.txt").mode, 0o600);
+    assert_eq!(b.text("/checked"), "hello from http\n");
+    assert_eq!(b.file("/t/a.tar").content, tar);
+    assert_eq!(b.text("/u/in.txt"), "in");
+
+    // Unchanged: every step cached. Changed: the steps that fetch it re-run
+    // and the checksum no longer matches.
+    let out = c
+        .strata()
+        .args(["build", "--progress", "plain"])
+        .arg(&c.ctx)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(log.matches("CACHED").count(), 4, "{log}");
+    srv.put("/dl/hello.txt", b"changed\n");
+    let err = c.try_build(&[]).err().expect("the checksum must fail");
+    assert!(
+        err.contains("--checksum") && err.contains("Dockerfile:3"),
+        "{err}"
+    );
+
+    // A missing file names the URL and the status.
+    std::fs::write(
+        c.ctx.join("Dockerfile"),
+        format!("FROM {}\nADD http://{a}/nope /x\n", base()),
+    )
+    .unwrap();
+    let err = c.try_build(&[]).err().expect("a 404 must fail");
+    assert!(err.contains("/nope") && err.contains("404"), "{err}");
+}

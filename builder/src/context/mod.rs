@@ -6,4 +6,5 @@ pub mod checksum;
 pub mod chmod;
 pub mod dockerignore;
 pub mod pattern;
+pub mod remote;
 pub mod select;

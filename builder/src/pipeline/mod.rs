@@ -20,6 +20,7 @@ use frontend::{Base, CopySource, FileKind, Op};
 
 use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
 use crate::context::dockerignore::{self, Matcher};
+use crate::context::remote;
 use crate::context::select::{CopySpec, select};
 use crate::ops::exec::Executor;
 use crate::ops::{CachedResult, Layer, file, source};
@@ -352,6 +353,8 @@ fn run_step(
     let mut ov = Overrides::default();
     let mut image_source: Option<(String, String)> = None;
     let mut sel_root = ctx.req.context.clone();
+    // ADD <url>: the downloaded files, kept until the layer is written.
+    let mut downloads: Option<tempfile::TempDir> = None;
     match &step.op {
         Op::Exec(e) => {
             for (k, v) in &e.env {
@@ -423,26 +426,48 @@ fn run_step(
                 && matches!(f.from, CopySource::Context)
                 && !f.sources.is_empty()
             {
-                if f.kind == FileKind::Add
-                    && f.sources
-                        .iter()
-                        .any(|s| s.contains("://") || s.starts_with("git@"))
-                {
-                    return Err(crate::not_supported("ADD from a URL or git repository"));
+                let remote = f.sources.iter().filter(|s| remote::is_remote(s)).count();
+                if f.kind == FileKind::Add && remote > 0 {
+                    if remote != f.sources.len() {
+                        return Err(crate::not_supported(
+                            "ADD of URLs and local files in one instruction; split it in two",
+                        ));
+                    }
+                    // The downloads are this step's context.
+                    let dir = tempfile::Builder::new()
+                        .prefix("add-url-")
+                        .tempdir_in(ctx.store.scratch_dir())?;
+                    let fetched = remote::fetch_all(&f.sources, dir.path(), f.checksum.as_deref())?;
+                    let names = fetched.iter().map(|d| d.name.clone()).collect();
+                    let sel = select(
+                        dir.path(),
+                        &Matcher::default(),
+                        &CopySpec::new(names, &f.dest),
+                    )?;
+                    let sum =
+                        checksum_selection(dir.path(), &sel, &ov, &ChecksumIndex::in_memory())?;
+                    for d in &fetched {
+                        facts.insert(format!("url:{}", d.url), d.digest.to_string());
+                    }
+                    ctx_sum = Some(sum.checksum.clone());
+                    context_sel = Some(sel);
+                    sel_root = dir.path().to_path_buf();
+                    downloads = Some(dir);
+                } else {
+                    let mut spec = CopySpec::new(f.sources.clone(), &f.dest);
+                    spec.excludes = f.exclude.clone();
+                    spec.parents = f.parents;
+                    let sel = select(&ctx.req.context, &ctx.ignore, &spec)?;
+                    let sum = checksum_selection(&ctx.req.context, &sel, &ov, &ctx.index)?;
+                    for (e, c) in sel.entries.iter().zip(&sum.contents) {
+                        facts.insert(
+                            format!("context:{}", e.rel),
+                            format!("{c} {:o}", e.key_mode()),
+                        );
+                    }
+                    ctx_sum = Some(sum.checksum.clone());
+                    context_sel = Some(sel);
                 }
-                let mut spec = CopySpec::new(f.sources.clone(), &f.dest);
-                spec.excludes = f.exclude.clone();
-                spec.parents = f.parents;
-                let sel = select(&ctx.req.context, &ctx.ignore, &spec)?;
-                let sum = checksum_selection(&ctx.req.context, &sel, &ov, &ctx.index)?;
-                for (e, c) in sel.entries.iter().zip(&sum.contents) {
-                    facts.insert(
-                        format!("context:{}", e.rel),
-                        format!("{c} {:o}", e.key_mode()),
-                    );
-                }
-                ctx_sum = Some(sum.checksum.clone());
-                context_sel = Some(sel);
             }
         }
     }
@@ -651,7 +676,8 @@ fn run_step(
                     &sel,
                     &ov,
                     preserve,
-                    f.kind == FileKind::Add && f.unpack != Some(false),
+                    // Remote files are unpacked only when asked (`--unpack`).
+                    f.kind == FileKind::Add && f.unpack.unwrap_or(downloads.is_none()),
                     &f.inline,
                     &f.dest,
                     &ctx.write_opts,
