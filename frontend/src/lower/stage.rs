@@ -589,7 +589,7 @@ pub(crate) fn unknown_instruction(ctx: &Ctx<'_>, ins: &Instruction) -> Diagnosti
                 ins,
                 format!("unknown instruction: {word} (did you mean {s}?)"),
             )
-            .with_hint(format!("did you mean {s}?")),
+            .with_hint(format!("replace {word} with {s}")),
         None => ctx
             .error(ins, format!("unknown instruction: {word}"))
             .with_hint("see the Dockerfile reference for the list of instructions"),
