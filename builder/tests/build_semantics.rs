@@ -705,3 +705,33 @@ fn add_from_a_url() {
     let err = c.try_build(&[]).err().expect("a 404 must fail");
     assert!(err.contains("/nope") && err.contains("404"), "{err}");
 }
+
+/// `FROM name` with `--build-context name=DIR`: the directory is the root
+/// filesystem (files the user owns become root's), and a stage can build on
+/// it with COPY; an unchanged directory keeps the next steps cached.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn from_a_named_context_directory() {
+    let c = Case::new(
+        "FROM rootfs\nCOPY extra.txt /extra.txt\n",
+        &[("extra.txt", "e")],
+    );
+    let rootfs = c.ctx.parent().unwrap().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/os-release"), "ID=tiny\n").unwrap();
+    let flag = format!("rootfs={}", rootfs.display());
+    let b = c.build(&["--build-context", &flag]);
+    assert_eq!(b.text("/etc/os-release"), "ID=tiny\n");
+    let f = b.file("/etc/os-release");
+    assert_eq!((f.uid, f.gid), (0, 0));
+    assert_eq!(b.text("/extra.txt"), "e");
+    let out = c
+        .strata()
+        .args(["build", "--progress", "plain", "--build-context", &flag])
+        .arg(&c.ctx)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(log.matches("CACHED").count(), 1, "{log}");
+}

@@ -2,6 +2,7 @@
 //! a build graph, plan the vertices, run them on the solver with cache
 //! lookups, assemble the image, store and export it.
 
+mod dir_base;
 mod image;
 mod plan;
 mod remote_cache;

@@ -80,10 +80,17 @@ impl ImageResolver for StoreResolver<'_> {
             Some(crate::options::NamedContextSource::OciLayout(p)) => {
                 format!("oci-layout:{}", p.display())
             }
-            Some(crate::options::NamedContextSource::Dir(_)) => {
-                return Err(format!(
-                    "not supported yet: FROM {reference} where --build-context names a directory; use NAME=docker-image://REF or NAME=oci-layout://PATH"
-                ));
+            Some(crate::options::NamedContextSource::Dir(dir)) => {
+                let digest = super::dir_base::image_from_dir(self.store, reference, dir)
+                    .map_err(|e| format!("FROM {reference}: {e:#}"))?;
+                self.resolved
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((reference.to_string(), digest.clone()));
+                return Ok(ResolvedImage {
+                    digest,
+                    config: ImageConfig::default(),
+                });
             }
             None => reference.to_string(),
         };
