@@ -735,3 +735,31 @@ fn from_a_named_context_directory() {
     assert!(out.status.success(), "{log}");
     assert_eq!(log.matches("CACHED").count(), 1, "{log}");
 }
+
+/// A RUN bind mount of the context shows it as BuildKit sends it: without
+/// what `.dockerignore` excludes.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn run_bind_mount_of_the_context_honours_dockerignore() {
+    let c = Case::new(
+        "FROM BASE\nRUN --mount=type=bind,target=/ctx ls -a /ctx | sort > /listing && cat /ctx/d/in.txt > /in\n",
+        &[
+            (".dockerignore", "secret.txt\n*.log\n"),
+            ("secret.txt", "s"),
+            ("build.log", "l"),
+            ("app.txt", "a"),
+            ("d/in.txt", "inside"),
+        ],
+    );
+    let b = c.build(&[]);
+    let listing = b.text("/listing");
+    assert!(
+        listing.contains("app.txt") && listing.contains("Dockerfile"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("secret.txt") && !listing.contains("build.log"),
+        "{listing}"
+    );
+    assert_eq!(b.text("/in"), "inside");
+}

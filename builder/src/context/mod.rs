@@ -5,6 +5,7 @@
 pub mod checksum;
 pub mod chmod;
 pub mod dockerignore;
+pub mod filtered;
 pub mod pattern;
 pub mod remote;
 pub mod select;

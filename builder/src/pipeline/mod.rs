@@ -119,9 +119,32 @@ struct Ctx<'a> {
     named: BTreeMap<String, NamedContextSource>,
     /// The step that failed first (others may fail after, cancelled).
     first_failure: Mutex<Option<(usize, String)>>,
+    /// The context without its `.dockerignore`d files, for RUN bind mounts
+    /// (made on first use).
+    context_view: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
 }
 
 impl Ctx<'_> {
+    /// The directory a RUN bind mount of the context shows: the context
+    /// itself when nothing is ignored, else a view without the ignored files.
+    fn context_for_mounts(&self) -> anyhow::Result<std::path::PathBuf> {
+        if self.ignore.is_empty() {
+            return Ok(self.req.context.clone());
+        }
+        self.context_view
+            .get_or_init(|| {
+                crate::context::filtered::filtered_view(
+                    &self.req.context,
+                    &self.ignore,
+                    self.store.scratch_dir(),
+                )
+                .map_err(|e| format!("{e:#}"))
+            })
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .map_err(|e| anyhow!("{e}"))
+    }
+
     /// The image a name stands for (`--build-context name=docker-image://REF`).
     fn real_ref(&self, name: &str) -> String {
         match self.named.get(&name.to_ascii_lowercase()) {
@@ -214,6 +237,7 @@ fn build_inner(
         results: Mutex::new(BTreeMap::new()),
         named,
         first_failure: Mutex::new(None),
+        context_view: std::sync::OnceLock::new(),
     };
     let outputs = schedule::run(
         &plan.nodes,
@@ -625,10 +649,19 @@ fn run_step(
                         None => None,
                     });
                 }
+                let binds_context = e
+                    .mounts
+                    .iter()
+                    .any(|m| m.kind == frontend::runmount::MountType::Bind && m.from.is_none());
+                let context_dir = if binds_context {
+                    ctx.context_for_mounts()?
+                } else {
+                    ctx.req.context.clone()
+                };
                 let mounts = crate::ops::mounts::convert(
                     &e.mounts,
                     &from_dirs,
-                    &ctx.req.context,
+                    &context_dir,
                     &ctx.req.secrets,
                     &ctx.req.ssh,
                 )?;
