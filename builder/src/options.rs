@@ -464,6 +464,9 @@ pub enum DockerfileSource {
 pub struct BuildRequest {
     pub root: PathBuf,
     pub context: PathBuf,
+    /// `strata build -`: the context (or Dockerfile) read from standard
+    /// input, unpacked into a directory that must live as long as the build.
+    pub stdin_context: Option<std::sync::Arc<tempfile::TempDir>>,
     pub dockerfile: DockerfileSource,
     pub tags: Vec<String>,
     pub build_args: BTreeMap<String, String>,

@@ -763,3 +763,64 @@ fn run_bind_mount_of_the_context_honours_dockerignore() {
     );
     assert_eq!(b.text("/in"), "inside");
 }
+
+/// `strata build -` reads the context from standard input as `docker build
+/// -` does: a (compressed) tar of the context, or a lone Dockerfile with an
+/// empty context.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn context_from_standard_input() {
+    use std::io::Write as _;
+    let c = Case::new(
+        "FROM BASE\nCOPY f.txt /f.txt\n",
+        &[("f.txt", "from the tar")],
+    );
+    let tgz = c.ctx.parent().unwrap().join("ctx.tgz");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&c.ctx)
+        .arg("-czf")
+        .arg(&tgz)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let fs = c.ctx.parent().unwrap().join("stdin-fs.tar");
+    let out = c
+        .strata()
+        .args(["build", "--progress", "plain", "-o"])
+        .arg(format!("type=tar,dest={}", fs.display()))
+        .arg("-")
+        .stdin(std::fs::File::open(&tgz).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(listing(&fs)["/f.txt"].content, b"from the tar");
+
+    let mut child = c
+        .strata()
+        .args(["build", "--progress", "plain", "-o"])
+        .arg(format!("type=tar,dest={}", fs.display()))
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("FROM {}\nRUN echo piped > /p\n", base()).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(listing(&fs)["/p"].content, b"piped\n");
+}

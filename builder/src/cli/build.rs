@@ -2,7 +2,7 @@
 //! [`BuildRequest`] (every flag validated, errors naming the flag), then
 //! handed to [`crate::pipeline`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
@@ -168,11 +168,31 @@ fn parse_all<T: std::str::FromStr<Err = anyhow::Error>>(
 
 impl BuildFlags {
     /// Validates every option into a [`BuildRequest`].
-    pub fn into_request(self, g: &GlobalOpts) -> anyhow::Result<BuildRequest> {
+    pub fn into_request(mut self, g: &GlobalOpts) -> anyhow::Result<BuildRequest> {
         let root = g.root()?;
+        let mut stdin_context = None;
+        if self.context == Path::new("-") {
+            if self.file.as_deref() == Some("-") {
+                bail!(
+                    "-f - and the context - both read standard input: give the context as a directory, or pipe a tar holding the Dockerfile"
+                );
+            }
+            let s = super::stdin_context::read()?;
+            self.context = s.context.clone();
+            if let Some(df) = &s.dockerfile {
+                self.file = Some(df.display().to_string());
+            } else if let Some(f) = &self.file {
+                // In a context tar, -f names a file of the tar.
+                let inside = s.context.join(f.trim_start_matches('/'));
+                if inside.is_file() {
+                    self.file = Some(inside.display().to_string());
+                }
+            }
+            stdin_context = Some(std::sync::Arc::new(s.dir));
+        }
         if !self.context.is_dir() {
             bail!(
-                "the build context {} is not a directory: pass the directory holding your sources (often `.`)",
+                "the build context {} is not a directory: pass the directory holding your sources (often `.`), or - to read a tar or a Dockerfile from standard input",
                 self.context.display()
             );
         }
@@ -243,6 +263,7 @@ impl BuildFlags {
         Ok(BuildRequest {
             root,
             context,
+            stdin_context,
             dockerfile,
             tags: self.tags,
             build_args: parse_build_args(&self.build_args, |k| std::env::var(k).ok())?,

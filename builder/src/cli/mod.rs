@@ -16,6 +16,7 @@ mod pull;
 mod push;
 mod rmi;
 mod save;
+mod stdin_context;
 mod store;
 mod tag;
 

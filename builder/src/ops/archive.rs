@@ -72,10 +72,10 @@ fn read_head(r: &mut dyn Read, n: usize) -> std::io::Result<Vec<u8>> {
 
 /// A tar stream, and the scratch file (an xz archive's decompressed copy)
 /// that must live while it is read.
-type TarStream = (Box<dyn Read>, Option<tempfile::NamedTempFile>);
+pub type TarStream = (Box<dyn Read>, Option<tempfile::NamedTempFile>);
 
 /// The decompressed stream of `path` if it is a tar, else `None`.
-fn open_tar(path: &Path, scratch_dir: &Path) -> anyhow::Result<Option<TarStream>> {
+pub fn open_tar(path: &Path, scratch_dir: &Path) -> anyhow::Result<Option<TarStream>> {
     let open = || std::fs::File::open(path).with_context(|| format!("reading {}", path.display()));
     let magic = read_head(&mut open()?, 6)?;
     let (mut stream, scratch): (Box<dyn Read>, _) = match codec(&magic) {
