@@ -8,8 +8,8 @@
 //! runs each one — base layers fetched lazily and unpacked once per diff_id
 //! into `<root>/snapshots/layers/`, RUN in the runtime's sandbox over a
 //! snapshot of those layer directories, COPY/ADD/WORKDIR written straight to
-//! a layer, and `COPY --from` read from the source's layers unpacked into a
-//! scratch tree.
+//! a layer, and `COPY --from` read in place from the source's layer
+//! directories inside the build's user namespace.
 
 pub mod cli;
 pub mod context;

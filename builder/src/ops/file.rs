@@ -1,6 +1,7 @@
-//! File ops: COPY/ADD from a directory (the context, or a stage's
-//! filesystem materialized for the copy) and WORKDIR's mkdir, turned into a
-//! layer directly from the selected files — nothing is staged on disk.
+//! File ops: COPY/ADD from a directory (the context, a named context, or —
+//! through [`super::from`] — a stage's or image's merged tree) and WORKDIR's
+//! mkdir, turned into a layer directly from the selected files — nothing is
+//! staged on disk.
 //!
 //! Ownership follows Docker: files from the context belong to 0:0 unless
 //! `--chown` says otherwise; `--chown` names are looked up in the
@@ -40,6 +41,22 @@ pub fn copy_layer(
     dest: &str,
     opts: &WriteOptions,
 ) -> anyhow::Result<Option<Layer>> {
+    let entries = copy_entries(root, sel, ov, preserve, unpack_archives, inline, dest)?;
+    write_entries(store, entries, opts)
+}
+
+/// The layer entries of a selection from `root`, not written yet (a
+/// `COPY --from` writes them inside the user namespace). `preserve`: keep
+/// the source's modes and owners (`--from`) instead of the context rules.
+pub fn copy_entries(
+    root: &Path,
+    sel: &Selection,
+    ov: &Overrides,
+    preserve: bool,
+    unpack_archives: bool,
+    inline: &[frontend::InlineFile],
+    dest: &str,
+) -> anyhow::Result<Vec<LayerEntry>> {
     let mut entries = Vec::new();
     for e in &sel.entries {
         if unpack_archives && e.kind == EntryKind::File && !preserve {
@@ -87,7 +104,7 @@ pub fn copy_layer(
             let owner = if ov.explicit_owner {
                 (ov.uid, ov.gid)
             } else {
-                e.recorded_owner.unwrap_or((0, 0))
+                e.owner
             };
             (m, owner)
         } else {
@@ -118,7 +135,7 @@ pub fn copy_layer(
             .mtime(DEFAULT_MTIME),
         );
     }
-    write_entries(store, entries, opts)
+    Ok(entries)
 }
 
 /// WORKDIR: the directory and its missing parents, owned by the user.
@@ -165,7 +182,8 @@ pub fn write_entries(
 /// Unpacks `layers` (bottom first) into a fresh directory under the store's
 /// `tmp/`, as the current user: owners other than ours are recorded in the
 /// `user.rootlesscontainers` xattr instead of being applied, so the tree
-/// can be read without a user namespace. Used for `COPY --from`.
+/// can be read without a user namespace. Used where the host side must read
+/// the tree: `--output type=tar|local` and seeding a cache mount `from=`.
 pub fn materialize(store: &Store, layers: &[Layer]) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
         .prefix("copy-from-")

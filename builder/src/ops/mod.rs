@@ -4,6 +4,7 @@
 
 pub mod exec;
 pub mod file;
+pub mod from;
 pub mod mounts;
 pub mod source;
 

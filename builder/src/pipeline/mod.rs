@@ -17,6 +17,7 @@ use anyhow::{Context as _, anyhow, bail};
 use cache::reference::Reference;
 use cache::store::Store;
 use frontend::{Base, CopySource, FileKind, Op};
+use runtime::run_mounts::BindFrom;
 
 use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
 use crate::context::dockerignore::{self, Matcher};
@@ -557,8 +558,12 @@ fn run_step(
                     }
                 };
                 // Filesystems that `from=` mounts read: a stage (its
-                // output is one of this step's inputs) or an image.
-                let mut keep = Vec::new();
+                // output is one of this step's inputs) or an image. A bind
+                // reads the shared layer directories through a snapshot;
+                // a cache is seeded by the host side, which needs a tree
+                // it can read as the invoking user.
+                let mut keep_dirs = Vec::new();
+                let mut keep_sources = Vec::new();
                 let mut from_dirs = Vec::new();
                 let mut next_input = 1;
                 for m in &e.mounts {
@@ -586,11 +591,17 @@ fn run_step(
                         None
                     };
                     from_dirs.push(match layers {
-                        Some(l) => {
+                        Some(l) if m.kind == frontend::runmount::MountType::Cache => {
                             let dir = file::materialize(ctx.store, &l)?;
                             let p = dir.path().to_path_buf();
-                            keep.push(dir);
-                            Some(p)
+                            keep_dirs.push(dir);
+                            Some(BindFrom::Dir(p))
+                        }
+                        Some(l) => {
+                            let src = ctx.executor.mount_source(ctx.store, &l)?;
+                            let from = src.from.clone();
+                            keep_sources.push(src);
+                            Some(from)
                         }
                         None => None,
                     });
@@ -617,8 +628,8 @@ fn run_step(
                 file::mkdir_layer(ctx.store, &f.dest, ov.uid, ov.gid, &ctx.write_opts)
             }
             Op::File(f) => {
-                let (root, sel, preserve, _tmp) = match (&f.from, context_sel) {
-                    (_, Some(sel)) => (sel_root.clone(), sel, false, None),
+                let (root, sel) = match (&f.from, context_sel) {
+                    (_, Some(sel)) => (sel_root.clone(), sel),
                     (CopySource::Stage { .. } | CopySource::Image { .. }, _) => {
                         let layers = match (&f.from, &image_source) {
                             (CopySource::Image { .. }, Some((reference, digest))) => {
@@ -632,21 +643,25 @@ fn run_step(
                                 .layers
                                 .clone(),
                         };
-                        let tmp = file::materialize(ctx.store, &layers)?;
                         let mut spec = CopySpec::new(f.sources.clone(), &f.dest);
                         spec.excludes = f.exclude.clone();
                         spec.parents = f.parents;
-                        let sel = select(tmp.path(), &Matcher::default(), &spec)?;
-                        (tmp.path().to_path_buf(), sel, true, Some(tmp))
+                        return ctx.executor.copy_from(
+                            ctx.store,
+                            &layers,
+                            &spec,
+                            &ov,
+                            &ctx.write_opts,
+                        );
                     }
-                    _ => (ctx.req.context.clone(), Default::default(), false, None),
+                    _ => (ctx.req.context.clone(), Default::default()),
                 };
                 file::copy_layer(
                     ctx.store,
                     &root,
                     &sel,
                     &ov,
-                    preserve,
+                    false,
                     f.kind == FileKind::Add && f.unpack != Some(false),
                     &f.inline,
                     &f.dest,
