@@ -6,7 +6,7 @@
 //! Steps execute in one place: [`pipeline`] lowers the Dockerfile, plans the
 //! vertices and runs them on the [`solver`] against the cache, and [`ops`]
 //! runs each one — base layers fetched lazily and unpacked once per diff_id
-//! into `<root>/snapshots/layers/`, RUN in the runtime's sandbox over a
+//! into `<root>/snapshots/layer-<hex>`, RUN in the runtime's sandbox over a
 //! snapshot of those layer directories, COPY/ADD/WORKDIR written straight to
 //! a layer, and `COPY --from` read in place from the source's layer
 //! directories inside the build's user namespace.

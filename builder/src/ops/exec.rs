@@ -1,7 +1,7 @@
 //! Exec ops: RUN in the runtime's rootless sandbox.
 //!
 //! The step's lower layers are unpacked once each into
-//! `<root>/snapshots/layers/<diff_id>` (overlay form, inside the user
+//! `<root>/snapshots/layer-<diff_id>` (overlay form, inside the user
 //! namespace so subordinate owners are real), a snapshot is prepared over
 //! them, the command runs, and the snapshot's diff becomes the new layer —
 //! written as a tar inside the user namespace too, where on-disk owners read

@@ -2,10 +2,10 @@
 //!
 //! `COPY --from` and `RUN --mount=…,from=` read a stage's or an image's
 //! root filesystem. Its layers are already unpacked once per diff_id into
-//! `<root>/snapshots/layers/` (see [`super::exec`]), shared by every step
-//! and build, so nothing is unpacked again: a snapshot is prepared over
-//! those layer directories — for the overlay snapshotter two empty
-//! directories, for the native one a copy — and read, then removed.
+//! `<root>/snapshots/layer-<diff_id>` (see [`super::exec`]), shared by
+//! every step and build, so nothing is unpacked again: a snapshot is
+//! prepared over those layer directories — for the overlay snapshotter two
+//! empty directories, for the native one a copy — and read, then removed.
 //!
 //! `COPY --from` reads it in a user-namespace child: the merged tree is
 //! mounted there (the mount dies with the child), the child chroots into

@@ -495,7 +495,7 @@ fn run_step(
             if let Ok(value) = serde_json::to_vec(h) {
                 let refs = cache::index::CacheRefs {
                     blobs: h.layer.iter().map(|l| l.desc.digest.clone()).collect(),
-                    snapshots: Vec::new(),
+                    snapshots: layer_dirs_kept(prev, h),
                 };
                 let _ = ctx.store.cache_put_with_refs(&key, &value, &refs);
             }
@@ -680,7 +680,7 @@ fn run_step(
             let value = serde_json::to_vec(&result)?;
             let refs = cache::index::CacheRefs {
                 blobs: layer.iter().map(|l| l.desc.digest.clone()).collect(),
-                snapshots: Vec::new(),
+                snapshots: layer_dirs_kept(prev, &result),
             };
             ctx.store.cache_put_with_refs(&key, &value, &refs)?;
             ctx.results
@@ -705,6 +705,18 @@ fn run_step(
             Err(e)
         }
     }
+}
+
+/// The unpacked layer directories a step's cache entry keeps alive: those
+/// of every layer of the state it leaves, which is what the next step runs
+/// on. `strata prune` removes the directories no entry names; one that is
+/// not unpacked yet is simply named early.
+fn layer_dirs_kept(prev: &FsState, result: &CachedResult) -> Vec<String> {
+    prev.layers
+        .iter()
+        .chain(&result.layer)
+        .map(source::layer_dir_name)
+        .collect()
 }
 
 fn next_state(prev: &FsState, key: String, result: &CachedResult) -> FsState {
