@@ -260,6 +260,59 @@ fn copy_directories_wildcards_and_trailing_slashes() {
     assert_eq!(b.file("/renamed").mode, 0o644);
 }
 
+/// Destinations are looked up in the image below the step, as Docker
+/// does: through its symlinks (absolute and relative, never out of the
+/// root), into an existing directory even without a trailing `/`, with the
+/// missing parents created (0755, the `--chown` owner); WORKDIR creates only
+/// what is missing and leaves existing directories' owners alone.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn destinations_resolve_through_the_images_symlinks_and_directories() {
+    let c = Case::new(
+        "FROM BASE
+RUN ln -s /usr /lnk && ln -s usr/local /loc && mkdir -p /usr/local
+         COPY f /bin
+COPY f /lnk/f2
+COPY f /loc/
+COPY --chown=5:6 f /new/deep/f3
+         COPY --from=BASE /bin/true /lnk/x/true
+USER 1000
+WORKDIR /usr/src/app
+         WORKDIR /lnk/wd
+",
+        &[("f", "hi")],
+    );
+    let b = c.build(&[]);
+    assert_eq!(
+        b.file("/bin").kind,
+        tar::EntryType::Directory,
+        "/bin replaced"
+    );
+    b.file("/bin/busybox");
+    assert_eq!(b.text("/bin/f"), "hi");
+    assert_eq!(b.file("/lnk").kind, tar::EntryType::Symlink);
+    assert_eq!(b.file("/loc").kind, tar::EntryType::Symlink);
+    assert_eq!(b.text("/usr/f2"), "hi");
+    assert_eq!(b.text("/usr/local/f"), "hi");
+    b.file("/usr/x/true");
+    for (dir, owner) in [("/new", 5), ("/new/deep", 5), ("/usr/x", 0)] {
+        let n = b.file(dir);
+        assert_eq!(
+            (n.kind, n.mode, n.uid),
+            (tar::EntryType::Directory, 0o755, owner),
+            "{dir}"
+        );
+    }
+    assert_eq!(
+        b.file("/usr").uid,
+        0,
+        "WORKDIR changed an existing directory"
+    );
+    for dir in ["/usr/src", "/usr/src/app", "/usr/wd"] {
+        assert_eq!(b.file(dir).uid, 1000, "{dir}");
+    }
+}
+
 #[test]
 #[ignore = "needs the .ci/test.sh environment"]
 fn dockerignore_exceptions() {

@@ -27,27 +27,11 @@ use crate::context::select::{EntryKind, Selection};
 /// files always make the same layer and a cache hit equals a rebuild.
 const DEFAULT_MTIME: i64 = 0;
 
-/// Writes the layer for a selection from `root` (the directory the entries'
-/// `rel` paths are relative to).
-#[allow(clippy::too_many_arguments)] // every argument is a distinct input of the copy
-pub fn copy_layer(
-    store: &Store,
-    root: &Path,
-    sel: &Selection,
-    ov: &Overrides,
-    preserve: bool,
-    unpack_archives: bool,
-    inline: &[frontend::InlineFile],
-    dest: &str,
-    opts: &WriteOptions,
-) -> anyhow::Result<Option<Layer>> {
-    let entries = copy_entries(root, sel, ov, preserve, unpack_archives, inline, dest)?;
-    write_entries(store, entries, opts)
-}
-
-/// The layer entries of a selection from `root`, not written yet (a
-/// `COPY --from` writes them inside the user namespace). `preserve`: keep
-/// the source's modes and owners (`--from`) instead of the context rules.
+/// The layer entries of a selection from `root` (the directory the
+/// entries' `rel` paths are relative to), not written yet: the caller adds
+/// the missing parents ([`with_dirs`]) and writes them (a `COPY --from`
+/// inside the user namespace). `preserve`: keep the source's modes and
+/// owners (`--from`) instead of the context rules.
 pub fn copy_entries(
     root: &Path,
     sel: &Selection,
@@ -138,26 +122,30 @@ pub fn copy_entries(
     Ok(entries)
 }
 
-/// WORKDIR: the directory and its missing parents, owned by the user.
-pub fn mkdir_layer(
-    store: &Store,
-    dest: &str,
+/// Adds a directory entry (0755, `uid`:`gid`) for each of `dirs`
+/// (absolute paths the image lacks, see [`super::dest::Dest::missing`])
+/// that `entries` does not hold already: the parents a COPY creates, or
+/// what WORKDIR creates (owned by the user).
+pub fn with_dirs(
+    mut entries: Vec<LayerEntry>,
+    dirs: &[String],
     uid: u32,
     gid: u32,
-    opts: &WriteOptions,
-) -> anyhow::Result<Option<Layer>> {
-    let mut entries = Vec::new();
-    let mut acc = PathBuf::new();
-    for part in dest.split('/').filter(|p| !p.is_empty()) {
-        acc.push(part);
+) -> Vec<LayerEntry> {
+    let have: std::collections::HashSet<PathBuf> = entries.iter().map(|e| e.path.clone()).collect();
+    for d in dirs {
+        let path = PathBuf::from(d.trim_start_matches('/'));
+        if path.as_os_str().is_empty() || have.contains(&path) {
+            continue;
+        }
         entries.push(
-            LayerEntry::dir(acc.clone())
+            LayerEntry::dir(path)
                 .mode(0o755)
                 .owner(uid, gid)
                 .mtime(DEFAULT_MTIME),
         );
     }
-    write_entries(store, entries, opts)
+    entries
 }
 
 /// Writes entries as a layer blob into the store (no layer for nothing).

@@ -56,13 +56,16 @@ impl Drop for MountSource<'_> {
 impl Executor {
     /// `COPY --from`: the layer of `spec`'s sources read from `layers`
     /// (bottom first), with the source's modes and owners unless
-    /// `--chown`/`--chmod` (`ov`); none when nothing was selected.
+    /// `--chown`/`--chmod` (`ov`), plus the directories `missing` in the
+    /// destination image (`spec.dest` is already resolved there, see
+    /// [`super::dest`]); none when there is nothing to write.
     pub fn copy_from(
         &self,
         store: &Store,
         layers: &[Layer],
         spec: &CopySpec,
         ov: &Overrides,
+        missing: &[String],
         opts: &WriteOptions,
     ) -> anyhow::Result<Option<Layer>> {
         let lowers = self.lowers(store, layers)?;
@@ -86,7 +89,7 @@ impl Executor {
                 .open(&tar_path)
                 .map_err(|e| format!("opening {}: {e}", tar_path.display()))?;
             enter_root(&root)?;
-            write_selection(spec, ov, &plain, out).map_err(|e| format!("{e:#}"))
+            write_selection(spec, ov, missing, &plain, out).map_err(|e| format!("{e:#}"))
         });
         self.remove_snapshot(&key);
         if !written.map_err(|e| anyhow!("{e}"))? {
@@ -119,10 +122,12 @@ impl Executor {
 }
 
 /// In the child, chrooted into the source: selects `spec`'s sources and
-/// writes their layer tar to `out`. Returns whether it holds anything.
+/// writes their layer tar, with the `missing` directories, to `out`.
+/// Returns whether it holds anything.
 fn write_selection(
     spec: &CopySpec,
     ov: &Overrides,
+    missing: &[String],
     plain: &WriteOptions,
     out: File,
 ) -> anyhow::Result<bool> {
@@ -136,6 +141,7 @@ fn write_selection(
     }
     let sel = select(root, &Matcher::default(), spec)?;
     let entries = file::copy_entries(root, &sel, ov, true, false, &[], &spec.dest)?;
+    let entries = file::with_dirs(entries, missing, ov.uid, ov.gid);
     if entries.is_empty() {
         return Ok(false);
     }

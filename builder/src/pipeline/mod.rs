@@ -335,6 +335,11 @@ fn run_step(
     let mut def = serde_json::to_value(&step.op)?;
     if let Some(o) = def.as_object_mut() {
         o.remove("proxy_env");
+        // COPY/ADD/WORKDIR results from before destinations were placed in
+        // the image below (ops::dest) can contradict it: never reuse them.
+        if matches!(step.op, Op::File(_)) {
+            o.insert("placement".into(), "in-image".into());
+        }
     }
     let def_digest = definition_digest(&def);
     let input_keys: Vec<String> = inputs.iter().map(|s| s.key.clone()).collect();
@@ -349,6 +354,8 @@ fn run_step(
     let mut ov = Overrides::default();
     let mut image_source: Option<(String, String)> = None;
     let mut sel_root = ctx.req.context.clone();
+    // The `.dockerignore` of a `--build-context name=DIR` being copied from.
+    let mut named_ignore: Option<Matcher> = None;
     match &step.op {
         Op::Exec(e) => {
             for (k, v) in &e.env {
@@ -401,10 +408,7 @@ fn run_step(
             }
             if let Some(dir) = &named_dir {
                 let (ignore, _) = dockerignore::load_for_build(dir, None)?;
-                let mut spec = CopySpec::new(f.sources.clone(), &f.dest);
-                spec.excludes = f.exclude.clone();
-                spec.parents = f.parents;
-                let sel = select(dir, &ignore, &spec)?;
+                let sel = select(dir, &ignore, &copy_spec(f, &f.dest))?;
                 let sum = checksum_selection(dir, &sel, &ov, &ChecksumIndex::in_memory())?;
                 for (e, c) in sel.entries.iter().zip(&sum.contents) {
                     facts.insert(
@@ -415,6 +419,7 @@ fn run_step(
                 ctx_sum = Some(sum.checksum.clone());
                 context_sel = Some(sel);
                 sel_root = dir.clone();
+                named_ignore = Some(ignore);
             }
             if f.kind != FileKind::Mkdir
                 && matches!(f.from, CopySource::Context)
@@ -427,10 +432,7 @@ fn run_step(
                 {
                     return Err(crate::not_supported("ADD from a URL or git repository"));
                 }
-                let mut spec = CopySpec::new(f.sources.clone(), &f.dest);
-                spec.excludes = f.exclude.clone();
-                spec.parents = f.parents;
-                let sel = select(&ctx.req.context, &ctx.ignore, &spec)?;
+                let sel = select(&ctx.req.context, &ctx.ignore, &copy_spec(f, &f.dest))?;
                 let sum = checksum_selection(&ctx.req.context, &sel, &ov, &ctx.index)?;
                 for (e, c) in sel.entries.iter().zip(&sum.contents) {
                     facts.insert(
@@ -625,11 +627,28 @@ fn run_step(
                 )
             }
             Op::File(f) if f.kind == FileKind::Mkdir => {
-                file::mkdir_layer(ctx.store, &f.dest, ov.uid, ov.gid, &ctx.write_opts)
+                let dest = ctx
+                    .executor
+                    .resolve_dest(ctx.store, &prev.layers, &f.dest, true)?;
+                let dirs = file::with_dirs(Vec::new(), &dest.missing, ov.uid, ov.gid);
+                file::write_entries(ctx.store, dirs, &ctx.write_opts)
             }
             Op::File(f) => {
+                // Where the files land in the image below: through its
+                // symlinks, into an existing directory, with the parents
+                // it lacks.
+                let dest = ctx
+                    .executor
+                    .resolve_dest(ctx.store, &prev.layers, &f.dest, false)?;
                 let (root, sel) = match (&f.from, context_sel) {
-                    (_, Some(sel)) => (sel_root.clone(), sel),
+                    // Selected for the cache key with the destination as
+                    // written; again if the image moves it.
+                    (_, Some(sel)) if dest.path == f.dest => (sel_root.clone(), sel),
+                    (_, Some(_)) => {
+                        let ignore = named_ignore.as_ref().unwrap_or(&ctx.ignore);
+                        let sel = select(&sel_root, ignore, &copy_spec(f, &dest.path))?;
+                        (sel_root.clone(), sel)
+                    }
                     (CopySource::Stage { .. } | CopySource::Image { .. }, _) => {
                         let layers = match (&f.from, &image_source) {
                             (CopySource::Image { .. }, Some((reference, digest))) => {
@@ -643,30 +662,28 @@ fn run_step(
                                 .layers
                                 .clone(),
                         };
-                        let mut spec = CopySpec::new(f.sources.clone(), &f.dest);
-                        spec.excludes = f.exclude.clone();
-                        spec.parents = f.parents;
                         return ctx.executor.copy_from(
                             ctx.store,
                             &layers,
-                            &spec,
+                            &copy_spec(f, &dest.path),
                             &ov,
+                            &dest.missing,
                             &ctx.write_opts,
                         );
                     }
                     _ => (ctx.req.context.clone(), Default::default()),
                 };
-                file::copy_layer(
-                    ctx.store,
+                let entries = file::copy_entries(
                     &root,
                     &sel,
                     &ov,
                     false,
                     f.kind == FileKind::Add && f.unpack != Some(false),
                     &f.inline,
-                    &f.dest,
-                    &ctx.write_opts,
-                )
+                    &dest.path,
+                )?;
+                let entries = file::with_dirs(entries, &dest.missing, ov.uid, ov.gid);
+                file::write_entries(ctx.store, entries, &ctx.write_opts)
             }
         }
     })();
@@ -705,6 +722,14 @@ fn run_step(
             Err(e)
         }
     }
+}
+
+/// What a COPY/ADD selects, copied to `dest`.
+fn copy_spec(f: &frontend::FileOp, dest: &str) -> CopySpec {
+    let mut spec = CopySpec::new(f.sources.clone(), dest);
+    spec.excludes = f.exclude.clone();
+    spec.parents = f.parents;
+    spec
 }
 
 /// The unpacked layer directories a step's cache entry keeps alive: those
