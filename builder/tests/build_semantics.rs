@@ -313,6 +313,31 @@ WORKDIR /usr/src/app
     }
 }
 
+/// A RUN heredoc with a `#!` line runs as the script `/dev/pipes/<name>`
+/// (BuildKit's place), for any USER, and leaves nothing of it in the image.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn run_heredoc_scripts_with_an_interpreter_line() {
+    let c = Case::new(
+        "FROM BASE
+RUN <<EOF
+#!/bin/sh
+echo \"hi from $0\" > /from-heredoc
+EOF
+         USER 1000
+RUN <<EOF
+#!/bin/sh
+id -u > /tmp/as-user
+EOF
+",
+        &[],
+    );
+    let b = c.build(&[]);
+    assert_eq!(b.text("/from-heredoc"), "hi from /dev/pipes/EOF\n");
+    assert_eq!(b.text("/tmp/as-user"), "1000\n");
+    assert!(!b.fs.keys().any(|k| k.starts_with("/dev/pipes")));
+}
+
 #[test]
 #[ignore = "needs the .ci/test.sh environment"]
 fn dockerignore_exceptions() {

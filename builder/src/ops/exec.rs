@@ -194,6 +194,10 @@ impl Executor {
         if matches!(op.security, Some(frontend::Security::Insecure)) {
             return Err(crate::not_supported("RUN --security=insecure"));
         }
+        // Kept until the step is done: the mount reads from it.
+        let pipes = super::pipes::Pipes::write(store, &op.inline_files)?;
+        let mut mounts = mounts;
+        mounts.extend(pipes.as_ref().map(|p| p.mount()));
         let lowers = self.lowers(store, layers)?;
         let (sandbox, choice) = self.get()?;
         let snap = &choice.snapshotter;

@@ -4,15 +4,16 @@
 //!
 //! [`source`] finds base layers, [`exec`] unpacks layers into their shared
 //! directories and runs RUN, [`mounts`] turns RUN `--mount`s into the
-//! runtime's, [`from`] reads a `--from` stage or image in place, [`dest`]
-//! places a COPY/WORKDIR in the image below it, and [`file`] turns
-//! selected files into layer entries.
+//! runtime's (and [`pipes`] adds a heredoc script's), [`from`] reads a
+//! `--from` stage or image in place, [`dest`] places a COPY/WORKDIR in the
+//! image below it, and [`file`] turns selected files into layer entries.
 
 pub mod dest;
 pub mod exec;
 pub mod file;
 pub mod from;
 pub mod mounts;
+pub mod pipes;
 pub mod source;
 
 use cache::digest::Digest;
