@@ -429,7 +429,7 @@ fn whiteouts_symlinks_hardlinks_setuid() {
 #[ignore = "needs the .ci/test.sh environment"]
 fn failing_run_names_its_step_and_output() {
     let c = Case::new(
-        "FROM BASE\nRUN echo fine\nRUN echo before-the-end && exit 3\nRUN echo never\n",
+        "FROM BASE\nRUN echo fine\nRUN echo first-line && echo before-the-end && exit 3\nRUN echo never\n",
         &[],
     );
     let err = c.try_build(&[]).err().expect("the build must fail");
@@ -438,8 +438,8 @@ fn failing_run_names_its_step_and_output() {
         "the error names the line: {err}"
     );
     assert!(
-        err.contains("before-the-end"),
-        "the error shows the last output: {err}"
+        err.contains("  first-line\n  before-the-end\n"),
+        "the error shows the last output, line by line: {err}"
     );
     assert!(
         !err.contains("#4 [3/3]") || !err.contains("never\n"),

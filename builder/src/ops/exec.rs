@@ -219,17 +219,11 @@ impl Executor {
         spec.network = net;
         spec.mounts = mounts;
         spec.cancel = Some(self.cancel.clone());
-        let mut partial = Vec::new();
-        let outcome = sandbox.run(&spec, &mut |_s: OutputStream, bytes: &[u8]| {
-            partial.extend_from_slice(bytes);
-            while let Some(i) = partial.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = partial.drain(..=i).collect();
-                output(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r'));
-            }
+        // The sandbox hands over whole lines (without the newline) as they
+        // come, so each is shown at once.
+        let outcome = sandbox.run(&spec, &mut |_s: OutputStream, line: &[u8]| {
+            output(String::from_utf8_lossy(line).trim_end_matches('\r'));
         });
-        if !partial.is_empty() {
-            output(&String::from_utf8_lossy(&partial));
-        }
         let cleanup = |k: &str| {
             let _ = run_in_userns(sandbox.mapping(), || snap.remove(k));
         };
