@@ -3,18 +3,16 @@
 //! wiring of outputs. Parsing lives in `frontend`, storage in `cache`,
 //! sandboxes in `runtime`; this crate only joins them.
 //!
-//! Two step executors exist side by side, written at the same time by two
-//! people: `strata build` runs steps through [`pipeline`] and [`ops`] (base
-//! layers unpacked per diff_id, `COPY --from` through an unpacked source
-//! tree), while [`engine`] is a second, separately tested executor (layer
-//! stacks keyed by chain id, `COPY --from` read straight from the source
-//! stack's layers) that nothing in the binary calls yet. They are to be merged
-//! into one; until then, a change to how a step executes must be made in
-//! `ops`, which is what users run.
+//! Steps execute in one place: [`pipeline`] lowers the Dockerfile, plans the
+//! vertices and runs them on the [`solver`] against the cache, and [`ops`]
+//! runs each one — base layers fetched lazily and unpacked once per diff_id
+//! into `<root>/snapshots/layer-<hex>`, RUN in the runtime's sandbox over a
+//! snapshot of those layer directories, COPY/ADD/WORKDIR written straight to
+//! a layer, and `COPY --from` read in place from the source's layer
+//! directories inside the build's user namespace.
 
 pub mod cli;
 pub mod context;
-pub mod engine;
 pub mod ops;
 pub mod options;
 pub mod output;

@@ -663,3 +663,75 @@ fn inline_cache_in_a_pushed_image_fills_an_empty_root() {
         "the inline-cached rebuild gives the same image"
     );
 }
+
+/// The unpacked layer directories of a store (`<root>/snapshots/layer-*`).
+fn layer_dirs(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("snapshots"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("layer-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// `strata prune` keeps the unpacked layer directories that cached steps
+/// stand on (their cache entries name them), with no warning, so a build
+/// that reruns a late step finds them; `prune --all` removes them all, even
+/// the ones holding files of subordinate ids, and a build still works.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn prune_keeps_the_layer_directories_of_cached_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let root = tmp.join("root");
+    let ctx = tmp.join("prunectx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let write = |last: &str| {
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!(
+                "FROM {r}/library/busybox:latest AS src\n\
+                 RUN mkdir /d && echo x > /d/x && chown -R 7:7 /d && chmod 700 /d\n\
+                 FROM {r}/library/busybox:latest\n\
+                 COPY --from=src /d /d\n\
+                 RUN cat /d/x > /last && echo {last} >> /last\n",
+                r = registry()
+            ),
+        )
+        .unwrap();
+    };
+    let prune = |args: &[&str]| {
+        let out = strata(&root).arg("prune").args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "prune {args:?}: {stderr}");
+        stderr
+    };
+    write("one");
+    let (ran, _) = build_events(&root, &ctx, &[]);
+    assert_eq!(ran.len(), 3, "cold build ran {ran:?}");
+    let kept = layer_dirs(&root);
+    // busybox, the src RUN, the COPY --from and the last RUN.
+    assert_eq!(kept.len(), 4, "{kept:?}");
+
+    let warnings = prune(&[]);
+    assert!(!warnings.contains("warning"), "{warnings}");
+    assert_eq!(layer_dirs(&root), kept, "prune removed a layer in use");
+
+    write("two");
+    let (ran, cached) = build_events(&root, &ctx, &[]);
+    assert_eq!(ran.len(), 1, "ran {ran:?}, cached {cached:?}");
+    assert!(ran[0].contains("echo two"), "{ran:?}");
+
+    let warnings = prune(&["--all"]);
+    assert!(!warnings.contains("warning"), "{warnings}");
+    let left: Vec<_> = std::fs::read_dir(root.join("snapshots"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "prune --all left {left:?}");
+    let (ran, _) = build_events(&root, &ctx, &[]);
+    assert_eq!(ran.len(), 3, "after prune --all ran {ran:?}");
+}

@@ -260,6 +260,84 @@ fn copy_directories_wildcards_and_trailing_slashes() {
     assert_eq!(b.file("/renamed").mode, 0o644);
 }
 
+/// Destinations are looked up in the image below the step, as Docker
+/// does: through its symlinks (absolute and relative, never out of the
+/// root), into an existing directory even without a trailing `/`, with the
+/// missing parents created (0755, the `--chown` owner); WORKDIR creates only
+/// what is missing and leaves existing directories' owners alone.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn destinations_resolve_through_the_images_symlinks_and_directories() {
+    let c = Case::new(
+        "FROM BASE
+RUN ln -s /usr /lnk && ln -s usr/local /loc && mkdir -p /usr/local
+         COPY f /bin
+COPY f /lnk/f2
+COPY f /loc/
+COPY --chown=5:6 f /new/deep/f3
+         COPY --from=BASE /bin/true /lnk/x/true
+USER 1000
+WORKDIR /usr/src/app
+         WORKDIR /lnk/wd
+",
+        &[("f", "hi")],
+    );
+    let b = c.build(&[]);
+    assert_eq!(
+        b.file("/bin").kind,
+        tar::EntryType::Directory,
+        "/bin replaced"
+    );
+    b.file("/bin/busybox");
+    assert_eq!(b.text("/bin/f"), "hi");
+    assert_eq!(b.file("/lnk").kind, tar::EntryType::Symlink);
+    assert_eq!(b.file("/loc").kind, tar::EntryType::Symlink);
+    assert_eq!(b.text("/usr/f2"), "hi");
+    assert_eq!(b.text("/usr/local/f"), "hi");
+    b.file("/usr/x/true");
+    for (dir, owner) in [("/new", 5), ("/new/deep", 5), ("/usr/x", 0)] {
+        let n = b.file(dir);
+        assert_eq!(
+            (n.kind, n.mode, n.uid),
+            (tar::EntryType::Directory, 0o755, owner),
+            "{dir}"
+        );
+    }
+    assert_eq!(
+        b.file("/usr").uid,
+        0,
+        "WORKDIR changed an existing directory"
+    );
+    for dir in ["/usr/src", "/usr/src/app", "/usr/wd"] {
+        assert_eq!(b.file(dir).uid, 1000, "{dir}");
+    }
+}
+
+/// A RUN heredoc with a `#!` line runs as the script `/dev/pipes/<name>`
+/// (BuildKit's place), for any USER, and leaves nothing of it in the image.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn run_heredoc_scripts_with_an_interpreter_line() {
+    let c = Case::new(
+        "FROM BASE
+RUN <<EOF
+#!/bin/sh
+echo \"hi from $0\" > /from-heredoc
+EOF
+         USER 1000
+RUN <<EOF
+#!/bin/sh
+id -u > /tmp/as-user
+EOF
+",
+        &[],
+    );
+    let b = c.build(&[]);
+    assert_eq!(b.text("/from-heredoc"), "hi from /dev/pipes/EOF\n");
+    assert_eq!(b.text("/tmp/as-user"), "1000\n");
+    assert!(!b.fs.keys().any(|k| k.starts_with("/dev/pipes")));
+}
+
 #[test]
 #[ignore = "needs the .ci/test.sh environment"]
 fn dockerignore_exceptions() {
@@ -351,7 +429,7 @@ fn whiteouts_symlinks_hardlinks_setuid() {
 #[ignore = "needs the .ci/test.sh environment"]
 fn failing_run_names_its_step_and_output() {
     let c = Case::new(
-        "FROM BASE\nRUN echo fine\nRUN echo before-the-end && exit 3\nRUN echo never\n",
+        "FROM BASE\nRUN echo fine\nRUN echo first-line && echo before-the-end && exit 3\nRUN echo never\n",
         &[],
     );
     let err = c.try_build(&[]).err().expect("the build must fail");
@@ -360,8 +438,8 @@ fn failing_run_names_its_step_and_output() {
         "the error names the line: {err}"
     );
     assert!(
-        err.contains("before-the-end"),
-        "the error shows the last output: {err}"
+        err.contains("  first-line\n  before-the-end\n"),
+        "the error shows the last output, line by line: {err}"
     );
     assert!(
         !err.contains("#4 [3/3]") || !err.contains("never\n"),

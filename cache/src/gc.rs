@@ -168,6 +168,21 @@ pub struct PruneReport {
     /// Things that could not be removed, or referenced things that are
     /// missing. Not fatal.
     pub warnings: Vec<String>,
+    /// Snapshots moved out of the way but not deleted.
+    pub leftovers: Vec<Leftover>,
+}
+
+/// A snapshot prune renamed out of the way (a `.pruned-` name, never live)
+/// but could not delete as the invoking user: typically files of
+/// subordinate ids. The caller may remove it with more rights (the builder
+/// does, inside its user namespace); left alone it is only wasted space,
+/// which the next prune tries again to free.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftover {
+    pub path: std::path::PathBuf,
+    /// What it held, as far as the invoking user could see.
+    pub bytes: u64,
+    pub error: String,
 }
 
 /// Removes what nothing references. See [`PruneOptions`].
@@ -195,6 +210,9 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
     }
     report.warnings.sort();
     report.warnings.dedup();
+    // --keep-storage sweeps again and meets the same leftovers.
+    report.leftovers.sort_by(|a, b| a.path.cmp(&b.path));
+    report.leftovers.dedup_by(|a, b| a.path == b.path);
     Ok(report)
 }
 
@@ -209,25 +227,67 @@ fn sweep(store: &Store, report: &mut PruneReport) -> Result<()> {
         }
     }
     let snaps = store.snapshots_dir();
+    let mut names = Vec::new();
     for entry in fs::read_dir(&snaps).ctx("read", &snaps)? {
         let entry = entry.ctx("read", &snaps)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    for name in names {
         if live.snapshots.contains(&name) {
             continue;
         }
-        let path = entry.path();
-        let size = tree_size(&path);
+        let size = tree_size(&snaps.join(&name));
+        // Out of its name first: a tree that cannot be removed completely
+        // (files of subordinate ids the invoking user cannot delete) must
+        // not stay under the name a build would take for a complete one.
+        let path = match doom(&snaps, &name) {
+            Ok(p) => p,
+            Err(e) => {
+                report.warnings.push(format!(
+                    "could not remove snapshot {}: {e}",
+                    snaps.join(&name).display()
+                ));
+                continue;
+            }
+        };
         match remove_tree(&path) {
             Ok(()) => {
                 report.snapshots_removed += 1;
                 report.bytes_freed += size;
             }
-            Err(e) => report
-                .warnings
-                .push(format!("could not remove snapshot {}: {e}", path.display())),
+            Err(e) => report.leftovers.push(Leftover {
+                path,
+                bytes: size,
+                error: e.to_string(),
+            }),
         }
     }
     Ok(())
+}
+
+/// Where a snapshot being removed is renamed to; such names are never
+/// live, so a later prune retries what this one could not remove.
+const DOOMED_PREFIX: &str = ".pruned-";
+
+/// Renames `<snaps>/<name>` to a doomed name (unless it has one already)
+/// and returns the new path.
+fn doom(snaps: &Path, name: &str) -> io::Result<std::path::PathBuf> {
+    let path = snaps.join(name);
+    if name.starts_with(DOOMED_PREFIX) {
+        return Ok(path);
+    }
+    let mut n = 0u32;
+    loop {
+        let to = snaps.join(format!("{DOOMED_PREFIX}{n}-{name}"));
+        match fs::symlink_metadata(&to) {
+            Ok(_) => n += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::rename(&path, &to)?;
+                return Ok(to);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Removes a directory tree, first making directories writable (overlay
@@ -464,6 +524,26 @@ mod tests {
         );
         assert!(s.blobs().has(&tagged.manifest_digest));
         assert!(verify(&s).expect("verify").is_clean());
+    }
+
+    #[test]
+    fn dead_snapshots_leave_their_name_before_removal_and_leftovers_are_retried() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = Store::open_exclusive(t.path()).expect("open");
+        let snaps = s.snapshots_dir();
+        // What an earlier prune renamed but could not finish removing.
+        fs::create_dir_all(snaps.join(".pruned-0-layer-a/etc")).expect("mkdir");
+        fs::create_dir_all(snaps.join("layer-b/usr")).expect("mkdir");
+        // The doomed name is taken: the next free one is used.
+        fs::create_dir_all(snaps.join("layer-c")).expect("mkdir");
+        fs::create_dir_all(snaps.join(".pruned-0-layer-c")).expect("mkdir");
+        let moved = doom(&snaps, "layer-c").expect("doom");
+        assert_eq!(moved, snaps.join(".pruned-1-layer-c"));
+        assert!(!snaps.join("layer-c").exists());
+        let r = prune(&s, &PruneOptions::default()).expect("prune");
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(r.snapshots_removed, 4);
+        assert_eq!(fs::read_dir(&snaps).expect("list").count(), 0);
     }
 
     #[test]

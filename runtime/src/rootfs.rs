@@ -18,3 +18,36 @@ pub enum RootfsSpec {
     /// prepared tree). The sandbox bind-mounts it.
     Dir(PathBuf),
 }
+
+impl RootfsSpec {
+    /// Makes the tree readable, read-only, at one directory and returns it,
+    /// for a caller that only reads it (the builder's `COPY --from`): an
+    /// overlay is mounted on `at` (an empty directory), a plain directory
+    /// is already its own answer and `at` is not used.
+    ///
+    /// Call it inside a user + mount namespace (a
+    /// [`crate::run_in_userns`] closure): overlayfs with `userxattr` mounts
+    /// only there, and the mount is private to that namespace, so it goes
+    /// away with the process and nothing is left to unmount. The overlay is
+    /// volatile: nothing writes to it, so its end need not sync the file
+    /// system under the store.
+    pub fn mount_for_reading(&self, at: &std::path::Path) -> Result<PathBuf, String> {
+        match self {
+            RootfsSpec::Dir(dir) => Ok(dir.clone()),
+            RootfsSpec::Overlay {
+                lowers,
+                upper,
+                work,
+            } => {
+                crate::sandbox::overlay::OverlaySpec::new(
+                    lowers.clone(),
+                    Some((upper, work)),
+                    true,
+                )?
+                .mount(at)?;
+                crate::sandbox::mounts::make_readonly(at)?;
+                Ok(at.to_path_buf())
+            }
+        }
+    }
+}

@@ -5,9 +5,10 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use cache::gc::{PruneOptions, prune};
+use cache::gc::{PruneOptions, PruneReport, prune};
 use cache::store::Store;
 use clap::Args;
+use runtime::sandbox::{Sandbox, SandboxOptions, UsernsMode};
 
 use super::GlobalOpts;
 use super::images::human_size;
@@ -64,13 +65,14 @@ pub fn run(g: &GlobalOpts, args: PruneArgs) -> anyhow::Result<ExitCode> {
             return Err(e).with_context(|| format!("cannot open the store at {}", root.display()));
         }
     };
-    let report = prune(
+    let mut report = prune(
         &store,
         &PruneOptions {
             all: args.all,
             keep_storage: args.keep_storage,
         },
     )?;
+    remove_leftovers(&root, &mut report);
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -80,6 +82,42 @@ pub fn run(g: &GlobalOpts, args: PruneArgs) -> anyhow::Result<ExitCode> {
     );
     println!("Total reclaimed space: {}", human_size(report.bytes_freed));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes the snapshots prune could not delete as the invoking user
+/// (unpacked layers hold files of subordinate ids) from inside the build's
+/// user namespace, where those files are ours. What still fails, or a host
+/// without user namespaces, is reported as a warning.
+fn remove_leftovers(root: &std::path::Path, report: &mut PruneReport) {
+    if report.leftovers.is_empty() {
+        return;
+    }
+    let sandbox = Sandbox::new(SandboxOptions {
+        userns: UsernsMode::Auto,
+        state_dir: root.join("tmp/run"),
+        cache_dir: None,
+    });
+    for left in std::mem::take(&mut report.leftovers) {
+        let removed = match &sandbox {
+            Ok(sb) => {
+                runtime::remove_tree_in_userns(sb.mapping(), &left.path).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(format!(
+                "{} (and no user namespace to retry in: {e})",
+                left.error
+            )),
+        };
+        match removed {
+            Ok(()) => {
+                report.snapshots_removed += 1;
+                report.bytes_freed += left.bytes;
+            }
+            Err(e) => report.warnings.push(format!(
+                "could not remove snapshot {}: {e}",
+                left.path.display()
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -89,10 +89,11 @@ pub struct Entry {
     pub stat: StatKey,
     /// Extended attributes worth keeping (`user.*`, `security.capability`).
     pub xattrs: Vec<(String, Vec<u8>)>,
-    /// The owner a rootless unpack recorded in `user.rootlesscontainers`
-    /// (a stage's filesystem materialized for `COPY --from`); `None` means
-    /// root, as the unpack defines it.
-    pub recorded_owner: Option<(u32, u32)>,
+    /// The owner as the tree shows it: the one a rootless unpack recorded
+    /// in `user.rootlesscontainers`, else the on-disk ids. Meaningful for a
+    /// tree read inside the build's user namespace (`COPY --from`), where
+    /// on-disk ids are container ids; a copy from the context ignores it.
+    pub owner: (u32, u32),
     /// A file the instruction names itself (or a wildcard matched), not one
     /// found inside a named directory: the only files ADD unpacks.
     pub named_source: bool,
@@ -377,7 +378,7 @@ fn entry_for(
         host_mode: md.mode() & 0o7777,
         stat: StatKey::of(md),
         xattrs: read_xattrs(abs),
-        recorded_owner: recorded_owner(abs)?,
+        owner: recorded_owner(abs)?.unwrap_or((md.uid(), md.gid())),
         named_source: false,
     }))
 }
@@ -403,7 +404,10 @@ fn read_xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = names
         .filter_map(|n| {
             let name = n.to_string_lossy().into_owned();
+            // Overlayfs' own markers (`user.overlay.*`) describe a layer
+            // directory, never a file of the image.
             if name == cache::layer::ROOTLESS_XATTR
+                || name.starts_with("user.overlay.")
                 || !(name.starts_with("user.") || name == "security.capability")
             {
                 return None;

@@ -1,7 +1,7 @@
 //! Exec ops: RUN in the runtime's rootless sandbox.
 //!
 //! The step's lower layers are unpacked once each into
-//! `<root>/snapshots/layers/<diff_id>` (overlay form, inside the user
+//! `<root>/snapshots/layer-<diff_id>` (overlay form, inside the user
 //! namespace so subordinate owners are real), a snapshot is prepared over
 //! them, the command runs, and the snapshot's diff becomes the new layer —
 //! written as a tar inside the user namespace too, where on-disk owners read
@@ -69,7 +69,9 @@ impl Executor {
         }
     }
 
-    fn get(&self) -> anyhow::Result<&(Sandbox, Choice)> {
+    /// The sandbox (its id mapping) and the snapshotter, for the other ops
+    /// that work inside the build's user namespace.
+    pub(super) fn get(&self) -> anyhow::Result<&(Sandbox, Choice)> {
         let r = self.state.get_or_init(|| {
             let state_dir = self.root.join("tmp/run");
             std::fs::create_dir_all(&state_dir)
@@ -147,6 +149,34 @@ impl Executor {
         Ok(dir)
     }
 
+    /// The layer directories of `layers` (bottom first), topmost first as
+    /// snapshotters want them, each unpacked once.
+    pub(super) fn lowers(&self, store: &Store, layers: &[Layer]) -> anyhow::Result<Vec<PathBuf>> {
+        layers
+            .iter()
+            .rev()
+            .map(|l| self.materialize(store, l))
+            .collect()
+    }
+
+    /// A snapshot name no other step of any process on this store uses.
+    pub(super) fn snapshot_key(&self, key: &str) -> String {
+        format!(
+            "{}-{}-{}",
+            key.trim_start_matches("sha256:"),
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Deletes a snapshot (inside the user namespace, where its files are
+    /// ours); a failure only leaves a directory `strata prune` removes.
+    pub(super) fn remove_snapshot(&self, key: &str) {
+        if let Ok((sandbox, choice)) = self.get() {
+            let _ = run_in_userns(sandbox.mapping(), || choice.snapshotter.remove(key));
+        }
+    }
+
     /// Runs one RUN on `layers`, streaming output lines to `output`; returns
     /// the new layer (none when nothing changed).
     #[allow(clippy::too_many_arguments)] // each is a distinct input of the step
@@ -164,18 +194,14 @@ impl Executor {
         if matches!(op.security, Some(frontend::Security::Insecure)) {
             return Err(crate::not_supported("RUN --security=insecure"));
         }
-        let mut lowers = Vec::new();
-        for l in layers.iter().rev() {
-            lowers.push(self.materialize(store, l)?);
-        }
+        // Kept until the step is done: the mount reads from it.
+        let pipes = super::pipes::Pipes::write(store, &op.inline_files)?;
+        let mut mounts = mounts;
+        mounts.extend(pipes.as_ref().map(|p| p.mount()));
+        let lowers = self.lowers(store, layers)?;
         let (sandbox, choice) = self.get()?;
         let snap = &choice.snapshotter;
-        let snap_key = format!(
-            "{}-{}-{}",
-            key.trim_start_matches("sha256:"),
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let snap_key = self.snapshot_key(key);
         let l2 = lowers.clone();
         let k2 = snap_key.clone();
         let active = run_in_userns(sandbox.mapping(), || snap.prepare(&k2, &l2))
@@ -193,17 +219,11 @@ impl Executor {
         spec.network = net;
         spec.mounts = mounts;
         spec.cancel = Some(self.cancel.clone());
-        let mut partial = Vec::new();
-        let outcome = sandbox.run(&spec, &mut |_s: OutputStream, bytes: &[u8]| {
-            partial.extend_from_slice(bytes);
-            while let Some(i) = partial.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = partial.drain(..=i).collect();
-                output(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r'));
-            }
+        // The sandbox hands over whole lines (without the newline) as they
+        // come, so each is shown at once.
+        let outcome = sandbox.run(&spec, &mut |_s: OutputStream, line: &[u8]| {
+            output(String::from_utf8_lossy(line).trim_end_matches('\r'));
         });
-        if !partial.is_empty() {
-            output(&String::from_utf8_lossy(&partial));
-        }
         let cleanup = |k: &str| {
             let _ = run_in_userns(sandbox.mapping(), || snap.remove(k));
         };
@@ -253,12 +273,7 @@ impl Executor {
         let tar_path = PathBuf::from(&encoded);
         let compressed = compress_into_store(store, &tar_path, opts);
         let _ = std::fs::remove_file(&tar_path);
-        let (desc, digest, size) = compressed?;
-        let layer = Layer {
-            desc: cache::image::Descriptor::new(desc.media_type.to_string(), digest, size),
-            diff_id: desc.diff_id,
-            origin: None,
-        };
+        let layer = compressed?;
         // Keep the committed directory as this layer's shared unpacked form.
         let shared = layer_dir(store, &layer);
         let src = active.layer_dir();
@@ -275,12 +290,13 @@ impl Executor {
     }
 }
 
-/// Compresses a plain layer tar into a blob of the store.
-fn compress_into_store(
+/// Compresses a plain layer tar (written in a user-namespace child) into a
+/// blob of the store: the new layer.
+pub(super) fn compress_into_store(
     store: &Store,
     tar: &std::path::Path,
     opts: &WriteOptions,
-) -> anyhow::Result<(cache::layer::LayerDescriptor, cache::digest::Digest, u64)> {
+) -> anyhow::Result<Layer> {
     let mut input =
         std::fs::File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
     let w = store.blobs().writer()?;
@@ -290,5 +306,9 @@ fn compress_into_store(
     std::io::copy(&mut input, &mut sink).context("compressing the layer")?;
     let (desc, w) = sink.finish().context("finishing the layer")?;
     let (digest, size) = w.commit(Some(&desc.digest))?;
-    Ok((desc, digest, size))
+    Ok(Layer {
+        desc: cache::image::Descriptor::new(desc.media_type.to_string(), digest, size),
+        diff_id: desc.diff_id,
+        origin: None,
+    })
 }

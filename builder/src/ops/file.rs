@@ -1,6 +1,7 @@
-//! File ops: COPY/ADD from a directory (the context, or a stage's
-//! filesystem materialized for the copy) and WORKDIR's mkdir, turned into a
-//! layer directly from the selected files — nothing is staged on disk.
+//! File ops: COPY/ADD from a directory (the context, a named context, or —
+//! through [`super::from`] — a stage's or image's merged tree) and WORKDIR's
+//! mkdir, turned into a layer directly from the selected files — nothing is
+//! staged on disk.
 //!
 //! Ownership follows Docker: files from the context belong to 0:0 unless
 //! `--chown` says otherwise; `--chown` names are looked up in the
@@ -28,11 +29,12 @@ use crate::context::select::{EntryKind, Selection};
 /// files always make the same layer and a cache hit equals a rebuild.
 pub(crate) const DEFAULT_MTIME: i64 = 0;
 
-/// Writes the layer for a selection from `root` (the directory the entries'
-/// `rel` paths are relative to).
-#[allow(clippy::too_many_arguments)] // every argument is a distinct input of the copy
-pub fn copy_layer(
-    store: &Store,
+/// The layer entries of a selection from `root` (the directory the
+/// entries' `rel` paths are relative to), not written yet: the caller adds
+/// the missing parents ([`with_dirs`]) and writes them (a `COPY --from`
+/// inside the user namespace). `preserve`: keep the source's modes and
+/// owners (`--from`) instead of the context rules.
+pub fn copy_entries(
     root: &Path,
     sel: &Selection,
     ov: &Overrides,
@@ -40,8 +42,7 @@ pub fn copy_layer(
     unpack_archives: bool,
     inline: &[frontend::InlineFile],
     dest: &str,
-    opts: &WriteOptions,
-) -> anyhow::Result<Option<Layer>> {
+) -> anyhow::Result<Vec<LayerEntry>> {
     let mut entries = Vec::new();
     for e in &sel.entries {
         // ADD unpacks a named local source that is a tar (plain or
@@ -56,7 +57,7 @@ pub fn copy_layer(
                     .map(|(d, _)| format!("{d}/"))
                     .unwrap_or_else(|| "/".into())
             };
-            let scratch = store.root().join("tmp");
+            let scratch = std::env::temp_dir();
             if let Some(unpacked) = archive::entries(&root.join(&e.rel), &into, ov, &scratch)? {
                 entries.extend(unpacked);
                 continue;
@@ -78,7 +79,7 @@ pub fn copy_layer(
             let owner = if ov.explicit_owner {
                 (ov.uid, ov.gid)
             } else {
-                e.recorded_owner.unwrap_or((0, 0))
+                e.owner
             };
             (m, owner)
         } else {
@@ -109,29 +110,33 @@ pub fn copy_layer(
             .mtime(DEFAULT_MTIME),
         );
     }
-    write_entries(store, entries, opts)
+    Ok(entries)
 }
 
-/// WORKDIR: the directory and its missing parents, owned by the user.
-pub fn mkdir_layer(
-    store: &Store,
-    dest: &str,
+/// Adds a directory entry (0755, `uid`:`gid`) for each of `dirs`
+/// (absolute paths the image lacks, see [`super::dest::Dest::missing`])
+/// that `entries` does not hold already: the parents a COPY creates, or
+/// what WORKDIR creates (owned by the user).
+pub fn with_dirs(
+    mut entries: Vec<LayerEntry>,
+    dirs: &[String],
     uid: u32,
     gid: u32,
-    opts: &WriteOptions,
-) -> anyhow::Result<Option<Layer>> {
-    let mut entries = Vec::new();
-    let mut acc = PathBuf::new();
-    for part in dest.split('/').filter(|p| !p.is_empty()) {
-        acc.push(part);
+) -> Vec<LayerEntry> {
+    let have: std::collections::HashSet<PathBuf> = entries.iter().map(|e| e.path.clone()).collect();
+    for d in dirs {
+        let path = PathBuf::from(d.trim_start_matches('/'));
+        if path.as_os_str().is_empty() || have.contains(&path) {
+            continue;
+        }
         entries.push(
-            LayerEntry::dir(acc.clone())
+            LayerEntry::dir(path)
                 .mode(0o755)
                 .owner(uid, gid)
                 .mtime(DEFAULT_MTIME),
         );
     }
-    write_entries(store, entries, opts)
+    entries
 }
 
 /// Writes entries as a layer blob into the store (no layer for nothing).
@@ -156,7 +161,8 @@ pub fn write_entries(
 /// Unpacks `layers` (bottom first) into a fresh directory under the store's
 /// `tmp/`, as the current user: owners other than ours are recorded in the
 /// `user.rootlesscontainers` xattr instead of being applied, so the tree
-/// can be read without a user namespace. Used for `COPY --from`.
+/// can be read without a user namespace. Used where the host side must read
+/// the tree: `--output type=tar|local` and seeding a cache mount `from=`.
 pub fn materialize(store: &Store, layers: &[Layer]) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
         .prefix("copy-from-")

@@ -1,11 +1,20 @@
 //! Executing one vertex of a build: a source (base image layers), an exec
 //! (RUN in the runtime's sandbox) or a file op (COPY/ADD/WORKDIR). Each
 //! returns at most one new layer; the solver chains them.
+//!
+//! [`source`] finds base layers, [`exec`] unpacks layers into their shared
+//! directories and runs RUN, [`mounts`] turns RUN `--mount`s into the
+//! runtime's (and [`pipes`] adds a heredoc script's), [`from`] reads a
+//! `--from` stage or image in place, [`dest`] places a COPY/WORKDIR in the
+//! image below it, and [`file`] turns selected files into layer entries.
 
 pub mod archive;
+pub mod dest;
 pub mod exec;
 pub mod file;
+pub mod from;
 pub mod mounts;
+pub mod pipes;
 pub mod source;
 
 use cache::digest::Digest;

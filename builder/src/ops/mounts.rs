@@ -1,13 +1,14 @@
 //! RUN `--mount`s, from the frontend's description to the runtime's: cache
 //! and tmpfs mounts as they are, bind mounts of the build context or of a
-//! stage's or image's filesystem (materialized by the caller), secrets
-//! looked up in `--secret`, ssh sockets from `--ssh`.
+//! stage's or image's filesystem (prepared by the caller, see
+//! [`super::from`]), secrets looked up in `--secret`, ssh sockets from
+//! `--ssh`.
 //!
 //! A bind of the context exposes the context directory as it is on disk
 //! (BuildKit filters it through `.dockerignore` first): mounted read-only by
 //! default, and never part of the layer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use frontend::runmount::{MountType, RunMount as FeMount, Sharing};
@@ -19,11 +20,12 @@ use runtime::run_mounts::{
 use crate::options::{SecretSource, SecretSpec, SshSpec};
 
 /// Converts the mounts of one RUN.
-/// `from_dirs[n]` is the materialized filesystem of mount `n`'s `from=`
-/// (a stage or image), when it has one.
+/// `from_dirs[n]` is the prepared filesystem of mount `n`'s `from=` (a
+/// stage or image), when it has one: layers or a directory for a bind, a
+/// directory the host side can read for a cache (it seeds the cache).
 pub fn convert(
     mounts: &[FeMount],
-    from_dirs: &[Option<PathBuf>],
+    from_dirs: &[Option<BindFrom>],
     context: &Path,
     secrets: &[SecretSpec],
     ssh: &[SshSpec],
@@ -51,7 +53,15 @@ pub fn convert(
                     Some(Sharing::Locked) => CacheSharing::Locked,
                     _ => CacheSharing::Shared,
                 },
-                from: from_dir.clone(),
+                from: match &from_dir {
+                    None => None,
+                    Some(BindFrom::Dir(d)) => Some(d.clone()),
+                    Some(BindFrom::Layers(_)) => {
+                        anyhow::bail!(
+                            "internal: RUN --mount=type=cache,from= needs a directory, not layers"
+                        )
+                    }
+                },
                 source: m.source.clone(),
                 mode: m.mode,
                 uid: m.uid,
@@ -59,7 +69,9 @@ pub fn convert(
                 readonly: m.readonly,
             }),
             MountType::Bind => RunMount::Bind(BindMount {
-                from: BindFrom::Dir(from_dir.clone().unwrap_or_else(|| context.to_path_buf())),
+                from: from_dir
+                    .clone()
+                    .unwrap_or_else(|| BindFrom::Dir(context.to_path_buf())),
                 source: m.source.clone(),
                 target: target
                     .ok_or_else(|| anyhow::anyhow!("RUN --mount=type=bind needs target="))?,

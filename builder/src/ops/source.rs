@@ -55,12 +55,17 @@ pub fn ensure_blob(store: &Store, layer: &Layer) -> anyhow::Result<()> {
 }
 
 /// The directory holding a layer unpacked in overlay form, shared by every
-/// step that stacks on it: `<root>/snapshots/layers/<diff_id hex>`.
+/// step that stacks on it: `<root>/snapshots/layer-<diff_id hex>`.
 pub fn layer_dir(store: &Store, layer: &Layer) -> PathBuf {
-    store
-        .snapshots_dir()
-        .join("layers")
-        .join(layer.diff_id.hex())
+    store.snapshots_dir().join(layer_dir_name(layer))
+}
+
+/// The name of a layer's directory under `<root>/snapshots/`: one plain
+/// name, because that is what a cache entry can keep alive
+/// ([`cache::index::CacheRefs::snapshots`]); `strata prune` removes every
+/// directory there that no entry names.
+pub fn layer_dir_name(layer: &Layer) -> String {
+    format!("layer-{}", layer.diff_id.hex())
 }
 
 /// Whether a layer directory is complete (it is renamed into place only

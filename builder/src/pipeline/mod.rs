@@ -18,6 +18,7 @@ use anyhow::{Context as _, anyhow, bail};
 use cache::reference::Reference;
 use cache::store::Store;
 use frontend::{Base, CopySource, FileKind, Op};
+use runtime::run_mounts::BindFrom;
 
 use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
 use crate::context::dockerignore::{self, Matcher};
@@ -364,6 +365,11 @@ fn run_step(
     let mut def = serde_json::to_value(&step.op)?;
     if let Some(o) = def.as_object_mut() {
         o.remove("proxy_env");
+        // COPY/ADD/WORKDIR results from before destinations were placed in
+        // the image below (ops::dest) can contradict it: never reuse them.
+        if matches!(step.op, Op::File(_)) {
+            o.insert("placement".into(), "in-image".into());
+        }
     }
     let def_digest = definition_digest(&def);
     let input_keys: Vec<String> = inputs.iter().map(|s| s.key.clone()).collect();
@@ -380,6 +386,8 @@ fn run_step(
     let mut sel_root = ctx.req.context.clone();
     // ADD <url>: the downloaded files, kept until the layer is written.
     let mut downloads: Option<tempfile::TempDir> = None;
+    // The `.dockerignore` of a `--build-context name=DIR` being copied from.
+    let mut named_ignore: Option<Matcher> = None;
     match &step.op {
         Op::Exec(e) => {
             for (k, v) in &e.env {
@@ -432,10 +440,7 @@ fn run_step(
             }
             if let Some(dir) = &named_dir {
                 let (ignore, _) = dockerignore::load_for_build(dir, None)?;
-                let mut spec = CopySpec::new(f.sources.clone(), &f.dest);
-                spec.excludes = f.exclude.clone();
-                spec.parents = f.parents;
-                let sel = select(dir, &ignore, &spec)?;
+                let sel = select(dir, &ignore, &copy_spec(f, &f.dest))?;
                 let sum = checksum_selection(dir, &sel, &ov, &ChecksumIndex::in_memory())?;
                 for (e, c) in sel.entries.iter().zip(&sum.contents) {
                     facts.insert(
@@ -446,6 +451,7 @@ fn run_step(
                 ctx_sum = Some(sum.checksum.clone());
                 context_sel = Some(sel);
                 sel_root = dir.clone();
+                named_ignore = Some(ignore);
             }
             if f.kind != FileKind::Mkdir
                 && matches!(f.from, CopySource::Context)
@@ -479,10 +485,7 @@ fn run_step(
                     sel_root = dir.path().to_path_buf();
                     downloads = Some(dir);
                 } else {
-                    let mut spec = CopySpec::new(f.sources.clone(), &f.dest);
-                    spec.excludes = f.exclude.clone();
-                    spec.parents = f.parents;
-                    let sel = select(&ctx.req.context, &ctx.ignore, &spec)?;
+                    let sel = select(&ctx.req.context, &ctx.ignore, &copy_spec(f, &f.dest))?;
                     let sum = checksum_selection(&ctx.req.context, &sel, &ov, &ctx.index)?;
                     for (e, c) in sel.entries.iter().zip(&sum.contents) {
                         facts.insert(
@@ -548,7 +551,7 @@ fn run_step(
             if let Ok(value) = serde_json::to_vec(h) {
                 let refs = cache::index::CacheRefs {
                     blobs: h.layer.iter().map(|l| l.desc.digest.clone()).collect(),
-                    snapshots: Vec::new(),
+                    snapshots: layer_dirs_kept(prev, h),
                 };
                 let _ = ctx.store.cache_put_with_refs(&key, &value, &refs);
             }
@@ -611,8 +614,12 @@ fn run_step(
                     }
                 };
                 // Filesystems that `from=` mounts read: a stage (its
-                // output is one of this step's inputs) or an image.
-                let mut keep = Vec::new();
+                // output is one of this step's inputs) or an image. A bind
+                // reads the shared layer directories through a snapshot;
+                // a cache is seeded by the host side, which needs a tree
+                // it can read as the invoking user.
+                let mut keep_dirs = Vec::new();
+                let mut keep_sources = Vec::new();
                 let mut from_dirs = Vec::new();
                 let mut next_input = 1;
                 for m in &e.mounts {
@@ -640,11 +647,17 @@ fn run_step(
                         None
                     };
                     from_dirs.push(match layers {
-                        Some(l) => {
+                        Some(l) if m.kind == frontend::runmount::MountType::Cache => {
                             let dir = file::materialize(ctx.store, &l)?;
                             let p = dir.path().to_path_buf();
-                            keep.push(dir);
-                            Some(p)
+                            keep_dirs.push(dir);
+                            Some(BindFrom::Dir(p))
+                        }
+                        Some(l) => {
+                            let src = ctx.executor.mount_source(ctx.store, &l)?;
+                            let from = src.from.clone();
+                            keep_sources.push(src);
+                            Some(from)
                         }
                         None => None,
                     });
@@ -677,11 +690,28 @@ fn run_step(
                 )
             }
             Op::File(f) if f.kind == FileKind::Mkdir => {
-                file::mkdir_layer(ctx.store, &f.dest, ov.uid, ov.gid, &ctx.write_opts)
+                let dest = ctx
+                    .executor
+                    .resolve_dest(ctx.store, &prev.layers, &f.dest, true)?;
+                let dirs = file::with_dirs(Vec::new(), &dest.missing, ov.uid, ov.gid);
+                file::write_entries(ctx.store, dirs, &ctx.write_opts)
             }
             Op::File(f) => {
-                let (root, sel, preserve, _tmp) = match (&f.from, context_sel) {
-                    (_, Some(sel)) => (sel_root.clone(), sel, false, None),
+                // Where the files land in the image below: through its
+                // symlinks, into an existing directory, with the parents
+                // it lacks.
+                let dest = ctx
+                    .executor
+                    .resolve_dest(ctx.store, &prev.layers, &f.dest, false)?;
+                let (root, sel) = match (&f.from, context_sel) {
+                    // Selected for the cache key with the destination as
+                    // written; again if the image moves it.
+                    (_, Some(sel)) if dest.path == f.dest => (sel_root.clone(), sel),
+                    (_, Some(_)) => {
+                        let ignore = named_ignore.as_ref().unwrap_or(&ctx.ignore);
+                        let sel = select(&sel_root, ignore, &copy_spec(f, &dest.path))?;
+                        (sel_root.clone(), sel)
+                    }
                     (CopySource::Stage { .. } | CopySource::Image { .. }, _) => {
                         let layers = match (&f.from, &image_source) {
                             (CopySource::Image { .. }, Some((reference, digest))) => {
@@ -695,27 +725,29 @@ fn run_step(
                                 .layers
                                 .clone(),
                         };
-                        let tmp = file::materialize(ctx.store, &layers)?;
-                        let mut spec = CopySpec::new(f.sources.clone(), &f.dest);
-                        spec.excludes = f.exclude.clone();
-                        spec.parents = f.parents;
-                        let sel = select(tmp.path(), &Matcher::default(), &spec)?;
-                        (tmp.path().to_path_buf(), sel, true, Some(tmp))
+                        return ctx.executor.copy_from(
+                            ctx.store,
+                            &layers,
+                            &copy_spec(f, &dest.path),
+                            &ov,
+                            &dest.missing,
+                            &ctx.write_opts,
+                        );
                     }
-                    _ => (ctx.req.context.clone(), Default::default(), false, None),
+                    _ => (ctx.req.context.clone(), Default::default()),
                 };
-                file::copy_layer(
-                    ctx.store,
+                let entries = file::copy_entries(
                     &root,
                     &sel,
                     &ov,
-                    preserve,
+                    false,
                     // Remote files are unpacked only when asked (`--unpack`).
                     f.kind == FileKind::Add && f.unpack.unwrap_or(downloads.is_none()),
                     &f.inline,
-                    &f.dest,
-                    &ctx.write_opts,
-                )
+                    &dest.path,
+                )?;
+                let entries = file::with_dirs(entries, &dest.missing, ov.uid, ov.gid);
+                file::write_entries(ctx.store, entries, &ctx.write_opts)
             }
         }
     })();
@@ -729,7 +761,7 @@ fn run_step(
             let value = serde_json::to_vec(&result)?;
             let refs = cache::index::CacheRefs {
                 blobs: layer.iter().map(|l| l.desc.digest.clone()).collect(),
-                snapshots: Vec::new(),
+                snapshots: layer_dirs_kept(prev, &result),
             };
             ctx.store.cache_put_with_refs(&key, &value, &refs)?;
             ctx.results
@@ -754,6 +786,26 @@ fn run_step(
             Err(e)
         }
     }
+}
+
+/// What a COPY/ADD selects, copied to `dest`.
+fn copy_spec(f: &frontend::FileOp, dest: &str) -> CopySpec {
+    let mut spec = CopySpec::new(f.sources.clone(), dest);
+    spec.excludes = f.exclude.clone();
+    spec.parents = f.parents;
+    spec
+}
+
+/// The unpacked layer directories a step's cache entry keeps alive: those
+/// of every layer of the state it leaves, which is what the next step runs
+/// on. `strata prune` removes the directories no entry names; one that is
+/// not unpacked yet is simply named early.
+fn layer_dirs_kept(prev: &FsState, result: &CachedResult) -> Vec<String> {
+    prev.layers
+        .iter()
+        .chain(&result.layer)
+        .map(source::layer_dir_name)
+        .collect()
 }
 
 fn next_state(prev: &FsState, key: String, result: &CachedResult) -> FsState {

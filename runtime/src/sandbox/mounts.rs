@@ -90,7 +90,7 @@ const AT_RECURSIVE: libc::c_uint = 0x8000;
 /// Makes a bind mount (and its submounts) read-only. mount_setattr changes
 /// only the read-only bit; the remount fallback must repeat the flags the
 /// kernel locked on mounts inherited from the host (nosuid, nodev, …).
-fn make_readonly(target: &Path) -> Result<(), String> {
+pub(crate) fn make_readonly(target: &Path) -> Result<(), String> {
     let t = sys::cpath(target)?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_RDONLY,

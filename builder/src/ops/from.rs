@@ -1,0 +1,167 @@
+//! `--from=<stage|image>`: reading another filesystem state in place.
+//!
+//! `COPY --from` and `RUN --mount=…,from=` read a stage's or an image's
+//! root filesystem. Its layers are already unpacked once per diff_id into
+//! `<root>/snapshots/layer-<diff_id>` (see [`super::exec`]), shared by
+//! every step and build, so nothing is unpacked again: a snapshot is
+//! prepared over those layer directories — for the overlay snapshotter two
+//! empty directories, for the native one a copy — and read, then removed.
+//!
+//! `COPY --from` reads it in a user-namespace child: the merged tree is
+//! mounted there (the mount dies with the child), the child chroots into
+//! it so that source paths and their symlinks resolve inside the source
+//! filesystem and never on the host, selects the sources and writes the
+//! plain layer tar. Inside the namespace subordinate owners read back as
+//! container ids, so the copy keeps the source's owners as Docker does. The
+//! parent compresses the tar: a forked child has no thread pools.
+//!
+//! A `RUN --mount=type=bind,from=` hands the sandbox the snapshot's layer
+//! directories to stack read-only inside its own namespace (overlay), or
+//! the native snapshot's tree to bind.
+
+use std::fs::File;
+use std::path::Path;
+
+use anyhow::{Context as _, anyhow};
+use cache::layer::WriteOptions;
+use cache::store::Store;
+use runtime::RootfsSpec;
+use runtime::run_in_userns;
+use runtime::run_mounts::BindFrom;
+
+use super::exec::{Executor, compress_into_store};
+use super::{Layer, file};
+use crate::context::checksum::Overrides;
+use crate::context::dockerignore::Matcher;
+use crate::context::select::{CopySpec, is_wildcard, select};
+
+/// Where, inside a snapshot's directory, its overlay is mounted for reading.
+const MERGED_DIR: &str = "merged";
+
+/// The filesystem a `RUN --mount=type=bind,from=` reads, as the sandbox
+/// takes it; the snapshot behind it is removed when this is dropped, after
+/// the step.
+pub struct MountSource<'a> {
+    pub from: BindFrom,
+    executor: &'a Executor,
+    key: String,
+}
+
+impl Drop for MountSource<'_> {
+    fn drop(&mut self) {
+        self.executor.remove_snapshot(&self.key);
+    }
+}
+
+impl Executor {
+    /// `COPY --from`: the layer of `spec`'s sources read from `layers`
+    /// (bottom first), with the source's modes and owners unless
+    /// `--chown`/`--chmod` (`ov`), plus the directories `missing` in the
+    /// destination image (`spec.dest` is already resolved there, see
+    /// [`super::dest`]); none when there is nothing to write.
+    pub fn copy_from(
+        &self,
+        store: &Store,
+        layers: &[Layer],
+        spec: &CopySpec,
+        ov: &Overrides,
+        missing: &[String],
+        opts: &WriteOptions,
+    ) -> anyhow::Result<Option<Layer>> {
+        let lowers = self.lowers(store, layers)?;
+        let (sandbox, choice) = self.get()?;
+        let snap = &choice.snapshotter;
+        let key = self.snapshot_key("copy-from");
+        let tar = tempfile::NamedTempFile::new_in(store.root().join("tmp"))
+            .context("creating a scratch file for the layer")?;
+        let tar_path = tar.path().to_path_buf();
+        let mut plain = opts.clone();
+        plain.compression = cache::layer::Compression::None;
+        let written = run_in_userns(sandbox.mapping(), || -> Result<bool, String> {
+            let active = snap.prepare(&key, &lowers).map_err(|e| e.to_string())?;
+            let at = active.dir.join(MERGED_DIR);
+            std::fs::create_dir(&at).map_err(|e| format!("creating {}: {e}", at.display()))?;
+            let root = active.rootfs.mount_for_reading(&at)?;
+            // Opened before the chroot hides the store.
+            let out = File::options()
+                .write(true)
+                .truncate(true)
+                .open(&tar_path)
+                .map_err(|e| format!("opening {}: {e}", tar_path.display()))?;
+            enter_root(&root)?;
+            write_selection(spec, ov, missing, &plain, out).map_err(|e| format!("{e:#}"))
+        });
+        self.remove_snapshot(&key);
+        if !written.map_err(|e| anyhow!("{e}"))? {
+            return Ok(None);
+        }
+        compress_into_store(store, &tar_path, opts).map(Some)
+    }
+
+    /// `RUN --mount=type=bind,from=`: `layers` (bottom first) prepared for
+    /// the sandbox to mount.
+    pub fn mount_source(&self, store: &Store, layers: &[Layer]) -> anyhow::Result<MountSource<'_>> {
+        let lowers = self.lowers(store, layers)?;
+        let (sandbox, choice) = self.get()?;
+        let snap = &choice.snapshotter;
+        let key = self.snapshot_key("mount-from");
+        let active = run_in_userns(sandbox.mapping(), || snap.prepare(&key, &lowers))
+            .map_err(|e| anyhow!("preparing the mount's filesystem: {e}"))?;
+        let from = match active.rootfs {
+            // The snapshot's own lowers: a stack too deep for one mount is
+            // squashed there, an empty one is an empty directory.
+            RootfsSpec::Overlay { lowers, .. } => BindFrom::Layers(lowers),
+            RootfsSpec::Dir(dir) => BindFrom::Dir(dir),
+        };
+        Ok(MountSource {
+            from,
+            executor: self,
+            key,
+        })
+    }
+}
+
+/// In the child, chrooted into the source: selects `spec`'s sources and
+/// writes their layer tar, with the `missing` directories, to `out`.
+/// Returns whether it holds anything.
+fn write_selection(
+    spec: &CopySpec,
+    ov: &Overrides,
+    missing: &[String],
+    plain: &WriteOptions,
+    out: File,
+) -> anyhow::Result<bool> {
+    let root = Path::new("/");
+    for src in spec.sources.iter().filter(|s| !is_wildcard(s)) {
+        // Said here rather than by `select`, whose words are about the
+        // build context.
+        if std::fs::symlink_metadata(root.join(src.trim_start_matches('/'))).is_err() {
+            anyhow::bail!("{src} does not exist in the --from filesystem");
+        }
+    }
+    let sel = select(root, &Matcher::default(), spec)?;
+    let entries = file::copy_entries(root, &sel, ov, true, false, &[], &spec.dest)?;
+    let entries = file::with_dirs(entries, missing, ov.uid, ov.gid);
+    if entries.is_empty() {
+        return Ok(false);
+    }
+    cache::layer::write_layer(entries, plain, out).context("writing the layer")?;
+    Ok(true)
+}
+
+/// Makes `root` this process's `/` (and working directory): every path
+/// and symlink from here on resolves inside it.
+fn enter_root(root: &Path) -> Result<(), String> {
+    let c = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{} holds a NUL byte", root.display()))?;
+    // SAFETY: a valid NUL-terminated path; chroot only changes this
+    // (forked, single-threaded) process's root.
+    if unsafe { libc::chroot(c.as_ptr()) } != 0 {
+        return Err(format!(
+            "chroot into {}: {}",
+            root.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    std::env::set_current_dir("/").map_err(|e| format!("chdir / after chroot: {e}"))
+}
