@@ -6,7 +6,8 @@
 //! directories and runs RUN, [`mounts`] turns RUN `--mount`s into the
 //! runtime's (and [`pipes`] adds a heredoc script's), [`from`] reads a
 //! `--from` stage or image in place, [`dest`] places a COPY/WORKDIR in the
-//! image below it, and [`file`] turns selected files into layer entries.
+//! image below it, [`file`] turns selected files into layer entries, and
+//! [`archive`] unpacks ADD's local tars (told by content).
 
 pub mod archive;
 pub mod dest;
