@@ -902,3 +902,29 @@ fn context_from_standard_input() {
     );
     assert_eq!(listing(&fs)["/p"].content, b"piped\n");
 }
+
+/// Several sources need a directory destination: an existing directory of
+/// the image counts without a trailing `/` (as in Docker); a path that is
+/// no directory fails and says to add the `/`.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn several_sources_into_an_existing_directory_without_a_slash() {
+    let c = Case::new(
+        "FROM BASE\nCOPY a.txt b.txt /etc\nCOPY *.txt /tmp\n",
+        &[("a.txt", "a"), ("b.txt", "b")],
+    );
+    let b = c.build(&[]);
+    assert_eq!(b.text("/etc/a.txt"), "a");
+    assert_eq!(b.text("/etc/b.txt"), "b");
+    assert_eq!(b.text("/tmp/b.txt"), "b");
+    std::fs::write(
+        c.ctx.join("Dockerfile"),
+        format!("FROM {}\nCOPY a.txt b.txt /nodir\n", base()),
+    )
+    .unwrap();
+    let err = c.try_build(&[]).err().expect("/nodir is no directory");
+    assert!(
+        err.contains("/nodir/") && err.contains("Dockerfile:2"),
+        "{err}"
+    );
+}

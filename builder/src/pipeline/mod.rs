@@ -440,7 +440,7 @@ fn run_step(
             }
             if let Some(dir) = &named_dir {
                 let (ignore, _) = dockerignore::load_for_build(dir, None)?;
-                let sel = select(dir, &ignore, &copy_spec(f, &f.dest))?;
+                let sel = select(dir, &ignore, &copy_spec(f, &key_dest(f)))?;
                 let sum = checksum_selection(dir, &sel, &ov, &ChecksumIndex::in_memory())?;
                 for (e, c) in sel.entries.iter().zip(&sum.contents) {
                     facts.insert(
@@ -485,7 +485,7 @@ fn run_step(
                     sel_root = dir.path().to_path_buf();
                     downloads = Some(dir);
                 } else {
-                    let sel = select(&ctx.req.context, &ctx.ignore, &copy_spec(f, &f.dest))?;
+                    let sel = select(&ctx.req.context, &ctx.ignore, &copy_spec(f, &key_dest(f)))?;
                     let sum = checksum_selection(&ctx.req.context, &sel, &ov, &ctx.index)?;
                     for (e, c) in sel.entries.iter().zip(&sum.contents) {
                         facts.insert(
@@ -703,12 +703,24 @@ fn run_step(
                 let dest = ctx
                     .executor
                     .resolve_dest(ctx.store, &prev.layers, &f.dest, false)?;
+                if several_sources(f) && !dest.path.ends_with('/') && !f.parents {
+                    bail!(
+                        "when copying more than one source (or a wildcard) the destination must be a directory: {} is not one in the image; write {}/",
+                        f.dest,
+                        f.dest
+                    );
+                }
                 let (root, sel) = match (&f.from, context_sel) {
                     // Selected for the cache key with the destination as
                     // written; again if the image moves it.
                     (_, Some(sel)) if dest.path == f.dest => (sel_root.clone(), sel),
                     (_, Some(_)) => {
-                        let ignore = named_ignore.as_ref().unwrap_or(&ctx.ignore);
+                        let no_ignore = Matcher::default();
+                        let ignore = match (&downloads, &named_ignore) {
+                            (Some(_), _) => &no_ignore,
+                            (None, Some(n)) => n,
+                            (None, None) => &ctx.ignore,
+                        };
                         let sel = select(&sel_root, ignore, &copy_spec(f, &dest.path))?;
                         (sel_root.clone(), sel)
                     }
@@ -789,6 +801,27 @@ fn run_step(
 }
 
 /// What a COPY/ADD selects, copied to `dest`.
+/// Whether a COPY/ADD names several sources (or a wildcard): Docker then
+/// needs a directory destination.
+fn several_sources(f: &frontend::FileOp) -> bool {
+    f.sources.len() + f.inline.len() > 1
+        || f.sources
+            .iter()
+            .any(|s| crate::context::select::is_wildcard(s))
+}
+
+/// The destination the cache key's selection uses. `COPY a b /dir` without
+/// a trailing `/` is allowed when `/dir` is a directory of the image, which
+/// only the step itself can see; the key selects as if the `/` were there
+/// and the step refuses if the image has no such directory.
+fn key_dest(f: &frontend::FileOp) -> String {
+    if several_sources(f) && !f.dest.ends_with('/') && !f.parents {
+        format!("{}/", f.dest)
+    } else {
+        f.dest.clone()
+    }
+}
+
 fn copy_spec(f: &frontend::FileOp, dest: &str) -> CopySpec {
     let mut spec = CopySpec::new(f.sources.clone(), dest);
     spec.excludes = f.exclude.clone();
