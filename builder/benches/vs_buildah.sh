@@ -23,6 +23,8 @@ install -d -m 755 "$work"
 install -m 755 "$target/release/strata" "$work/strata"
 
 rm -rf "$work/peers" && cp -a "$shared/peers" "$work/peers"
+# The shared folder is read-only; the staged cases must be writable (gen.sh).
+chmod -R u+w "$work/peers"
 cp "$repo/builder/benches/peers/strata.sh" "$work/peers/tools/strata.sh"
 export STRATA_BIN="$work/strata"
 TOOLS="${TOOLS:-buildah strata}" bash "$work/peers/bench.sh" "$@"
