@@ -643,7 +643,7 @@ mod tests {
         let r = prune(&s, &PruneOptions::default()).expect("prune");
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         assert_eq!(r.origins_removed, 2);
-        assert_eq!(s.origins().list().expect("list"), [ld.clone()]);
+        assert_eq!(s.origins().list().expect("list"), std::slice::from_ref(&ld));
         assert!(s.blobs().has(&img.manifest_digest));
         assert!(verify(&s).expect("verify").is_clean());
 

@@ -184,7 +184,7 @@ mod tests {
         let rec = o.get(&d).expect("get").expect("record");
         assert_eq!(rec.references.len(), MAX_REFERENCES);
         assert_eq!(rec.references[0], "reg.example/n9:x");
-        assert_eq!(o.list().expect("list"), [d.clone()]);
+        assert_eq!(o.list().expect("list"), std::slice::from_ref(&d));
         // A size that contradicts the record is refused.
         let wrong = Descriptor::new(media_type::OCI_LAYER, d.clone(), 6);
         assert!(o.add(&wrong, &a).is_err());
