@@ -38,20 +38,18 @@ pub fn write_image(
     }
     let mut out_layers = Vec::with_capacity(layers.len());
     for l in layers {
-        let (size, where_) = match blobs.size(&l.digest) {
-            Ok(size) => (size, "in the store"),
-            Err(Error::BlobNotFound { .. }) if origins.is_some() => {
-                match origins.map(|o| o.get(&l.digest)).transpose()?.flatten() {
-                    Some(rec) => (rec.size, "in its origin record"),
-                    None => {
-                        return Err(invalid(format!(
-                            "new image: layer {} is not in the store and nothing records where to fetch it from",
-                            l.digest
-                        )));
-                    }
+        let (size, where_) = match (blobs.size(&l.digest), origins) {
+            (Ok(size), _) => (size, "in the store"),
+            (Err(Error::BlobNotFound { .. }), Some(o)) => match o.get(&l.digest)? {
+                Some(rec) => (rec.size, "in its origin record"),
+                None => {
+                    return Err(invalid(format!(
+                        "new image: layer {} is not in the store and nothing records where to fetch it from",
+                        l.digest
+                    )));
                 }
-            }
-            Err(e) => return Err(e),
+            },
+            (Err(e), _) => return Err(e),
         };
         if size != l.size {
             return Err(invalid(format!(
