@@ -496,7 +496,8 @@ fn has_blob(root: &Path, digest: &str) -> bool {
 /// A fully cached build into an empty root records its image without
 /// downloading the base layers; what later needs their bytes — `strata
 /// save`, a build `FROM` the new tag that runs something — fetches them
-/// from where the store recorded they came from.
+/// from where the store recorded they came from, and `strata push` mounts
+/// them from there.
 #[test]
 #[ignore = "needs the .ci/test.sh environment"]
 fn cache_hits_leave_base_layers_in_the_registry_until_needed() {
@@ -559,6 +560,19 @@ fn cache_hits_leave_base_layers_in_the_registry_until_needed() {
         &root3,
         &ctx,
         &["--cache-from", &cache_from, "-t", "strata-e2e/lazy:1"],
+    );
+    assert!(base_layers.iter().all(|l| !has_blob(&root3, l)));
+    // A push to the base's registry mounts the absent layers from the
+    // recorded repository: nothing is downloaded.
+    let pushed = format!(
+        "{}/strata-e2e/lazy-push-{}:1",
+        registry(),
+        std::process::id()
+    );
+    run(strata(&root3).args(["push", "strata-e2e/lazy:1", &pushed]));
+    assert_eq!(
+        registry_layers(&pushed)[..base_layers.len()],
+        base_layers[..]
     );
     assert!(base_layers.iter().all(|l| !has_blob(&root3, l)));
     let child = tmp.join("child");
