@@ -470,6 +470,125 @@ fn registry_cache_fills_an_empty_root() {
     );
 }
 
+/// The layer digests of a registry image for this machine's platform, as
+/// skopeo (not strata) reads them.
+fn registry_layers(reference: &str) -> Vec<String> {
+    let out = run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["Layers"]
+        .as_array()
+        .expect("skopeo inspect lists Layers")
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Whether a store holds a blob.
+fn has_blob(root: &Path, digest: &str) -> bool {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    root.join("blobs/sha256").join(hex).is_file()
+}
+
+/// A fully cached build into an empty root records its image without
+/// downloading the base layers; what later needs their bytes — `strata
+/// save`, a build `FROM` the new tag that runs something — fetches them
+/// from where the store recorded they came from, and `strata push` mounts
+/// them from there.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn cache_hits_leave_base_layers_in_the_registry_until_needed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let base = format!("{}/library/busybox:latest", registry());
+    let ctx = tmp.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("a.txt"), "lazy\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nCOPY a.txt /a.txt\n"),
+    )
+    .unwrap();
+    let cache_ref = format!(
+        "{}/strata-e2e/lazy-cache-{}:latest",
+        registry(),
+        std::process::id()
+    );
+    let cache_to = format!("type=registry,ref={cache_ref},mode=max");
+    let cache_from = format!("type=registry,ref={cache_ref}");
+    build_events(&tmp.join("root1"), &ctx, &["--cache-to", &cache_to]);
+    let base_layers = registry_layers(&base);
+    assert!(!base_layers.is_empty());
+
+    let root2 = tmp.join("root2");
+    let (ran, cached) = build_events(
+        &root2,
+        &ctx,
+        &["--cache-from", &cache_from, "-t", "strata-e2e/lazy:1"],
+    );
+    assert!(
+        ran.is_empty(),
+        "steps ran despite the imported cache: {ran:?}"
+    );
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    for l in &base_layers {
+        assert!(!has_blob(&root2, l), "base layer {l} was downloaded");
+    }
+    // Absent but recorded: not damage.
+    run(strata(&root2).args(["store", "verify"]));
+
+    let archive = tmp.join("lazy.tar");
+    run(strata(&root2)
+        .arg("save")
+        .arg("-o")
+        .arg(&archive)
+        .arg("strata-e2e/lazy:1"));
+    run(Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("docker-archive:{}", archive.display())));
+    for l in &base_layers {
+        assert!(has_blob(&root2, l), "save did not fetch base layer {l}");
+    }
+
+    // A build FROM the lazily recorded tag unpacks its layers: the tag is
+    // local, the bytes come from the recorded origin.
+    let root3 = tmp.join("root3");
+    build_events(
+        &root3,
+        &ctx,
+        &["--cache-from", &cache_from, "-t", "strata-e2e/lazy:1"],
+    );
+    assert!(base_layers.iter().all(|l| !has_blob(&root3, l)));
+    // A push to the base's registry mounts the absent layers from the
+    // recorded repository: nothing is downloaded.
+    let pushed = format!(
+        "{}/strata-e2e/lazy-push-{}:1",
+        registry(),
+        std::process::id()
+    );
+    run(strata(&root3).args(["push", "strata-e2e/lazy:1", &pushed]));
+    assert_eq!(
+        registry_layers(&pushed)[..base_layers.len()],
+        base_layers[..]
+    );
+    assert!(base_layers.iter().all(|l| !has_blob(&root3, l)));
+    let child = tmp.join("child");
+    std::fs::create_dir_all(&child).unwrap();
+    std::fs::write(
+        child.join("Dockerfile"),
+        "FROM strata-e2e/lazy:1\nRUN grep -q lazy /a.txt && test -x /bin/busybox\n",
+    )
+    .unwrap();
+    let (ran, _) = build_events(&root3, &child, &[]);
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    for l in &base_layers {
+        assert!(has_blob(&root3, l), "the RUN did not fetch base layer {l}");
+    }
+}
+
 /// Builds `ctx` with `--progress json` and extra flags; returns the names of
 /// the steps that ran and of those that hit the cache (FROM lines left out).
 fn build_events(root: &Path, ctx: &Path, extra: &[&str]) -> (Vec<String>, Vec<String>) {

@@ -44,6 +44,10 @@ pub enum Error {
     /// operation now.
     #[error("{0}")]
     Busy(String),
+    /// A blob the store lacks could not be fetched from where its origin
+    /// record says it came from (the registry is unreachable or lost it).
+    #[error("{0}")]
+    Fetch(String),
 }
 
 /// Result with the store [`Error`].

@@ -2,7 +2,10 @@
 //!
 //! Liveness is computed by marking: every tag's manifest (or index) and what
 //! it points to, and every cache entry's blobs and snapshots, are live;
-//! anything else in `blobs/` and `snapshots/` is garbage. Marking reads
+//! anything else in `blobs/` and `snapshots/` is garbage, and so is an
+//! origin record whose blob nothing live names (or that is no longer absent).
+//! A live layer that is absent but has an origin record is not damage: it is
+//! fetched when needed. Marking reads
 //! manifests from the store itself, so a blob is kept exactly as long as
 //! something that would be used again needs it.
 //!
@@ -134,11 +137,17 @@ fn mark_root(
             }
             live.blobs.entry(cfg.clone()).or_insert(BlobKind::Config);
             for l in &m.layers {
+                // An absent layer with an origin record is fetched on
+                // demand: not damage.
                 if !blobs.has(&l.digest) && l.urls.is_none() {
-                    live.problems.push(format!(
-                        "{who}: layer {} of manifest {digest} is missing",
-                        l.digest
-                    ));
+                    match store.origins().get(&l.digest) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => live.problems.push(format!(
+                            "{who}: layer {} of manifest {digest} is missing and nothing records where to fetch it from",
+                            l.digest
+                        )),
+                        Err(e) => live.problems.push(format!("{who}: {e}")),
+                    }
                 }
                 live.blobs
                     .entry(l.digest.clone())
@@ -164,6 +173,9 @@ pub struct PruneReport {
     pub cache_entries_removed: usize,
     pub blobs_removed: usize,
     pub snapshots_removed: usize,
+    /// Origin records dropped: their blob is no longer named by anything
+    /// live, or has since been downloaded.
+    pub origins_removed: usize,
     pub bytes_freed: u64,
     /// Things that could not be removed, or referenced things that are
     /// missing. Not fatal.
@@ -224,6 +236,12 @@ fn sweep(store: &Store, report: &mut PruneReport) -> Result<()> {
             store.blobs().delete(&d)?;
             report.blobs_removed += 1;
             report.bytes_freed += size;
+        }
+    }
+    for d in store.origins().list()? {
+        if !live.blobs.contains_key(&d) || store.blobs().has(&d) {
+            store.origins().remove(&d)?;
+            report.origins_removed += 1;
         }
     }
     let snaps = store.snapshots_dir();
@@ -585,6 +603,68 @@ mod tests {
         assert!(!s.blobs().has(&a));
         assert!(s.blobs().has(&b));
         assert_eq!(s.cache_get("new").expect("get"), Some(vec![]));
+    }
+
+    #[test]
+    fn absent_layers_with_origins_are_kept_and_stale_origins_dropped() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = Store::open_exclusive(t.path()).expect("open");
+        let layer = b"a base layer never downloaded";
+        let ld = Digest::of(layer);
+        let desc = Descriptor::new(media_type::OCI_LAYER, ld.clone(), layer.len() as u64);
+        let origin = Reference::parse("reg.example/base:1").expect("ref");
+        s.record_origin(&desc, &origin).expect("origin");
+        let cfg = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [ld]},
+        }))
+        .expect("json");
+        let img = s
+            .write_image(&cfg, std::slice::from_ref(&desc), ManifestFormat::Oci)
+            .expect("write with an absent layer");
+        s.tag_image(
+            &Reference::parse("lazy:1").expect("ref"),
+            &img.manifest_digest,
+        )
+        .expect("tag");
+        // Records nothing live names, or of blobs that are here, are stale.
+        let orphan = Descriptor::new(media_type::OCI_LAYER, Digest::of(b"orphan"), 6);
+        s.record_origin(&orphan, &origin).expect("origin");
+        let here = image(&s, b"present layer");
+        let here_layer = here.manifest.layers[0].clone();
+        s.origins().add(&here_layer, &origin).expect("origin");
+        s.tag_image(
+            &Reference::parse("here:1").expect("ref"),
+            &here.manifest_digest,
+        )
+        .expect("tag");
+        assert!(verify(&s).expect("verify").is_clean());
+
+        let r = prune(&s, &PruneOptions::default()).expect("prune");
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(r.origins_removed, 2);
+        assert_eq!(s.origins().list().expect("list"), std::slice::from_ref(&ld));
+        assert!(s.blobs().has(&img.manifest_digest));
+        assert!(verify(&s).expect("verify").is_clean());
+
+        // Without its record the absent layer is damage again.
+        s.origins().remove(&ld).expect("rm");
+        let v = verify(&s).expect("verify");
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains(&ld.to_string()) && p.contains("missing")),
+            "{:?}",
+            v.problems
+        );
+        // And once the tag is gone, so is any record of it.
+        s.record_origin(&desc, &origin).expect("origin");
+        s.tags()
+            .remove(&Reference::parse("lazy:1").expect("ref"))
+            .expect("rmi");
+        let r = prune(&s, &PruneOptions::default()).expect("prune");
+        assert_eq!(r.origins_removed, 1);
+        assert!(s.origins().list().expect("list").is_empty());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The small named records of the store: tags (image name → manifest digest)
 //! under `index/tags/`, and cache entries (cache key → value bytes + the blobs
-//! and snapshots the value needs) under `index/cache/`.
+//! and snapshots the value needs) under `index/cache/`. Origin records
+//! (absent blob → where to fetch it) follow the same rules in
+//! [`crate::origin`].
 //!
 //! Each record is one JSON file named by the sha256 of its name, replaced
 //! atomically, so concurrent writers never corrupt each other (the last one
@@ -27,11 +29,11 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-fn record_name(name: &str) -> String {
+pub(crate) fn record_name(name: &str) -> String {
     format!("{}.json", Digest::of(name.as_bytes()).hex())
 }
 
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     match fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -39,7 +41,7 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-fn list_json(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn list_json(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,

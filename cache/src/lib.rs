@@ -15,6 +15,7 @@ pub mod image;
 pub mod index;
 pub mod layer;
 pub mod lock;
+pub mod origin;
 pub mod platform;
 pub mod reference;
 pub mod store;

@@ -6,6 +6,7 @@
 //! <root>/snapshots/<id>/      unpacked layers / upper dirs (runtime's)
 //! <root>/index/tags/          image names → manifest digests
 //! <root>/index/cache/         cache keys → values + what they keep alive
+//! <root>/index/origins/       absent blobs → where to fetch them
 //! <root>/tmp/<process>/       in-flight work; garbage once its owner is gone
 //! <root>/locks/               flock files
 //! ```
@@ -13,6 +14,11 @@
 //! Every process holds a shared lock on `locks/store.lock` while it has the
 //! store open; garbage collection takes it exclusively, so it never deletes a
 //! blob some live process has written but not yet tagged.
+//!
+//! An image may name layers the store does not hold, as long as an origin
+//! record says where to fetch each one ([`Store::record_origin`]): a fully
+//! cached build records its image without downloading base layers nobody
+//! needs.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,6 +30,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::image::{Descriptor, Image, ManifestFormat, write_image};
 use crate::index::{CacheIndex, CacheRefs, TagIndex};
 use crate::lock::{self, LockGuard, ScratchDir};
+use crate::origin::OriginIndex;
 use crate::platform::Platform;
 use crate::reference::Reference;
 
@@ -34,6 +41,7 @@ pub struct Store {
     blobs: BlobStore,
     tags: TagIndex,
     cache: CacheIndex,
+    origins: OriginIndex,
     scratch: Arc<ScratchDir>,
     _store_lock: LockGuard,
 }
@@ -68,6 +76,7 @@ impl Store {
             "snapshots",
             "index/tags",
             "index/cache",
+            "index/origins",
             "tmp",
             "locks",
         ] {
@@ -86,7 +95,8 @@ impl Store {
             root: root.to_path_buf(),
             blobs: BlobStore::new(root.join("blobs/sha256"), scratch.clone())?,
             tags: TagIndex::new(root.join("index/tags"), sp.clone())?,
-            cache: CacheIndex::new(root.join("index/cache"), sp)?,
+            cache: CacheIndex::new(root.join("index/cache"), sp.clone())?,
+            origins: OriginIndex::new(root.join("index/origins"), sp)?,
             scratch,
             _store_lock: guard,
         })
@@ -110,6 +120,21 @@ impl Store {
     /// The cache-key index.
     pub fn cache(&self) -> &CacheIndex {
         &self.cache
+    }
+
+    /// Where absent blobs can be fetched from.
+    pub fn origins(&self) -> &OriginIndex {
+        &self.origins
+    }
+
+    /// Remembers that `reference`'s repository serves the blob `desc`, so an
+    /// image may name it without the store holding it. Nothing is recorded
+    /// for a blob the store already has: there is nothing to fetch.
+    pub fn record_origin(&self, desc: &Descriptor, reference: &Reference) -> Result<()> {
+        if self.blobs.has(&desc.digest) {
+            return Ok(());
+        }
+        self.origins.add(desc, reference)
     }
 
     /// This process's scratch directory (same filesystem as the store,
@@ -200,15 +225,23 @@ impl Store {
         Image::load(&self.blobs, digest, platform)
     }
 
-    /// Writes a new image (config bytes + layers already in the store) and
-    /// returns it; tag it with [`Store::tag_image`].
+    /// Writes a new image (config bytes + layers, each in the store or
+    /// with an origin record) and returns it; tag it with
+    /// [`Store::tag_image`]. A layer that is neither is refused: nothing
+    /// could ever produce its bytes.
     pub fn write_image(
         &self,
         config_json: &[u8],
         layers: &[Descriptor],
         format: ManifestFormat,
     ) -> Result<Image> {
-        write_image(&self.blobs, config_json, layers, format)
+        write_image(
+            &self.blobs,
+            Some(&self.origins),
+            config_json,
+            layers,
+            format,
+        )
     }
 }
 
@@ -265,6 +298,43 @@ mod tests {
         );
         // Tagging something that is not there is refused.
         assert!(s.tag_image(&r, &Digest::of(b"absent")).is_err());
+    }
+
+    #[test]
+    fn absent_layers_need_an_origin_record_of_the_same_size() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(t.path()).expect("open");
+        let present = s.blobs().put_bytes(b"here", None).expect("put");
+        let absent = Digest::of(b"not here");
+        let descs = [
+            Descriptor::new(media_type::OCI_LAYER, present.clone(), 4),
+            Descriptor::new(media_type::OCI_LAYER, absent.clone(), 8),
+        ];
+        let cfg = config_for(&[present, absent.clone()]);
+        let err = s
+            .write_image(&cfg, &descs, ManifestFormat::Docker)
+            .expect_err("no origin");
+        assert!(err.to_string().contains("nothing records"), "{err}");
+
+        let origin = Reference::parse("reg.example/base:1").expect("ref");
+        s.record_origin(&descs[1], &origin).expect("origin");
+        let img = s
+            .write_image(&cfg, &descs, ManifestFormat::Docker)
+            .expect("write");
+        assert_eq!(
+            img.size(),
+            img.manifest_raw.len() as u64 + img.manifest.config.size + 4 + 8
+        );
+        assert!(!s.blobs().has(&absent));
+        // A descriptor that disagrees with the record is refused.
+        let wrong = [
+            descs[0].clone(),
+            Descriptor::new(media_type::OCI_LAYER, absent.clone(), 9),
+        ];
+        assert!(s.write_image(&cfg, &wrong, ManifestFormat::Docker).is_err());
+        // A blob that is here gets no record.
+        s.record_origin(&descs[0], &origin).expect("origin");
+        assert_eq!(s.origins().list().expect("list"), [absent]);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Source vertices: a base image's layers, fetched lazily.
 //!
 //! Resolving a base only reads its manifest and config (the resolver stored
-//! them); layer blobs are fetched from the registry only when something
-//! needs their bytes (a RUN's root filesystem, a COPY --from, an export), so
-//! a fully cached build downloads no layer.
+//! them, with an origin record per layer); layer blobs are fetched from the
+//! registry only when something needs their bytes (a RUN's root filesystem,
+//! a COPY --from, an export), so a fully cached build downloads no layer —
+//! not even to record its image, which names absent layers through their
+//! origin records ([`record_origin`]).
 
 use std::path::{Path, PathBuf};
 
@@ -38,19 +40,53 @@ pub fn image_layers(
         .collect())
 }
 
-/// Makes sure a layer's blob is in the store, fetching it from its origin.
+/// Makes sure a layer's blob is in the store, fetching it from the origins
+/// the store recorded for it or, failing those, from the layer's own origin.
+/// The recorded ones come first because a layer of a local image (`FROM` a
+/// tag this store built lazily) names that local tag, which no registry
+/// serves.
 pub fn ensure_blob(store: &Store, layer: &Layer) -> anyhow::Result<()> {
     if store.blobs().has(&layer.desc.digest) {
         return Ok(());
     }
-    let origin = layer
-        .origin
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("layer {} is missing from the store and has no origin to fetch it from: rebuild with --no-cache", layer.desc.digest))?;
+    let hint = layer.origin.as_deref().map(Reference::parse).transpose()?;
+    let recorded = store.origins().get(&layer.desc.digest)?.is_some();
+    if hint.is_none() && !recorded {
+        return Err(anyhow::anyhow!(
+            "layer {} is missing from the store and has no origin to fetch it from: rebuild with --no-cache",
+            layer.desc.digest
+        ));
+    }
+    cache::transport::registry::ensure_blob(store, &layer.desc, hint.as_ref()).with_context(
+        || {
+            format!(
+                "fetching layer {} of {}",
+                layer.desc.digest,
+                layer.origin.as_deref().unwrap_or("a base image")
+            )
+        },
+    )?;
+    Ok(())
+}
+
+/// Makes sure the store can name a layer in an image without holding its
+/// blob: present, or absent with an origin record (the layer's own origin
+/// is recorded if the store has none yet). This is what lets a fully
+/// cached build record its image without downloading base layers.
+pub fn record_origin(store: &Store, layer: &Layer) -> anyhow::Result<()> {
+    if store.blobs().has(&layer.desc.digest) || store.origins().get(&layer.desc.digest)?.is_some() {
+        return Ok(());
+    }
+    let origin = layer.origin.as_deref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "layer {} is missing from the store and has no origin to fetch it from: rebuild with --no-cache",
+            layer.desc.digest
+        )
+    })?;
     let reference = Reference::parse(origin)?;
-    let client = cache::transport::registry::RegistryClient::from_env()?;
-    cache::transport::registry::fetch_blob(&client, store, &reference, &layer.desc)
-        .with_context(|| format!("fetching layer {} of {origin}", layer.desc.digest))?;
+    store
+        .record_origin(&layer.desc, &reference)
+        .with_context(|| format!("recording where layer {} comes from", layer.desc.digest))?;
     Ok(())
 }
 

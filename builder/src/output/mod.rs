@@ -1,7 +1,8 @@
 //! Where a built image goes besides the local store: a docker-archive
 //! (`type=docker`), an OCI layout tar (`type=oci`), a registry, or the final
 //! root filesystem (`type=local` as a directory, `type=tar` as a tarball).
-//! Tarballs go to a file or, with `dest=-`, to standard output.
+//! Tarballs go to a file or, with `dest=-`, to standard output. Only these
+//! outputs need every layer's bytes ([`needs_layer_bytes`]).
 
 mod recompress;
 mod stdout;
@@ -104,6 +105,15 @@ pub fn export(
         }
     }
     Ok(())
+}
+
+/// Whether any output needs the bytes of every layer (an archive, a push,
+/// a root filesystem, a re-encoding). The plain local-store output does
+/// not: it records the image, and absent layers stay where they came from.
+pub fn needs_layer_bytes(outputs: &[OutputSpec]) -> bool {
+    outputs
+        .iter()
+        .any(|o| !(o.kind == OutputKind::Image && !o.push && o.compression.is_none()))
 }
 
 fn file_dest(dest: Option<&Path>) -> anyhow::Result<&Path> {

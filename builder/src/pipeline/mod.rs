@@ -945,8 +945,16 @@ fn finish_image(
     if let Some(doc) = inline_cache {
         cfg = remote_cache::with_inline_cache(&cfg, doc)?;
     }
+    // Only outputs that carry bytes need every layer here; the local store
+    // names absent ones through origin records and fetches them when a
+    // later save, push or build needs them.
+    let needs_bytes = crate::output::needs_layer_bytes(&ctx.req.outputs);
     for l in &state.layers {
-        source::ensure_blob(ctx.store, l)?;
+        if needs_bytes {
+            source::ensure_blob(ctx.store, l)?;
+        } else {
+            source::record_origin(ctx.store, l)?;
+        }
     }
     let descs: Vec<cache::image::Descriptor> =
         state.layers.iter().map(|l| l.desc.clone()).collect();

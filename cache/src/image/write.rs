@@ -3,22 +3,27 @@
 //!
 //! The builder produces the config JSON itself (it knows the Dockerfile
 //! semantics); this module only checks that the pieces agree (one diff ID per
-//! layer, every layer blob present with the stated size) and writes a
-//! deterministic manifest, so the same inputs always give the same digest.
+//! layer, every layer blob present with the stated size, or absent with an
+//! origin record of that size) and writes a deterministic manifest, so the
+//! same inputs always give the same digest.
 
 use super::descriptor::Descriptor;
 use super::manifest::Manifest;
 use super::media_type::{ManifestFormat, layer_compression};
 use super::{Image, ImageConfig};
 use crate::cas::BlobStore;
-use crate::error::{Result, invalid};
+use crate::error::{Error, Result, invalid};
+use crate::origin::OriginIndex;
 
-/// Stores `config_json` and a manifest for it and `layers` (already in the
-/// store, bottom first) using `format`'s media types. Layer media types are
-/// translated to that format's spelling. Returns the new image; its
-/// `manifest_digest` is what a tag should point to.
+/// Stores `config_json` and a manifest for it and `layers` (bottom first)
+/// using `format`'s media types. Each layer must be in `blobs`, or — when
+/// `origins` is given — absent with an origin record, so that whatever
+/// needs its bytes later can fetch them. Layer media types are translated to
+/// that format's spelling. Returns the new image; its `manifest_digest` is
+/// what a tag should point to.
 pub fn write_image(
     blobs: &BlobStore,
+    origins: Option<&OriginIndex>,
     config_json: &[u8],
     layers: &[Descriptor],
     format: ManifestFormat,
@@ -33,10 +38,22 @@ pub fn write_image(
     }
     let mut out_layers = Vec::with_capacity(layers.len());
     for l in layers {
-        let size = blobs.size(&l.digest)?;
+        let (size, where_) = match (blobs.size(&l.digest), origins) {
+            (Ok(size), _) => (size, "in the store"),
+            (Err(Error::BlobNotFound { .. }), Some(o)) => match o.get(&l.digest)? {
+                Some(rec) => (rec.size, "in its origin record"),
+                None => {
+                    return Err(invalid(format!(
+                        "new image: layer {} is not in the store and nothing records where to fetch it from",
+                        l.digest
+                    )));
+                }
+            },
+            (Err(e), _) => return Err(e),
+        };
         if size != l.size {
             return Err(invalid(format!(
-                "new image: layer {} is {size} bytes in the store but its descriptor says {}",
+                "new image: layer {} is {size} bytes {where_} but its descriptor says {}",
                 l.digest, l.size
             )));
         }

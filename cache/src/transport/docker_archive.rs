@@ -58,6 +58,7 @@ pub fn save(store: &Store, items: &[SaveItem], dest: &Path) -> Result<()> {
     if items.is_empty() {
         return Err(invalid("nothing to save: name at least one image"));
     }
+    super::fetch_absent_layers(store, items)?;
     let mut out = TarOut::default();
     let mut index = Index {
         schema_version: 2,
@@ -161,8 +162,8 @@ pub(crate) fn load_from_archive(
                 size,
             ));
         }
-        let image =
-            write_image(store.blobs(), &cfg, &layers, ManifestFormat::Docker).map_err(|err| {
+        let image = write_image(store.blobs(), None, &cfg, &layers, ManifestFormat::Docker)
+            .map_err(|err| {
                 invalid(format!(
                     "{what}: image {i} of manifest.json ({}): {err}",
                     e.config

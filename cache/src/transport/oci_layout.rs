@@ -83,6 +83,7 @@ fn new_index() -> Index {
 /// existing layout keeps its other images, same-tag entries are replaced).
 pub fn export_dir(store: &Store, items: &[SaveItem], dir: &Path) -> Result<()> {
     check_unique_tags(items)?;
+    super::fetch_absent_layers(store, items)?;
     let items = &as_oci(store, items)?;
     let blob_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blob_dir).ctx("create layout directory", &blob_dir)?;
@@ -125,6 +126,7 @@ pub fn export_dir(store: &Store, items: &[SaveItem], dir: &Path) -> Result<()> {
 /// Writes `items` as an OCI layout tar (an "oci-archive") at `dest`.
 pub fn export_tar(store: &Store, items: &[SaveItem], dest: &Path) -> Result<()> {
     check_unique_tags(items)?;
+    super::fetch_absent_layers(store, items)?;
     let items = &as_oci(store, items)?;
     let mut out = TarOut::default();
     let mut index = new_index();

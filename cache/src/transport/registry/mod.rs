@@ -7,11 +7,13 @@
 //! scheme and host, [`auth`] reads credentials and challenges, [`manifest`]
 //! knows the media types, [`fetch`] downloads with verification, [`upload`]
 //! sends blobs and manifests. On top: [`pull`] and [`push`] move images
-//! between a registry and the local [`crate::store::Store`], and [`artifact`]
-//! stores small OCI artifacts (the builder's registry cache).
+//! between a registry and the local [`crate::store::Store`], [`lazy`] fetches
+//! a blob the store only has an origin record for, and [`artifact`] stores
+//! small OCI artifacts (the builder's registry cache).
 //!
 //! For the builder: [`fetch_manifest_and_config`] (base image metadata for
 //! cache keys, no layers), [`fetch_blob`] (one layer, lazily, into the store),
+//! [`ensure_blob`] (one blob from wherever the store recorded it came from),
 //! [`resolve_remote`] + [`RemoteImage::store_metadata`], [`pull`], [`push`],
 //! [`put_artifact`] / [`get_artifact`].
 
@@ -21,6 +23,7 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod fetch;
+pub mod lazy;
 pub mod manifest;
 pub mod parallel;
 pub mod pull;
@@ -32,6 +35,7 @@ pub use artifact::{Artifact, SmallBlob, get_artifact, get_small_blob, put_artifa
 pub use client::{ClientOptions, RegistryClient, Repo};
 pub use error::{RegistryError, Result};
 pub use fetch::{FetchedManifest, ManifestHead};
+pub use lazy::{ensure_blob, ensure_blob_with, ensure_image_blobs};
 pub use pull::{
     PullEvent, PullReport, RemoteImage, fetch_blob, fetch_blob_by_digest,
     fetch_manifest_and_config, pull, pull_with_progress, resolve_remote,

@@ -74,9 +74,14 @@ impl RemoteImage {
     }
 
     /// Writes the index (if any), manifest and config into the store, each
-    /// verified against its digest. Layers are not touched.
+    /// verified against its digest. Layers are not downloaded: for each one
+    /// the store lacks, it records that this reference serves it, so the
+    /// image is whole in the store's eyes and its layers come on demand.
     pub fn store_metadata(&self, store: &Store) -> Result<()> {
         let blobs = store.blobs();
+        for l in self.layers() {
+            store.record_origin(l, &self.reference)?;
+        }
         blobs.put_bytes(&self.config, Some(self.config_digest()))?;
         blobs.put_bytes(&self.manifest.bytes, Some(&self.manifest.digest))?;
         if let Some(i) = &self.index {
@@ -199,6 +204,9 @@ fn fetch_into_store(
         match client.get_blob(repo, digest, size, &mut w) {
             Ok(_) => {
                 w.commit(Some(digest))?;
+                // Only tidiness: a leftover origin record of a present blob
+                // is ignored by every reader and dropped by the next prune.
+                let _ = store.origins().remove(digest);
                 return Ok(true);
             }
             Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => attempt += 1,

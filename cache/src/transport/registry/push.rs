@@ -9,6 +9,7 @@
 
 use super::client::{RegistryClient, Repo};
 use super::error::{RegistryError, Result};
+use super::lazy::ensure_blob_with;
 use super::manifest::effective_media_type;
 use super::parallel::{TRANSFER_WORKERS, for_each_bounded};
 use super::pull::{fetch_blob, registry_ref, repo_of};
@@ -44,7 +45,9 @@ pub fn push(
 /// build never downloaded) is mounted from an origin on the destination's
 /// registry, or fetched (verified) from an origin elsewhere and uploaded;
 /// blobs the store has are still mounted when an origin on the same
-/// registry allows it.
+/// registry allows it. The origins the store recorded for absent blobs are
+/// tried after `origins`, so a plain [`push`] of a lazily recorded image
+/// works too.
 pub fn push_with_origins(
     client: &RegistryClient,
     store: &Store,
@@ -189,6 +192,12 @@ fn ensure_blob(
                 Err(e) => return Err(e),
             }
         }
+        if !store.blobs().has(&blob.digest) {
+            if let Some(how) = mount_recorded(client, store, repo, blob)? {
+                return Ok(how);
+            }
+            ensure_blob_with(client, store, blob, None)?;
+        }
     }
     push_store_blob(
         client,
@@ -197,6 +206,28 @@ fn ensure_blob(
         blob,
         origins.mount_from.first().map(String::as_str),
     )
+}
+
+/// Mounts a blob the store lacks from a repository its origin record names
+/// on the destination's registry: cheaper than a download and an upload.
+fn mount_recorded(
+    client: &RegistryClient,
+    store: &Store,
+    repo: &Repo,
+    blob: &Descriptor,
+) -> Result<Option<BlobPushed>> {
+    let Some(rec) = store.origins().get(&blob.digest)? else {
+        return Ok(None);
+    };
+    for r in rec.parsed_references() {
+        if r.registry() == repo.registry
+            && r.repository() != repo.repository
+            && client.mount_blob(repo, &blob.digest, r.repository())? == MountOutcome::Mounted
+        {
+            return Ok(Some(BlobPushed::Mounted));
+        }
+    }
+    Ok(None)
 }
 
 /// Makes sure `repo` has a blob of the local store: skipped if present,
