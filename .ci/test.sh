@@ -29,6 +29,8 @@ step() { printf '\n==> %s\n' "$*"; }
 if [ "${SKIP_SETUP:-0}" != 1 ]; then
     step "host setup: packages, user $user, subuid range"
     bash "$shared/peers/setup-host.sh"
+    # ADD <git repository> runs the host's git; setup-host.sh does not install it.
+    command -v git >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q git
     step "local registry and offline base images"
     bash "$shared/peers/registry-start.sh"
     bash "$shared/peers/make-base-images.sh" busybox debian

@@ -745,7 +745,7 @@ fn add_from_a_url() {
     let c = Case::new(
         &format!(
             "FROM BASE\nADD http://{a}/dl/hello.txt /h/\nADD --checksum=sha256:{sum} http://{a}/dl/hello.txt /checked\n\
-             ADD http://{a}/dl/a.tar /t/\nADD --unpack=true http://{a}/dl/a.tar /u/\n"
+             ADD http://{a}/dl/a.tar /t/\nADD --unpack=true http://{a}/dl/a.tar /u/\nADD http://{a}/dl/hello.txt /tmp\n"
         ),
         &[],
     );
@@ -755,6 +755,8 @@ fn add_from_a_url() {
     assert_eq!(b.text("/checked"), "hello from http\n");
     assert_eq!(b.file("/t/a.tar").content, tar);
     assert_eq!(b.text("/u/in.txt"), "in");
+    // An existing directory of the image is copied into.
+    assert_eq!(b.text("/tmp/hello.txt"), "hello from http\n");
 
     // Unchanged: every step cached. Changed: the steps that fetch it re-run
     // and the checksum no longer matches.
@@ -766,7 +768,7 @@ fn add_from_a_url() {
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert_eq!(log.matches("CACHED").count(), 4, "{log}");
+    assert_eq!(log.matches("CACHED").count(), 5, "{log}");
     srv.put("/dl/hello.txt", b"changed\n");
     let err = c.try_build(&[]).err().expect("the checksum must fail");
     assert!(
@@ -927,4 +929,58 @@ fn several_sources_into_an_existing_directory_without_a_slash() {
         err.contains("/nodir/") && err.contains("Dockerfile:2"),
         "{err}"
     );
+}
+
+/// `ADD <git repository>`: the tree at a tag (or the default branch) copied
+/// into the destination directory, a `:subdir` fragment, git's modes, no
+/// `.git` unless `--keep-git-dir=true`.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn add_from_a_git_repository() {
+    let c = Case::new("FROM BASE\n", &[]);
+    let repo = c.ctx.parent().unwrap().join("src.git");
+    std::fs::create_dir_all(repo.join("sub")).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.email=t@t", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "--quiet"]);
+    std::fs::write(repo.join("sub/a.txt"), "one").unwrap();
+    std::fs::write(repo.join("run.sh"), "#!/bin/sh\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(repo.join("run.sh"), std::fs::Permissions::from_mode(0o775))
+            .unwrap();
+    }
+    git(&["add", "."]);
+    git(&["commit", "--quiet", "-m", "one"]);
+    git(&["tag", "v1"]);
+    std::fs::write(repo.join("sub/a.txt"), "two").unwrap();
+    git(&["commit", "--quiet", "-am", "two"]);
+    let url = format!("file://{}", repo.display());
+    std::fs::write(
+        c.ctx.join("Dockerfile"),
+        format!(
+            "FROM {}\nADD {url}#v1 /src\nADD {url}#v1:sub /sub/\nADD --keep-git-dir=true {url} /withgit\n",
+            base()
+        ),
+    )
+    .unwrap();
+    let b = c.build(&[]);
+    assert_eq!(b.text("/src/sub/a.txt"), "one");
+    assert_eq!(b.file("/src/run.sh").mode, 0o755);
+    assert_eq!(b.file("/src/sub/a.txt").mode, 0o644);
+    assert!(!b.fs.keys().any(|k| k.starts_with("/src/.git")));
+    assert_eq!(b.text("/sub/a.txt"), "one");
+    assert_eq!(b.text("/withgit/sub/a.txt"), "two");
+    assert_eq!(b.file("/withgit/.git").kind, tar::EntryType::Directory);
 }

@@ -6,6 +6,7 @@ pub mod checksum;
 pub mod chmod;
 pub mod dockerignore;
 pub mod filtered;
+pub mod git;
 pub mod pattern;
 pub mod remote;
 pub mod select;

@@ -21,16 +21,6 @@ pub fn is_remote(src: &str) -> bool {
     src.contains("://") || src.starts_with("git@")
 }
 
-/// Whether a remote source names a git repository (not supported yet).
-fn is_git(src: &str) -> bool {
-    src.starts_with("git@")
-        || src.starts_with("git://")
-        || src
-            .split(['#', '?'])
-            .next()
-            .is_some_and(|s| s.ends_with(".git"))
-}
-
 /// One fetched file: its name in the download directory and its digest.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -85,8 +75,8 @@ pub fn fetch_all(
 }
 
 fn fetch(agent: &ureq::Agent, url: &str, dir: &Path) -> anyhow::Result<Fetched> {
-    if is_git(url) {
-        return Err(crate::not_supported("ADD of a git repository"));
+    if super::git::is_git(url) {
+        bail!("internal: a git repository reached the URL fetcher");
     }
     let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
@@ -159,10 +149,8 @@ mod tests {
     }
 
     #[test]
-    fn git_sources_are_told_apart() {
-        assert!(is_git("https://github.com/o/r.git#main"));
-        assert!(is_git("git@github.com:o/r.git"));
-        assert!(!is_git("https://x.org/file.tar.gz"));
-        assert!(is_remote("https://x.org/f") && !is_remote("./f"));
+    fn remote_sources_are_told_apart() {
+        assert!(is_remote("https://x.org/f") && is_remote("git@x.org:o/r.git"));
+        assert!(!is_remote("./f"));
     }
 }

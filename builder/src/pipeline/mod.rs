@@ -22,8 +22,8 @@ use runtime::run_mounts::BindFrom;
 
 use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
 use crate::context::dockerignore::{self, Matcher};
-use crate::context::remote;
 use crate::context::select::{CopySpec, select};
+use crate::context::{git, remote};
 use crate::ops::exec::Executor;
 use crate::ops::{CachedResult, Layer, file, source};
 use crate::options::{BuildRequest, DockerfileSource, NamedContextSource};
@@ -384,6 +384,9 @@ fn run_step(
     let mut ov = Overrides::default();
     let mut image_source: Option<(String, String)> = None;
     let mut sel_root = ctx.req.context.clone();
+    // The sources the cache key's selection used (`sel_root`-relative), so
+    // the step can select them again for a destination the image moves.
+    let mut sel_sources: Vec<String> = f_sources(&step.op);
     // ADD <url>: the downloaded files, kept until the layer is written.
     let mut downloads: Option<tempfile::TempDir> = None;
     // The `.dockerignore` of a `--build-context name=DIR` being copied from.
@@ -468,22 +471,46 @@ fn run_step(
                     let dir = tempfile::Builder::new()
                         .prefix("add-url-")
                         .tempdir_in(ctx.store.scratch_dir())?;
-                    let fetched = remote::fetch_all(&f.sources, dir.path(), f.checksum.as_deref())?;
-                    let names = fetched.iter().map(|d| d.name.clone()).collect();
-                    let sel = select(
-                        dir.path(),
-                        &Matcher::default(),
-                        &CopySpec::new(names, &f.dest),
-                    )?;
-                    let sum =
-                        checksum_selection(dir.path(), &sel, &ov, &ChecksumIndex::in_memory())?;
-                    for d in &fetched {
-                        facts.insert(format!("url:{}", d.url), d.digest.to_string());
+                    if f.sources.iter().any(|s| git::is_git(s)) {
+                        let [source] = f.sources.as_slice() else {
+                            return Err(crate::not_supported(
+                                "ADD of a git repository together with other sources; split it",
+                            ));
+                        };
+                        let src = git::GitSource::parse(source);
+                        let co = git::checkout(&src, dir.path(), f.keep_git_dir)?;
+                        // The tree is copied into `dest` as a directory.
+                        let into = format!("{}/", f.dest.trim_end_matches('/'));
+                        let spec = CopySpec::new(vec![".".into()], &into);
+                        let sel = select(&co.dir, &Matcher::default(), &spec)?;
+                        let sum =
+                            checksum_selection(&co.dir, &sel, &ov, &ChecksumIndex::in_memory())?;
+                        facts.insert(format!("git:{source}"), co.commit.clone());
+                        ctx_sum = Some(sum.checksum.clone());
+                        context_sel = Some(sel);
+                        sel_root = co.dir;
+                        sel_sources = vec![".".into()];
+                        downloads = Some(dir);
+                    } else {
+                        let fetched =
+                            remote::fetch_all(&f.sources, dir.path(), f.checksum.as_deref())?;
+                        let names: Vec<String> = fetched.iter().map(|d| d.name.clone()).collect();
+                        let sel = select(
+                            dir.path(),
+                            &Matcher::default(),
+                            &CopySpec::new(names.clone(), &f.dest),
+                        )?;
+                        sel_sources = names;
+                        let sum =
+                            checksum_selection(dir.path(), &sel, &ov, &ChecksumIndex::in_memory())?;
+                        for d in &fetched {
+                            facts.insert(format!("url:{}", d.url), d.digest.to_string());
+                        }
+                        ctx_sum = Some(sum.checksum.clone());
+                        context_sel = Some(sel);
+                        sel_root = dir.path().to_path_buf();
+                        downloads = Some(dir);
                     }
-                    ctx_sum = Some(sum.checksum.clone());
-                    context_sel = Some(sel);
-                    sel_root = dir.path().to_path_buf();
-                    downloads = Some(dir);
                 } else {
                     let sel = select(&ctx.req.context, &ctx.ignore, &copy_spec(f, &key_dest(f)))?;
                     let sum = checksum_selection(&ctx.req.context, &sel, &ov, &ctx.index)?;
@@ -721,7 +748,9 @@ fn run_step(
                             (None, Some(n)) => n,
                             (None, None) => &ctx.ignore,
                         };
-                        let sel = select(&sel_root, ignore, &copy_spec(f, &dest.path))?;
+                        let mut spec = copy_spec(f, &dest.path);
+                        spec.sources = sel_sources.clone();
+                        let sel = select(&sel_root, ignore, &spec)?;
                         (sel_root.clone(), sel)
                     }
                     (CopySource::Stage { .. } | CopySource::Image { .. }, _) => {
@@ -801,6 +830,14 @@ fn run_step(
 }
 
 /// What a COPY/ADD selects, copied to `dest`.
+/// The sources a file op names (none for other ops).
+fn f_sources(op: &Op) -> Vec<String> {
+    match op {
+        Op::File(f) => f.sources.clone(),
+        Op::Exec(_) => Vec::new(),
+    }
+}
+
 /// Whether a COPY/ADD names several sources (or a wildcard): Docker then
 /// needs a directory destination.
 fn several_sources(f: &frontend::FileOp) -> bool {
