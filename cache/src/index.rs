@@ -41,6 +41,16 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// Removes a record file; `false` if there was none. `what` names it in
+/// the error.
+pub(crate) fn remove_optional(path: &Path, what: &'static str) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).ctx(what, path),
+    }
+}
+
 pub(crate) fn list_json(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let entries = match fs::read_dir(dir) {
@@ -129,12 +139,7 @@ impl TagIndex {
     /// Removes a tag; returns whether it existed.
     pub fn remove(&self, reference: &Reference) -> Result<bool> {
         let name = Self::key(reference)?;
-        let path = self.dir.join(record_name(&name));
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).ctx("remove tag", &path),
-        }
+        remove_optional(&self.dir.join(record_name(&name)), "remove tag")
     }
 
     /// Every tag, sorted by name. Unreadable records are reported as errors
@@ -241,12 +246,7 @@ impl CacheIndex {
 
     /// Removes the entry under `key`; returns whether it existed.
     pub fn remove(&self, key: &str) -> Result<bool> {
-        let path = self.dir.join(record_name(key));
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).ctx("remove cache entry", &path),
-        }
+        remove_optional(&self.dir.join(record_name(key)), "remove cache entry")
     }
 
     /// Every entry, least recently used first.

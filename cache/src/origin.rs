@@ -15,7 +15,6 @@
 //! and records whose blob has since arrived.
 
 use std::fs;
-use std::io;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -24,7 +23,7 @@ use crate::atomic::write_atomic;
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, invalid};
 use crate::image::Descriptor;
-use crate::index::{list_json, read_optional};
+use crate::index::{list_json, read_optional, remove_optional};
 use crate::reference::Reference;
 
 /// How many references one record keeps: enough to survive one registry
@@ -126,12 +125,7 @@ impl OriginIndex {
 
     /// Removes the record for `digest`; returns whether it existed.
     pub fn remove(&self, digest: &Digest) -> Result<bool> {
-        let path = self.path(digest);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).ctx("remove origin record", &path),
-        }
+        remove_optional(&self.path(digest), "remove origin record")
     }
 
     /// The digests that have a record, sorted. Names that are not a blob
