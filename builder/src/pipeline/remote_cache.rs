@@ -87,7 +87,8 @@ impl Imported {
         let ok = match (&res.layer, origin) {
             (None, _) => true,
             (Some(l), _) if store.blobs().has(&l.desc.digest) => true,
-            (Some(_), Origin::Store) => false,
+            // A local image's layer may be recorded as fetchable elsewhere.
+            (Some(l), Origin::Store) => crate::ops::source::ensure_blob(store, l).is_ok(),
             (Some(l), Origin::Dir(d)) => {
                 let p = d.join("blobs/sha256").join(l.desc.digest.hex());
                 std::fs::File::open(&p)
