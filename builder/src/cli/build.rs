@@ -25,7 +25,8 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct BuildFlags {
-    /// The build context directory.
+    /// The build context directory, or `-`: a context tar (plain or
+    /// compressed) or a lone Dockerfile read from standard input.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
     /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from stdin).
@@ -52,10 +53,13 @@ pub struct BuildFlags {
     /// Import cache: `type=local,src=DIR`, `type=registry,ref=REF` or an image reference.
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
-    /// Export cache: `type=local,dest=DIR`, `type=registry,ref=REF[,mode=max]` or `type=inline`.
+    /// Export cache: `type=local,dest=DIR[,mode=min|max]`,
+    /// `type=registry,ref=REF[,mode=min|max]` (min, the default: the final
+    /// image's steps; max: every step) or `type=inline` (in the image config).
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
-    /// Output: `type=docker|oci|tar|local|image|registry[,dest=…][,name=…][,compression=…]`.
+    /// Output: `type=docker|oci|tar|local|image|registry[,dest=FILE|-][,name=…][,compression=gzip|zstd|uncompressed]`
+    /// (`dest=-`: the tarball on standard output).
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub output: Vec<String>,
     /// Push the image to its registry after the build.
