@@ -216,8 +216,11 @@ impl std::str::FromStr for CacheTo {
         const FLAG: &str = "--cache-to";
         let m = cache_items(FLAG, s)?;
         let max = match m.get("mode").map(String::as_str) {
-            None | Some("min") => false,
-            Some("max") => true,
+            // max by default (BuildKit's is min): strata still runs a stage
+            // whose result only a cached later step uses, so a min cache
+            // would leave those stages to rebuild on every fresh runner.
+            Some("min") => false,
+            None | Some("max") => true,
             Some(other) => bail!("{FLAG}: mode={other:?}: use min or max"),
         };
         match m.get("type").map(String::as_str) {
@@ -530,6 +533,21 @@ mod tests {
             CacheTo::Registry {
                 reference: "r/c".into(),
                 max: true
+            }
+        );
+        // max unless min is asked for.
+        assert_eq!(
+            "type=local,dest=d".parse::<CacheTo>().unwrap(),
+            CacheTo::Local {
+                dest: "d".into(),
+                max: true
+            }
+        );
+        assert_eq!(
+            "type=local,dest=d,mode=min".parse::<CacheTo>().unwrap(),
+            CacheTo::Local {
+                dest: "d".into(),
+                max: false
             }
         );
         assert!(

@@ -682,7 +682,7 @@ fn local_cache_keys(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `mode=min` (the default) exports only the steps the final image is made
+/// `mode=min` exports only the steps the final image is made
 /// of; `mode=max` also the other stage's. Importing the min cache into an
 /// empty root hits every final-stage step and re-runs only the other stage.
 #[test]
@@ -697,9 +697,10 @@ fn cache_mode_min_exports_the_final_stage_and_max_every_step() {
         &ctx,
         &[
             "--cache-to",
-            &format!("type=local,dest={}", min.display()),
+            &format!("type=local,dest={},mode=min", min.display()),
             "--cache-to",
-            &format!("type=local,dest={},mode=max", max.display()),
+            // max is the default.
+            &format!("type=local,dest={}", max.display()),
         ],
     );
     let (min_keys, max_keys) = (local_cache_keys(&min), local_cache_keys(&max));
@@ -853,4 +854,31 @@ fn prune_keeps_the_layer_directories_of_cached_steps() {
     assert!(left.is_empty(), "prune --all left {left:?}");
     let (ran, _) = build_events(&root, &ctx, &[]);
     assert_eq!(ran.len(), 3, "after prune --all ran {ran:?}");
+}
+
+/// With no `mode=`, a registry cache holds every stage's steps, so an empty
+/// root rebuilding a multi-stage Dockerfile from it runs no step at all.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn default_registry_cache_covers_every_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let ctx = arg_context(tmp);
+    let cache_ref = format!(
+        "{}/strata-e2e/default-cache-{}:latest",
+        registry(),
+        std::process::id()
+    );
+    build_events(
+        &tmp.join("root1"),
+        &ctx,
+        &["--cache-to", &format!("type=registry,ref={cache_ref}")],
+    );
+    let (ran, cached) = build_events(
+        &tmp.join("root2"),
+        &ctx,
+        &["--cache-from", &format!("type=registry,ref={cache_ref}")],
+    );
+    assert!(ran.is_empty(), "steps ran despite the cache: {ran:?}");
+    assert_eq!(cached.len(), 5, "{cached:?}");
 }

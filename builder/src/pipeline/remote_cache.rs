@@ -2,7 +2,9 @@
 //!
 //! A cache export is the map *cache key → result* (the layer a step added,
 //! or none), plus the layer blobs. `mode=max` exports every step of the
-//! build (all stages); `mode=min`, the default as in BuildKit, only the
+//! build (all stages; the default here, where BuildKit's is min, because
+//! strata still runs a stage that only a cached later step reads);
+//! `mode=min` only the
 //! steps the final image is made of. In a registry it is an OCI artifact
 //! (`application/vnd.strata.cache.v1+json`) whose config holds the map and
 //! whose layers are the blobs; in a local directory it is
