@@ -216,9 +216,9 @@ impl std::str::FromStr for CacheTo {
         const FLAG: &str = "--cache-to";
         let m = cache_items(FLAG, s)?;
         let max = match m.get("mode").map(String::as_str) {
-            // max by default (BuildKit's is min): strata still runs a stage
-            // whose result only a cached later step uses, so a min cache
-            // would leave those stages to rebuild on every fresh runner.
+            // max by default (BuildKit's is min): when a change makes the
+            // final stage miss, a fresh runner still finds the stages it
+            // reads (dependency builds) in the cache instead of rebuilding.
             Some("min") => false,
             None | Some("max") => true,
             Some(other) => bail!("{FLAG}: mode={other:?}: use min or max"),

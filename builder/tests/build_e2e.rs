@@ -684,7 +684,7 @@ fn local_cache_keys(dir: &Path) -> Vec<String> {
 
 /// `mode=min` exports only the steps the final image is made
 /// of; `mode=max` also the other stage's. Importing the min cache into an
-/// empty root hits every final-stage step and re-runs only the other stage.
+/// empty root hits every final-stage step and never runs the other stage.
 #[test]
 #[ignore = "needs the .ci/test.sh environment"]
 fn cache_mode_min_exports_the_final_stage_and_max_every_step() {
@@ -717,14 +717,15 @@ fn cache_mode_min_exports_the_final_stage_and_max_every_step() {
         &ctx,
         &["--cache-from", &format!("type=local,src={}", min.display())],
     );
-    assert_eq!(ran.len(), 1, "only the other stage runs: {ran:?}");
-    assert!(ran[0].contains("echo other"), "{ran:?}");
+    // The other stage is not in a min cache, but only a cached COPY --from
+    // reads it, so it is not run at all (BuildKit's lazy solve).
+    assert!(ran.is_empty(), "nothing runs: {ran:?}");
     assert_eq!(cached.len(), 4, "{cached:?}");
 }
 
 /// `--cache-to type=inline` carries the cache in the pushed image's config;
-/// `--cache-from IMAGE` in an empty root then reuses the final stage's steps
-/// and gives the same image.
+/// `--cache-from IMAGE` in an empty root then reuses the final stage's steps,
+/// runs nothing else, and gives the same image.
 #[test]
 #[ignore = "needs the .ci/test.sh environment"]
 fn inline_cache_in_a_pushed_image_fills_an_empty_root() {
@@ -775,7 +776,7 @@ fn inline_cache_in_a_pushed_image_fills_an_empty_root() {
             iid2.to_str().unwrap(),
         ],
     );
-    assert_eq!(ran.len(), 1, "only the other stage runs: {ran:?}");
+    assert!(ran.is_empty(), "nothing runs: {ran:?}");
     assert_eq!(cached.len(), 4, "{cached:?}");
     assert_eq!(
         std::fs::read(&iid1).unwrap(),

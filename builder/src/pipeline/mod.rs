@@ -4,9 +4,11 @@
 
 mod dir_base;
 mod image;
+mod lazy;
 mod plan;
 mod remote_cache;
 mod resolver;
+mod step_key;
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -20,10 +22,9 @@ use cache::store::Store;
 use frontend::{Base, CopySource, FileKind, Op};
 use runtime::run_mounts::BindFrom;
 
-use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
+use crate::context::checksum::ChecksumIndex;
 use crate::context::dockerignore::{self, Matcher};
 use crate::context::select::{CopySpec, select};
-use crate::context::{git, remote};
 use crate::ops::exec::Executor;
 use crate::ops::{CachedResult, Layer, file, source};
 use crate::options::{BuildRequest, DockerfileSource, NamedContextSource};
@@ -32,6 +33,7 @@ use crate::solver::cache_key::{KeyInputs, cache_key, definition_digest};
 use crate::solver::explain::{MissReason, RecordStore, StepRecord, explain};
 use crate::solver::schedule;
 use plan::{Plan, Vertex};
+use step_key::{StepKey, step_key};
 
 /// A filesystem state: the layers so far and the cache key that made them.
 #[derive(Debug, Clone)]
@@ -46,6 +48,52 @@ pub struct FsState {
     /// The cache keys of those steps: what `mode=min` and inline caches
     /// export (the results the final image is made of).
     pub chain_keys: Vec<String>,
+    /// A vertex the build did not need (see `lazy.rs`): only its key is
+    /// real, its layers are not there.
+    pub skipped: bool,
+}
+
+impl FsState {
+    /// No layers yet, under `key`.
+    fn empty(key: String) -> FsState {
+        FsState {
+            key,
+            layers: Vec::new(),
+            made_layer: Vec::new(),
+            created: Vec::new(),
+            chain_keys: Vec::new(),
+            skipped: false,
+        }
+    }
+}
+
+/// The key of `FROM scratch`.
+fn scratch_key() -> String {
+    cache_key(&KeyInputs {
+        definition: &definition_digest(&serde_json::json!({"source": "scratch"})),
+        ..Default::default()
+    })
+}
+
+/// The key of `FROM <image>` at a manifest digest.
+fn image_key(reference: &str, digest: &str) -> String {
+    let def = definition_digest(&serde_json::json!({"source": "image", "ref": reference}));
+    cache_key(&KeyInputs {
+        definition: &def,
+        base_digest: Some(digest),
+        ..Default::default()
+    })
+}
+
+/// Whether `--no-cache` or `--no-cache-filter` turns the cache off for a
+/// stage.
+fn cache_disabled(req: &BuildRequest, st: &frontend::Stage) -> bool {
+    req.no_cache
+        || st
+            .name
+            .as_ref()
+            .is_some_and(|n| req.no_cache_filter.contains(n))
+        || req.no_cache_filter.contains(&st.id.to_string())
 }
 
 /// The result of a build.
@@ -240,11 +288,20 @@ fn build_inner(
         first_failure: Mutex::new(None),
         context_view: std::sync::OnceLock::new(),
     };
+    // Stages only a cache hit reads are not run (BuildKit's lazy solve).
+    let probes = lazy::probe(&ctx, &graph, &plan);
+    let needed = lazy::needed(&plan, &probes);
     let outputs = schedule::run(
         &plan.nodes,
         &[plan.target],
         req.jobs,
-        |i, v, inputs: &[FsState]| run_vertex(&ctx, &graph, &plan, i, v, inputs),
+        |i, v, inputs: &[FsState]| {
+            if needed[i] {
+                run_vertex(&ctx, &graph, &plan, i, v, inputs)
+            } else {
+                Ok(lazy::skipped(&ctx, &graph, &plan, i, v, &probes[i]))
+            }
+        },
     );
     let _ = ctx.index.save();
     let outputs = match outputs {
@@ -311,37 +368,17 @@ fn run_vertex(
         Vertex::Base { stage } => {
             let st = &graph.stages[stage];
             match &st.base {
-                Base::Scratch => Ok(FsState {
-                    key: cache_key(&KeyInputs {
-                        definition: &definition_digest(&serde_json::json!({"source": "scratch"})),
-                        ..Default::default()
-                    }),
-                    layers: Vec::new(),
-                    made_layer: Vec::new(),
-                    created: Vec::new(),
-                    chain_keys: Vec::new(),
-                }),
+                Base::Scratch => Ok(FsState::empty(scratch_key())),
                 Base::Stage { .. } => Ok(inputs[0].clone()),
                 Base::Image {
                     reference, digest, ..
                 } => {
-                    let def = definition_digest(
-                        &serde_json::json!({"source": "image", "ref": reference}),
-                    );
-                    let key = cache_key(&KeyInputs {
-                        definition: &def,
-                        base_digest: Some(digest),
-                        ..Default::default()
-                    });
                     emit(ctx, i, EventKind::Started { name: name.clone() });
                     let layers = source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?;
                     emit(ctx, i, EventKind::Finished);
                     Ok(FsState {
-                        key,
                         layers,
-                        made_layer: Vec::new(),
-                        created: Vec::new(),
-                        chain_keys: Vec::new(),
+                        ..FsState::empty(image_key(reference, digest))
                     })
                 }
             }
@@ -362,176 +399,27 @@ fn run_step(
     let st = &graph.stages[stage];
     let step = &st.steps[step_idx];
     let prev = &inputs[0];
-    let mut def = serde_json::to_value(&step.op)?;
-    if let Some(o) = def.as_object_mut() {
-        o.remove("proxy_env");
-        // COPY/ADD/WORKDIR results from before destinations were placed in
-        // the image below (ops::dest) can contradict it: never reuse them.
-        if matches!(step.op, Op::File(_)) {
-            o.insert("placement".into(), "in-image".into());
-        }
-    }
-    let def_digest = definition_digest(&def);
     let input_keys: Vec<String> = inputs.iter().map(|s| s.key.clone()).collect();
-    let mut facts: BTreeMap<String, String> = BTreeMap::new();
-    facts.insert("instruction".into(), step.original.clone());
-    for (n, k) in input_keys.iter().enumerate() {
-        facts.insert(format!("input:{n}"), k.clone());
-    }
-    // COPY/ADD from the context: select and checksum exactly those files.
-    let mut context_sel = None;
-    let mut ctx_sum = None;
-    let mut ov = Overrides::default();
-    let mut image_source: Option<(String, String)> = None;
-    let mut sel_root = ctx.req.context.clone();
-    // The sources the cache key's selection used (`sel_root`-relative), so
-    // the step can select them again for a destination the image moves.
-    let mut sel_sources: Vec<String> = f_sources(&step.op);
-    // ADD <url>: the downloaded files, kept until the layer is written.
-    let mut downloads: Option<tempfile::TempDir> = None;
-    // The `.dockerignore` of a `--build-context name=DIR` being copied from.
-    let mut named_ignore: Option<Matcher> = None;
-    match &step.op {
-        Op::Exec(e) => {
-            for (k, v) in &e.env {
-                facts.insert(format!("env:{k}"), v.clone());
-            }
-            // Images that `--mount=…,from=<image>` reads are part of the key.
-            let mut digests = Vec::new();
-            for m in &e.mounts {
-                if let (None, Some(reference)) = (m.from_stage, m.from.as_deref())
-                    && !matches!(
-                        m.kind,
-                        frontend::runmount::MountType::Secret | frontend::runmount::MountType::Ssh
-                    )
-                {
-                    let d = resolver::resolve_for_copy(
-                        ctx.store,
-                        &ctx.real_ref(reference),
-                        ctx.req.pull,
-                    )?;
-                    facts.insert(format!("base:{reference}"), d.clone());
-                    digests.push(d);
-                }
-            }
-            if !digests.is_empty() {
-                image_source = Some((String::new(), digests.join(",")));
-            }
-        }
-        Op::File(f) => {
-            ov.chmod = file::chmod_of(f)?;
-            if let Some(c) = &f.chown {
-                (ov.uid, ov.gid) = file::resolve_owner(ctx.store, &prev.layers, c)?;
-                ov.explicit_owner = true;
-            }
-            // `--build-context name=DIR`: COPY --from=name reads that
-            // directory like a second context (with its own .dockerignore).
-            let named_dir = match &f.from {
-                CopySource::Image { reference } => {
-                    match ctx.named.get(&reference.to_ascii_lowercase()) {
-                        Some(NamedContextSource::Dir(d)) => Some(d.clone()),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
-            if let (CopySource::Image { reference }, None) = (&f.from, &named_dir) {
-                let r =
-                    resolver::resolve_for_copy(ctx.store, &ctx.real_ref(reference), ctx.req.pull)?;
-                facts.insert("base".into(), r.clone());
-                image_source = Some((reference.clone(), r));
-            }
-            if let Some(dir) = &named_dir {
-                let (ignore, _) = dockerignore::load_for_build(dir, None)?;
-                let sel = select(dir, &ignore, &copy_spec(f, &key_dest(f)))?;
-                let sum = checksum_selection(dir, &sel, &ov, &ChecksumIndex::in_memory())?;
-                for (e, c) in sel.entries.iter().zip(&sum.contents) {
-                    facts.insert(
-                        format!("context:{}:{}", dir.display(), e.rel),
-                        format!("{c} {:o}", e.key_mode()),
-                    );
-                }
-                ctx_sum = Some(sum.checksum.clone());
-                context_sel = Some(sel);
-                sel_root = dir.clone();
-                named_ignore = Some(ignore);
-            }
-            if f.kind != FileKind::Mkdir
-                && matches!(f.from, CopySource::Context)
-                && !f.sources.is_empty()
-            {
-                let remote = f.sources.iter().filter(|s| remote::is_remote(s)).count();
-                if f.kind == FileKind::Add && remote > 0 {
-                    if remote != f.sources.len() {
-                        return Err(crate::not_supported(
-                            "ADD of URLs and local files in one instruction; split it in two",
-                        ));
-                    }
-                    // The downloads are this step's context.
-                    let dir = tempfile::Builder::new()
-                        .prefix("add-url-")
-                        .tempdir_in(ctx.store.scratch_dir())?;
-                    if f.sources.iter().any(|s| git::is_git(s)) {
-                        let [source] = f.sources.as_slice() else {
-                            return Err(crate::not_supported(
-                                "ADD of a git repository together with other sources; split it",
-                            ));
-                        };
-                        let src = git::GitSource::parse(source);
-                        let co = git::checkout(&src, dir.path(), f.keep_git_dir)?;
-                        // The tree is copied into `dest` as a directory.
-                        let into = format!("{}/", f.dest.trim_end_matches('/'));
-                        let spec = CopySpec::new(vec![".".into()], &into);
-                        let sel = select(&co.dir, &Matcher::default(), &spec)?;
-                        let sum =
-                            checksum_selection(&co.dir, &sel, &ov, &ChecksumIndex::in_memory())?;
-                        facts.insert(format!("git:{source}"), co.commit.clone());
-                        ctx_sum = Some(sum.checksum.clone());
-                        context_sel = Some(sel);
-                        sel_root = co.dir;
-                        sel_sources = vec![".".into()];
-                        downloads = Some(dir);
-                    } else {
-                        let fetched =
-                            remote::fetch_all(&f.sources, dir.path(), f.checksum.as_deref())?;
-                        let names: Vec<String> = fetched.iter().map(|d| d.name.clone()).collect();
-                        let sel = select(
-                            dir.path(),
-                            &Matcher::default(),
-                            &CopySpec::new(names.clone(), &f.dest),
-                        )?;
-                        sel_sources = names;
-                        let sum =
-                            checksum_selection(dir.path(), &sel, &ov, &ChecksumIndex::in_memory())?;
-                        for d in &fetched {
-                            facts.insert(format!("url:{}", d.url), d.digest.to_string());
-                        }
-                        ctx_sum = Some(sum.checksum.clone());
-                        context_sel = Some(sel);
-                        sel_root = dir.path().to_path_buf();
-                        downloads = Some(dir);
-                    }
-                } else {
-                    let sel = select(&ctx.req.context, &ctx.ignore, &copy_spec(f, &key_dest(f)))?;
-                    let sum = checksum_selection(&ctx.req.context, &sel, &ov, &ctx.index)?;
-                    for (e, c) in sel.entries.iter().zip(&sum.contents) {
-                        facts.insert(
-                            format!("context:{}", e.rel),
-                            format!("{c} {:o}", e.key_mode()),
-                        );
-                    }
-                    ctx_sum = Some(sum.checksum.clone());
-                    context_sel = Some(sel);
-                }
-            }
-        }
-    }
-    let key = cache_key(&KeyInputs {
-        definition: &def_digest,
-        inputs: &input_keys,
-        context: ctx_sum.as_deref(),
-        base_digest: image_source.as_ref().map(|(_, d)| d.as_str()),
-    });
+    let StepKey {
+        key,
+        facts,
+        context_sel,
+        ov,
+        image_source,
+        sel_root,
+        sel_sources,
+        downloads,
+        named_ignore,
+    } = step_key(
+        ctx,
+        graph,
+        stage,
+        step_idx,
+        Some(&prev.layers),
+        input_keys,
+        false,
+    )?
+    .ok_or_else(|| anyhow!("internal: no cache key for a step that runs"))?;
     let identity = format!(
         "{}\0{}\0{}",
         ctx.identity_prefix,
@@ -542,12 +430,7 @@ fn run_step(
         key: key.clone(),
         facts,
     };
-    let disabled = ctx.req.no_cache
-        || st
-            .name
-            .as_ref()
-            .is_some_and(|n| ctx.req.no_cache_filter.contains(n))
-        || ctx.req.no_cache_filter.contains(&st.id.to_string());
+    let disabled = cache_disabled(ctx.req, st);
     let lookup_local = || -> anyhow::Result<Option<CachedResult>> {
         if disabled {
             return Ok(None);
@@ -599,6 +482,13 @@ fn run_step(
             },
         );
         return Ok(next_state(prev, key, &hit));
+    }
+    // A stage skipped because this step was to hit the cache (a prune by
+    // another process in between can make it miss) has nothing to read.
+    if inputs.iter().skip(1).any(|s| s.skipped) {
+        bail!(
+            "the cache entry this step was found in is gone (pruned meanwhile?); run the build again"
+        );
     }
     ctx.ran.fetch_add(1, Ordering::SeqCst);
     emit(

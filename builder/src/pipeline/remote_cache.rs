@@ -2,8 +2,9 @@
 //!
 //! A cache export is the map *cache key → result* (the layer a step added,
 //! or none), plus the layer blobs. `mode=max` exports every step of the
-//! build (all stages; the default here, where BuildKit's is min, because
-//! strata still runs a stage that only a cached later step reads);
+//! build (all stages; the default here, where BuildKit's is min, so that
+//! a change that makes the final stage miss still finds the stages it
+//! reads);
 //! `mode=min` only the
 //! steps the final image is made of. In a registry it is an OCI artifact
 //! (`application/vnd.strata.cache.v1+json`) whose config holds the map and
@@ -81,6 +82,11 @@ impl Imported {
             }
         }
         out
+    }
+
+    /// The result for `key` if a source has it, without fetching its blob.
+    pub fn peek(&self, key: &str) -> Option<&CachedResult> {
+        self.entries.get(key).map(|(r, _)| r)
     }
 
     /// The result for `key`, with its blob brought into the store.
