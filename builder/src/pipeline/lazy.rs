@@ -242,7 +242,7 @@ mod tests {
         (0..n)
             .map(|i| Probe {
                 key: Some(format!("k{i}")),
-                hit: hits.contains(&i).then(|| CachedResult {
+                hit: hits.contains(&i).then_some(CachedResult {
                     layer: None,
                     created: None,
                 }),
