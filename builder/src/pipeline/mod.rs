@@ -1,7 +1,7 @@
 //! `strata build` end to end: read the Dockerfile, resolve bases, lower to
 //! a build graph, plan the vertices, probe which of them the build needs
-//! ([`lazy`]), run those on the solver with cache lookups (keys from
-//! [`step_key`]), and assemble, store and export the image ([`finish`]).
+//! (`lazy.rs`), run those on the solver with cache lookups (keys from
+//! `step_key.rs`), and assemble, store and export the image (`finish.rs`).
 
 mod dir_base;
 mod finish;
