@@ -11,13 +11,15 @@
 //! first input) or reads it and misses. Vertices that are not needed get a
 //! key-only state; those that hit are still reported CACHED, as BuildKit
 //! reports them. A probe that cannot know a key (a download, an unreadable
-//! input) only makes more vertices needed, never fewer.
+//! input) only makes more vertices needed, never fewer. The keys the probe
+//! computed are kept (`Ctx::probed`), so a step that then runs does not
+//! select and checksum its files again.
 
 use frontend::Base;
 
 use super::plan::{Plan, Vertex};
 use super::step_key::step_key;
-use super::{Ctx, FsState, cache_disabled, emit, image_key, scratch_key};
+use super::{Ctx, FsState, cache_disabled, emit, image_key, local_hit, scratch_key};
 use crate::ops::{CachedResult, Layer, source};
 use crate::progress::EventKind;
 
@@ -63,7 +65,9 @@ pub(super) fn probe(ctx: &Ctx, graph: &frontend::BuildGraph, plan: &Plan) -> Vec
                     ..Probe::default()
                 },
             },
-            Vertex::Step { stage, step } => probe_step(ctx, graph, stage, step, &node.deps, &out),
+            Vertex::Step { stage, step } => {
+                probe_step(ctx, graph, i, stage, step, &node.deps, &out)
+            }
         };
         out.push(p);
     }
@@ -73,6 +77,7 @@ pub(super) fn probe(ctx: &Ctx, graph: &frontend::BuildGraph, plan: &Plan) -> Vec
 fn probe_step(
     ctx: &Ctx,
     graph: &frontend::BuildGraph,
+    i: usize,
     stage: usize,
     step: usize,
     deps: &[usize],
@@ -86,15 +91,28 @@ fn probe_step(
         return Probe::default();
     };
     let prev_layers = deps.first().and_then(|d| done[*d].layers.clone());
-    let Ok(Some(sk)) = step_key(ctx, graph, stage, step, prev_layers.as_deref(), keys, true) else {
+    let Ok(Some(sk)) = step_key(
+        ctx,
+        graph,
+        stage,
+        step,
+        prev_layers.as_deref(),
+        keys.clone(),
+        true,
+    ) else {
         return Probe::default();
     };
+    let key = sk.key.clone();
+    ctx.probed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(i, (keys, sk));
     let (hit, local) = if cache_disabled(ctx.req, &graph.stages[stage]) {
         (None, false)
     } else {
-        match local_hit(ctx, &sk.key) {
+        match local_hit(ctx.store, &key).ok().flatten() {
             Some(h) => (Some(h), true),
-            None => (ctx.imported.peek(&sk.key).cloned(), false),
+            None => (ctx.imported.peek(&key).cloned(), false),
         }
     };
     let layers = match (&hit, prev_layers) {
@@ -105,21 +123,11 @@ fn probe_step(
         _ => None,
     };
     Probe {
-        key: Some(sk.key),
+        key: Some(key),
         layers,
         hit,
         local,
     }
-}
-
-/// A usable entry of the local store: its layer blob is here.
-fn local_hit(ctx: &Ctx, key: &str) -> Option<CachedResult> {
-    let raw = ctx.store.cache_get(key).ok()??;
-    let hit: CachedResult = serde_json::from_slice(&raw).ok()?;
-    hit.layer
-        .as_ref()
-        .is_none_or(|l| ctx.store.blobs().has(&l.desc.digest))
-        .then_some(hit)
 }
 
 /// Which vertices must run: the target, what a needed vertex builds on, and

@@ -87,6 +87,19 @@ fn image_key(reference: &str, digest: &str) -> String {
     })
 }
 
+/// A usable entry of the local store for `key`: one whose layer blob is
+/// here (an unreadable entry counts as none).
+fn local_hit(store: &Store, key: &str) -> anyhow::Result<Option<CachedResult>> {
+    Ok(store
+        .cache_get(key)?
+        .and_then(|raw| serde_json::from_slice::<CachedResult>(&raw).ok())
+        .filter(|hit| {
+            hit.layer
+                .as_ref()
+                .is_none_or(|l| store.blobs().has(&l.desc.digest))
+        }))
+}
+
 /// Whether `--no-cache` or `--no-cache-filter` turns the cache off for a
 /// stage.
 fn cache_disabled(req: &BuildRequest, st: &frontend::Stage) -> bool {
@@ -173,6 +186,10 @@ struct Ctx<'a> {
     /// The context without its `.dockerignore`d files, for RUN bind mounts
     /// (made on first use).
     context_view: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
+    /// Step keys the lazy probe computed, by vertex, with the input keys
+    /// they were computed on: the step takes its own instead of selecting
+    /// and checksumming its files a second time.
+    probed: Mutex<BTreeMap<usize, (Vec<String>, StepKey)>>,
 }
 
 impl Ctx<'_> {
@@ -289,6 +306,7 @@ fn build_inner(
         named,
         first_failure: Mutex::new(None),
         context_view: std::sync::OnceLock::new(),
+        probed: Mutex::new(BTreeMap::new()),
     };
     // Stages only a cache hit reads are not run (BuildKit's lazy solve).
     let probes = lazy::probe(&ctx, &graph, &plan);
@@ -402,6 +420,26 @@ fn run_step(
     let step = &st.steps[step_idx];
     let prev = &inputs[0];
     let input_keys: Vec<String> = inputs.iter().map(|s| s.key.clone()).collect();
+    let probed = ctx
+        .probed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&i)
+        .filter(|(keys, _)| *keys == input_keys)
+        .map(|(_, sk)| sk);
+    let step_key = match probed {
+        Some(sk) => sk,
+        None => step_key(
+            ctx,
+            graph,
+            stage,
+            step_idx,
+            Some(&prev.layers),
+            input_keys,
+            false,
+        )?
+        .ok_or_else(|| anyhow!("internal: no cache key for a step that runs"))?,
+    };
     let StepKey {
         key,
         facts,
@@ -412,16 +450,7 @@ fn run_step(
         sel_sources,
         downloads,
         named_ignore,
-    } = step_key(
-        ctx,
-        graph,
-        stage,
-        step_idx,
-        Some(&prev.layers),
-        input_keys,
-        false,
-    )?
-    .ok_or_else(|| anyhow!("internal: no cache key for a step that runs"))?;
+    } = step_key;
     let identity = format!(
         "{}\0{}\0{}",
         ctx.identity_prefix,
@@ -437,15 +466,7 @@ fn run_step(
         if disabled {
             return Ok(None);
         }
-        Ok(ctx
-            .store
-            .cache_get(&key)?
-            .and_then(|raw| serde_json::from_slice::<CachedResult>(&raw).ok())
-            .filter(|hit| {
-                hit.layer
-                    .as_ref()
-                    .is_none_or(|l| ctx.store.blobs().has(&l.desc.digest))
-            }))
+        local_hit(ctx.store, &key)
     };
     let mut local_hit = lookup_local()?;
     // Another strata process on this store may be running the very same
