@@ -7,7 +7,7 @@
 //! needs (see `lazy.rs`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use frontend::{CopySource, FileKind, Op};
 
@@ -140,17 +140,16 @@ pub(super) fn step_key(
             }
             if let Some(dir) = &named_dir {
                 let (ignore, _) = dockerignore::load_for_build(dir, None)?;
-                let sel = select(dir, &ignore, &copy_spec(f, &key_dest(f)))?;
-                let sum = checksum_selection(dir, &sel, &ov, &ChecksumIndex::in_memory())?;
-                for (e, c) in sel.entries.iter().zip(&sum.contents) {
-                    facts.insert(
-                        format!("context:{}:{}", dir.display(), e.rel),
-                        format!("{c} {:o}", e.key_mode()),
-                    );
-                }
-                ctx_sum = Some(sum.checksum.clone());
-                context_sel = Some(sel);
-                sel_root = dir.clone();
+                let prefix = format!("context:{}:", dir.display());
+                let (sel, sum) = select_for_key(
+                    dir,
+                    &ignore,
+                    &copy_spec(f, &key_dest(f)),
+                    &ov,
+                    &ChecksumIndex::in_memory(),
+                    Some((&mut facts, &prefix)),
+                )?;
+                (ctx_sum, context_sel, sel_root) = (Some(sum), Some(sel), dir.clone());
                 named_ignore = Some(ignore);
             }
             if f.kind != FileKind::Mkdir
@@ -182,47 +181,48 @@ pub(super) fn step_key(
                         let co = git::checkout(&src, dir.path(), f.keep_git_dir)?;
                         // The tree is copied into `dest` as a directory.
                         let into = format!("{}/", f.dest.trim_end_matches('/'));
-                        let spec = CopySpec::new(vec![".".into()], &into);
-                        let sel = select(&co.dir, &Matcher::default(), &spec)?;
-                        let sum =
-                            checksum_selection(&co.dir, &sel, &ov, &ChecksumIndex::in_memory())?;
+                        let (sel, sum) = select_for_key(
+                            &co.dir,
+                            &Matcher::default(),
+                            &CopySpec::new(vec![".".into()], &into),
+                            &ov,
+                            &ChecksumIndex::in_memory(),
+                            None,
+                        )?;
                         facts.insert(format!("git:{source}"), co.commit.clone());
-                        ctx_sum = Some(sum.checksum.clone());
-                        context_sel = Some(sel);
-                        sel_root = co.dir;
+                        (ctx_sum, context_sel, sel_root) = (Some(sum), Some(sel), co.dir);
                         sel_sources = vec![".".into()];
                         downloads = Some(dir);
                     } else {
                         let fetched =
                             remote::fetch_all(&f.sources, dir.path(), f.checksum.as_deref())?;
                         let names: Vec<String> = fetched.iter().map(|d| d.name.clone()).collect();
-                        let sel = select(
+                        let (sel, sum) = select_for_key(
                             dir.path(),
                             &Matcher::default(),
                             &CopySpec::new(names.clone(), &f.dest),
+                            &ov,
+                            &ChecksumIndex::in_memory(),
+                            None,
                         )?;
                         sel_sources = names;
-                        let sum =
-                            checksum_selection(dir.path(), &sel, &ov, &ChecksumIndex::in_memory())?;
                         for d in &fetched {
                             facts.insert(format!("url:{}", d.url), d.digest.to_string());
                         }
-                        ctx_sum = Some(sum.checksum.clone());
-                        context_sel = Some(sel);
-                        sel_root = dir.path().to_path_buf();
+                        (ctx_sum, context_sel, sel_root) =
+                            (Some(sum), Some(sel), dir.path().to_path_buf());
                         downloads = Some(dir);
                     }
                 } else {
-                    let sel = select(&ctx.req.context, &ctx.ignore, &copy_spec(f, &key_dest(f)))?;
-                    let sum = checksum_selection(&ctx.req.context, &sel, &ov, &ctx.index)?;
-                    for (e, c) in sel.entries.iter().zip(&sum.contents) {
-                        facts.insert(
-                            format!("context:{}", e.rel),
-                            format!("{c} {:o}", e.key_mode()),
-                        );
-                    }
-                    ctx_sum = Some(sum.checksum.clone());
-                    context_sel = Some(sel);
+                    let (sel, sum) = select_for_key(
+                        &ctx.req.context,
+                        &ctx.ignore,
+                        &copy_spec(f, &key_dest(f)),
+                        &ov,
+                        &ctx.index,
+                        Some((&mut facts, "context:")),
+                    )?;
+                    (ctx_sum, context_sel) = (Some(sum), Some(sel));
                 }
             }
         }
@@ -244,4 +244,28 @@ pub(super) fn step_key(
         downloads,
         named_ignore,
     }))
+}
+
+/// Selects `spec` under `root` and checksums the selection for the key;
+/// with `facts`, records each file's checksum and mode under the prefix
+/// for `--explain-cache`.
+fn select_for_key(
+    root: &Path,
+    ignore: &Matcher,
+    spec: &CopySpec,
+    ov: &Overrides,
+    index: &ChecksumIndex,
+    facts: Option<(&mut BTreeMap<String, String>, &str)>,
+) -> anyhow::Result<(Selection, String)> {
+    let sel = select(root, ignore, spec)?;
+    let sum = checksum_selection(root, &sel, ov, index)?;
+    if let Some((facts, prefix)) = facts {
+        for (e, c) in sel.entries.iter().zip(&sum.contents) {
+            facts.insert(
+                format!("{prefix}{}", e.rel),
+                format!("{c} {:o}", e.key_mode()),
+            );
+        }
+    }
+    Ok((sel, sum.checksum))
 }
