@@ -28,6 +28,10 @@ use super::source::{ensure_blob, layer_dir, layer_dir_ready};
 /// a fully cached one, never probes user namespaces).
 pub struct Executor {
     root: PathBuf,
+    /// This process's scratch directory in the store (`Store::scratch_dir`):
+    /// locked while the build runs, so another strata process opening the
+    /// store never sweeps the sandbox state or a layer tar being written.
+    scratch: PathBuf,
     userns: runtime::sandbox::UsernsMode,
     snapshotter: SnapshotterRequest,
     state: OnceLock<Result<(Sandbox, Choice), String>>,
@@ -51,6 +55,7 @@ impl Executor {
         use crate::options::{Snapshotter as S, Userns as U};
         Executor {
             root: store.root().to_path_buf(),
+            scratch: store.scratch_dir().to_path_buf(),
             userns: match userns {
                 U::Auto => runtime::sandbox::UsernsMode::Auto,
                 U::Single => runtime::sandbox::UsernsMode::Single,
@@ -73,7 +78,7 @@ impl Executor {
     /// that work inside the build's user namespace.
     pub(super) fn get(&self) -> anyhow::Result<&(Sandbox, Choice)> {
         let r = self.state.get_or_init(|| {
-            let state_dir = self.root.join("tmp/run");
+            let state_dir = self.scratch.join("run");
             std::fs::create_dir_all(&state_dir)
                 .map_err(|e| format!("creating {}: {e}", state_dir.display()))?;
             let sandbox = Sandbox::new(SandboxOptions {
@@ -253,7 +258,7 @@ impl Executor {
         run_in_userns(sandbox.mapping(), || snap.commit(&a3, &changes).map(|_| ()))
             .map_err(|e| anyhow!("committing the step's changes: {e}"))?;
         let layer_src = active.layer_dir();
-        let blobs_tmp = store.root().join("tmp");
+        let blobs_tmp = store.scratch_dir().to_path_buf();
         let mut wopts = opts.clone();
         wopts.overlay_whiteouts = true;
         wopts.owners = cache::layer::OwnerSource::Xattr;

@@ -158,15 +158,15 @@ pub fn write_entries(
     }))
 }
 
-/// Unpacks `layers` (bottom first) into a fresh directory under the store's
-/// `tmp/`, as the current user: owners other than ours are recorded in the
+/// Unpacks `layers` (bottom first) into a fresh directory in this process's
+/// scratch directory of the store, as the current user: owners other than ours are recorded in the
 /// `user.rootlesscontainers` xattr instead of being applied, so the tree
 /// can be read without a user namespace. Used where the host side must read
 /// the tree: `--output type=tar|local` and seeding a cache mount `from=`.
 pub fn materialize(store: &Store, layers: &[Layer]) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
         .prefix("copy-from-")
-        .tempdir_in(store.root().join("tmp"))?;
+        .tempdir_in(store.scratch_dir())?;
     materialize_into(store, layers, dir.path())?;
     Ok(dir)
 }

@@ -72,7 +72,7 @@ impl Executor {
         let (sandbox, choice) = self.get()?;
         let snap = &choice.snapshotter;
         let key = self.snapshot_key("copy-from");
-        let tar = tempfile::NamedTempFile::new_in(store.root().join("tmp"))
+        let tar = tempfile::NamedTempFile::new_in(store.scratch_dir())
             .context("creating a scratch file for the layer")?;
         let tar_path = tar.path().to_path_buf();
         let mut plain = opts.clone();

@@ -29,7 +29,7 @@ impl Pipes {
         }
         let dir = tempfile::Builder::new()
             .prefix("pipes-")
-            .tempdir_in(store.root().join("tmp"))
+            .tempdir_in(store.scratch_dir())
             .context("creating the directory of the RUN's heredoc scripts")?;
         // Readable by whichever USER the step runs as.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
