@@ -11,12 +11,13 @@ use crate::reference::ReferenceError;
 /// What went wrong in the store or while moving an image in or out.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot {op} {}: {source}", path.display())]
+    /// The io error's text is in the message, so it is not a `source`:
+    /// an error chain printed with `{:#}` would repeat it.
+    #[error("cannot {op} {}: {cause}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     #[error(
         "digest mismatch for {what}: expected {expected}, the content hashes to {actual}; the source is corrupt or was tampered with"
@@ -60,10 +61,10 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, op: &'static str, path: &Path) -> Result<T> {
-        self.map_err(|source| Error::Io {
+        self.map_err(|cause| Error::Io {
             op,
             path: path.to_path_buf(),
-            source,
+            cause,
         })
     }
 }

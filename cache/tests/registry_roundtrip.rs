@@ -35,9 +35,9 @@ fn pull_save_load_push_keeps_manifests_and_layers_byte_identical() {
     for (name, tag) in [("busybox", "latest"), ("debian", "bookworm-slim")] {
         let src = Reference::parse(&format!("{reg}/library/{name}:{tag}")).expect("ref");
         let src_repo = Repo::new(reg.clone(), format!("library/{name}"));
-        let original = client.get_manifest(&src_repo, tag).unwrap_or_else(|e| {
-            panic!("{e} (start the registry: bash .ci/registry.sh)")
-        });
+        let original = client
+            .get_manifest(&src_repo, tag)
+            .unwrap_or_else(|e| panic!("{e} (start the registry: bash .ci/registry.sh)"));
 
         let first = tempfile::tempdir().expect("tempdir");
         let store = Store::open(first.path()).expect("store");

@@ -8,6 +8,8 @@ mod finish;
 mod image;
 mod lazy;
 mod plan;
+mod preflight;
+mod progress_plan;
 mod remote_cache;
 mod resolver;
 mod step_key;
@@ -165,6 +167,8 @@ struct Ctx<'a> {
     req: &'a BuildRequest,
     store: &'a Store,
     sink: &'a dyn Sink,
+    /// Pushes, exports, cache exports: progress entries after the steps.
+    tasks: crate::progress::Tasks<'a>,
     ignore: Matcher,
     index: ChecksumIndex,
     records: RecordStore,
@@ -179,6 +183,9 @@ struct Ctx<'a> {
     imported: remote_cache::Imported,
     /// Every step result of this build, for `--cache-to`.
     results: Mutex<BTreeMap<String, CachedResult>>,
+    /// Every step's record by its portable identity, for `--cache-to`
+    /// (a fresh runner's `--explain-cache` reads them).
+    records_out: Mutex<BTreeMap<String, StepRecord>>,
     /// `--build-context` names.
     named: BTreeMap<String, NamedContextSource>,
     /// The step that failed first (others may fail after, cancelled).
@@ -249,6 +256,7 @@ fn build_inner(
         }
     };
     let (ignore, _) = dockerignore::load_for_build(&req.context, df_path.as_deref())?;
+    preflight::check(req)?;
     let store = Store::open(&req.root)
         .with_context(|| format!("opening the store {}", req.root.display()))?;
     let df = frontend::parse(&file_name, &text).map_err(|d| anyhow!("{d}"))?;
@@ -264,9 +272,7 @@ fn build_inner(
     };
     let graph = frontend::lower(&df, &opts, &resolver).map_err(|d| anyhow!("{d}"))?;
     for w in &graph.warnings {
-        if !req.quiet {
-            eprintln!("warning: {w}");
-        }
+        warn(req, &w.to_string());
     }
     let plan = plan::plan(&graph)?;
     let index = ChecksumIndex::open(&req.root, &req.context)?;
@@ -274,14 +280,17 @@ fn build_inner(
         flavor: cache::layer::MediaFlavor::Docker,
         ..Default::default()
     };
+    let mut executor = Executor::new(&store, req.userns, req.snapshotter);
+    executor.step_sandbox = req.step_sandbox.clone();
     let ctx = Ctx {
         req,
         store: &store,
         sink,
+        tasks: crate::progress::Tasks::new(sink, plan.nodes.len() + 1),
         ignore,
         index,
         records: RecordStore::new(&req.root),
-        executor: Executor::new(&store, req.userns, req.snapshotter),
+        executor,
         write_opts,
         ran,
         cached,
@@ -297,12 +306,15 @@ fn build_inner(
                 .unwrap_or_else(|| file_name.clone())
         ),
         tails: Mutex::new(BTreeMap::new()),
-        imported: remote_cache::Imported::load(&store, &req.cache_from, &|w| {
-            if !req.quiet {
-                eprintln!("warning: {w}");
-            }
-        }),
+        // --no-cache reads no cache at all: an unreachable --cache-from
+        // costs nothing then.
+        imported: if req.no_cache {
+            remote_cache::Imported::default()
+        } else {
+            remote_cache::Imported::load(&store, &req.cache_from, &|w| warn(req, &w))
+        },
         results: Mutex::new(BTreeMap::new()),
+        records_out: Mutex::new(BTreeMap::new()),
         named,
         first_failure: Mutex::new(None),
         context_view: std::sync::OnceLock::new(),
@@ -311,13 +323,15 @@ fn build_inner(
     // Stages only a cache hit reads are not run (BuildKit's lazy solve).
     let probes = lazy::probe(&ctx, &graph, &plan);
     let needed = lazy::needed(&plan, &probes);
+    sink.planned(progress_plan::shown(&graph, &plan, &needed, &probes));
+    let prefetch = progress_plan::prefetch(&graph, &plan, &needed, &probes);
     let outputs = schedule::run(
         &plan.nodes,
         &[plan.target],
         req.jobs,
         |i, v, inputs: &[FsState]| {
             if needed[i] {
-                run_vertex(&ctx, &graph, &plan, i, v, inputs)
+                run_vertex(&ctx, &graph, &plan, i, v, inputs, prefetch[i])
             } else {
                 Ok(lazy::skipped(&ctx, &graph, &plan, i, v, &probes[i]))
             }
@@ -354,21 +368,46 @@ fn build_inner(
             bail!("{msg}");
         }
     };
-    let results = ctx
-        .results
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let exported = remote_cache::Exported {
+        entries: ctx
+            .results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+        records: ctx
+            .records_out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+    };
     let state = outputs[plan.target]
         .clone()
         .ok_or_else(|| anyhow!("internal: the target produced nothing"))?;
-    remote_cache::export(&store, &req.cache_to, &results, &state.chain_keys)?;
+    remote_cache::export(
+        &store,
+        &req.cache_to,
+        &exported,
+        &state.chain_keys,
+        &ctx.tasks,
+        &|w| warn(req, &w),
+    )?;
     let inline = req
         .cache_to
         .iter()
         .any(|c| matches!(c, crate::options::CacheTo::Inline))
-        .then(|| remote_cache::inline_entries(&results, &state.chain_keys));
+        .then(|| remote_cache::inline_entries(&exported, &state.chain_keys));
     finish_image(&ctx, &graph, &resolver, &state, inline)
+}
+
+/// A warning on stderr, unless `-q`. A Dockerfile diagnostic already says
+/// `warning: ` itself.
+fn warn(req: &BuildRequest, w: &str) {
+    if !req.quiet {
+        match w.strip_prefix("warning: ") {
+            Some(rest) => eprintln!("warning: {rest}"),
+            None => eprintln!("warning: {w}"),
+        }
+    }
 }
 
 fn emit(ctx: &Ctx, step: usize, kind: EventKind) {
@@ -382,6 +421,7 @@ fn run_vertex(
     i: usize,
     v: &Vertex,
     inputs: &[FsState],
+    prefetch: bool,
 ) -> anyhow::Result<FsState> {
     let name = plan.progress_name(graph, v);
     match *v {
@@ -395,6 +435,18 @@ fn run_vertex(
                 } => {
                     emit(ctx, i, EventKind::Started { name: name.clone() });
                     let layers = source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?;
+                    // The next step runs on these layers: download them
+                    // here, so the pull shows with its time and bytes.
+                    if prefetch {
+                        let mut bytes = 0;
+                        for l in &layers {
+                            if !ctx.store.blobs().has(&l.desc.digest) {
+                                source::ensure_blob(ctx.store, l)?;
+                                bytes += l.desc.size;
+                                emit(ctx, i, EventKind::Bytes { bytes });
+                            }
+                        }
+                    }
                     emit(ctx, i, EventKind::Finished);
                     Ok(FsState {
                         layers,
@@ -461,6 +513,17 @@ fn run_step(
         key: key.clone(),
         facts,
     };
+    // Where the step is in the Dockerfile, without this checkout's paths:
+    // the identity its record travels under in an exported cache.
+    let portable = format!(
+        "{}\0{}",
+        st.name.clone().unwrap_or_else(|| st.id.to_string()),
+        step_idx
+    );
+    ctx.records_out
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(portable.clone(), record.clone());
     let disabled = cache_disabled(ctx.req, st);
     let lookup_local = || -> anyhow::Result<Option<CachedResult>> {
         if disabled {
@@ -525,7 +588,10 @@ fn run_step(
         let reason = if disabled {
             MissReason::Disabled
         } else {
-            explain(ctx.records.load(&identity).as_ref(), &record)
+            // This store's last run of the step, else the record an
+            // imported cache carries (a fresh CI runner).
+            let local = ctx.records.load(&identity);
+            explain(local.as_ref().or(ctx.imported.record(&portable)), &record)
         };
         emit(
             ctx,

@@ -105,3 +105,31 @@ pub fn resolve_for_copy(store: &Store, reference: &str, pull: bool) -> anyhow::R
     let r = StoreResolver::new(store, pull);
     Ok(r.lookup(reference)?.digest)
 }
+
+/// The error of a `COPY --from=NAME` (or `--mount=from=NAME`) whose NAME is
+/// no stage and could not be pulled as an image either. BuildKit tries such
+/// a name as an image too; a bare word is far more often a mistyped stage,
+/// so that is said first, and the registry's answer after it.
+pub fn not_a_stage(
+    graph: &frontend::BuildGraph,
+    flag: &str,
+    name: &str,
+    err: anyhow::Error,
+) -> anyhow::Error {
+    let bare = !name.contains(['/', ':', '@']);
+    if !bare {
+        return err.context(format!("{flag}={name}: cannot resolve the image {name}"));
+    }
+    let stages: Vec<String> = graph.stages.iter().filter_map(|s| s.name.clone()).collect();
+    let known = if stages.is_empty() {
+        "this Dockerfile names no stage".to_string()
+    } else {
+        format!("the stages are {}", stages.join(", "))
+    };
+    let image = cache::reference::Reference::parse(name)
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| name.to_string());
+    anyhow::anyhow!(
+        "{flag}={name}: no stage is named {name} ({known}); as an image, {image} could not be pulled either: {err:#}"
+    )
+}

@@ -63,6 +63,11 @@ pub(super) fn step_key(
         if matches!(step.op, Op::File(_)) {
             o.insert("placement".into(), "in-image".into());
         }
+        // `--add-host`, `--shm-size`, `--ulimit` are part of what a RUN
+        // step runs with, as in BuildKit's exec op.
+        if let (Op::Exec(_), Some(part)) = (&step.op, ctx.req.step_sandbox.key_part()) {
+            o.insert("sandbox".into(), part);
+        }
     }
     let def_digest = definition_digest(&def);
     let mut facts: BTreeMap<String, String> = BTreeMap::new();
@@ -101,7 +106,8 @@ pub(super) fn step_key(
                         ctx.store,
                         &ctx.real_ref(reference),
                         ctx.req.pull,
-                    )?;
+                    )
+                    .map_err(|e| resolver::not_a_stage(graph, "--mount from", reference, e))?;
                     facts.insert(format!("base:{reference}"), d.clone());
                     digests.push(d);
                 }
@@ -134,7 +140,8 @@ pub(super) fn step_key(
             };
             if let (CopySource::Image { reference }, None) = (&f.from, &named_dir) {
                 let r =
-                    resolver::resolve_for_copy(ctx.store, &ctx.real_ref(reference), ctx.req.pull)?;
+                    resolver::resolve_for_copy(ctx.store, &ctx.real_ref(reference), ctx.req.pull)
+                        .map_err(|e| resolver::not_a_stage(graph, "--from", reference, e))?;
                 facts.insert("base".into(), r.clone());
                 image_source = Some((reference.clone(), r));
             }
