@@ -41,10 +41,23 @@ pub struct CompatFlags {
     /// caches and pushes of this build.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
+    /// Entitlements: `network.host` is accepted (strata needs no
+    /// entitlement for it); others are not supported yet.
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',')]
+    pub allow: Vec<String>,
+    /// Attestations: only `type=sbom|provenance,disabled=true` (strata
+    /// makes none).
+    #[arg(long = "attest", value_name = "SPEC")]
+    pub attest: Vec<String>,
+    /// Ignored: strata has no builder instances (the build runs in this
+    /// process).
+    #[arg(long, value_name = "NAME")]
+    pub builder: Option<String>,
 }
 
-/// `HOST:IP` (Docker also accepts `HOST=IP`); the address is checked to be
-/// an IPv4 or IPv6 address.
+/// `HOST:IP` or `HOST=IP`, the address an IPv4 or IPv6 address (IPv6 may
+/// be in brackets) or `host-gateway`: the host itself, which RUN steps
+/// reach at 127.0.0.1 because they share the host's network.
 fn parse_add_host(s: &str) -> anyhow::Result<(String, String)> {
     let (host, ip) = s
         .split_once('=')
@@ -52,6 +65,11 @@ fn parse_add_host(s: &str) -> anyhow::Result<(String, String)> {
         .filter(|(h, ip)| !h.is_empty() && !ip.is_empty())
         .ok_or_else(|| anyhow!("--add-host: expected HOST:IP, got {s:?}"))?;
     let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    let ip = if ip == "host-gateway" {
+        "127.0.0.1"
+    } else {
+        ip
+    };
     if ip.parse::<std::net::IpAddr>().is_err() {
         bail!("--add-host {s}: {ip:?} is not an IP address; use HOST:IP, e.g. db:10.0.0.5");
     }
@@ -104,6 +122,29 @@ fn check_attestation(flag: &str, v: Option<&str>) -> anyhow::Result<()> {
     }
 }
 
+/// `--allow`: what strata needs no entitlement for is accepted.
+fn check_allow(e: &str) -> anyhow::Result<()> {
+    match e {
+        "network.host" => Ok(()),
+        other => Err(not_supported(&format!(
+            "--allow {other} (strata knows network.host, which it allows without asking)"
+        ))),
+    }
+}
+
+/// `--attest`: only a disabled attestation.
+fn check_attest(s: &str) -> anyhow::Result<()> {
+    let items: Vec<(&str, &str)> = s.split(',').filter_map(|i| i.split_once('=')).collect();
+    let ty = items.iter().find(|(k, _)| *k == "type").map(|(_, v)| *v);
+    let disabled = items.iter().any(|(k, v)| *k == "disabled" && *v == "true");
+    match ty {
+        Some("sbom" | "provenance") if disabled => Ok(()),
+        Some(_) | None => Err(not_supported(&format!(
+            "--attest {s}: strata makes no attestations (type=…,disabled=true is accepted)"
+        ))),
+    }
+}
+
 /// The validated flags.
 pub struct Compat {
     pub load: bool,
@@ -116,6 +157,12 @@ impl CompatFlags {
     pub fn validate(self) -> anyhow::Result<Compat> {
         check_attestation("--provenance", self.provenance.as_deref())?;
         check_attestation("--sbom", self.sbom.as_deref())?;
+        for a in &self.allow {
+            check_allow(a)?;
+        }
+        for a in &self.attest {
+            check_attest(a)?;
+        }
         let shm_size = match &self.shm_size {
             Some(s) => {
                 runtime::sandbox::limits::parse_size(s).map_err(|e| anyhow!("--shm-size: {e}"))?
@@ -167,6 +214,14 @@ mod tests {
             "--add-host db:nowhere: \"nowhere\" is not an IP address; use HOST:IP, e.g. db:10.0.0.5"
         );
         assert_eq!(
+            parse_add_host("host.docker.internal=host-gateway").unwrap(),
+            ("host.docker.internal".into(), "127.0.0.1".into())
+        );
+        assert_eq!(
+            parse_add_host("v6=[2001:db8::1]").unwrap(),
+            ("v6".into(), "2001:db8::1".into())
+        );
+        assert_eq!(
             parse_add_host("db").unwrap_err().to_string(),
             "--add-host: expected HOST:IP, got \"db\""
         );
@@ -189,6 +244,20 @@ mod tests {
         assert_eq!(
             parse_annotation("novalue").unwrap_err().to_string(),
             "--annotation: expected [TYPE:]KEY=VALUE, got \"novalue\""
+        );
+    }
+
+    #[test]
+    fn entitlements_and_attest() {
+        assert!(check_allow("network.host").is_ok());
+        assert_eq!(
+            check_allow("security.insecure").unwrap_err().to_string(),
+            "not supported yet: --allow security.insecure (strata knows network.host, which it allows without asking)"
+        );
+        assert!(check_attest("type=provenance,disabled=true").is_ok());
+        assert_eq!(
+            check_attest("type=sbom").unwrap_err().to_string(),
+            "not supported yet: --attest type=sbom: strata makes no attestations (type=…,disabled=true is accepted)"
         );
     }
 
