@@ -170,7 +170,12 @@ fn annotations_and_image_output_names() {
     assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
     let names = stdout(&mut strata_cmd(
         &root,
-        &["images", "--format", "{{.Repository}}:{{.Tag}}"],
+        &[
+            "images",
+            "strata-annot/app",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ],
     ));
     assert_eq!(names, "strata-annot/app:1\n");
     assert_eq!(
@@ -198,7 +203,7 @@ fn load_goes_to_the_engine_on_path() {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nexec /usr/bin/podman --root {0}/r --runroot {0}/rr \"$@\"\n",
+            "#!/bin/sh\nPATH=/usr/sbin:/usr/bin:/sbin:/bin exec /usr/bin/podman --root {0}/r --runroot {0}/rr \"$@\"\n",
             store.path().display()
         ),
     )
@@ -214,7 +219,8 @@ fn load_goes_to_the_engine_on_path() {
         &["build", "--progress", "plain", "--load", "-t", &name],
     )
     .arg(&ctx)
-    .env("PATH", format!("{}:/bin", bin.display()))
+    // Only the wrapper: a docker on the machine's PATH would come first.
+    .env("PATH", &bin)
     .stdin(Stdio::null())
     .output()
     .unwrap();
@@ -384,14 +390,22 @@ fn inspect_history_and_images_format() {
         "{history}"
     );
 
-    let json = stdout(&mut strata_cmd(&root, &["images", "--format", "json"]));
+    let json = stdout(&mut strata_cmd(
+        &root,
+        &["images", "strata-inspect/app", "--format", "json"],
+    ));
     let row: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
     assert_eq!(row["Repository"], "strata-inspect/app");
     assert_eq!(row["Tag"], "2");
     assert_eq!(row["ID"], short.as_str());
     let table = stdout(&mut strata_cmd(
         &root,
-        &["images", "--format", "table {{.Repository}}\\t{{.Tag}}"],
+        &[
+            "images",
+            "strata-inspect/app",
+            "--format",
+            "table {{.Repository}}\\t{{.Tag}}",
+        ],
     ));
     assert_eq!(table, "REPOSITORY           TAG\nstrata-inspect/app   2\n");
     let out = strata_cmd(&root, &["images", "--format", "{{.Name}}"])
@@ -473,7 +487,7 @@ fn copy_from_an_unknown_stage_names_the_stages() {
         .unwrap();
     let err = error_of(&out);
     let want = format!(
-        "error: {}:4:1: [stage-1 2/2] COPY --from=biuld /x /x: --from=biuld: no stage is named biuld (the stages are build); as an image, docker.io/library/biuld:latest could not be pulled either: ",
+        "error: {}:4:1: [2/2] COPY --from=biuld /x /x: --from=biuld: no stage is named biuld (the stages are build); as an image, docker.io/library/biuld:latest could not be pulled either: ",
         ctx.join("Dockerfile").display()
     );
     assert!(err.starts_with(&want), "{err}");

@@ -29,9 +29,11 @@ pub enum Error {
     },
     #[error("blob {digest} is not in the store at {}", root.display())]
     BlobNotFound { digest: Digest, root: PathBuf },
-    #[error("{0}")]
+    // transparent: "{0}" plus a source would print the message twice
+    // in an error chain.
+    #[error(transparent)]
     Reference(#[from] ReferenceError),
-    #[error("{0}")]
+    #[error(transparent)]
     Digest(#[from] DigestError),
     /// Malformed input: a manifest, config, archive or layout that does not
     /// follow its spec. The message says which and why.

@@ -188,6 +188,8 @@ struct Ctx<'a> {
     records_out: Mutex<BTreeMap<String, StepRecord>>,
     /// `--build-context` names.
     named: BTreeMap<String, NamedContextSource>,
+    /// Every stage name the Dockerfile declares, for messages.
+    stage_names: Vec<String>,
     /// The step that failed first (others may fail after, cancelled).
     first_failure: Mutex<Option<(usize, String)>>,
     /// The context without its `.dockerignore`d files, for RUN bind mounts
@@ -316,6 +318,7 @@ fn build_inner(
         results: Mutex::new(BTreeMap::new()),
         records_out: Mutex::new(BTreeMap::new()),
         named,
+        stage_names: resolver::stage_names(&df),
         first_failure: Mutex::new(None),
         context_view: std::sync::OnceLock::new(),
         probed: Mutex::new(BTreeMap::new()),
@@ -523,7 +526,7 @@ fn run_step(
     ctx.records_out
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(portable.clone(), record.clone());
+        .insert(portable.clone(), record.portable());
     let disabled = cache_disabled(ctx.req, st);
     let lookup_local = || -> anyhow::Result<Option<CachedResult>> {
         if disabled {
@@ -589,9 +592,13 @@ fn run_step(
             MissReason::Disabled
         } else {
             // This store's last run of the step, else the record an
-            // imported cache carries (a fresh CI runner).
-            let local = ctx.records.load(&identity);
-            explain(local.as_ref().or(ctx.imported.record(&portable)), &record)
+            // imported cache carries (a fresh CI runner), compared in the
+            // form it travels in.
+            match (ctx.records.load(&identity), ctx.imported.record(&portable)) {
+                (Some(local), _) => explain(Some(&local), &record),
+                (None, Some(remote)) => explain(Some(remote), &record.portable()),
+                (None, None) => explain(None, &record),
+            }
         };
         emit(
             ctx,

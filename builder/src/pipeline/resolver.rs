@@ -52,7 +52,7 @@ impl<'a> StoreResolver<'a> {
                 }
             }
             other => cache::transport::resolve_source(self.store, &other, &platform)?
-                .ok_or_else(|| anyhow::anyhow!("{reference} holds no image for {platform:?}"))?,
+                .ok_or_else(|| anyhow::anyhow!("{reference} holds no image for {platform}"))?,
         };
         let raw: serde_json::Value = serde_json::from_slice(img.config.raw())?;
         let config: ImageConfig = match raw.get("config") {
@@ -110,17 +110,11 @@ pub fn resolve_for_copy(store: &Store, reference: &str, pull: bool) -> anyhow::R
 /// no stage and could not be pulled as an image either. BuildKit tries such
 /// a name as an image too; a bare word is far more often a mistyped stage,
 /// so that is said first, and the registry's answer after it.
-pub fn not_a_stage(
-    graph: &frontend::BuildGraph,
-    flag: &str,
-    name: &str,
-    err: anyhow::Error,
-) -> anyhow::Error {
+pub fn not_a_stage(stages: &[String], flag: &str, name: &str, err: anyhow::Error) -> anyhow::Error {
     let bare = !name.contains(['/', ':', '@']);
     if !bare {
         return err.context(format!("{flag}={name}: cannot resolve the image {name}"));
     }
-    let stages: Vec<String> = graph.stages.iter().filter_map(|s| s.name.clone()).collect();
     let known = if stages.is_empty() {
         "this Dockerfile names no stage".to_string()
     } else {
@@ -132,4 +126,20 @@ pub fn not_a_stage(
     anyhow::anyhow!(
         "{flag}={name}: no stage is named {name} ({known}); as an image, {image} could not be pulled either: {err:#}"
     )
+}
+
+/// The stage names a Dockerfile declares (`FROM … AS name`), all of them:
+/// the build graph holds only the stages the target needs.
+pub fn stage_names(df: &frontend::ast::Dockerfile) -> Vec<String> {
+    df.instructions
+        .iter()
+        .filter(|i| i.kind == frontend::ast::Keyword::From)
+        .filter_map(|i| {
+            let words: Vec<&str> = i.args_text.value.split_whitespace().collect();
+            match words.as_slice() {
+                [.., kw, name] if kw.eq_ignore_ascii_case("as") => Some(name.to_string()),
+                _ => None,
+            }
+        })
+        .collect()
 }

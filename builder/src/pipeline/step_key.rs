@@ -107,7 +107,9 @@ pub(super) fn step_key(
                         &ctx.real_ref(reference),
                         ctx.req.pull,
                     )
-                    .map_err(|e| resolver::not_a_stage(graph, "--mount from", reference, e))?;
+                    .map_err(|e| {
+                        resolver::not_a_stage(&ctx.stage_names, "--mount from", reference, e)
+                    })?;
                     facts.insert(format!("base:{reference}"), d.clone());
                     digests.push(d);
                 }
@@ -139,9 +141,12 @@ pub(super) fn step_key(
                 _ => None,
             };
             if let (CopySource::Image { reference }, None) = (&f.from, &named_dir) {
-                let r =
-                    resolver::resolve_for_copy(ctx.store, &ctx.real_ref(reference), ctx.req.pull)
-                        .map_err(|e| resolver::not_a_stage(graph, "--from", reference, e))?;
+                let r = resolver::resolve_for_copy(
+                    ctx.store,
+                    &ctx.real_ref(reference),
+                    ctx.req.pull,
+                )
+                .map_err(|e| resolver::not_a_stage(&ctx.stage_names, "--from", reference, e))?;
                 facts.insert("base".into(), r.clone());
                 image_source = Some((reference.clone(), r));
             }
