@@ -26,10 +26,22 @@ pub struct CompatFlags {
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
     /// Provenance attestation: only `false` (strata makes none).
-    #[arg(long, value_name = "false", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(
+        long,
+        value_name = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
     pub provenance: Option<String>,
     /// SBOM attestation: only `false` (strata makes none).
-    #[arg(long, value_name = "false", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(
+        long,
+        value_name = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
     pub sbom: Option<String>,
     /// Size of /dev/shm in RUN steps, e.g. `256m` (default 64m).
     #[arg(long = "shm-size", value_name = "SIZE")]
