@@ -581,3 +581,64 @@ fn explain_cache_on_a_fresh_runner_names_the_changed_file() {
     );
     assert!(!log.contains("first build of this step"), "{log}");
 }
+
+/// A plain-HTTP registry on a non-loopback address of this machine: a
+/// forwarder to the local registry. Returns `host:port`.
+fn plain_http_registry_elsewhere() -> String {
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+    // The address this machine would send from (no packet is sent).
+    let probe = UdpSocket::bind("0.0.0.0:0").unwrap();
+    probe
+        .connect("192.0.2.1:9")
+        .or_else(|_| probe.connect("10.255.255.1:9"))
+        .expect("no route off loopback: this test needs a non-loopback address");
+    let ip = probe.local_addr().unwrap().ip();
+    assert!(!ip.is_loopback(), "only loopback here: {ip}");
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = registry();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let Ok(up) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (mut a, mut b) = (conn.try_clone().unwrap(), up.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut a, mut b) = (up, conn);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr.to_string()
+}
+
+/// `build --insecure-registry HOST` speaks plain HTTP to HOST, and without
+/// it the build's own error names the flag.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn build_insecure_registry_flag() {
+    let tmp = Scratch::new("insecure");
+    let host = plain_http_registry_elsewhere();
+    let ctx = tmp.0.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {host}/library/busybox:latest\nRUN echo ok > /ok\n"),
+    )
+    .unwrap();
+    let err = error_of(&build(&tmp.0.join("root1"), &ctx, &[]));
+    assert!(
+        err.contains(&format!("pass --insecure-registry {host}")),
+        "{err}"
+    );
+    ok(&build(
+        &tmp.0.join("root2"),
+        &ctx,
+        &["--insecure-registry", &host],
+    ));
+}

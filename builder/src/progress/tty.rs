@@ -89,12 +89,15 @@ fn clip(s: &str, width: usize) -> String {
 
 /// `[+] Building 3.1s (7/10)`, BuildKit's header.
 fn header(view: &View, finished: bool) -> String {
-    let mut h = format!(
-        "[+] Building {:.1}s ({}/{})",
-        view.started.elapsed().as_secs_f64(),
-        view.done_steps,
-        view.total.max(view.done_steps)
-    );
+    let mut h = format!("[+] Building {:.1}s", view.started.elapsed().as_secs_f64());
+    // Before the plan is known (resolving bases) there is nothing to count.
+    if view.total > 0 || view.done_steps > 0 {
+        h.push_str(&format!(
+            " ({}/{})",
+            view.done_steps,
+            view.total.max(view.done_steps)
+        ));
+    }
     if finished {
         h.push_str(" FINISHED");
     }
