@@ -374,6 +374,18 @@ fn inspect_history_and_images_format() {
     );
     assert_eq!(v[0]["RootFS"]["Layers"].as_array().unwrap().len(), 3);
     assert_eq!(v[0]["Manifest"]["layers"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        stdout(&mut strata_cmd(
+            &root,
+            &[
+                "inspect",
+                "--format",
+                "{{.Id}} {{.Os}}",
+                "strata-inspect/app:2"
+            ],
+        )),
+        format!("{id} linux\n")
+    );
 
     let history = stdout(&mut strata_cmd(&root, &["history", "strata-inspect/app:2"]));
     let lines: Vec<&str> = history.lines().collect();

@@ -19,7 +19,15 @@ pub struct InspectArgs {
     /// Images: names or image IDs (at least 4 hex digits).
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
+    /// Print with a template, as `docker inspect --format '{{.Id}}'`:
+    /// top-level fields .Id, .Created, .Author, .Architecture, .Os, .Size;
+    /// `json` prints each object on one line.
+    #[arg(short, long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
 }
+
+/// The fields `--format` knows: the scalar top-level ones.
+const FORMAT_FIELDS: [&str; 6] = ["Id", "Created", "Author", "Architecture", "Os", "Size"];
 
 /// The inspect object of one image.
 fn describe(store: &cache::store::Store, found: &super::images::Found) -> anyhow::Result<Value> {
@@ -77,11 +85,44 @@ fn describe(store: &cache::store::Store, found: &super::images::Found) -> anyhow
 pub fn run(g: &GlobalOpts, args: InspectArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(g)?;
     let platform = cache::platform::Platform::host();
+    let format = args
+        .format
+        .as_deref()
+        .map(|f| super::format::Format::parse(f, &FORMAT_FIELDS))
+        .transpose()?;
     let mut out = Vec::new();
     for name in &args.images {
         let found = find_image(&store, name, &platform)?;
         out.push(describe(&store, &found)?);
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    match format {
+        None => println!("{}", serde_json::to_string_pretty(&out)?),
+        Some(super::format::Format::Json) => {
+            for v in &out {
+                println!("{v}");
+            }
+        }
+        Some(f) => {
+            let rows: Vec<std::collections::BTreeMap<&'static str, String>> = out
+                .iter()
+                .map(|v| {
+                    FORMAT_FIELDS
+                        .iter()
+                        .map(|k| {
+                            let text = match &v[*k] {
+                                Value::String(s) => s.clone(),
+                                Value::Null => String::new(),
+                                other => other.to_string(),
+                            };
+                            (*k, text)
+                        })
+                        .collect()
+                })
+                .collect();
+            for line in f.render(&rows, &Default::default()) {
+                println!("{line}");
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
