@@ -54,8 +54,9 @@ pub struct BuildFlags {
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
     /// Export cache: `type=local,dest=DIR[,mode=min|max]`,
-    /// `type=registry,ref=REF[,mode=min|max]` (max, the default: every step;
-    /// min: the final image's steps) or `type=inline` (in the image config).
+    /// `type=registry,ref=REF[,mode=min|max]` or a bare REF (max, the
+    /// default: every step; min: the final image's steps), or `type=inline`
+    /// (in the image config). `ignore-error=true`: a failed export only warns.
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
     /// Output: `type=docker|oci|tar|local|image|registry[,dest=FILE|-][,name=…][,compression=gzip|zstd|uncompressed]`
