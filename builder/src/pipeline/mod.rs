@@ -190,6 +190,9 @@ struct Ctx<'a> {
     named: BTreeMap<String, NamedContextSource>,
     /// Every stage name the Dockerfile declares, for messages.
     stage_names: Vec<String>,
+    /// Images `--from=` names that could not be resolved, with the error:
+    /// the probe and the step ask once, not twice with retries each.
+    unresolved: Mutex<BTreeMap<String, String>>,
     /// The step that failed first (others may fail after, cancelled).
     first_failure: Mutex<Option<(usize, String)>>,
     /// The context without its `.dockerignore`d files, for RUN bind mounts
@@ -220,6 +223,24 @@ impl Ctx<'_> {
             .as_ref()
             .map(|d| d.path().to_path_buf())
             .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// The manifest digest of the image `COPY --from=` / `--mount from=`
+    /// (`flag`) names; a failure is remembered and says first when no
+    /// stage has that name.
+    fn resolve_image(&self, reference: &str, flag: &str) -> anyhow::Result<String> {
+        let failed = || self.unresolved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = failed().get(reference) {
+            bail!("{e}");
+        }
+        // Not under the lock: other steps resolve their images meanwhile.
+        resolver::resolve_for_copy(self.store, &self.real_ref(reference), self.req.pull).map_err(
+            |e| {
+                let e = resolver::not_a_stage(&self.stage_names, flag, reference, e);
+                failed().insert(reference.to_string(), format!("{e:#}"));
+                e
+            },
+        )
     }
 
     /// The image a name stands for (`--build-context name=docker-image://REF`).
@@ -319,6 +340,7 @@ fn build_inner(
         records_out: Mutex::new(BTreeMap::new()),
         named,
         stage_names: resolver::stage_names(&df),
+        unresolved: Mutex::new(BTreeMap::new()),
         first_failure: Mutex::new(None),
         context_view: std::sync::OnceLock::new(),
         probed: Mutex::new(BTreeMap::new()),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use frontend::{CopySource, FileKind, Op};
 
-use super::{Ctx, copy_spec, f_sources, key_dest, resolver};
+use super::{Ctx, copy_spec, f_sources, key_dest};
 use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
 use crate::context::dockerignore::{self, Matcher};
 use crate::context::select::{CopySpec, Selection, select};
@@ -102,14 +102,7 @@ pub(super) fn step_key(
                         frontend::runmount::MountType::Secret | frontend::runmount::MountType::Ssh
                     )
                 {
-                    let d = resolver::resolve_for_copy(
-                        ctx.store,
-                        &ctx.real_ref(reference),
-                        ctx.req.pull,
-                    )
-                    .map_err(|e| {
-                        resolver::not_a_stage(&ctx.stage_names, "--mount from", reference, e)
-                    })?;
+                    let d = ctx.resolve_image(reference, "--mount from")?;
                     facts.insert(format!("base:{reference}"), d.clone());
                     digests.push(d);
                 }
@@ -141,12 +134,7 @@ pub(super) fn step_key(
                 _ => None,
             };
             if let (CopySource::Image { reference }, None) = (&f.from, &named_dir) {
-                let r = resolver::resolve_for_copy(
-                    ctx.store,
-                    &ctx.real_ref(reference),
-                    ctx.req.pull,
-                )
-                .map_err(|e| resolver::not_a_stage(&ctx.stage_names, "--from", reference, e))?;
+                let r = ctx.resolve_image(reference, "--from")?;
                 facts.insert("base".into(), r.clone());
                 image_source = Some((reference.clone(), r));
             }
