@@ -594,6 +594,49 @@ fn explain_cache_on_a_fresh_runner_names_the_changed_file() {
     assert!(!log.contains("first build of this step"), "{log}");
 }
 
+/// The same through a local cache directory and an inline cache in a
+/// pushed image.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn explain_cache_through_local_and_inline_caches() {
+    let tmp = Scratch::new("explainlocal");
+    let ctx = context(
+        &tmp.0,
+        "FROM {base}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b\n",
+    );
+    let dir = tmp.0.join("cache");
+    let image = format!("{}/strata-cli/explain-inline-{}:1", registry(), unique());
+    ok(&build(
+        &tmp.0.join("root1"),
+        &ctx,
+        &[
+            "--cache-to",
+            &format!("type=local,dest={}", dir.display()),
+            "--cache-to",
+            "type=inline",
+            "--push",
+            "-t",
+            &image,
+        ],
+    ));
+    std::fs::write(ctx.join("a.txt"), "changed\n").unwrap();
+    for (n, from) in [
+        (2, format!("type=local,src={}", dir.display())),
+        (3, image.clone()),
+    ] {
+        let log = ok(&build(
+            &tmp.0.join(format!("root{n}")),
+            &ctx,
+            &["--explain-cache", "--cache-from", &from],
+        ));
+        assert!(
+            log.contains("cache miss: context file a.txt changed"),
+            "{from}: {log}"
+        );
+        assert!(!log.contains("first build of this step"), "{from}: {log}");
+    }
+}
+
 /// A plain-HTTP registry on a non-loopback address of this machine: a
 /// forwarder to the local registry. Returns `host:port`.
 fn plain_http_registry_elsewhere() -> String {
