@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
-use crate::options::{BuildRequest, OutputKind};
+use crate::options::{BuildRequest, OutputKind, OutputSpec};
 
 /// `Permission denied` for an io error, without Rust's ` (os error 13)`.
 fn reason(e: &io::Error) -> String {
@@ -92,45 +92,68 @@ fn check_dir(label: &str, path: &Path, hint: &str) -> anyhow::Result<()> {
 
 /// Every check, in the order the flags are usually written.
 pub(super) fn check(req: &BuildRequest) -> anyhow::Result<()> {
-    check_dir(
-        &format!("--root {}", req.root.display()),
+    check_paths(
         &req.root,
+        &req.outputs,
+        req.iidfile.as_deref(),
+        req.metadata_file.as_deref(),
+    )
+}
+
+fn check_paths(
+    root: &Path,
+    outputs: &[OutputSpec],
+    iidfile: Option<&Path>,
+    metadata_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    check_dir(
+        &format!("--root {}", root.display()),
+        root,
         "pass --root DIR (or set STRATA_ROOT) to a directory you can write",
     )?;
     // An existing store must be writable inside too (a read-only copy).
     for sub in ["tmp", "locks", "blobs/sha256"] {
-        let p = req.root.join(sub);
+        let p = root.join(sub);
         if p.is_dir()
             && let Err(e) = writable_dir(&p)
         {
             bail!(
                 "--root {}: cannot write in {} ({}); pass --root DIR (or set STRATA_ROOT) to a store you can write",
-                req.root.display(),
+                root.display(),
                 p.display(),
                 reason(&e)
             );
         }
     }
-    for o in &req.outputs {
+    for o in outputs {
         let Some(dest) = o.dest.as_deref().filter(|d| *d != Path::new("-")) else {
             continue;
         };
         match o.kind {
-            OutputKind::Local => check_dir(
-                &format!("--output dest={}", dest.display()),
-                dest,
-                "choose a directory you can write",
-            )?,
+            OutputKind::Local => {
+                check_dir(
+                    &format!("--output dest={}", dest.display()),
+                    dest,
+                    "choose a directory you can write",
+                )?;
+                // What the export refuses at the end, refused now.
+                if std::fs::read_dir(dest).is_ok_and(|mut d| d.next().is_some()) {
+                    bail!(
+                        "--output type=local,dest={}: the directory is not empty; give a new or empty directory",
+                        dest.display()
+                    );
+                }
+            }
             OutputKind::Docker | OutputKind::Oci | OutputKind::Tar => {
                 check_file(&format!("--output dest={}", dest.display()), dest)?
             }
             OutputKind::Image | OutputKind::Registry => {}
         }
     }
-    if let Some(p) = &req.iidfile {
+    if let Some(p) = iidfile {
         check_file(&format!("--iidfile {}", p.display()), p)?;
     }
-    if let Some(p) = &req.metadata_file {
+    if let Some(p) = metadata_file {
         check_file(&format!("--metadata-file {}", p.display()), p)?;
     }
     Ok(())
@@ -161,5 +184,24 @@ mod tests {
         );
         assert!(check_file("--iidfile X", &t.path().join("ok")).is_ok());
         assert!(check_dir("--root", &t.path().join("a/b"), "x").is_ok());
+    }
+
+    #[test]
+    fn a_local_output_must_be_new_or_empty() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("old"), "x").unwrap();
+        let req_dest = t.path().to_path_buf();
+        let o: crate::options::OutputSpec = format!("type=local,dest={}", req_dest.display())
+            .parse()
+            .unwrap();
+        assert_eq!(
+            check_paths(&t.path().join("root"), &[o], None, None)
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "--output type=local,dest={}: the directory is not empty; give a new or empty directory",
+                req_dest.display()
+            )
+        );
     }
 }
