@@ -11,6 +11,11 @@
 //! file source copied to a path without a trailing `/` takes that name.
 //! `--parents` keeps each source's path below the context root (or below a
 //! `/./` pivot in the source).
+//!
+//! Symlinks: a source path (and each wildcard match) is resolved inside the
+//! context as if it were `/` ([`super::resolve`]), so a link never leads to
+//! a host file; the destination keeps the name the source was written
+//! with. Inside a copied directory, links are copied as links.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
