@@ -47,6 +47,10 @@ pub enum Error {
     /// operation now.
     #[error("{0}")]
     Busy(String),
+    /// The store's root is not private to this user (see
+    /// [`crate::store::Store::open`]); the message says how to fix it.
+    #[error("{0}")]
+    Unsafe(String),
     /// A blob the store lacks could not be fetched from where its origin
     /// record says it came from (the registry is unreachable or lost it).
     #[error("{0}")]

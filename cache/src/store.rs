@@ -34,6 +34,55 @@ use crate::origin::OriginIndex;
 use crate::platform::Platform;
 use crate::reference::Reference;
 
+/// The store's root: created `0700` (as podman's rootless storage is); an
+/// existing one that other users can enter is refused. A RUN step may leave
+/// setuid or setgid files in a layer (the image needs them), and inside a
+/// root others can enter, another local user could run them with the
+/// builder's ids. Everything strata keeps (blobs, snapshots, layer trees,
+/// scratch) lives below this root, so its mode guards all of it. An
+/// existing *empty* directory is taken over and made private: nothing in it
+/// can have been reached yet.
+fn private_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match fs::metadata(root) {
+        Ok(md) if md.is_dir() => {
+            let mode = md.permissions().mode() & 0o7777;
+            if mode & 0o011 == 0 {
+                return Ok(());
+            }
+            let empty = fs::read_dir(root)
+                .ctx("read store directory", root)?
+                .next()
+                .is_none();
+            if !empty {
+                return Err(Error::Unsafe(format!(
+                    "the store at {} can be entered by other users (mode {mode:04o}): a setuid file a build leaves there would be theirs to run; make it private with `chmod 700 {}` (or pass another --root)",
+                    root.display(),
+                    root.display()
+                )));
+            }
+        }
+        Ok(_) => {
+            return Err(Error::Invalid(format!(
+                "the store root {} is not a directory; pass a directory with --root",
+                root.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).ctx("create store directory", parent)?;
+            }
+            match fs::DirBuilder::new().mode(0o700).create(root) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).ctx("create store directory", root),
+            }
+        }
+        Err(e) => return Err(e).ctx("read store directory", root),
+    }
+    fs::set_permissions(root, fs::Permissions::from_mode(0o700)).ctx("make private", root)
+}
+
 /// An open store.
 #[derive(Debug)]
 pub struct Store {
@@ -71,6 +120,7 @@ impl Store {
     }
 
     fn create_layout(root: &Path) -> Result<()> {
+        private_root(root)?;
         for sub in [
             "blobs/sha256",
             "snapshots",
@@ -249,6 +299,39 @@ impl Store {
 mod tests {
     use super::*;
     use crate::image::media_type;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::metadata(p).expect("stat").permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_root_is_private_and_a_shared_one_refused() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let fresh = t.path().join("a/b/root");
+        drop(Store::open(&fresh).expect("open"));
+        assert_eq!(mode_of(&fresh), 0o700);
+        // An empty directory someone made for us is taken over.
+        let empty = t.path().join("empty");
+        fs::create_dir(&empty).expect("mkdir");
+        fs::set_permissions(&empty, fs::Permissions::from_mode(0o755)).expect("chmod");
+        drop(Store::open(&empty).expect("open empty"));
+        assert_eq!(mode_of(&empty), 0o700);
+        // A store others can enter is refused, and left as it is.
+        fs::set_permissions(&fresh, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let err = Store::open(&fresh).expect_err("a 0755 store must be refused");
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Unsafe(_)), "{msg}");
+        assert!(
+            msg.contains(&format!("chmod 700 {}", fresh.display())) && msg.contains("0755"),
+            "{msg}"
+        );
+        assert_eq!(mode_of(&fresh), 0o755);
+        fs::set_permissions(&fresh, fs::Permissions::from_mode(0o710)).expect("chmod");
+        assert!(Store::open(&fresh).is_err(), "group search is sharing too");
+        fs::set_permissions(&fresh, fs::Permissions::from_mode(0o700)).expect("chmod");
+        drop(Store::open(&fresh).expect("open after chmod 700"));
+    }
 
     fn config_for(diff_ids: &[Digest]) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({

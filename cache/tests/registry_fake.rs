@@ -13,13 +13,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use cache::digest::Digest;
+use cache::image::Descriptor;
 use cache::platform::Platform;
 use cache::reference::Reference;
 use cache::store::Store;
 use cache::transport::registry::auth::CredentialStore;
 use cache::transport::registry::retry::RetryPolicy;
 use cache::transport::registry::{
-    ClientOptions, RegistryClient, RegistryError, Repo, fetch_manifest_and_config, pull,
+    BlobDeadline, ClientOptions, RegistryClient, RegistryError, Repo, fetch_blob,
+    fetch_manifest_and_config, pull,
 };
 
 /// One request as the fake saw it.
@@ -753,4 +755,144 @@ fn a_non_loopback_name_gets_https_until_named_insecure() {
         .get_manifest(&repo, "v1")
         .expect("plain HTTP once named insecure");
     assert_eq!(m.digest, Digest::of(&Fixture::new().manifest));
+}
+
+/// How a slow blob server sends the body after its headers.
+#[derive(Clone, Copy)]
+enum Slow {
+    /// A few bytes, then nothing (the connection stays open).
+    Stall,
+    /// One byte every 200 ms: every read returns, the download never ends
+    /// in reasonable time.
+    Trickle,
+}
+
+/// A registry serving one blob of `body` slowly, a thread per connection
+/// (a stalled connection must not hold up the next attempt). The server
+/// threads stop sending when the client goes away or `stop` is set.
+fn slow_blob_registry(body: Vec<u8>, mode: Slow) -> (String, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            if stop2.load(Ordering::SeqCst) {
+                break;
+            }
+            let (body, stop3) = (body.clone(), stop2.clone());
+            std::thread::spawn(move || send_slowly(stream, &body, mode, &stop3));
+        }
+    });
+    (addr, stop)
+}
+
+fn send_slowly(stream: TcpStream, body: &[u8], mode: Slow, stop: &AtomicBool) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+    }
+    let mut out = stream;
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    if out.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let (first, pause) = match mode {
+        Slow::Stall => (16, Duration::from_secs(60)),
+        Slow::Trickle => (0, Duration::from_millis(200)),
+    };
+    let _ = out.write_all(&body[..first]);
+    let _ = out.flush();
+    for b in &body[first..] {
+        let until = std::time::Instant::now() + pause;
+        while std::time::Instant::now() < until {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if out.write_all(&[*b]).is_err() || out.flush().is_err() {
+            return;
+        }
+    }
+}
+
+/// A client whose per-read timeout (30 s) is far longer than the blob's
+/// overall deadline (2 s), so only the deadline can end the download.
+fn deadline_client() -> RegistryClient {
+    let mut o = ClientOptions::anonymous();
+    o.retry = RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+    };
+    o.read_timeout = Duration::from_secs(30);
+    o.blob_deadline = BlobDeadline {
+        base: Duration::from_secs(2),
+        min_rate: 1 << 20,
+    };
+    RegistryClient::new(o)
+}
+
+fn assert_deadline_hit(mode: Slow) {
+    let body = vec![7u8; 4096];
+    let digest = Digest::of(&body);
+    let (addr, stop) = slow_blob_registry(body.clone(), mode);
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("store");
+    let r = Reference::parse(&format!("{addr}/test/slow:v1")).expect("ref");
+    let desc = Descriptor::new(
+        "application/vnd.oci.image.layer.v1.tar",
+        digest.clone(),
+        body.len() as u64,
+    );
+    let t0 = std::time::Instant::now();
+    let err = fetch_blob(&deadline_client(), &store, &r, &desc).expect_err("must time out");
+    let took = t0.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    assert!(matches!(err, RegistryError::Deadline { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&addr)
+            && msg.contains(&digest.to_string())
+            && msg.contains("STRATA_BLOB_DEADLINE"),
+        "{msg}"
+    );
+    // One 2 s budget for all attempts, not 2 s (or 30 s) per attempt.
+    assert!(took < Duration::from_secs(5), "took {took:?}: {msg}");
+    assert!(took >= Duration::from_millis(1900), "took {took:?}: {msg}");
+    assert!(!store.blobs().has(&digest));
+    assert_eq!(tmp_files(root.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_stalled_blob_fails_at_its_deadline_naming_registry_and_digest() {
+    assert_deadline_hit(Slow::Stall);
+}
+
+#[test]
+fn a_trickling_blob_fails_at_its_deadline() {
+    assert_deadline_hit(Slow::Trickle);
+}
+
+#[test]
+fn the_deadline_grows_with_the_blob_and_parses_from_the_environment_form() {
+    let d = BlobDeadline::parse("10:1000").expect("parse");
+    assert_eq!(d.for_size(Some(5000)), Duration::from_secs(15));
+    assert_eq!(
+        BlobDeadline::parse("0.5").expect("parse").base,
+        Duration::from_millis(500)
+    );
+    for bad in ["", "x", "-1", "10:y", "nan"] {
+        let e = BlobDeadline::parse(bad).expect_err(bad);
+        assert!(e.contains("STRATA_BLOB_DEADLINE"), "{e}");
+    }
 }

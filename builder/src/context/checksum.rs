@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -88,8 +89,13 @@ impl ChecksumIndex {
         {
             return Ok(r.digest.clone());
         }
-        let mut f =
-            std::fs::File::open(abs).with_context(|| format!("cannot read {}", abs.display()))?;
+        // O_NOFOLLOW: `abs` was resolved inside the context; a link put
+        // there since is refused rather than read on the host.
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(abs)
+            .with_context(|| format!("cannot read {}", abs.display()))?;
         let mut h = blake3::Hasher::new();
         h.update_reader(&mut f)
             .with_context(|| format!("cannot read {}", abs.display()))?;

@@ -207,7 +207,13 @@ pub fn load_for_build(
         n.push(".dockerignore");
         candidates.push(IgnoreSource::DockerfileSpecific(df.with_file_name(n)));
     }
-    candidates.push(IgnoreSource::Context(context.join(".dockerignore")));
+    // The context's own file is resolved inside the context, like every
+    // context path: a `.dockerignore` linked to a host file reads nothing.
+    if let super::resolve::Resolved::Found(real) =
+        super::resolve::resolve(context, ".dockerignore", true)?
+    {
+        candidates.push(IgnoreSource::Context(super::resolve::join(context, &real)));
+    }
     for c in candidates {
         let path = match &c {
             IgnoreSource::DockerfileSpecific(p) | IgnoreSource::Context(p) => p.clone(),

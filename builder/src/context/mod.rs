@@ -9,4 +9,5 @@ pub mod filtered;
 pub mod git;
 pub mod pattern;
 pub mod remote;
+pub mod resolve;
 pub mod select;

@@ -11,6 +11,11 @@
 //! file source copied to a path without a trailing `/` takes that name.
 //! `--parents` keeps each source's path below the context root (or below a
 //! `/./` pivot in the source).
+//!
+//! Symlinks: a source path (and each wildcard match) is resolved inside the
+//! context as if it were `/` ([`super::resolve`]), so a link never leads to
+//! a host file; the destination keeps the name the source was written
+//! with. Inside a copied directory, links are copied as links.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -20,6 +25,7 @@ use anyhow::{Context as _, bail};
 
 use super::dockerignore::Matcher;
 use super::pattern::{Glob, clean};
+use super::resolve::{Resolved, resolve};
 
 /// What one COPY/ADD asks for, with the destination already made absolute
 /// (WORKDIR applied) by the caller.
@@ -144,57 +150,95 @@ pub fn select(context: &Path, ignore: &Matcher, spec: &CopySpec) -> anyhow::Resu
     let mut out: BTreeMap<String, Entry> = BTreeMap::new();
     for src in &spec.sources {
         let (pivot, rel) = split_pivot(src);
-        let matches = expand(context, &rel, ignore)?;
+        let (matches, via_link) = expand(context, &rel, ignore)?;
         if matches.is_empty() {
             if is_wildcard(&rel) {
                 bail!("no context file matches the source {src:?}");
+            }
+            if via_link {
+                bail!(
+                    "{src:?} is not in the build context: it goes through a symbolic link whose target is not in the context (links are resolved inside the context as if it were /, never on the host)"
+                );
             }
             bail!(
                 "{src:?} is not in the build context (or .dockerignore excludes it): check the path relative to the context directory"
             );
         }
         for m in matches {
-            let abs = join_rel(context, &m);
-            let md = std::fs::metadata(&abs)
-                .or_else(|_| std::fs::symlink_metadata(&abs))
-                .with_context(|| format!("cannot stat {}", abs.display()))?;
-            let base = if spec.parents {
-                let keep = m.strip_prefix(&pivot).unwrap_or(&m).trim_start_matches('/');
-                join_dest(&spec.dest, keep)
-            } else if md.is_dir() {
-                spec.dest.trim_end_matches('/').to_string()
-            } else if dest_is_dir || spec.sources.len() > 1 || has_wildcard {
-                join_dest(&spec.dest, m.rsplit('/').next().unwrap_or(&m))
-            } else {
-                spec.dest.clone()
-            };
-            let base = if base.is_empty() {
-                "/".to_string()
-            } else {
-                base
-            };
-            if md.is_dir() {
-                // A directory named outright gives the destination its
-                // mode; one matched by a wildcard only contributes its
-                // contents (Docker flattens `COPY dir/* /d/` one level).
-                let with_root = !is_wildcard(&rel);
-                walk_dir(context, &m, &base, ignore, &excludes, with_root, &mut out)?;
-            } else {
-                let name = m.rsplit('/').next().unwrap_or(&m);
-                if excludes.excludes(name) {
-                    continue;
-                }
-                let e = entry_for(&abs, &m, &base, &md)?;
-                if let Some(mut e) = e {
-                    e.named_source = true;
-                    out.insert(e.dest.clone(), e);
-                }
-            }
+            add_match(context, ignore, &excludes, spec, &pivot, &rel, &m, &mut out)?;
         }
     }
     Ok(Selection {
         entries: out.into_values().collect(),
     })
+}
+
+/// One source path as named (`named`, for the destination's name) and as
+/// resolved inside the context (`real`, the one read).
+#[derive(Debug, Clone)]
+struct Match {
+    named: String,
+    real: String,
+}
+
+/// Adds the entries one matched source path contributes.
+#[allow(clippy::too_many_arguments)]
+fn add_match(
+    context: &Path,
+    ignore: &Matcher,
+    excludes: &Matcher,
+    spec: &CopySpec,
+    pivot: &str,
+    rel: &str,
+    m: &Match,
+    out: &mut BTreeMap<String, Entry>,
+) -> anyhow::Result<()> {
+    let dest_is_dir = spec.dest.ends_with('/');
+    let has_wildcard = spec.sources.iter().any(|s| is_wildcard(s));
+    let abs = join_rel(context, &m.real);
+    let md = std::fs::symlink_metadata(&abs)
+        .with_context(|| format!("cannot stat {}", abs.display()))?;
+    if md.file_type().is_symlink() {
+        bail!(
+            "{} changed into a symbolic link while the build read it",
+            abs.display()
+        );
+    }
+    let name = &m.named;
+    let base = if spec.parents {
+        let keep = name
+            .strip_prefix(pivot)
+            .unwrap_or(name)
+            .trim_start_matches('/');
+        join_dest(&spec.dest, keep)
+    } else if md.is_dir() {
+        spec.dest.trim_end_matches('/').to_string()
+    } else if dest_is_dir || spec.sources.len() > 1 || has_wildcard {
+        join_dest(&spec.dest, name.rsplit('/').next().unwrap_or(name))
+    } else {
+        spec.dest.clone()
+    };
+    let base = if base.is_empty() {
+        "/".to_string()
+    } else {
+        base
+    };
+    if md.is_dir() {
+        // A directory named outright gives the destination its mode; one
+        // matched by a wildcard only contributes its contents (Docker
+        // flattens `COPY dir/* /d/` one level).
+        let with_root = !is_wildcard(rel);
+        return walk_dir(context, &m.real, &base, ignore, excludes, with_root, out);
+    }
+    let leaf = name.rsplit('/').next().unwrap_or(name);
+    if excludes.excludes(leaf) {
+        return Ok(());
+    }
+    if let Some(mut e) = entry_for(&abs, &m.real, &base, &md)? {
+        e.named_source = true;
+        out.insert(e.dest.clone(), e);
+    }
+    Ok(())
 }
 
 /// Whether a source holds Go-glob metacharacters.
@@ -220,11 +264,7 @@ fn scoped(rel: &str) -> String {
 }
 
 fn join_rel(context: &Path, rel: &str) -> PathBuf {
-    if rel.is_empty() {
-        context.to_path_buf()
-    } else {
-        context.join(rel)
-    }
+    super::resolve::join(context, rel)
 }
 
 fn join_dest(dest: &str, rel: &str) -> String {
@@ -237,59 +277,85 @@ fn join_dest(dest: &str, rel: &str) -> String {
 }
 
 /// Expands one source into context paths ("" is the root), segment by
-/// segment, so only the directories the pattern names are listed.
-fn expand(context: &Path, src: &str, ignore: &Matcher) -> anyhow::Result<Vec<String>> {
+/// segment, so only the directories the pattern names are listed. Every
+/// match is resolved inside the context ([`resolve`]): a symlink on the way
+/// is followed as if the context were `/`. Also says whether a non-wildcard
+/// source was not found because a link led nowhere.
+fn expand(context: &Path, src: &str, ignore: &Matcher) -> anyhow::Result<(Vec<Match>, bool)> {
     let rel = scoped(src);
     if !is_wildcard(&rel) {
-        let abs = join_rel(context, &rel);
-        if std::fs::symlink_metadata(&abs).is_err()
-            || (!rel.is_empty() && ignore.excludes(&rel) && !is_dir(&abs))
-        {
-            return Ok(Vec::new());
+        let real = match resolve(context, &rel, true)? {
+            Resolved::Found(real) => real,
+            Resolved::Missing { via_link } => return Ok((Vec::new(), via_link)),
+        };
+        let excluded = !rel.is_empty() && (ignore.excludes(&rel) || ignore.excludes(&real));
+        if excluded && !is_dir(&join_rel(context, &real)) {
+            return Ok((Vec::new(), false));
         }
-        return Ok(vec![rel]);
+        return Ok((vec![Match { named: rel, real }], false));
     }
-    let mut current = vec![String::new()];
+    let mut current = vec![Match {
+        named: String::new(),
+        real: String::new(),
+    }];
     for seg in rel.split('/') {
         let mut next = Vec::new();
         for base in &current {
             if !is_wildcard(seg) {
-                let p = if base.is_empty() {
-                    seg.to_string()
-                } else {
-                    format!("{base}/{seg}")
-                };
-                if std::fs::symlink_metadata(join_rel(context, &p)).is_ok() {
-                    next.push(p);
-                }
+                push_resolved(context, base, seg, &mut next)?;
                 continue;
             }
             let glob = Glob::new(seg).map_err(|e| anyhow::anyhow!("source {src:?}: {e}"))?;
-            let dir = join_rel(context, base);
+            let dir = join_rel(context, &base.real);
             let Ok(rd) = std::fs::read_dir(&dir) else {
                 continue;
             };
+            let mut names = Vec::new();
             for ent in rd {
                 let ent = ent.with_context(|| format!("cannot list {}", dir.display()))?;
                 let name = ent.file_name().to_string_lossy().into_owned();
                 if glob.is_match(&name) {
-                    next.push(if base.is_empty() {
-                        name
-                    } else {
-                        format!("{base}/{name}")
-                    });
+                    names.push(name);
                 }
+            }
+            for name in names {
+                push_resolved(context, base, &name, &mut next)?;
             }
         }
         current = next;
     }
-    current.retain(|p| !ignore.excludes(p));
-    current.sort();
-    Ok(current)
+    current.retain(|m| !ignore.excludes(&m.named) && !ignore.excludes(&m.real));
+    current.sort_by(|a, b| a.named.cmp(&b.named));
+    Ok((current, false))
+}
+
+/// Adds `base/name`, resolved inside the context, to `next` if it exists.
+fn push_resolved(
+    context: &Path,
+    base: &Match,
+    name: &str,
+    next: &mut Vec<Match>,
+) -> anyhow::Result<()> {
+    let join = |b: &str| {
+        if b.is_empty() {
+            name.to_string()
+        } else {
+            format!("{b}/{name}")
+        }
+    };
+    if let Resolved::Found(real) = resolve(context, &join(&base.real), true)? {
+        next.push(Match {
+            named: join(&base.named),
+            real,
+        });
+    }
+    Ok(())
 }
 
 fn is_dir(p: &Path) -> bool {
-    std::fs::metadata(p).map(|m| m.is_dir()).unwrap_or(false)
+    std::fs::symlink_metadata(p)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
 }
 
 /// Walks a directory source, adding the directory itself (it gives the
@@ -304,7 +370,9 @@ fn walk_dir(
     out: &mut BTreeMap<String, Entry>,
 ) -> anyhow::Result<()> {
     let root = join_rel(context, rel);
-    let md = std::fs::metadata(&root).with_context(|| format!("cannot stat {}", root.display()))?;
+    // `rel` is resolved: no symlink in it, so this stats the directory.
+    let md = std::fs::symlink_metadata(&root)
+        .with_context(|| format!("cannot stat {}", root.display()))?;
     if with_root && let Some(e) = entry_for(&root, rel, dest, &md)? {
         out.insert(e.dest.clone(), e);
     }

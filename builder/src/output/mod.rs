@@ -5,6 +5,7 @@
 //! outputs need every layer's bytes ([`needs_layer_bytes`]).
 
 pub mod load;
+mod local_dir;
 mod recompress;
 mod stdout;
 
@@ -172,7 +173,7 @@ fn export_one(
             // `type=local,dest=-` streams the filesystem as a tar, as
             // BuildKit does.
             OutputKind::Local if dest != Some(Path::new("-")) => {
-                write_local(store, layers, file_dest(dest)?)?;
+                local_dir::write_local(store, layers, file_dest(dest)?)?;
             }
             OutputKind::Local | OutputKind::Tar => {
                 stdout::or_file(store, dest, |d| write_rootfs_tar(store, layers, d))?;
@@ -202,24 +203,6 @@ pub fn uses_stdout(outputs: &[OutputSpec]) -> bool {
         o.dest.as_deref() == Some(Path::new("-"))
             && !matches!(o.kind, OutputKind::Image | OutputKind::Registry)
     })
-}
-
-/// `type=local`: the merged root filesystem in a new or empty directory,
-/// owned by the current user (other owners are kept in the
-/// `user.rootlesscontainers` xattr, as a rootless unpack records them).
-fn write_local(store: &Store, layers: &[crate::ops::Layer], dest: &Path) -> anyhow::Result<()> {
-    if dest.exists()
-        && std::fs::read_dir(dest)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(anyhow!(
-            "--output type=local,dest={}: the directory is not empty; give a new or empty directory",
-            dest.display()
-        ));
-    }
-    std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
-    crate::ops::file::materialize_into(store, layers, dest)
 }
 
 /// `type=tar`: the merged root filesystem as one uncompressed tar, with the

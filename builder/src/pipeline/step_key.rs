@@ -91,7 +91,10 @@ pub(super) fn step_key(
     match &step.op {
         Op::Exec(e) => {
             for (k, v) in &e.env {
-                facts.insert(format!("env:{k}"), v.clone());
+                facts.insert(
+                    format!("env:{k}"),
+                    crate::solver::explain::recorded_value(k, v),
+                );
             }
             // Images that `--mount=…,from=<image>` reads are part of the key.
             let mut digests = Vec::new();

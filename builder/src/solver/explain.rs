@@ -7,7 +7,9 @@
 //! which stage, which step), so on the next build the same step can be
 //! compared with its last run: a miss is explained by the facts that
 //! changed, appeared or disappeared. Records are small JSON files under
-//! `<root>/index/explain/`, written atomically.
+//! `<root>/index/explain/`, written atomically. The value of a variable
+//! whose name looks like a secret (BuildKit's `SecretsUsedInArgOrEnv`
+//! words) is kept only as a digest ([`recorded_value`]).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -83,6 +85,46 @@ fn describe_fact(name: &str, before: &Option<String>, after: &Option<String>) ->
         "input" => "an earlier step it builds on changed".to_string(),
         "context" => format!("context file {what} {verb}"),
         other => format!("{other} {what} {verb}"),
+    }
+}
+
+/// The words of a variable name that mark it as a secret, and the one that
+/// clears it: BuildKit's `SecretsUsedInArgOrEnv` rule, which matches a
+/// whole `_`-separated word, case-insensitively (`GITHUB_TOKEN`, `api_key`,
+/// `AUTH`; not `MONKEY`, not `PUBLIC_KEY`).
+const SECRET_WORDS: &[&str] = &[
+    "apikey",
+    "auth",
+    "credential",
+    "credentials",
+    "key",
+    "password",
+    "pword",
+    "passwd",
+    "secret",
+    "token",
+];
+const NOT_SECRET_WORDS: &[&str] = &["public"];
+
+/// Whether a build arg or environment variable name looks like it holds a
+/// secret, by BuildKit's rule.
+pub fn looks_secret(name: &str) -> bool {
+    let has = |words: &[&str]| {
+        name.split('_')
+            .any(|w| words.iter().any(|s| w.eq_ignore_ascii_case(s)))
+    };
+    has(SECRET_WORDS) && !has(NOT_SECRET_WORDS)
+}
+
+/// The value a record keeps for the variable `name`: the value itself, or
+/// for a name that looks secret only a digest of it. Records are plain
+/// files under the store; a token passed as `--build-arg GITHUB_TOKEN=…`
+/// must not sit there in clear. The digest still tells that it changed.
+pub fn recorded_value(name: &str, value: &str) -> String {
+    if looks_secret(name) {
+        format!("redacted:{}", blake3::hash(value.as_bytes()).to_hex())
+    } else {
+        value.to_string()
     }
 }
 
@@ -250,6 +292,27 @@ mod tests {
             explain(Some(&before), &after).describe(),
             "build arg TOKEN changed"
         );
+    }
+
+    #[test]
+    fn secret_looking_names_are_redacted() {
+        for n in [
+            "GITHUB_TOKEN",
+            "api_key",
+            "AUTH",
+            "DB_PASSWORD",
+            "aws_secret_access_key",
+        ] {
+            assert!(looks_secret(n), "{n}");
+            let v = recorded_value(n, "hunter2");
+            assert!(!v.contains("hunter2") && v.starts_with("redacted:"), "{v}");
+            assert_eq!(v, recorded_value(n, "hunter2"));
+            assert_ne!(v, recorded_value(n, "hunter3"));
+        }
+        for n in ["MONKEY", "PUBLIC_KEY", "VERSION", "KEYS", "TOKENIZER"] {
+            assert!(!looks_secret(n), "{n}");
+            assert_eq!(recorded_value(n, "v1"), "v1");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -100,7 +101,14 @@ impl<W: Write> TarEmitter<W> {
             EntryKind::File(Content::Path(p)) => {
                 // Size from the opened file itself, so header and content
                 // describe the same inode.
-                let f = File::open(p).map_err(|err| LayerError::io("opening", p, err))?;
+                // O_NOFOLLOW: the caller resolved `p` to a regular file
+                // (for a build context, inside the context); a symlink
+                // swapped in since is refused, never followed to the host.
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(p)
+                    .map_err(|err| LayerError::io("opening", p, err))?;
                 let md = f
                     .metadata()
                     .map_err(|err| LayerError::io("reading metadata of", p, err))?;

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::http::{Request, Response};
 
@@ -43,18 +43,95 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// How long to wait for a response header, and for each read of a body.
     pub read_timeout: Duration,
+    /// How long one blob download may take in all, retries included.
+    pub blob_deadline: BlobDeadline,
+}
+
+/// The overall time one blob may take: `base` plus its size at `min_rate`.
+/// A per-read timeout alone lets a registry that sends one byte every few
+/// seconds hold a build for ever; this bounds the whole download, growing
+/// with the blob so a big layer on a slow link still gets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobDeadline {
+    pub base: Duration,
+    /// Bytes per second below which a download is given up.
+    pub min_rate: u64,
+}
+
+impl Default for BlobDeadline {
+    fn default() -> Self {
+        BlobDeadline {
+            base: Duration::from_secs(120),
+            min_rate: 32 * 1024,
+        }
+    }
+}
+
+impl BlobDeadline {
+    /// The budget for a blob of `size` bytes (1 GiB when not known).
+    pub fn for_size(&self, size: Option<u64>) -> Duration {
+        let size = size.unwrap_or(1 << 30);
+        let secs = size / self.min_rate.max(1);
+        self.base.saturating_add(Duration::from_secs(secs))
+    }
+
+    /// `BASE_SECONDS[:MIN_BYTES_PER_SECOND]`, as `STRATA_BLOB_DEADLINE` gives it.
+    pub fn parse(s: &str) -> std::result::Result<BlobDeadline, String> {
+        let bad = || {
+            format!(
+                "STRATA_BLOB_DEADLINE={s:?}: expected BASE_SECONDS[:MIN_BYTES_PER_SECOND], e.g. 120:32768"
+            )
+        };
+        let (base, rate) = match s.split_once(':') {
+            Some((b, r)) => (b, Some(r)),
+            None => (s, None),
+        };
+        let base: f64 = base.trim().parse().map_err(|_| bad())?;
+        if !base.is_finite() || base <= 0.0 {
+            return Err(bad());
+        }
+        let min_rate = match rate {
+            Some(r) => r.trim().parse::<u64>().map_err(|_| bad())?.max(1),
+            None => BlobDeadline::default().min_rate,
+        };
+        Ok(BlobDeadline {
+            base: Duration::from_secs_f64(base),
+            min_rate,
+        })
+    }
+}
+
+/// Seconds from `STRATA_REGISTRY_READ_TIMEOUT`, if set.
+fn read_timeout_from_env() -> Result<Option<Duration>> {
+    let Ok(v) = std::env::var("STRATA_REGISTRY_READ_TIMEOUT") else {
+        return Ok(None);
+    };
+    match v.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        _ => Err(RegistryError::Other(format!(
+            "STRATA_REGISTRY_READ_TIMEOUT={v:?}: expected a number of seconds, e.g. 120"
+        ))),
+    }
 }
 
 impl ClientOptions {
     /// Options from the environment: `STRATA_INSECURE_REGISTRIES`,
-    /// `STRATA_REGISTRY_MIRROR` and the Docker credentials file.
+    /// `STRATA_REGISTRY_MIRROR`, `STRATA_BLOB_DEADLINE`,
+    /// `STRATA_REGISTRY_READ_TIMEOUT` and the Docker credentials file.
     pub fn from_env() -> Result<Self> {
         let endpoints = EndpointPolicy::from_env().map_err(RegistryError::Other)?;
-        Ok(ClientOptions {
+        let mut opts = ClientOptions {
             endpoints,
             credentials: CredentialStore::from_env()?,
             ..Self::anonymous()
-        })
+        };
+        if let Ok(v) = std::env::var("STRATA_BLOB_DEADLINE") {
+            opts.blob_deadline = BlobDeadline::parse(&v).map_err(RegistryError::Other)?;
+        }
+        if let Some(t) = read_timeout_from_env()? {
+            opts.read_timeout = t;
+        }
+        Ok(opts)
     }
 
     /// Options with no credentials and no environment, for tests and tools.
@@ -67,6 +144,7 @@ impl ClientOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(120),
+            blob_deadline: BlobDeadline::default(),
         }
     }
 }
@@ -111,6 +189,9 @@ pub(crate) struct Call<'a> {
     pub endpoint: &'a Endpoint,
     /// Token scopes this request needs, e.g. `repository:a/b:pull`.
     pub scopes: Vec<String>,
+    /// When the whole exchange, body included, must be over (a blob's
+    /// overall deadline); `None` for the per-read timeouts only.
+    pub deadline: Option<Instant>,
 }
 
 /// A blocking registry client. Cheap to share by reference across threads:
@@ -272,6 +353,7 @@ impl RegistryClient {
             registry: call.registry,
             endpoint: &token_endpoint,
             scopes: Vec::new(),
+            deadline: None,
         };
         let mut resp = self.send_with_retries(&token_call, basic.as_deref())?;
         let status = resp.status().as_u16();
@@ -321,7 +403,8 @@ impl RegistryClient {
                         .and_then(parse_retry_after),
                 ),
             };
-            if !retry || attempt >= policy.attempts {
+            let past_deadline = call.deadline.is_some_and(|d| Instant::now() >= d);
+            if !retry || attempt >= policy.attempts || past_deadline {
                 return outcome.map_err(|source| RegistryError::Transport {
                     method: call.method.to_string(),
                     url: call.url.clone(),
@@ -350,15 +433,41 @@ impl RegistryClient {
         {
             b = b.header("authorization", a);
         }
+        let global = match call.deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Err(ureq::Error::Timeout(ureq::Timeout::Global)),
+            },
+            None => None,
+        };
         match call.body {
             Some(body) => {
                 let req = b.body(body).map_err(ureq::Error::Http)?;
-                self.agent.run(req)
+                self.run_within(req, global)
             }
             None => {
                 let req = b.body(()).map_err(ureq::Error::Http)?;
+                self.run_within(req, global)
+            }
+        }
+    }
+
+    /// Runs a request, with a total time limit (body included) if given.
+    fn run_within<S: ureq::AsSendBody>(
+        &self,
+        req: Request<S>,
+        global: Option<Duration>,
+    ) -> std::result::Result<Response<ureq::Body>, ureq::Error> {
+        match global {
+            Some(t) => {
+                let req = self
+                    .agent
+                    .configure_request(req)
+                    .timeout_global(Some(t))
+                    .build();
                 self.agent.run(req)
             }
+            None => self.agent.run(req),
         }
     }
 }

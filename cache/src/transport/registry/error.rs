@@ -91,6 +91,17 @@ pub enum RegistryError {
     /// The local store refused or failed (its message names the path or blob).
     #[error(transparent)]
     Store(#[from] crate::error::Error),
+    /// A blob download did not finish within its overall deadline.
+    #[error(
+        "{what} from registry {registry} did not arrive within {secs:.0} s (the deadline is {base:.0} s plus the blob's size at {min_rate} bytes/s): the registry stalled or is too slow; try again later, or allow more time with STRATA_BLOB_DEADLINE=BASE_SECONDS:MIN_BYTES_PER_SECOND"
+    )]
+    Deadline {
+        registry: String,
+        what: String,
+        secs: f64,
+        base: f64,
+        min_rate: u64,
+    },
     /// Something else, already phrased for the user.
     #[error("{0}")]
     Other(String),

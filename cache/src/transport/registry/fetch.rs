@@ -8,6 +8,7 @@
 //! written: the store only commits a blob after this returns `Ok`.
 
 use std::io::{Read, Write};
+use std::time::Instant;
 
 use super::client::{Call, RegistryClient, Repo, check_status, read_small};
 use super::endpoint::Endpoint;
@@ -57,6 +58,7 @@ impl RegistryClient {
                 registry: &repo.registry,
                 endpoint: ep,
                 scopes: vec![repo.scope("pull")],
+                deadline: None,
             };
             let what = format!("manifest {}:{reference}", repo.display());
             let mut resp = check_status(self.execute(&call)?, &call, &what, &[200])?;
@@ -108,6 +110,7 @@ impl RegistryClient {
                 registry: &repo.registry,
                 endpoint: ep,
                 scopes: vec![repo.scope("pull")],
+                deadline: None,
             };
             let resp = self.execute(&call)?;
             if resp.status().as_u16() == 404 {
@@ -153,6 +156,7 @@ impl RegistryClient {
             registry: &repo.registry,
             endpoint: &ep,
             scopes: vec![repo.scope("pull")],
+            deadline: None,
         };
         let resp = self.execute(&call)?;
         if resp.status().as_u16() == 404 {
@@ -168,13 +172,59 @@ impl RegistryClient {
 
     /// `GET /v2/<repo>/blobs/<digest>` streamed into `out`, hashed on the way.
     /// Returns the byte count. On `Err` the caller must throw away whatever
-    /// reached `out` — it is unverified.
+    /// reached `out` — it is unverified. The download must finish within
+    /// the blob's deadline ([`super::client::BlobDeadline`]).
     pub fn get_blob(
         &self,
         repo: &Repo,
         digest: &Digest,
         expected_size: Option<u64>,
         out: &mut dyn Write,
+    ) -> Result<u64> {
+        let deadline = self.blob_deadline(expected_size);
+        self.get_blob_until(repo, digest, expected_size, out, deadline)
+    }
+
+    /// When a download of a blob of `size` bytes starting now must be over.
+    pub fn blob_deadline(&self, size: Option<u64>) -> Instant {
+        Instant::now() + self.options().blob_deadline.for_size(size)
+    }
+
+    /// [`Self::get_blob`] with a deadline the caller set (one for all the
+    /// attempts at a blob). Past it the error names the registry and the
+    /// blob, and is not retried.
+    pub fn get_blob_until(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        expected_size: Option<u64>,
+        out: &mut dyn Write,
+        deadline: Instant,
+    ) -> Result<u64> {
+        let started_at = Instant::now();
+        let res = self.get_blob_inner(repo, digest, expected_size, out, deadline);
+        match res {
+            Err(e) if Instant::now() >= deadline && !e.is_integrity_error() => {
+                let limits = self.options().blob_deadline;
+                Err(RegistryError::Deadline {
+                    registry: repo.registry.clone(),
+                    what: format!("blob {digest} of {}", repo.display()),
+                    secs: deadline.saturating_duration_since(started_at).as_secs_f64(),
+                    base: limits.base.as_secs_f64(),
+                    min_rate: limits.min_rate,
+                })
+            }
+            other => other,
+        }
+    }
+
+    fn get_blob_inner(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        expected_size: Option<u64>,
+        out: &mut dyn Write,
+        deadline: Instant,
     ) -> Result<u64> {
         let mut started = false;
         self.with_read_endpoints(repo, |ep| {
@@ -194,11 +244,15 @@ impl RegistryClient {
                 registry: &repo.registry,
                 endpoint: ep,
                 scopes: vec![repo.scope("pull")],
+                deadline: Some(deadline),
             };
             let what = format!("blob {digest} of {}", repo.display());
             let mut resp = check_status(self.execute(&call)?, &call, &what, &[200])?;
             started = true;
-            let mut reader = resp.body_mut().as_reader();
+            let mut reader = Deadlined {
+                inner: resp.body_mut().as_reader(),
+                deadline,
+            };
             copy_verified(&mut reader, out, digest, expected_size, &what, &url)
         })
     }
@@ -234,6 +288,26 @@ impl RegistryClient {
         Err(last.unwrap_or_else(|| {
             RegistryError::Other(format!("no endpoint for registry {}", repo.registry))
         }))
+    }
+}
+
+/// A body reader that fails once the blob's deadline has passed, so a
+/// registry that trickles bytes just fast enough to beat every per-read
+/// timeout still cannot hold the download open for ever.
+struct Deadlined<R> {
+    inner: R,
+    deadline: Instant,
+}
+
+impl<R: Read> Read for Deadlined<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() >= self.deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the blob's deadline passed",
+            ));
+        }
+        self.inner.read(buf)
     }
 }
 

@@ -32,7 +32,7 @@ pub mod retry;
 pub mod upload;
 
 pub use artifact::{Artifact, SmallBlob, get_artifact, get_small_blob, put_artifact};
-pub use client::{ClientOptions, RegistryClient, Repo};
+pub use client::{BlobDeadline, ClientOptions, RegistryClient, Repo};
 pub use error::{RegistryError, Result};
 pub use fetch::{FetchedManifest, ManifestHead};
 pub use lazy::{ensure_blob, ensure_blob_with, ensure_image_blobs};

@@ -197,11 +197,14 @@ fn fetch_into_store(
     if blobs.has(digest) {
         return Ok(false);
     }
+    // One deadline for every attempt: a registry that stalls is not given
+    // a fresh budget by each retry.
+    let deadline = client.blob_deadline(size);
     let mut attempt = 1;
     loop {
         // A fresh temp file per attempt; dropping a writer deletes it.
         let mut w = blobs.writer()?;
-        match client.get_blob(repo, digest, size, &mut w) {
+        match client.get_blob_until(repo, digest, size, &mut w, deadline) {
             Ok(_) => {
                 w.commit(Some(digest))?;
                 // Only tidiness: a leftover origin record of a present blob

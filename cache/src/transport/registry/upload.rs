@@ -80,6 +80,7 @@ impl RegistryClient {
             registry: &repo.registry,
             endpoint: &ep,
             scopes: vec![repo.scope("pull,push")],
+            deadline: None,
         };
         let resp = self.execute(&call)?;
         if resp.status().as_u16() == 404 {
@@ -112,6 +113,7 @@ impl RegistryClient {
             registry: &repo.registry,
             endpoint: &ep,
             scopes: vec![repo.scope("pull,push"), format!("repository:{from}:pull")],
+            deadline: None,
         };
         let resp = check_status(
             self.execute(&call)?,
@@ -164,6 +166,7 @@ impl RegistryClient {
             registry: &repo.registry,
             endpoint: ep,
             scopes: vec![repo.scope("pull,push")],
+            deadline: None,
         };
         let what = format!("upload to {}", repo.display());
         let resp = check_status(self.execute(&call)?, &call, &what, &[202])?;
@@ -198,6 +201,7 @@ impl RegistryClient {
             registry: &repo.registry,
             endpoint: ep,
             scopes: vec![repo.scope("pull,push")],
+            deadline: None,
         };
         let what = format!("blob {digest} upload to {}", repo.display());
         check_status(self.execute(&call)?, &call, &what, &[201, 204])?;
@@ -235,6 +239,7 @@ impl RegistryClient {
                 registry: &repo.registry,
                 endpoint: ep,
                 scopes: vec![repo.scope("pull,push")],
+                deadline: None,
             };
             let resp = check_status(self.execute(&call)?, &call, &what, &[202, 204])?;
             location = location_or(&resp, ep, &location);
@@ -248,6 +253,7 @@ impl RegistryClient {
             registry: &repo.registry,
             endpoint: ep,
             scopes: vec![repo.scope("pull,push")],
+            deadline: None,
         };
         check_status(self.execute(&call)?, &call, &what, &[201, 204])?;
         Ok(())
@@ -272,6 +278,7 @@ impl RegistryClient {
             registry: &repo.registry,
             endpoint: &ep,
             scopes: vec![repo.scope("pull,push")],
+            deadline: None,
         };
         let what = format!("manifest {}:{reference}", repo.display());
         let resp = check_status(self.execute(&call)?, &call, &what, &[201, 200, 202])?;
