@@ -29,5 +29,6 @@ pub use graph::{
 };
 pub use lower::epoch::http_filename;
 pub use lower::expose::parse_spec as parse_port_spec;
-pub use lower::lower;
+pub use lower::{check, lower};
 pub mod dot;
+pub mod lint;
