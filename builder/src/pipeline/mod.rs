@@ -265,7 +265,8 @@ fn build_inner(
     let graph = frontend::lower(&df, &opts, &resolver).map_err(|d| anyhow!("{d}"))?;
     for w in &graph.warnings {
         if !req.quiet {
-            eprintln!("warning: {w}");
+            // A warning diagnostic already starts with "warning: ".
+            eprintln!("{w}");
         }
     }
     let plan = plan::plan(&graph)?;
@@ -299,7 +300,8 @@ fn build_inner(
         tails: Mutex::new(BTreeMap::new()),
         imported: remote_cache::Imported::load(&store, &req.cache_from, &|w| {
             if !req.quiet {
-                eprintln!("warning: {w}");
+                // A warning diagnostic already starts with "warning: ".
+                eprintln!("{w}");
             }
         }),
         results: Mutex::new(BTreeMap::new()),

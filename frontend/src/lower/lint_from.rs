@@ -22,12 +22,12 @@ impl Ctx<'_> {
             if self.globals.get(arg).is_some() || is_platform_arg(arg) {
                 continue;
             }
-            // Only on a finding: listing every global ARG per FROM line
-            // would make many stages times many ARGs quadratic.
-            let declared: Vec<&str> = self.globals.values.iter().map(|(k, _)| k).collect();
             let mut msg = format!("FROM argument '{arg}' is not declared");
-            if let Some(s) = closest(arg, &declared) {
-                msg.push_str(&format!(" (did you mean {s}?)"));
+            if self.take_suggestion() {
+                let declared: Vec<&str> = self.globals.values.iter().map(|(k, _)| k).collect();
+                if let Some(s) = closest(arg, &declared) {
+                    msg.push_str(&format!(" (did you mean {s}?)"));
+                }
             }
             found.push(msg);
         }

@@ -116,6 +116,7 @@ fn lower_with(
         facts,
         default_globals: GlobalArgs::new(&BuildOptions::default()),
         unknown_bases: BTreeSet::new(),
+        suggestions_left: MAX_SUGGESTIONS,
     };
     let mut decls: Vec<StageDecl<'_>> = Vec::new();
     for ins in &df.instructions {
@@ -205,6 +206,9 @@ fn lower_with(
     Ok((graph, ctx.lint))
 }
 
+/// Findings that get a "did you mean" suggestion, per Dockerfile.
+const MAX_SUGGESTIONS: usize = 100;
+
 /// Lowering state shared by all stages.
 pub(crate) struct Ctx<'a> {
     pub file: String,
@@ -226,6 +230,10 @@ pub(crate) struct Ctx<'a> {
     /// Stages whose base config is unknown (an image the resolver gave no
     /// digest for, or a stage built on one).
     pub unknown_bases: BTreeSet<usize>,
+    /// How many more findings may get a "did you mean" suggestion. Each
+    /// costs a scan of every variable in scope, so an unbounded number
+    /// would make a file full of undefined variables quadratic.
+    pub suggestions_left: usize,
 }
 
 /// Flags each instruction accepts.
@@ -256,6 +264,13 @@ pub(crate) fn flags_for(kind: Keyword) -> &'static [&'static str] {
 }
 
 impl Ctx<'_> {
+    /// Whether one more finding may compute a suggestion.
+    pub(crate) fn take_suggestion(&mut self) -> bool {
+        let ok = self.suggestions_left > 0;
+        self.suggestions_left = self.suggestions_left.saturating_sub(1);
+        ok
+    }
+
     /// An error located at `ins`.
     pub(crate) fn error(&self, ins: &Instruction, msg: impl Into<String>) -> Diagnostic {
         Diagnostic::at(&self.file, ins.keyword_span, msg)

@@ -198,11 +198,13 @@ impl StageBuilder<'_, '_, '_> {
             if self.args.get(var).is_some() {
                 continue;
             }
-            let mut keys: Vec<&str> = self.config.env.iter().map(|e| env_key(e)).collect();
-            keys.extend(self.args.iter().map(|(k, _)| k));
             let mut msg = format!("Usage of undefined variable '${var}'");
-            if let Some(s) = super::suggest::closest(var, &keys) {
-                msg.push_str(&format!(" (did you mean ${s}?)"));
+            if self.ctx.take_suggestion() {
+                let mut keys: Vec<&str> = self.config.env.iter().map(|e| env_key(e)).collect();
+                keys.extend(self.args.iter().map(|(k, _)| k));
+                if let Some(s) = super::suggest::closest(var, &keys) {
+                    msg.push_str(&format!(" (did you mean ${s}?)"));
+                }
             }
             self.lint(Rule::UndefinedVar, ins, msg);
         }
