@@ -50,7 +50,8 @@ pub fn lower(
     opts: &BuildOptions,
     resolver: &dyn ImageResolver,
 ) -> Result<BuildGraph, Diagnostic> {
-    let (mut graph, linter) = lower_with(df, opts, resolver, &Facts::default(), false)?;
+    let (mut graph, mut linter) = lower_with(df, opts, resolver, &Facts::default(), false)?;
+    linter.findings.sort_by_key(|f| (f.line, f.column, f.rule));
     let file = linter.file.clone();
     if let Some(msg) = linter.violation() {
         return Err(Diagnostic::error(file, 0, 0, msg).with_hint(
