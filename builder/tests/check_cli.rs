@@ -173,3 +173,36 @@ fn build_check_runs_the_rules_without_building() {
     // Nothing was built: the store was never even created.
     assert!(!root.exists(), "build --check wrote {}", root.display());
 }
+
+#[test]
+fn build_prints_findings_as_warnings_and_fails_only_under_error_true() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    let root = tmp.path().join("root");
+    let build = |dockerfile: &str| {
+        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        Command::new(STRATA)
+            .arg("--root")
+            .arg(&root)
+            .args(["build", "--progress", "plain", "-t", "checkwarn:1"])
+            .arg(&ctx)
+            .output()
+            .unwrap()
+    };
+    let out = build("FROM scratch\nMAINTAINER me\n");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        findings(&out),
+        vec![("MaintainerDeprecated".to_string(), 2)]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning: warning:"), "{stderr}");
+    let out = build("# check=error=true\nFROM scratch\nMAINTAINER me\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lint violation found for rules: MaintainerDeprecated"),
+        "{stderr}"
+    );
+}

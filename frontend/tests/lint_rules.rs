@@ -216,7 +216,7 @@ fn error_true_fails_lowering_and_is_reported_by_check() {
     let err = frontend::lower(&df, &opts(), &FakeResolver).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "Dockerfile: lint violation found for rules: MaintainerDeprecated\n  hint: fix the findings above, or change `# check=error=true` / skip the rules with `# check=skip=<rules>`"
+        "Dockerfile: lint violation found for rules: MaintainerDeprecated\n  hint: Dockerfile:3:1: MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label\n  fix these, or skip rules with `# check=skip=<rules>`, or drop `# check=error=true`"
     );
     // Without error=true the finding is a warning of the build.
     let df = frontend::parse("Dockerfile", "FROM scratch\nMAINTAINER me\n").unwrap();

@@ -54,9 +54,16 @@ pub fn lower(
     linter.findings.sort_by_key(|f| (f.line, f.column, f.rule));
     let file = linter.file.clone();
     if let Some(msg) = linter.violation() {
-        return Err(Diagnostic::error(file, 0, 0, msg).with_hint(
-            "fix the findings above, or change `# check=error=true` / skip the rules with `# check=skip=<rules>`",
-        ));
+        // The findings go with the error: a failed lowering returns no
+        // graph, so they could not be printed as warnings.
+        let mut hint = String::new();
+        for f in &linter.findings {
+            hint.push_str(&format!("{f}\n  "));
+        }
+        hint.push_str(
+            "fix these, or skip rules with `# check=skip=<rules>`, or drop `# check=error=true`",
+        );
+        return Err(Diagnostic::error(file, 0, 0, msg).with_hint(hint));
     }
     graph
         .warnings
