@@ -107,8 +107,8 @@ fn per_instruction(ins: &Instruction, lint: &mut Linter) {
         }
         Keyword::Env | Keyword::Label => {
             if let Args::KeyValues { pairs } = &ins.args {
-                for p in pairs.iter().filter(|p| !p.equals) {
-                    let _ = p;
+                // One finding per `KEY value` pair, as BuildKit reports.
+                for _ in pairs.iter().filter(|p| !p.equals) {
                     let name = &ins.keyword;
                     lint.report(
                         Rule::LegacyKeyValueFormat,
