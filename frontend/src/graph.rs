@@ -157,6 +157,13 @@ pub struct ResolvedImage {
 /// run right after the FROM.
 pub trait ImageResolver {
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String>;
+
+    /// The platform the image `reference` resolved to for `platform`, when
+    /// the resolver knows it (for BuildKit's InvalidBaseImagePlatform
+    /// check); `None` (the default) skips the check.
+    fn resolved_platform(&self, _reference: &str, _platform: &Platform) -> Option<Platform> {
+        None
+    }
 }
 
 /// A resolver for tools that only need the graph's shape (`strata graph`,

@@ -6,7 +6,9 @@
 //! description of stages, steps and image configs. Anything that needs the
 //! outside world (a base image's config) comes in through a resolver trait the
 //! caller implements, so the whole crate can be tested without a disk or a
-//! network.
+//! network. [`lint`] holds BuildKit's build checks, which [`lower()`] runs
+//! as warnings and [`check()`] runs over every stage; the facts they need
+//! from disk (the context's `.dockerignore`) come in as parameters.
 
 pub mod ast;
 pub mod diagnostic;
@@ -29,5 +31,6 @@ pub use graph::{
 };
 pub use lower::epoch::http_filename;
 pub use lower::expose::parse_spec as parse_port_spec;
-pub use lower::lower;
+pub use lower::{check, lower};
 pub mod dot;
+pub mod lint;

@@ -466,6 +466,43 @@ fn cmd_and_entrypoint_history_use_go_quoting() {
 // ---------------------------------------------------------------- WORKDIR
 
 #[test]
+fn absolute_workdir_is_kept_as_written_relative_ones_are_joined_and_cleaned() {
+    // BuildKit's NormalizeWorkdir: an absolute path is not cleaned (so the
+    // config, history and image id match Docker's); a relative one is
+    // path.Join'ed onto the current directory. Paths still resolve against
+    // the clean form.
+    let g = lower("FROM scratch\nWORKDIR /usr/bin/app/\nCOPY a.txt .\nRUN pwd\n");
+    let s = target(&g);
+    assert_eq!(s.config.working_dir, "/usr/bin/app/");
+    assert_eq!(s.history[0].created_by, "WORKDIR /usr/bin/app/");
+    assert_eq!(files(s)[0].dest, "/usr/bin/app");
+    assert_eq!(files(s)[1].dest, "/usr/bin/app/");
+    assert_eq!(execs(s)[0].cwd, "/usr/bin/app");
+    let g = lower("FROM scratch\nWORKDIR /a//b/../c/\nWORKDIR d/./e/\n");
+    let s = target(&g);
+    assert_eq!(s.history[0].created_by, "WORKDIR /a//b/../c/");
+    assert_eq!(s.config.working_dir, "/a/c/d/e");
+    assert_eq!(s.history[1].created_by, "WORKDIR /a/c/d/e");
+}
+
+#[test]
+fn nul_byte_in_label_or_env_is_refused_at_its_line() {
+    for (text, what) in [
+        ("FROM scratch\nLABEL a=x\u{0}y\n", "LABEL \"a\""),
+        ("FROM scratch\nENV b=x\u{0}y\n", "ENV \"b\""),
+    ] {
+        let err = lower_with(text, &BuildOptions::default(), &FakeResolver::default())
+            .expect_err("a NUL byte is refused");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Dockerfile:2:1: {what} contains a NUL byte\n  hint: remove the NUL byte from the Dockerfile"
+            )
+        );
+    }
+}
+
+#[test]
 fn workdir_chains_resolve_and_create_directories() {
     let g = lower(
         "FROM scratch\nUSER app\nWORKDIR /srv\nWORKDIR app\nENV SUB=..\nWORKDIR $SUB/data\nCOPY a.txt .\nCOPY b.txt rel/\nRUN pwd\n",
@@ -681,9 +718,15 @@ fn lint_warnings_for_maintainer_and_shell_form_cmd() {
         .collect();
     assert_eq!(msgs.len(), 2, "{msgs:?}");
     assert_eq!(msgs[0].0, 2);
-    assert!(msgs[0].1.contains("MAINTAINER instruction is deprecated"));
+    assert_eq!(
+        msgs[0].1,
+        "MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label"
+    );
     assert_eq!(msgs[1].0, 3);
-    assert!(msgs[1].1.contains("JSON arguments recommended for CMD"));
+    assert_eq!(
+        msgs[1].1,
+        "JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals"
+    );
     assert!(
         g.warnings
             .iter()

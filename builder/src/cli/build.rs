@@ -110,6 +110,10 @@ pub struct BuildFlags {
     pub userns: String,
     #[command(flatten)]
     pub compat: super::build_compat::CompatFlags,
+    /// Run the build checks (BuildKit's lint rules) instead of building,
+    /// as `docker build --check` does; see `strata check`.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// `host`, `host.domain`, `localhost` or any of them with `:port`.
@@ -332,9 +336,39 @@ fn insecure_for_this_process(hosts: &[String]) {
 }
 
 pub fn run(g: &GlobalOpts, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let check = args.flags.check;
     let req = args.flags.into_request(g)?;
+    if check {
+        return check_only(&req);
+    }
     crate::pipeline::build(&req)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--check`: the build's Dockerfile, context and arguments through the
+/// checks, nothing built.
+fn check_only(req: &BuildRequest) -> anyhow::Result<ExitCode> {
+    let (name, text, path) = match &req.dockerfile {
+        DockerfileSource::Stdin => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .context("reading the Dockerfile from stdin")?;
+            ("-".to_string(), s, None)
+        }
+        DockerfileSource::Path(p) => {
+            let bytes = std::fs::read(p)
+                .with_context(|| format!("cannot read the Dockerfile {}", p.display()))?;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            (p.display().to_string(), text, Some(p.as_path()))
+        }
+    };
+    let opts = frontend::BuildOptions {
+        build_args: req.build_args.clone(),
+        target: req.target.clone(),
+        file_name: name.clone(),
+        ..Default::default()
+    };
+    super::check::check(&req.context, path, &name, &text, &opts)
 }
 
 #[cfg(test)]

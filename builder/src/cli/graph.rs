@@ -33,9 +33,76 @@ pub struct DockerfileArgs {
     /// The target platform, os/arch[/variant] (default: this machine's).
     #[arg(long)]
     pub platform: Option<String>,
-    /// The build context directory (only used to find the Dockerfile).
-    #[arg(default_value = ".")]
+    /// The build context directory (the Dockerfile is CONTEXT/Dockerfile
+    /// unless -f says otherwise), or the Dockerfile itself (its directory is
+    /// then the context).
+    #[arg(default_value = ".", value_name = "CONTEXT|DOCKERFILE")]
     pub context: PathBuf,
+}
+
+/// Where the Dockerfile and the context are, from [`DockerfileArgs`].
+pub struct Located {
+    pub dockerfile: PathBuf,
+    pub context: PathBuf,
+}
+
+impl DockerfileArgs {
+    /// Accepts a context directory (with `-f` or `CONTEXT/Dockerfile`) or
+    /// a Dockerfile path, as `strata parse` takes a file.
+    pub fn locate(&self) -> anyhow::Result<Located> {
+        if self.context.is_file() {
+            if self.file.is_some() {
+                bail!(
+                    "{} is a file and -f names the Dockerfile too: pass either the Dockerfile, or the context directory with -f FILE",
+                    self.context.display()
+                );
+            }
+            let context = match self.context.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            return Ok(Located {
+                dockerfile: self.context.clone(),
+                context,
+            });
+        }
+        Ok(Located {
+            dockerfile: self
+                .file
+                .clone()
+                .unwrap_or_else(|| self.context.join("Dockerfile")),
+            context: self.context.clone(),
+        })
+    }
+
+    /// Reads the Dockerfile: its name for messages and its text.
+    pub fn read(&self, located: &Located) -> anyhow::Result<(String, String)> {
+        let path = &located.dockerfile;
+        let bytes = std::fs::read(path).with_context(|| {
+            format!(
+                "cannot read {}: pass the Dockerfile, or its directory, or -f FILE",
+                path.display()
+            )
+        })?;
+        Ok((
+            path.display().to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ))
+    }
+
+    /// The lowering options the flags give.
+    pub fn options(&self, file_name: &str) -> anyhow::Result<frontend::BuildOptions> {
+        let mut opts = frontend::BuildOptions {
+            build_args: build_args(&self.build_args)?,
+            target: self.target.clone(),
+            file_name: file_name.to_string(),
+            ..Default::default()
+        };
+        if let Some(p) = &self.platform {
+            opts.platform = p.parse().map_err(anyhow::Error::msg)?;
+        }
+        Ok(opts)
+    }
 }
 
 /// Output formats of `strata graph`.
@@ -77,28 +144,10 @@ pub fn run(_g: &GlobalOpts, args: GraphArgs) -> anyhow::Result<ExitCode> {
 
 /// Reads, parses and lowers the Dockerfile the options name.
 pub fn lower(args: &DockerfileArgs) -> anyhow::Result<frontend::BuildGraph> {
-    let path = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
-    let bytes = std::fs::read(&path).with_context(|| {
-        format!(
-            "cannot read {}: pass the Dockerfile with -f FILE or run in its directory",
-            path.display()
-        )
-    })?;
-    let text = String::from_utf8_lossy(&bytes);
-    let name = path.display().to_string();
+    let located = args.locate()?;
+    let (name, text) = args.read(&located)?;
     let df = frontend::parse(&name, &text)?;
-    let mut opts = frontend::BuildOptions {
-        build_args: build_args(&args.build_args)?,
-        target: args.target.clone(),
-        file_name: name,
-        ..Default::default()
-    };
-    if let Some(p) = &args.platform {
-        opts.platform = p.parse().map_err(anyhow::Error::msg)?;
-    }
+    let opts = args.options(&name)?;
     Ok(frontend::lower(&df, &opts, &frontend::EmptyResolver)?)
 }
 

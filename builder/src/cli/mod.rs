@@ -48,7 +48,7 @@ pub enum Command {
     Parse(parse::ParseArgs),
     /// Print the build graph of a Dockerfile (JSON or Graphviz DOT).
     Graph(graph::GraphArgs),
-    /// Check a Dockerfile for mistakes without building it.
+    /// Run BuildKit's build checks (lint rules) over every stage, without building.
     Check(check::CheckArgs),
     /// List the images in the local store.
     Images(images::ImagesArgs),

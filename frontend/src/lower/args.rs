@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::graph::{BuildOptions, Platform};
 
+use super::vars::Vars;
+
 /// Names of the proxy build args, upper case first.
 pub(crate) const PROXY_ARGS: [&str; 10] = [
     "HTTP_PROXY",
@@ -76,7 +78,7 @@ pub(crate) fn proxy_env(build_args: &BTreeMap<String, String>) -> Vec<(String, S
 pub(crate) struct GlobalArgs {
     /// Global ARG values (after --build-arg overrides), plus platform args.
     /// `None` value: declared without a default and not given.
-    pub values: Vec<(String, Option<String>)>,
+    pub values: Vars,
     /// Build args some ARG declaration consumed.
     pub used: BTreeSet<String>,
 }
@@ -84,11 +86,12 @@ pub(crate) struct GlobalArgs {
 impl GlobalArgs {
     /// The global scope before any ARG: just the platform args.
     pub(crate) fn new(opts: &BuildOptions) -> GlobalArgs {
+        let mut values = Vars::default();
+        for (k, v) in platform_args(&opts.platform, &opts.build_platform) {
+            values.set(&k, Some(v));
+        }
         GlobalArgs {
-            values: platform_args(&opts.platform, &opts.build_platform)
-                .into_iter()
-                .map(|(k, v)| (k, Some(v)))
-                .collect(),
+            values,
             used: BTreeSet::new(),
         }
     }
@@ -96,25 +99,17 @@ impl GlobalArgs {
     /// The value of global arg `name`: `Some(None)` when declared without a
     /// value.
     pub(crate) fn get(&self, name: &str) -> Option<Option<&str>> {
-        self.values
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_deref())
+        self.values.get(name)
     }
 
     /// Defines (or redefines) a global arg.
     pub(crate) fn set(&mut self, name: &str, value: Option<String>) {
-        self.values.retain(|(k, _)| k != name);
-        self.values.push((name.to_string(), value));
+        self.values.set(name, value);
     }
 
-    /// The environment FROM lines expand with.
-    pub(crate) fn env(&self) -> Vec<(String, String)> {
-        self.values
-            .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
-            .collect()
+    /// The environment FROM lines expand with (a view, not a copy).
+    pub(crate) fn env(&self) -> &Vars {
+        &self.values
     }
 }
 

@@ -8,6 +8,7 @@ use crate::graph::{CopySource, FileKind, FileOp, InlineFile, Op};
 use super::paths;
 use super::stage::StageBuilder;
 use super::stages::{find_stage, has_variable};
+use crate::lint::Rule;
 
 impl StageBuilder<'_, '_, '_> {
     pub(crate) fn copy(&mut self, ins: &Instruction) -> Result<(), Diagnostic> {
@@ -29,7 +30,6 @@ impl StageBuilder<'_, '_, '_> {
                 )
                 .with_hint(format!("write {name} <src>... <dest>")));
         }
-        let env = self.env();
         let (srcs, dest_raw) = items.split_at(items.len() - 1);
         if !ins.heredocs.is_empty() && dest_raw[0].starts_with("<<") {
             return Err(self
@@ -42,7 +42,7 @@ impl StageBuilder<'_, '_, '_> {
                     "write {name} <<EOF <dest>: the heredoc is a source"
                 )));
         }
-        let dest_raw = self.ctx.expand_word(ins, &dest_raw[0], &env)?;
+        let dest_raw = self.expand(ins, &dest_raw[0])?;
         let mut sources = Vec::new();
         let mut inline = Vec::new();
         let mut heredocs = ins.heredocs.iter();
@@ -55,7 +55,7 @@ impl StageBuilder<'_, '_, '_> {
                 let content = if h.expand {
                     self.ctx
                         .lexer
-                        .process_heredoc(&body, &env)
+                        .process_heredoc(&body, &self.scope())
                         .map_err(|e| self.ctx.error(ins, e.to_string()))?
                 } else {
                     body
@@ -68,7 +68,7 @@ impl StageBuilder<'_, '_, '_> {
                 shown.push(s.clone());
                 continue;
             }
-            let v = self.ctx.expand_word(ins, s, &env)?;
+            let v = self.expand(ins, s)?;
             if !is_add && is_url(&v) {
                 return Err(self
                     .ctx
@@ -84,6 +84,9 @@ impl StageBuilder<'_, '_, '_> {
         {
             dest.push('/');
         }
+        if self.ctx.flag(ins, "from").is_none() {
+            self.lint_ignored_sources(ins, is_add, &sources);
+        }
         let from = match self.ctx.flag(ins, "from") {
             None => CopySource::Context,
             Some(f) if has_variable(&f) => {
@@ -97,7 +100,7 @@ impl StageBuilder<'_, '_, '_> {
                     .ctx
                     .error(ins, "--from requires a stage name, index or image"));
             }
-            Some(f) => match find_stage(self.decls, &f) {
+            Some(f) => match find_stage(&self.ctx.stage_names, self.decls.len(), &f) {
                 Some(id) if id >= self.id => {
                     return Err(self.ctx.error(
                         ins,
@@ -115,12 +118,12 @@ impl StageBuilder<'_, '_, '_> {
             },
         };
         let chown = match self.ctx.flag(ins, "chown") {
-            Some(c) if !c.is_empty() => Some(self.ctx.expand_word(ins, &c, &env)?),
+            Some(c) if !c.is_empty() => Some(self.expand(ins, &c)?),
             _ => None,
         };
         let (chmod, chmod_bits) = match self.ctx.flag(ins, "chmod") {
             Some(c) if !c.is_empty() => {
-                let c = self.ctx.expand_word(ins, &c, &env)?;
+                let c = self.expand(ins, &c)?;
                 let bits = parse_chmod(&c).map_err(|e| {
                     self.ctx
                         .error(ins, e)
@@ -137,10 +140,10 @@ impl StageBuilder<'_, '_, '_> {
         }
         let mut exclude = Vec::new();
         for e in self.ctx.flags(ins, "exclude") {
-            exclude.push(self.ctx.expand_word(ins, &e, &env)?);
+            exclude.push(self.expand(ins, &e)?);
         }
         let checksum = match self.ctx.flag(ins, "checksum") {
-            Some(c) if !c.is_empty() => Some(self.ctx.expand_word(ins, &c, &env)?),
+            Some(c) if !c.is_empty() => Some(self.expand(ins, &c)?),
             _ => None,
         };
         let link = self.bool_flag(ins, "link")?.unwrap_or(false);
@@ -211,6 +214,35 @@ impl StageBuilder<'_, '_, '_> {
 }
 
 /// Whether a source is a URL ADD would download.
+impl StageBuilder<'_, '_, '_> {
+    /// CopyIgnoredFile: a context source `.dockerignore` excludes (only
+    /// known when the caller passed the matcher in [`crate::lint::Facts`]).
+    fn lint_ignored_sources(&mut self, ins: &Instruction, is_add: bool, sources: &[String]) {
+        let Some(ignored) = self.ctx.facts.ignored else {
+            return;
+        };
+        let cmd = if is_add { "Add" } else { "Copy" };
+        for src in sources {
+            if is_url(src) || src.starts_with("git@") {
+                continue;
+            }
+            // Go's filepath.Clean of the source as written; the context
+            // root itself is never reported.
+            let cleaned = paths::clean(src);
+            let rel = cleaned.trim_start_matches('/');
+            if rel.is_empty() || rel == "." {
+                continue;
+            }
+            if ignored(rel) {
+                let msg = format!(
+                    "Attempting to {cmd} file {cleaned:?} that is excluded by .dockerignore"
+                );
+                self.lint(Rule::CopyIgnoredFile, ins, msg);
+            }
+        }
+    }
+}
+
 fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }

@@ -5,6 +5,7 @@ use crate::ast::{Args, Command, Instruction};
 use crate::diagnostic::Diagnostic;
 use crate::graph::{ExecOp, InlineFile, NetworkMode, Op, Security};
 use crate::runmount::{self, RunMount};
+use crate::words::Env;
 
 use super::args::{is_proxy, proxy_env};
 use super::stage::{DEFAULT_PATH, StageBuilder};
@@ -109,14 +110,14 @@ impl StageBuilder<'_, '_, '_> {
     /// that ENV does not set; a default PATH when there is none.
     fn exec_env(&self) -> Vec<(String, String)> {
         let mut env = self.config.env_pairs();
-        for (k, v) in &self.args {
+        for (k, v) in self.args.iter() {
             if let Some(v) = v
-                && !env.iter().any(|(ek, _)| ek == k)
+                && self.env_index.get(&self.config, k).is_none()
             {
-                env.push((k.clone(), v.clone()));
+                env.push((k.to_string(), v.to_string()));
             }
         }
-        if !env.iter().any(|(k, _)| k == "PATH") {
+        if self.env_index.get(&self.config, "PATH").is_none() {
             env.push(("PATH".into(), DEFAULT_PATH.into()));
         }
         env
@@ -127,24 +128,17 @@ impl StageBuilder<'_, '_, '_> {
     /// which build args a RUN saw.
     fn run_command_string(&self, argv: &[String]) -> String {
         let mut parts: Vec<String> = Vec::new();
-        for (k, v) in &self.args {
+        // Names are unique in `self.args`, so each appears once.
+        for (k, v) in self.args.iter() {
             if is_proxy(k) {
                 continue;
             }
             let value = self
-                .config
-                .env_get(k)
-                .map(str::to_string)
-                .or_else(|| v.clone())
+                .env_index
+                .get(&self.config, k)
+                .or(v)
                 .unwrap_or_default();
-            let entry = format!("{k}={value}");
-            match parts
-                .iter_mut()
-                .find(|p| p.split('=').next() == Some(k.as_str()))
-            {
-                Some(p) => *p = entry,
-                None => parts.push(entry),
-            }
+            parts.push(format!("{k}={value}"));
         }
         if !parts.is_empty() {
             parts.insert(0, format!("|{}", parts.len()));
@@ -188,16 +182,14 @@ impl StageBuilder<'_, '_, '_> {
         &mut self,
         ins: &Instruction,
         value: &str,
-        env: &[(String, String)],
+        env: &dyn Env,
         cwd: &str,
     ) -> Result<RunMount, Diagnostic> {
-        let mut expand_env: Vec<(String, String)> = self.env();
-        expand_env.extend(env.iter().cloned());
+        // The process environment holds every variable the stage's scope
+        // has (plus the default PATH), and wins over it.
         let lexer = self.ctx.lexer;
         let mut expand = |w: &str| -> Result<String, String> {
-            lexer
-                .process_word(w, &expand_env)
-                .map_err(|e| e.to_string())
+            lexer.process_word(w, env).map_err(|e| e.to_string())
         };
         let mut m = runmount::parse_mount(value, &mut expand, cwd).map_err(|e| {
             self.ctx.error(ins, e).with_hint(
@@ -205,7 +197,7 @@ impl StageBuilder<'_, '_, '_> {
             )
         })?;
         if let Some(from) = &m.from
-            && let Some(id) = find_stage(self.decls, from)
+            && let Some(id) = find_stage(&self.ctx.stage_names, self.decls.len(), from)
         {
             if id >= self.id {
                 return Err(self.ctx.error(

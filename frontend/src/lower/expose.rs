@@ -29,6 +29,18 @@ pub fn parse_spec(spec: &str) -> Result<Vec<String>, String> {
     Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
 
+/// What BuildKit's EXPOSE checks see in a spec: whether its protocol is
+/// not lower case (ExposeProtoCasing) and whether it names an IP address
+/// or a host port (ExposeInvalidFormat).
+pub(crate) fn lint_spec(spec: &str) -> (bool, bool) {
+    let (raw, proto) = spec.rsplit_once('/').unwrap_or((spec, ""));
+    let (ip, host_port, _) = split_parts(raw);
+    (
+        proto != proto.to_lowercase(),
+        !ip.is_empty() || !host_port.is_empty(),
+    )
+}
+
 /// Splits `ip:hostPort:containerPort` from the right, the way Docker does
 /// (the IP part may itself contain colons: IPv6).
 fn split_parts(raw: &str) -> (&str, &str, &str) {

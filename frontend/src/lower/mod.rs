@@ -16,17 +16,20 @@ pub mod epoch;
 mod exec;
 pub mod expose;
 pub(crate) mod gofmt;
+mod lint_from;
 mod onbuild;
 pub(crate) mod paths;
 mod stage;
 mod stages;
 pub(crate) mod suggest;
+mod vars;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::ast::{Args, Dockerfile, Instruction, Keyword};
 use crate::diagnostic::Diagnostic;
 use crate::graph::{BuildGraph, BuildOptions, ImageResolver, SourceDateEpoch, Stage};
+use crate::lint::{CheckConfig, CheckReport, Facts, Finding, Linter};
 use crate::words::{Env, Lexer};
 
 use args::GlobalArgs;
@@ -38,27 +41,98 @@ use stages::StageDecl;
 ///
 /// Errors name `file:line:column` and say what to do; warnings (an unused
 /// `--build-arg`, parser warnings) are returned in the graph.
+///
+/// BuildKit's build checks run as well: their findings are returned as
+/// warnings (`Rule: message`), and with `# check=error=true` any finding
+/// fails the lowering, as it fails `docker build`.
 pub fn lower(
     df: &Dockerfile,
     opts: &BuildOptions,
     resolver: &dyn ImageResolver,
 ) -> Result<BuildGraph, Diagnostic> {
+    let (mut graph, mut linter) = lower_with(df, opts, resolver, &Facts::default(), false)?;
+    linter.findings.sort_by_key(|f| (f.line, f.column, f.rule));
+    let file = linter.file.clone();
+    if let Some(msg) = linter.violation() {
+        // The findings go with the error: a failed lowering returns no
+        // graph, so they could not be printed as warnings.
+        let mut hint = String::new();
+        for f in &linter.findings {
+            hint.push_str(&format!("{f}\n  "));
+        }
+        hint.push_str(
+            "fix these, or skip rules with `# check=skip=<rules>`, or drop `# check=error=true`",
+        );
+        return Err(Diagnostic::error(file, 0, 0, msg).with_hint(hint));
+    }
+    graph
+        .warnings
+        .extend(linter.findings.iter().map(Finding::to_diagnostic));
+    Ok(graph)
+}
+
+/// Runs BuildKit's build checks over every stage of `df` (not only the
+/// target's), without building: what `docker build --check` does. `facts`
+/// carries what needs I/O (the context's `.dockerignore`). Errors are the
+/// ones lowering would report; findings come back in the report, which
+/// says (`config.error`) whether they must fail the caller.
+pub fn check(
+    df: &Dockerfile,
+    opts: &BuildOptions,
+    resolver: &dyn ImageResolver,
+    facts: &Facts<'_>,
+) -> Result<CheckReport, Diagnostic> {
+    let (_, mut linter) = lower_with(df, opts, resolver, facts, true)?;
+    linter.findings.sort_by_key(|f| (f.line, f.column, f.rule));
+    Ok(CheckReport {
+        config: linter.config,
+        findings: linter.findings,
+    })
+}
+
+/// Lowering with the lint rules switched on; `all_stages` lowers every
+/// stage instead of only those the target needs.
+fn lower_with(
+    df: &Dockerfile,
+    opts: &BuildOptions,
+    resolver: &dyn ImageResolver,
+    facts: &Facts<'_>,
+    all_stages: bool,
+) -> Result<(BuildGraph, Linter), Diagnostic> {
+    let file = if opts.file_name.is_empty() {
+        df.file_name.clone()
+    } else {
+        opts.file_name.clone()
+    };
+    let mut linter = Linter::new(&file, CheckConfig::of(df, &file)?);
+    crate::lint::syntax::check(df, &mut linter);
+    let warnings = df
+        .warnings
+        .iter()
+        .filter(|w| !w.message.starts_with("Empty continuation line"))
+        .cloned()
+        .collect();
     let mut ctx = Ctx {
-        file: if opts.file_name.is_empty() {
-            df.file_name.clone()
-        } else {
-            opts.file_name.clone()
-        },
+        file,
         lexer: Lexer::new(df.escape),
         opts,
         resolver,
         globals: GlobalArgs::new(opts),
-        warnings: df.warnings.clone(),
+        warnings,
+        stage_names: HashMap::new(),
+        lint: linter,
+        facts,
+        default_globals: GlobalArgs::new(&BuildOptions::default()),
+        unknown_bases: BTreeSet::new(),
+        suggestions_left: MAX_SUGGESTIONS,
     };
     let mut decls: Vec<StageDecl<'_>> = Vec::new();
     for ins in &df.instructions {
         if ins.kind == Keyword::From {
-            let decl = ctx.read_from(ins, &decls)?;
+            let decl = ctx.read_from(ins)?;
+            if let Some(name) = &decl.name {
+                ctx.stage_names.insert(name.clone(), decls.len());
+            }
             decls.push(decl);
             continue;
         }
@@ -90,7 +164,12 @@ pub fn lower(
         Some(v) => Some(ctx.epoch_request(&v, &decls)?),
         None => None,
     };
-    let mut needed = stages::needed(&decls, target);
+    ctx.lint_default_base_names(&decls);
+    let mut needed = if all_stages {
+        (0..decls.len()).collect()
+    } else {
+        stages::needed(&decls, target)
+    };
     if let Some(epoch::Request::Stage(id)) = &epoch {
         needed.extend(stages::needed(&decls, *id));
     }
@@ -126,13 +205,17 @@ pub fn lower(
     ctx.warn_unused_build_args();
     let stages: Vec<Stage> = done.into_iter().flatten().collect();
     let target = stages.iter().position(|s| s.id == target).unwrap_or(0);
-    Ok(BuildGraph {
+    let graph = BuildGraph {
         stages,
         target,
         warnings: ctx.warnings,
         source_date_epoch,
-    })
+    };
+    Ok((graph, ctx.lint))
 }
+
+/// Findings that get a "did you mean" suggestion, per Dockerfile.
+const MAX_SUGGESTIONS: usize = 100;
 
 /// Lowering state shared by all stages.
 pub(crate) struct Ctx<'a> {
@@ -142,6 +225,23 @@ pub(crate) struct Ctx<'a> {
     pub resolver: &'a dyn ImageResolver,
     pub globals: GlobalArgs,
     pub warnings: Vec<Diagnostic>,
+    /// Stage `AS` names (lower case) to their index, filled while the FROM
+    /// lines are read: looking names up must not scan every stage.
+    pub stage_names: HashMap<String, usize>,
+    /// BuildKit's build checks: where findings are collected.
+    pub lint: Linter,
+    /// What the checks need from outside (I/O done by the caller).
+    pub facts: &'a Facts<'a>,
+    /// The global ARGs as their defaults alone make them (no build args),
+    /// for InvalidDefaultArgInFrom.
+    pub default_globals: GlobalArgs,
+    /// Stages whose base config is unknown (an image the resolver gave no
+    /// digest for, or a stage built on one).
+    pub unknown_bases: BTreeSet<usize>,
+    /// How many more findings may get a "did you mean" suggestion. Each
+    /// costs a scan of every variable in scope, so an unbounded number
+    /// would make a file full of undefined variables quadratic.
+    pub suggestions_left: usize,
 }
 
 /// Flags each instruction accepts.
@@ -172,6 +272,13 @@ pub(crate) fn flags_for(kind: Keyword) -> &'static [&'static str] {
 }
 
 impl Ctx<'_> {
+    /// Whether one more finding may compute a suggestion.
+    pub(crate) fn take_suggestion(&mut self) -> bool {
+        let ok = self.suggestions_left > 0;
+        self.suggestions_left = self.suggestions_left.saturating_sub(1);
+        ok
+    }
+
     /// An error located at `ins`.
     pub(crate) fn error(&self, ins: &Instruction, msg: impl Into<String>) -> Diagnostic {
         Diagnostic::at(&self.file, ins.keyword_span, msg)
@@ -224,7 +331,7 @@ impl Ctx<'_> {
 
     /// Expands one word, mapping errors to a diagnostic at `ins`.
     pub(crate) fn expand_word(
-        &mut self,
+        &self,
         ins: &Instruction,
         word: &str,
         env: &dyn Env,
@@ -236,7 +343,7 @@ impl Ctx<'_> {
 
     /// Expands a word list with field splitting.
     pub(crate) fn expand_words(
-        &mut self,
+        &self,
         ins: &Instruction,
         word: &str,
         env: &dyn Env,
@@ -259,14 +366,19 @@ impl Ctx<'_> {
                     Some(v.clone())
                 }
                 None => match &d.default {
-                    Some(def) => {
-                        let env = self.globals.env();
-                        Some(self.expand_word(ins, def, &env)?)
-                    }
+                    Some(def) => Some(self.expand_word(ins, def, self.globals.env())?),
                     None => None,
                 },
             };
             self.globals.set(&d.name, value);
+            let default = match &d.default {
+                Some(def) => self
+                    .lexer
+                    .process_word(def, self.default_globals.env())
+                    .ok(),
+                None => None,
+            };
+            self.default_globals.set(&d.name, default);
         }
         Ok(())
     }

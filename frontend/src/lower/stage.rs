@@ -10,7 +10,9 @@ use crate::diagnostic::Diagnostic;
 use crate::graph::{Base, CopySource, FileKind, FileOp, History, Op, Platform, Stage, Step};
 
 use super::stages::StageDecl;
+use super::vars::{EnvIndex, Scope, Vars, env_key};
 use super::{Ctx, duration, expose, flags_for, gofmt, paths};
+use crate::lint::Rule;
 
 /// The comment BuildKit puts on every history entry it writes.
 pub(crate) const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
@@ -31,13 +33,21 @@ pub(crate) struct StageBuilder<'c, 'a, 'd> {
     pub steps: Vec<Step>,
     /// ARGs declared in this stage so far: name and value (None: declared
     /// without a value).
-    pub args: Vec<(String, Option<String>)>,
+    pub args: Vars,
+    /// Where each key of `config.env` is; every change of the Env goes
+    /// through [`StageBuilder::set_env`] so that it stays true.
+    pub env_index: EnvIndex,
     /// Whether this stage set CMD (an ENTRYPOINT then keeps it).
     pub cmd_set: bool,
     pub deps: BTreeSet<usize>,
     pub platform: Platform,
     /// Position used for steps that come from ONBUILD triggers.
     pub trigger_at: Option<(usize, usize)>,
+    /// Whether the base's config is known (not an image the resolver gave
+    /// no digest for): UndefinedVar needs its Env.
+    pub base_known: bool,
+    /// Whether this stage has set a WORKDIR yet (WorkdirRelativePath).
+    pub workdir_set: bool,
 }
 
 /// Lowers stage `id`. Its base stage, if any, is already in `done`.
@@ -50,8 +60,10 @@ pub(crate) fn lower_stage(
     let decl = &decls[id];
     let from = decl.from;
     let mut platform = decl.platform.clone();
+    let mut base_known = true;
     let (base, config, author) = match decl.base_stage {
         Some(b) => {
+            base_known = !ctx.unknown_bases.contains(&b);
             let parent = done[b].as_ref().ok_or_else(|| {
                 ctx.error(from, "internal error: base stage was not lowered first")
             })?;
@@ -83,6 +95,8 @@ pub(crate) fn lower_stage(
                     )
                     .with_hint("check the image name and that the registry is reachable")
                 })?;
+            base_known = !resolved.digest.is_empty();
+            ctx.lint_base_platform(from, &decl.base_name, &decl.platform);
             let base = Base::Image {
                 reference: decl.base_name.clone(),
                 digest: resolved.digest,
@@ -91,19 +105,26 @@ pub(crate) fn lower_stage(
             (base, resolved.config, None)
         }
     };
+    if !base_known {
+        ctx.unknown_bases.insert(id);
+    }
+    let env_index = EnvIndex::of(&config);
     let mut b = StageBuilder {
         ctx,
         decls,
         id,
         config,
         author,
+        env_index,
         history: Vec::new(),
         steps: Vec::new(),
-        args: Vec::new(),
+        args: Vars::default(),
         cmd_set: false,
         deps: decl.base_stage.into_iter().collect(),
         platform,
         trigger_at: None,
+        base_known,
+        workdir_set: false,
     };
     b.run_triggers(from)?;
     for ins in &decl.body {
@@ -125,25 +146,81 @@ pub(crate) fn lower_stage(
 }
 
 impl StageBuilder<'_, '_, '_> {
-    /// The variables words expand with: declared args with a value, then
-    /// the config's Env (which wins).
-    pub(crate) fn env(&self) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = self
-            .args
-            .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
-            .collect();
-        env.extend(self.config.env_pairs());
-        env
+    /// The variables words expand with: the config's Env, then the
+    /// declared args with a value. A view, not a copy: building a copy per
+    /// instruction made lowering quadratic.
+    pub(crate) fn scope(&self) -> Scope<'_> {
+        Scope {
+            config: &self.config,
+            env: &self.env_index,
+            args: &self.args,
+        }
+    }
+
+    /// Expands one word with the stage's variables, reporting variables
+    /// that are not defined (UndefinedVar).
+    pub(crate) fn expand(&mut self, ins: &Instruction, word: &str) -> Result<String, Diagnostic> {
+        let e = self
+            .ctx
+            .lexer
+            .process_word_with_matches(word, &self.scope())
+            .map_err(|e| self.ctx.error(ins, e.to_string()))?;
+        self.lint_undefined(ins, &e.unmatched);
+        Ok(e.result)
+    }
+
+    /// Expands a word list (with field splitting) with the stage's
+    /// variables, reporting undefined ones.
+    pub(crate) fn expand_list(
+        &mut self,
+        ins: &Instruction,
+        word: &str,
+    ) -> Result<Vec<String>, Diagnostic> {
+        // The same variables, seen once: only to know which are unset.
+        if let Ok(e) = self
+            .ctx
+            .lexer
+            .process_word_with_matches(word, &self.scope())
+        {
+            self.lint_undefined(ins, &e.unmatched);
+        }
+        self.ctx.expand_words(ins, word, &self.scope())
+    }
+
+    /// UndefinedVar: variables a word used that are neither set nor
+    /// declared as ARGs of the stage. Skipped when the base image's
+    /// config is unknown (`strata check` offline): its Env may set them.
+    fn lint_undefined(&mut self, ins: &Instruction, unmatched: &BTreeSet<String>) {
+        if !self.base_known || unmatched.is_empty() {
+            return;
+        }
+        for var in unmatched {
+            if self.args.get(var).is_some() {
+                continue;
+            }
+            let mut msg = format!("Usage of undefined variable '${var}'");
+            if self.ctx.take_suggestion() {
+                let mut keys: Vec<&str> = self.config.env.iter().map(|e| env_key(e)).collect();
+                keys.extend(self.args.iter().map(|(k, _)| k));
+                if let Some(s) = super::suggest::closest(var, &keys) {
+                    msg.push_str(&format!(" (did you mean ${s}?)"));
+                }
+            }
+            self.lint(Rule::UndefinedVar, ins, msg);
+        }
+    }
+
+    /// Sets `key=value` in the config's Env (BuildKit's replace-or-append).
+    pub(crate) fn set_env(&mut self, key: &str, value: &str) {
+        self.env_index.set(&mut self.config, key, value);
     }
 
     /// The current working directory (absolute).
+    /// The config keeps an absolute WORKDIR as written (`/app/`, even
+    /// `/a/../b`), as BuildKit does; paths are resolved against its clean
+    /// form.
     pub(crate) fn cwd(&self) -> String {
-        if self.config.working_dir.is_empty() {
-            "/".to_string()
-        } else {
-            self.config.working_dir.clone()
-        }
+        paths::join("/", &self.config.working_dir)
     }
 
     /// The current shell for shell-form commands.
@@ -221,11 +298,6 @@ impl StageBuilder<'_, '_, '_> {
                 Ok(())
             }
             Keyword::Maintainer => {
-                self.warn(
-                    ins,
-                    "MAINTAINER instruction is deprecated in favor of using label",
-                    "use LABEL org.opencontainers.image.authors=\"name <email>\"",
-                );
                 let who = self.text_arg(ins, false)?;
                 self.author = Some(who.clone());
                 self.note(format!("MAINTAINER {who}"));
@@ -273,18 +345,16 @@ impl StageBuilder<'_, '_, '_> {
         if !expand {
             return Ok(raw);
         }
-        let env = self.env();
-        self.ctx.expand_word(ins, &raw, &env)
+        self.expand(ins, &raw)
     }
 
-    /// Records a lint warning at `ins` (BuildKit's build checks).
-    pub(crate) fn warn(&mut self, ins: &Instruction, msg: &str, hint: &str) {
+    /// Records a build-check finding at `ins`.
+    pub(crate) fn lint(&mut self, rule: Rule, ins: &Instruction, msg: String) {
         if self.trigger_at.is_some() {
             // Not the user's Dockerfile: a base image's trigger.
             return;
         }
-        let d = self.ctx.error(ins, msg).with_hint(hint).warning();
-        self.ctx.warnings.push(d);
+        self.ctx.lint.report(rule, ins.keyword_span, msg);
     }
 
     /// The command of CMD/ENTRYPOINT as an argv.
@@ -293,14 +363,13 @@ impl StageBuilder<'_, '_, '_> {
             Args::Command {
                 command: command @ Command::Shell(_),
             } => {
-                let name = ins.kind.as_upper();
-                self.warn(
-                    ins,
-                    &format!(
-                        "JSON arguments recommended for {name} to prevent unintended behavior related to OS signals"
-                    ),
-                    &format!("write {name} [\"executable\", \"arg\"...] so the process gets signals directly"),
-                );
+                if self.config.shell.is_empty() {
+                    let msg = format!(
+                        "JSON arguments recommended for {} to prevent unintended behavior related to OS signals",
+                        ins.keyword
+                    );
+                    self.lint(Rule::JSONArgsRecommended, ins, msg);
+                }
                 Ok(self.argv(command))
             }
             Args::Command { command } => Ok(self.argv(command)),
@@ -319,10 +388,7 @@ impl StageBuilder<'_, '_, '_> {
         let mut commit = Vec::new();
         for d in decls {
             let default = match &d.default {
-                Some(def) => {
-                    let env = self.env();
-                    Some(self.ctx.expand_word(ins, def, &env)?)
-                }
+                Some(def) => Some(self.expand(ins, def)?),
                 None => None,
             };
             let value = if let Some(v) = self.ctx.opts.build_args.get(&d.name) {
@@ -341,8 +407,7 @@ impl StageBuilder<'_, '_, '_> {
                     None => d.name.clone(),
                 });
             }
-            self.args.retain(|(k, _)| *k != d.name);
-            self.args.push((d.name.clone(), value));
+            self.args.set(&d.name, value);
         }
         if !commit.is_empty() {
             self.note(format!("ARG {}", commit.join(" ")));
@@ -363,15 +428,23 @@ impl StageBuilder<'_, '_, '_> {
                 .error(ins, format!("{word} requires at least one argument")));
         }
         // All pairs expand with the environment from before the instruction.
-        let env = self.env();
         let mut expanded = Vec::new();
         for p in pairs {
-            let k = self.ctx.expand_word(ins, &p.key.value, &env)?;
-            let v = self.ctx.expand_word(ins, &p.value.value, &env)?;
+            let k = self.expand(ins, &p.key.value)?;
+            let v = self.expand(ins, &p.value.value)?;
             if k.is_empty() {
                 return Err(self
                     .ctx
                     .error(ins, format!("{word} names must not be empty")));
+            }
+            if k.contains('\0') || v.contains('\0') {
+                // A NUL cannot reach a process environment (RUN refuses
+                // it there) and has no place in a config: refuse it here,
+                // at its line, for ENV and LABEL alike.
+                return Err(self
+                    .ctx
+                    .error(ins, format!("{word} {k:?} contains a NUL byte"))
+                    .with_hint("remove the NUL byte from the Dockerfile"));
             }
             expanded.push((k, v));
         }
@@ -379,7 +452,7 @@ impl StageBuilder<'_, '_, '_> {
         for (k, v) in expanded {
             msg.push_str(&format!(" {k}={v}"));
             if is_env {
-                self.config.env_set(&k, &v);
+                self.set_env(&k, &v);
             } else {
                 self.config.labels.insert(k, v);
             }
@@ -396,12 +469,23 @@ impl StageBuilder<'_, '_, '_> {
         if words.is_empty() {
             return Err(self.ctx.error(ins, "EXPOSE requires at least one argument"));
         }
-        let env = self.env();
         let mut specs = Vec::new();
         for w in &words {
-            specs.extend(self.ctx.expand_words(ins, w, &env)?);
+            specs.extend(self.expand_list(ins, w)?);
         }
         for spec in &specs {
+            let (proto_upper, mapping) = expose::lint_spec(spec);
+            if proto_upper {
+                let msg =
+                    format!("Defined protocol '{spec}' in EXPOSE instruction should be lowercase");
+                self.lint(Rule::ExposeProtoCasing, ins, msg);
+            }
+            if mapping {
+                let msg = format!(
+                    "EXPOSE instruction should not define an IP address or host-port mapping, found '{spec}'"
+                );
+                self.lint(Rule::ExposeInvalidFormat, ins, msg);
+            }
             let ports = expose::parse_spec(spec).map_err(|e| {
                 self.ctx
                     .error(ins, e)
@@ -417,10 +501,27 @@ impl StageBuilder<'_, '_, '_> {
 
     fn workdir(&mut self, ins: &Instruction) -> Result<(), Diagnostic> {
         let dir = self.text_arg(ins, true)?;
-        let wd = paths::join(&self.cwd(), &dir);
-        self.config.working_dir = wd.clone();
+        if !self.workdir_set && !dir.starts_with('/') {
+            let msg = format!(
+                "Relative workdir {dir:?} can have unexpected results if the base image changes"
+            );
+            self.lint(Rule::WorkdirRelativePath, ins, msg);
+        }
+        if self.trigger_at.is_none() {
+            self.workdir_set = true;
+        }
+        // BuildKit (system.NormalizeWorkdir): an absolute path is kept as
+        // written, trailing slash included; a relative one is joined to
+        // the current directory and cleaned (Go's path.Join).
+        let written = if dir.starts_with('/') {
+            dir
+        } else {
+            paths::join(&self.cwd(), &dir)
+        };
+        self.config.working_dir = written.clone();
+        let wd = self.cwd();
         if wd == "/" {
-            self.note(format!("WORKDIR {wd}"));
+            self.note(format!("WORKDIR {written}"));
             return Ok(());
         }
         let op = Op::File(FileOp {
@@ -439,7 +540,7 @@ impl StageBuilder<'_, '_, '_> {
             keep_git_dir: false,
             unpack: None,
         });
-        self.push_step(ins, format!("WORKDIR {wd}"), op);
+        self.push_step(ins, format!("WORKDIR {written}"), op);
         Ok(())
     }
 
@@ -451,10 +552,9 @@ impl StageBuilder<'_, '_, '_> {
         if items.is_empty() {
             return Err(self.ctx.error(ins, "VOLUME requires at least one argument"));
         }
-        let env = self.env();
         let mut vols = Vec::new();
         for i in &items {
-            let v = self.ctx.expand_word(ins, i, &env)?;
+            let v = self.expand(ins, i)?;
             if v.trim().is_empty() {
                 return Err(self
                     .ctx

@@ -3,7 +3,7 @@
 //! references, rejecting cycles and forward references, and choosing the
 //! stages a target needs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::ast::{Args, Instruction, Keyword};
 use crate::diagnostic::Diagnostic;
@@ -48,17 +48,17 @@ fn valid_stage_name(name: &str) -> bool {
 }
 
 /// Finds a stage by `--from` value: a name (case-insensitive) anywhere in the
-/// file, or an index.
-pub(crate) fn find_stage(decls: &[StageDecl<'_>], reference: &str) -> Option<usize> {
-    let lower = reference.to_ascii_lowercase();
-    if let Some(i) = decls
-        .iter()
-        .position(|d| d.name.as_deref() == Some(lower.as_str()))
-    {
+/// file, or an index below `count`.
+pub(crate) fn find_stage(
+    names: &HashMap<String, usize>,
+    count: usize,
+    reference: &str,
+) -> Option<usize> {
+    if let Some(&i) = names.get(&reference.to_ascii_lowercase()) {
         return Some(i);
     }
     match reference.parse::<usize>() {
-        Ok(i) if i < decls.len() => Some(i),
+        Ok(i) if i < count => Some(i),
         _ => None,
     }
 }
@@ -70,11 +70,23 @@ pub(crate) fn has_variable(v: &str) -> bool {
 }
 
 impl Ctx<'_> {
-    /// Reads one FROM line. `earlier` are the stages already declared.
+    /// Expands a word of a FROM line with the global ARGs, keeping which
+    /// variables it used (for the FROM checks).
+    fn expand_from_word(
+        &self,
+        from: &Instruction,
+        word: &str,
+    ) -> Result<crate::words::Expansion, Diagnostic> {
+        self.lexer
+            .process_word_with_matches(word, self.globals.env())
+            .map_err(|e| self.error(from, e.to_string()))
+    }
+
+    /// Reads one FROM line; `self.stage_names` holds the stages declared
+    /// before it.
     pub(crate) fn read_from<'a>(
         &mut self,
         from: &'a Instruction,
-        earlier: &[StageDecl<'a>],
     ) -> Result<StageDecl<'a>, Diagnostic> {
         self.check_flags(from, &["platform"])?;
         let words: Vec<&str> = match &from.args {
@@ -90,8 +102,9 @@ impl Ctx<'_> {
                     .with_hint("write `FROM image` or `FROM image AS name`"));
             }
         };
-        let env = self.globals.env();
-        let base_name = self.expand_word(from, words[0], &env)?;
+        let expansion = self.expand_from_word(from, words[0])?;
+        self.lint_from_args(from, &expansion);
+        let base_name = expansion.result;
         if base_name.is_empty() {
             return Err(self
                 .error(
@@ -102,7 +115,7 @@ impl Ctx<'_> {
         }
         let name = match name {
             Some(n) => {
-                let n = self.expand_word(from, &n, &env)?.to_ascii_lowercase();
+                let n = self.expand_from_word(from, &n)?.result.to_ascii_lowercase();
                 if !valid_stage_name(&n) {
                     return Err(self.error(
                         from,
@@ -111,29 +124,23 @@ impl Ctx<'_> {
                         ),
                     ));
                 }
-                if earlier
-                    .iter()
-                    .any(|d| d.name.as_deref() == Some(n.as_str()))
-                {
-                    return Err(self
-                        .error(from, format!("duplicate stage name {n:?}"))
-                        .with_hint("give every stage its own name"));
-                }
                 Some(n)
             }
             None => None,
         };
         let platform = match self.flag(from, "platform") {
             Some(p) => {
-                let p = self.expand_word(from, &p, &env)?;
-                p.parse::<Platform>().map_err(|e| self.error(from, e))?
+                let e = self.expand_from_word(from, &p)?;
+                self.lint_from_args(from, &e);
+                self.lint_from_platform(from, &p, &e, name.as_deref());
+                e.result
+                    .parse::<Platform>()
+                    .map_err(|e| self.error(from, e))?
             }
             None => self.opts.platform.clone(),
         };
         let lower = base_name.to_ascii_lowercase();
-        let base_stage = earlier
-            .iter()
-            .position(|d| d.name.as_deref() == Some(lower.as_str()));
+        let base_stage = self.stage_names.get(&lower).copied();
         Ok(StageDecl {
             from,
             body: Vec::new(),
@@ -153,7 +160,7 @@ impl Ctx<'_> {
             let mut refs = Vec::new();
             for ins in &decls[i].body {
                 for reference in self.stage_refs_of(ins)? {
-                    if let Some(id) = find_stage(decls, &reference) {
+                    if let Some(id) = find_stage(&self.stage_names, decls.len(), &reference) {
                         refs.push(id);
                     }
                 }
@@ -217,7 +224,9 @@ impl Ctx<'_> {
                         .iter()
                         .find(|ins| {
                             self.stage_refs_of(ins).is_ok_and(|refs| {
-                                refs.iter().any(|x| find_stage(decls, x) == Some(*r))
+                                refs.iter().any(|x| {
+                                    find_stage(&self.stage_names, decls.len(), x) == Some(*r)
+                                })
                             })
                         })
                         .copied()

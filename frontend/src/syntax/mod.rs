@@ -63,6 +63,9 @@ pub fn parse(file_name: &str, text: &str) -> Result<Dockerfile, Diagnostic> {
         let line_span = source.span(start + lead, start + no_newline.len());
         match directive_parser.line(token) {
             Ok(LineKind::Directive(name, value)) => {
+                // A directive is not a comment documenting what follows
+                // (BuildKit strips it from the comment block).
+                comments.pop();
                 if name == "escape" {
                     escape = directives::escape_char(&value).unwrap_or('\\');
                 }
