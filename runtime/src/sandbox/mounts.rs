@@ -225,6 +225,7 @@ fn mount_one(
             source,
             readonly,
             init,
+            ..
         } => {
             bind(source, at, true)?;
             if let Some((mode, uid, gid)) = init {
