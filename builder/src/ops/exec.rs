@@ -6,7 +6,9 @@
 //! them, the command runs, and the snapshot's diff becomes the new layer —
 //! written as a tar inside the user namespace too, where on-disk owners read
 //! back as the container's ids. The committed layer directory is kept as the
-//! lower of later steps.
+//! lower of later steps. In chroot isolation the same calls run in-process
+//! (strata is real root there) on the tree snapshotter's working tree
+//! (`Sandbox::as_owner` hides the difference).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,6 +44,19 @@ pub struct Executor {
     /// Cancels every running step when one fails, so a failed build stops
     /// promptly instead of waiting for its parallel siblings.
     cancel: runtime::sandbox::CancelToken,
+}
+
+impl Drop for Executor {
+    /// `-v` for a build that never needed a sandbox: say so, instead of
+    /// leaving the promised choice unexplained.
+    fn drop(&mut self) {
+        if self.verbose && self.state.get().is_none() {
+            eprintln!(
+                "isolation: none chosen: no step needed a sandbox (no RUN step ran, or every \
+                 one was cached)"
+            );
+        }
+    }
 }
 
 /// Makes temp names unique between threads of one process.
