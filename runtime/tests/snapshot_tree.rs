@@ -104,7 +104,7 @@ fn one_tree_is_carried_from_step_to_step_and_diffs_like_native() {
     write(&copy.join("c"), "copied");
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &copy.join("new"),
+        copy.join("new"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::empty(),
         rustix::fs::makedev(0, 0),
