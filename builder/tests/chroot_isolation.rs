@@ -389,3 +389,29 @@ fn chroot_steps_leave_no_process_and_see_dev_proc_and_etc() {
         assert!(!fs.contains_key(never), "{never} must not reach the image");
     }
 }
+
+/// A failing step cancels a running one in chroot isolation too: the
+/// reaper kills its processes, and the build stops without waiting.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn a_failure_cancels_a_parallel_chroot_step() {
+    let base = format!("{}/library/busybox:latest", registry());
+    let case = Case::new(
+        "cancel",
+        &format!(
+            "FROM {base} AS slow\nRUN sleep 9873\n\
+             FROM {base} AS bad\nRUN sleep 1 && false\n\
+             FROM {base}\nCOPY --from=slow /bin/sh /a\nCOPY --from=bad /bin/sh /b\n"
+        ),
+        &[],
+    );
+    let t = std::time::Instant::now();
+    let out = case.build("chroot", &[]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(120),
+        "the build waited for the slow step: {all}"
+    );
+    assert_eq!(sleepers("9873"), Vec::<String>::new(), "left behind");
+}
