@@ -44,6 +44,8 @@ pub struct Executor {
     /// Cancels every running step when one fails, so a failed build stops
     /// promptly instead of waiting for its parallel siblings.
     cancel: runtime::sandbox::CancelToken,
+    /// `--add-host`, `--shm-size`, `--ulimit` for every RUN step.
+    pub step_sandbox: crate::options::StepSandbox,
 }
 
 impl Drop for Executor {
@@ -96,6 +98,7 @@ impl Executor {
             state: OnceLock::new(),
             unpacking: Mutex::new(HashMap::new()),
             cancel: runtime::sandbox::CancelToken::new(),
+            step_sandbox: Default::default(),
         }
     }
 
@@ -263,6 +266,9 @@ impl Executor {
         spec.network = net;
         spec.mounts = mounts;
         spec.cancel = Some(self.cancel.clone());
+        spec.extra_hosts = self.step_sandbox.extra_hosts.clone();
+        spec.shm_size = self.step_sandbox.shm_size;
+        spec.ulimits = self.step_sandbox.ulimits.clone();
         // The sandbox hands over whole lines (without the newline) as they
         // come, so each is shown at once.
         let outcome = sandbox.run(&spec, &mut |_s: OutputStream, line: &[u8]| {
@@ -280,7 +286,7 @@ impl Executor {
         };
         if !outcome.exit.success() {
             cleanup(&snap_key);
-            bail!("the command {:?} exited with {:?}", op.argv, outcome.exit);
+            bail!("{}", super::exit::failed_process(&op.argv, outcome.exit));
         }
         let excludes: Vec<PathBuf> = sandbox_mount_points(&spec.mounts)
             .into_iter()
