@@ -321,7 +321,8 @@ fn chroot_build_makes_the_same_layers_as_a_user_namespace_build() {
     }
 }
 
-/// What needs a namespace fails with a clear message, never silently.
+/// What needs a namespace or a mount fails with a clear message, never
+/// silently.
 #[test]
 #[ignore = "needs the .ci/test.sh environment"]
 fn network_none_is_refused_in_chroot_isolation() {
@@ -336,6 +337,13 @@ fn network_none_is_refused_in_chroot_isolation() {
     assert!(!out.status.success(), "{all}");
     assert!(
         all.contains("not possible in chroot isolation: RUN --network=none"),
+        "{all}"
+    );
+    let out = case.build("chroot", &["--snapshotter", "overlay"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("not possible in chroot isolation: --snapshotter overlay needs a mount"),
         "{all}"
     );
 }
