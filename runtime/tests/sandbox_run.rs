@@ -110,8 +110,16 @@ fn chown_works_with_a_subuid_range() {
     fx.stdout(&fx.spec(ov, "touch /f && chown 1000:1000 /f && stat -c %u:%g /f"));
     let meta = fs::metadata(upper.join("f")).unwrap();
     let (sub_uid, sub_gid) = (
-        fx.sandbox.mapping().host_uid(1000).unwrap(),
-        fx.sandbox.mapping().host_gid(1000).unwrap(),
+        fx.sandbox
+            .mapping()
+            .expect("user-namespace isolation")
+            .host_uid(1000)
+            .unwrap(),
+        fx.sandbox
+            .mapping()
+            .expect("user-namespace isolation")
+            .host_gid(1000)
+            .unwrap(),
     );
     assert_eq!((meta.uid(), meta.gid()), (sub_uid, sub_gid));
     assert_ne!(meta.uid(), unsafe { libc::getuid() });
@@ -364,13 +372,18 @@ fn sigkill_of_strata_leaves_no_process_and_no_mount() {
     };
     assert_eq!(runs(), 1, "the killed step's run dir");
     let sb = runtime::Sandbox::new(runtime::SandboxOptions {
+        isolation: Default::default(),
         userns: UsernsMode::Auto,
         state_dir: state.clone(),
         cache_dir: None,
     })
     .unwrap();
     assert_eq!(runs(), 0, "stale run dirs are removed");
-    runtime::remove_tree_in_userns(sb.mapping(), std::path::Path::new(&helper_tmp)).unwrap();
+    runtime::remove_tree_in_userns(
+        sb.mapping().expect("user-namespace isolation"),
+        std::path::Path::new(&helper_tmp),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -519,7 +532,11 @@ fn bind_tmpfs_mounts_and_mount_points_leave_no_trace() {
 #[test]
 fn run_in_userns_owns_subordinate_files() {
     let fx = Fixture::new(UsernsMode::Subuid);
-    let m = fx.sandbox.mapping().clone();
+    let m = fx
+        .sandbox
+        .mapping()
+        .expect("user-namespace isolation")
+        .clone();
     let d = fx.path("owned");
     let d2 = d.clone();
     let uid = run_in_userns(&m, move || -> std::io::Result<u64> {
@@ -764,7 +781,11 @@ fn a_subuid_range_is_mapped_once_and_shared() {
         .iter()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    let (uid, _) = fx.sandbox.mapping().caller();
+    let (uid, _) = fx
+        .sandbox
+        .mapping()
+        .expect("user-namespace isolation")
+        .caller();
     assert_eq!(
         maps,
         vec![
@@ -772,7 +793,11 @@ fn a_subuid_range_is_mapped_once_and_shared() {
             vec!["1", "100000", "65536"]
         ]
     );
-    let m = fx.sandbox.mapping().clone();
+    let m = fx
+        .sandbox
+        .mapping()
+        .expect("user-namespace isolation")
+        .clone();
     let inside = run_in_userns(&m, || {
         fs::read_link("/proc/self/ns/user").map(|p| p.display().to_string())
     })
@@ -788,30 +813,35 @@ fn helper_report_sandbox_error() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
+    let isolation = std::env::var("STRATA_TEST_ISOLATION")
+        .unwrap_or_default()
+        .parse()
+        .unwrap();
     let res = runtime::Sandbox::new(runtime::SandboxOptions {
+        isolation,
         userns: UsernsMode::Auto,
         state_dir: tmp.path().join("state"),
         cache_dir: None,
     });
     match res {
-        Ok(_) => println!("SANDBOX-RESULT: ok"),
+        Ok(sb) => println!("SANDBOX-RESULT: ok: {}", sb.isolation_reason()),
         Err(e) => println!("SANDBOX-RESULT: {e}"),
     }
 }
 
-#[test]
-fn disabled_user_namespaces_are_explained() {
-    // Inside a user namespace of our own, its root may lower the limit for
-    // namespaces created below it: a host with userns disabled, in miniature.
+/// The result line of `helper_report_sandbox_error` run as root of a user
+/// namespace whose limit for nested user namespaces is 0.
+fn sandbox_result_without_nested_userns(isolation: &str) -> String {
     let out = std::process::Command::new("unshare")
         .args(["-Ur", "sh", "-c"])
         .arg("echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" --exact helper_report_sandbox_error --include-ignored --nocapture")
         .arg(std::env::current_exe().unwrap())
         .env("STRATA_TEST_REPORT_SANDBOX_ERROR", "1")
+        .env("STRATA_TEST_ISOLATION", isolation)
         .output()
         .expect("util-linux `unshare` is needed for this test");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
+    stdout
         .lines()
         .find(|l| l.starts_with("SANDBOX-RESULT: "))
         .unwrap_or_else(|| {
@@ -819,7 +849,34 @@ fn disabled_user_namespaces_are_explained() {
                 "no result: {stdout} {}",
                 String::from_utf8_lossy(&out.stderr)
             )
-        });
+        })
+        .to_string()
+}
+
+/// Root with CAP_SYS_CHROOT where no user namespace can be made (a CI
+/// container with the default seccomp profile, in miniature): `auto`
+/// picks chroot isolation and says why.
+#[test]
+fn auto_isolation_falls_back_to_chroot_as_root_without_user_namespaces() {
+    let line = sandbox_result_without_nested_userns("auto");
+    assert!(
+        line.starts_with(
+            "SANDBOX-RESULT: ok: chroot isolation, because no user namespace can be made here"
+        ),
+        "{line}"
+    );
+    assert!(line.contains("user.max_user_namespaces is 0"), "{line}");
+    assert!(
+        line.contains("the container strata runs in is the security boundary"),
+        "{line}"
+    );
+}
+
+#[test]
+fn disabled_user_namespaces_are_explained() {
+    // Inside a user namespace of our own, its root may lower the limit for
+    // namespaces created below it: a host with userns disabled, in miniature.
+    let line = sandbox_result_without_nested_userns("userns");
     assert!(
         line.contains("sysctl user.max_user_namespaces is 0; ask your admin to raise it"),
         "{line}"

@@ -303,7 +303,13 @@ fn build_inner(
         flavor: cache::layer::MediaFlavor::Docker,
         ..Default::default()
     };
-    let mut executor = Executor::new(&store, req.userns, req.snapshotter);
+    let mut executor = Executor::new(
+        &store,
+        req.userns,
+        req.isolation,
+        req.snapshotter,
+        req.verbose,
+    );
     executor.step_sandbox = req.step_sandbox.clone();
     let ctx = Ctx {
         req,

@@ -34,6 +34,9 @@ pub(crate) struct Spawned {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub ctl: OwnedFd,
+    /// Chroot isolation: writing here tells the reaper to kill the step's
+    /// processes and report (there is no pid namespace to kill at once).
+    pub stop: Option<OwnedFd>,
 }
 
 fn io_err(e: std::io::Error) -> String {
@@ -71,6 +74,7 @@ pub(crate) fn spawn(mut plan: ChildPlan, mapping: &IdMapping) -> Result<Spawned,
         stdout: out_r,
         stderr: err_r,
         ctl: ctl_r,
+        stop: None,
     })
 }
 

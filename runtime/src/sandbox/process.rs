@@ -21,6 +21,8 @@ pub(crate) struct ExecPlan {
     pub cwd: String,
     pub user: Option<String>,
     pub hostname: String,
+    /// Whether to set the hostname (only in a UTS namespace of our own).
+    pub set_hostname: bool,
     /// Whether setgroups is allowed and ids beyond 0 exist (range mapping).
     pub range: bool,
     pub max_uid: u32,
@@ -108,7 +110,9 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
         return Err((frame::EXEC, "empty command line".into()));
     }
     // SAFETY: UTS namespace is ours.
-    if unsafe { libc::sethostname(plan.hostname.as_ptr().cast(), plan.hostname.len()) } != 0 {
+    if plan.set_hostname
+        && unsafe { libc::sethostname(plan.hostname.as_ptr().cast(), plan.hostname.len()) } != 0
+    {
         return Err(setup_err(sys::errno_msg("sethostname")));
     }
     super::limits::apply(&plan.ulimits).map_err(setup_err)?;

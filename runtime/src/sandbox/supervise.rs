@@ -80,6 +80,7 @@ pub(crate) fn supervise(
         },
     ];
     let mut ctl = Some(sp.ctl);
+    let stop_fd = sp.stop;
     let mut ctl_buf = Vec::new();
     let mut stopped = None;
     let mut c1_status = None;
@@ -129,7 +130,13 @@ pub(crate) fn supervise(
             };
             if let Some(why) = why {
                 stopped = Some(why);
-                kill_tree(sp.c1, &ctl_buf);
+                match &stop_fd {
+                    // The reaper kills every process of the step and reports.
+                    Some(fd) => {
+                        let _ = sys::write_all(fd.as_raw_fd(), b"x");
+                    }
+                    None => kill_tree(sp.c1, &ctl_buf),
+                }
             }
         }
         for (p, &w) in fds.iter().zip(&who) {
