@@ -54,6 +54,7 @@ pub(crate) mod namespaces;
 pub mod network;
 pub(crate) mod overlay;
 pub(crate) mod process;
+pub(crate) mod procfs;
 pub(crate) mod rundir;
 pub(crate) mod shared_userns;
 pub mod stubs;
@@ -76,6 +77,7 @@ use crate::userns::run_in_userns;
 pub use idmap::{IdMapping, UsernsMode};
 pub use network::Network;
 pub use process::DEFAULT_PATH;
+pub use procfs::ProcMode;
 pub use stubs::{MountPoint, sandbox_mount_points};
 
 use mounts::{MountPlan, RootPlan};
@@ -225,6 +227,9 @@ pub struct Sandbox {
     host: HostCapabilities,
     mapping: IdMapping,
     mapping_reason: String,
+    proc_mode: ProcMode,
+    /// Why steps share strata's pid namespace, when they do.
+    proc_reason: Option<String>,
     state_dir: PathBuf,
     cache_dir: Option<PathBuf>,
     durable_overlay: bool,
@@ -241,10 +246,15 @@ impl Sandbox {
         let (mapping, mapping_reason) =
             IdMapping::choose(opts.userns, &host).map_err(SandboxError::Unsupported)?;
         if let Err(e) = run_in_userns(&mapping, || Ok::<(), String>(())) {
-            return Err(SandboxError::Unsupported(match &host.userns {
-                Err(why) => format!("{why} ({e})"),
-                Ok(()) => e.to_string(),
-            }));
+            let failure = match e {
+                crate::userns::UsernsError::Setup(m) => m,
+                other => other.to_string(),
+            };
+            return Err(SandboxError::Unsupported(crate::detect::no_sandbox_message(
+                &host,
+                &failure,
+                crate::detect::in_container(),
+            )));
         }
         fs::create_dir_all(&opts.state_dir).map_err(|e| {
             SandboxError::Setup(format!(
@@ -254,10 +264,13 @@ impl Sandbox {
         })?;
         // Scratch dirs of steps whose strata was killed (best effort).
         rundir::remove_stale(&opts.state_dir, &mapping);
+        let (proc_mode, proc_reason) = procfs::probe(&mapping);
         Ok(Sandbox {
             host,
             mapping,
             mapping_reason,
+            proc_mode,
+            proc_reason,
             state_dir: opts.state_dir,
             cache_dir: opts.cache_dir,
             durable_overlay: false,
@@ -289,6 +302,11 @@ impl Sandbox {
     /// subordinate range.
     pub fn single_mapping_hint(&self) -> Option<&'static str> {
         (!self.mapping.is_range()).then_some(idmap::NEED_RANGE_HINT)
+    }
+
+    /// How steps get their /proc, and why not their own when they do not.
+    pub fn proc_mode(&self) -> (ProcMode, Option<&str>) {
+        (self.proc_mode, self.proc_reason.as_deref())
     }
 
     pub fn host(&self) -> &HostCapabilities {
@@ -402,10 +420,7 @@ impl Sandbox {
 
         let mut env = spec.env.clone();
         env.extend(prepared.env.iter().cloned());
-        let (max_uid, max_gid) = match &self.mapping {
-            IdMapping::Single { .. } => (0, 0),
-            IdMapping::Range { subuid, subgid, .. } => (subuid.count, subgid.count),
-        };
+        let (max_uid, max_gid) = self.mapping.max_ids();
         let plan = ChildPlan {
             map: self.mapping.plan().map_err(setup)?,
             network: spec.network,
@@ -413,6 +428,7 @@ impl Sandbox {
                 root,
                 merged,
                 network: spec.network,
+                proc: self.proc_mode,
                 etc_files,
                 mounts: prepared.mounts,
                 secrets_dir,

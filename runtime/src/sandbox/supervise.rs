@@ -129,7 +129,7 @@ pub(crate) fn supervise(
             };
             if let Some(why) = why {
                 stopped = Some(why);
-                kill_tree(sp.c1, &ctl_buf);
+                kill_tree(sp.c1, sp.pid_ns, &ctl_buf);
             }
         }
         for (p, &w) in fds.iter().zip(&who) {
@@ -201,15 +201,26 @@ fn pump(
 /// Kills pid 1 of the namespace (the kernel then kills the rest) and the
 /// intermediate process. pid 1 is only signalled while it is known to be
 /// unreaped (its pid reported, no status yet), so a recycled pid is never hit.
-fn kill_tree(c1: libc::pid_t, ctl_so_far: &[u8]) {
+/// Without a pid namespace, the step's process group is killed instead and
+/// the intermediate process is left to sweep up the rest and report.
+fn kill_tree(c1: libc::pid_t, pid_ns: bool, ctl_so_far: &[u8]) {
     let frames = frame::parse(ctl_so_far);
     let reaped = frames.iter().any(|(t, _)| *t == frame::STATUS);
     if !reaped
         && let Some((_, p)) = frames.iter().find(|(t, _)| *t == frame::PID1)
         && let Ok(b) = <[u8; 4]>::try_from(p.as_slice())
     {
-        // SAFETY: signalling a process of ours.
-        unsafe { libc::kill(i32::from_le_bytes(b), libc::SIGKILL) };
+        let pid1 = i32::from_le_bytes(b);
+        // SAFETY: signalling a process (group) of ours.
+        unsafe {
+            libc::kill(pid1, libc::SIGKILL);
+            if !pid_ns {
+                libc::kill(-pid1, libc::SIGKILL);
+            }
+        };
+        if !pid_ns {
+            return;
+        }
     }
     // SAFETY: c1 is our unreaped child.
     unsafe { libc::kill(c1, libc::SIGKILL) };
