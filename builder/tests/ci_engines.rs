@@ -35,9 +35,14 @@ fn required_env(name: &str) -> String {
 }
 
 fn base_image_tar(name: &str) -> PathBuf {
-    let dir = std::env::var("STRATA_TEST_IMAGES").unwrap_or_else(|_| "/var/tmp/peers-images".into());
+    let dir =
+        std::env::var("STRATA_TEST_IMAGES").unwrap_or_else(|_| "/var/tmp/peers-images".into());
     let p = Path::new(&dir).join(name);
-    assert!(p.is_file(), "{} is missing (peers/make-base-images.sh)", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing (peers/make-base-images.sh)",
+        p.display()
+    );
     p
 }
 
@@ -87,7 +92,7 @@ impl Engine {
             // pass exactly the limits the engine already has.
             let limits = match self {
                 Engine::PodmanRootful => required_env("STRATA_TEST_PODMAN_ULIMITS"),
-                _ => own_limits(),
+                _ => rootless_podman_limits(),
             };
             for l in limits.split(',') {
                 c.args(["--ulimit", l]);
@@ -103,18 +108,22 @@ impl Engine {
     }
 }
 
-/// This process's hard open-file and process limits, as podman's --ulimit.
-fn own_limits() -> String {
-    let get = |res| {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: a valid out pointer.
-        unsafe { libc::getrlimit(res, &mut l) };
-        l.rlim_max.min(1 << 20)
+/// The hard open-file and process limits inside the user's podman
+/// namespace (podman lowers them there), as --ulimit values.
+fn rootless_podman_limits() -> String {
+    let limits = ok(Command::new("podman").args(["unshare", "cat", "/proc/self/limits"]));
+    let hard = |prefix: &str| {
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in podman's limits:\n{limits}"));
+        let fields: Vec<&str> = line[prefix.len()..].split_whitespace().collect();
+        match fields[1] {
+            "unlimited" => "-1".to_string(),
+            v => v.to_string(),
+        }
     };
-    let (n, p) = (get(libc::RLIMIT_NOFILE), get(libc::RLIMIT_NPROC));
+    let (n, p) = (hard("Max open files"), hard("Max processes"));
     format!("nofile={n}:{n},nproc={p}:{p}")
 }
 
@@ -177,7 +186,10 @@ impl Workspace {
         c.arg("-v")
             .arg(format!("{}:/w", self.path().display()))
             .arg("-v")
-            .arg(format!("{}:/usr/local/bin/strata:ro", strata_bin().display()))
+            .arg(format!(
+                "{}:/usr/local/bin/strata:ro",
+                strata_bin().display()
+            ))
             .args(extra)
             .arg(image);
         let give_back = if engine.root_is_real_root() {
@@ -240,7 +252,10 @@ done"#;
 /// by running it there.
 fn docker_listing(archive: &Path, tag: &str) -> String {
     ok(Engine::Docker.cli().arg("load").arg("-i").arg(archive));
-    let listing = ok(Engine::Docker.run().arg(tag).args(["sh", "-c", LIST_SCRIPT]));
+    let listing = ok(Engine::Docker
+        .run()
+        .arg(tag)
+        .args(["sh", "-c", LIST_SCRIPT]));
     let _ = Engine::Docker.cli().args(["rmi", "-f", tag]).output();
     listing
 }
@@ -254,8 +269,16 @@ fn assert_same_listing(what: &str, got: &str, want: &str) {
     let only_want: Vec<&&str> = w.iter().filter(|l| !g.contains(l)).collect();
     panic!(
         "{what}: the image's files differ from the host build's\n--- only in {what}:\n{}\n--- only on the host:\n{}",
-        only_got.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n"),
-        only_want.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n")
+        only_got
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        only_want
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -290,7 +313,11 @@ fn main_case_under(engine: Engine, image: &str) {
         &[("hello.txt", "hello from the context\n")],
     );
     let want = host_listing(&ws);
-    let tag = format!("strata-ci-engines/{}:{}", format!("{engine:?}").to_lowercase(), unique());
+    let tag = format!(
+        "strata-ci-engines/{}:{}",
+        format!("{engine:?}").to_lowercase(),
+        unique()
+    );
     let script = format!(
         "strata -v build --secret id=tok,src=/w/secret.txt -t {tag} \
          -o type=docker,dest=/w/out/image.tar /w/ctx"
@@ -370,9 +397,18 @@ fn non_root_container_without_user_namespaces_gets_a_clear_error() {
     let out = ws.in_container(Engine::Docker, &busybox(), &["--user", "1000:1000"], script);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stdout.contains("verify-exit=0"), "store does not verify:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("leftovers=0"), "half-written files:\n{stdout}\n{stderr}");
-    assert!(!stdout.contains("build-exit=0"), "the build succeeded?\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("verify-exit=0"),
+        "store does not verify:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("leftovers=0"),
+        "half-written files:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("build-exit=0"),
+        "the build succeeded?\n{stdout}\n{stderr}"
+    );
     for needle in [
         "RUN echo hi > /x",
         "no isolation for RUN steps is available",
@@ -381,7 +417,10 @@ fn non_root_container_without_user_namespaces_gets_a_clear_error() {
         "emptyDir",
         "Running in CI",
     ] {
-        assert!(stderr.contains(needle), "{needle:?} missing from the error:\n{stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{needle:?} missing from the error:\n{stderr}"
+        );
     }
     for leak in ["os error", "panicked", "Os {", "Code("] {
         assert!(!stderr.contains(leak), "{leak:?} in the error:\n{stderr}");
@@ -396,13 +435,17 @@ fn non_root_container_without_user_namespaces_gets_a_clear_error() {
 fn static_binary_builds_inside_a_busybox_container() {
     assert_no_interpreter(&strata_bin());
     let port = registry().rsplit(':').next().unwrap_or("5000").to_string();
-    let df_copy = format!("FROM localhost:{port}/library/busybox:latest\nCOPY hello.txt /hello.txt\n");
+    let df_copy =
+        format!("FROM localhost:{port}/library/busybox:latest\nCOPY hello.txt /hello.txt\n");
     let ws = Workspace::new("busybox", &df_copy, &[("hello.txt", "static hello\n")]);
     let run_ctx = ws.path().join("run-ctx");
     std::fs::create_dir(&run_ctx).unwrap();
     std::fs::write(
         run_ctx.join("Dockerfile"),
-        format!("FROM {}\nRUN echo ran > /ran.txt && rm /bin/vi\n", busybox()),
+        format!(
+            "FROM {}\nRUN echo ran > /ran.txt && rm /bin/vi\n",
+            busybox()
+        ),
     )
     .unwrap();
     let (copy_tag, run_tag) = (
@@ -424,18 +467,31 @@ fn static_binary_builds_inside_a_busybox_container() {
     let copy = docker_listing(&ws.path().join("out/copy.tar"), &copy_tag);
     assert!(copy.contains("./hello.txt"), "{copy}");
     let run = docker_listing(&ws.path().join("out/run.tar"), &run_tag);
-    assert!(run.contains("./ran.txt") && !run.contains(" ./bin/vi\n"), "{run}");
+    assert!(
+        run.contains("./ran.txt") && !run.contains(" ./bin/vi\n"),
+        "{run}"
+    );
 }
 
 /// No PT_INTERP program header: the kernel runs it without a dynamic loader.
 fn assert_no_interpreter(bin: &Path) {
     let elf = std::fs::read(bin).unwrap();
-    assert_eq!(&elf[..4], b"\x7fELF", "{} is not an ELF file", bin.display());
+    assert_eq!(
+        &elf[..4],
+        b"\x7fELF",
+        "{} is not an ELF file",
+        bin.display()
+    );
     let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
     let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
     let (phentsize, phnum) = (u16_at(54), u16_at(56));
     for i in 0..phnum {
         let p_type = u32::from_le_bytes(elf[phoff + i * phentsize..][..4].try_into().unwrap());
-        assert_ne!(p_type, 3, "{} has a dynamic loader (PT_INTERP)", bin.display());
+        assert_ne!(
+            p_type,
+            3,
+            "{} has a dynamic loader (PT_INTERP)",
+            bin.display()
+        );
     }
 }

@@ -160,7 +160,7 @@ pub fn no_sandbox_message(host: &HostCapabilities, failure: &str, container: boo
     }
     if container {
         ways.push(
-            "or give the container a seccomp profile that allows user namespaces (podman's \
+            "give the container a seccomp profile that allows user namespaces (podman's \
              default does; docker run --security-opt seccomp=unconfined; Kubernetes \
              seccompProfile: Unconfined), and keep the store (--root) on a volume or an \
              emptyDir rather than on the container's root file system"
@@ -466,12 +466,18 @@ mod tests {
         };
         let m = no_sandbox_message(&host, "unshare: Operation not permitted", true);
         assert!(m.starts_with("no isolation for RUN steps is available: this container may not create user namespaces (unshare: Operation not permitted)"), "{m}");
-        assert!(m.contains("run strata as root inside the job's container"), "{m}");
+        assert!(
+            m.contains("run strata as root inside the job's container"),
+            "{m}"
+        );
         assert!(m.contains("emptyDir"), "{m}");
         assert!(!m.contains("AppArmor"), "{m}");
         host.userns = Err("AppArmor restricts unprivileged user namespaces".into());
         let m = no_sandbox_message(&host, "EPERM", false);
-        assert!(m.contains("apparmor_parser -r /etc/apparmor.d/strata"), "{m}");
+        assert!(
+            m.contains("apparmor_parser -r /etc/apparmor.d/strata"),
+            "{m}"
+        );
         host.uid = 0;
         let m = no_sandbox_message(&host, "EPERM", false);
         assert!(!m.contains("run strata as root"), "{m}");

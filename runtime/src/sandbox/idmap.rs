@@ -270,7 +270,9 @@ impl MapPlan {
         if (user_flag | extra_flags) != 0 && unsafe { libc::unshare(user_flag | extra_flags) } != 0
         {
             let e = sys::os_error_text(&sys::last_os_error());
-            return Err(format!("cannot create the sandbox namespaces (unshare: {e})"));
+            return Err(format!(
+                "cannot create the sandbox namespaces (unshare: {e})"
+            ));
         }
         match self {
             MapPlan::Single { uid_map, gid_map } => {

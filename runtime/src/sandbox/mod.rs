@@ -250,11 +250,9 @@ impl Sandbox {
                 crate::userns::UsernsError::Setup(m) => m,
                 other => other.to_string(),
             };
-            return Err(SandboxError::Unsupported(crate::detect::no_sandbox_message(
-                &host,
-                &failure,
-                crate::detect::in_container(),
-            )));
+            return Err(SandboxError::Unsupported(
+                crate::detect::no_sandbox_message(&host, &failure, crate::detect::in_container()),
+            ));
         }
         fs::create_dir_all(&opts.state_dir).map_err(|e| {
             SandboxError::Setup(format!(
