@@ -402,6 +402,26 @@ impl std::str::FromStr for Snapshotter {
     }
 }
 
+/// `--isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    Auto,
+    Userns,
+    Chroot,
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Isolation> {
+        match s {
+            "auto" => Ok(Isolation::Auto),
+            "userns" => Ok(Isolation::Userns),
+            "chroot" => Ok(Isolation::Chroot),
+            other => bail!("--isolation: unknown value {other:?}: use auto, userns or chroot"),
+        }
+    }
+}
+
 /// `--userns`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Userns {
@@ -493,6 +513,7 @@ pub struct BuildRequest {
     pub explain_cache: bool,
     pub snapshotter: Snapshotter,
     pub userns: Userns,
+    pub isolation: Isolation,
     pub verbose: u8,
 }
 

@@ -90,12 +90,13 @@ fn step(sb: &Sandbox, rootfs: RootfsSpec) {
 
 fn bench_sandbox(n: usize, tmp: &Path, lower: &Path, mode: UsernsMode) {
     let sb = Sandbox::new(SandboxOptions {
+        isolation: Default::default(),
         userns: mode,
         state_dir: tmp.join("state"),
         cache_dir: None,
     })
     .unwrap_or_else(|e| panic!("sandbox: {e}"));
-    let label = if sb.mapping().is_range() {
+    let label = if sb.mapping().expect("user-namespace isolation").is_range() {
         "subuid range"
     } else {
         "single id"

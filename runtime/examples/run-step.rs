@@ -71,6 +71,7 @@ fn main() -> ExitCode {
         _ => return usage("give exactly one of --overlay and --dir"),
     };
     let sandbox = match Sandbox::new(SandboxOptions {
+        isolation: Default::default(),
         userns,
         state_dir: tmp.path().join("state"),
         cache_dir: Some(tmp.path().join("cache")),
@@ -102,7 +103,10 @@ fn main() -> ExitCode {
                 for e in walk(upper) {
                     eprintln!("run-step: upper: {e}");
                 }
-                let _ = runtime::remove_tree_in_userns(sandbox.mapping(), tmp.path());
+                let _ = runtime::remove_tree_in_userns(
+                    sandbox.mapping().expect("user-namespace isolation"),
+                    tmp.path(),
+                );
             }
             if out.exit.success() {
                 ExitCode::SUCCESS

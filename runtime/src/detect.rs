@@ -131,10 +131,16 @@ pub fn in_container() -> bool {
 
 /// The error for a host where no user namespace can be made for a step:
 /// the cause first, then every way out that applies. `failure` is what the
-/// attempt reported. chroot isolation (which needs uid 0) is named as a way
-/// out for a caller that is not root.
-pub fn no_sandbox_message(host: &HostCapabilities, failure: &str, container: bool) -> String {
-    let cause = match &host.userns {
+/// attempt reported, `chroot_failure` why chroot isolation cannot stand in.
+/// chroot isolation (which needs uid 0) is named as a way out for a caller
+/// that is not root.
+pub fn no_sandbox_message(
+    host: &HostCapabilities,
+    failure: &str,
+    chroot_failure: Option<&str>,
+    container: bool,
+) -> String {
+    let mut cause = match &host.userns {
         Err(why) => format!("{why} ({failure})"),
         Ok(()) if container => format!(
             "this container may not create user namespaces ({failure}); Docker's and \
@@ -142,6 +148,9 @@ pub fn no_sandbox_message(host: &HostCapabilities, failure: &str, container: boo
         ),
         Ok(()) => format!("user namespaces cannot be created here ({failure})"),
     };
+    if let Some(c) = chroot_failure.filter(|_| host.uid == 0) {
+        cause.push_str(&format!("; chroot isolation cannot stand in: {c}"));
+    }
     let mut ways = Vec::new();
     if host.uid != 0 {
         ways.push(
@@ -464,7 +473,7 @@ mod tests {
             subgid: Err("x".into()),
             own_ids: Err("x".into()),
         };
-        let m = no_sandbox_message(&host, "unshare: Operation not permitted", true);
+        let m = no_sandbox_message(&host, "unshare: Operation not permitted", None, true);
         assert!(m.starts_with("no isolation for RUN steps is available: this container may not create user namespaces (unshare: Operation not permitted)"), "{m}");
         assert!(
             m.contains("run strata as root inside the job's container"),
@@ -473,14 +482,18 @@ mod tests {
         assert!(m.contains("emptyDir"), "{m}");
         assert!(!m.contains("AppArmor"), "{m}");
         host.userns = Err("AppArmor restricts unprivileged user namespaces".into());
-        let m = no_sandbox_message(&host, "EPERM", false);
+        let m = no_sandbox_message(&host, "EPERM", Some("no CAP_SYS_CHROOT"), false);
         assert!(
             m.contains("apparmor_parser -r /etc/apparmor.d/strata"),
             "{m}"
         );
         host.uid = 0;
-        let m = no_sandbox_message(&host, "EPERM", false);
+        let m = no_sandbox_message(&host, "EPERM", Some("no CAP_SYS_CHROOT"), false);
         assert!(!m.contains("run strata as root"), "{m}");
+        assert!(
+            m.contains("chroot isolation cannot stand in: no CAP_SYS_CHROOT"),
+            "{m}"
+        );
     }
 
     #[test]

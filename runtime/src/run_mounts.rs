@@ -127,6 +127,8 @@ pub(crate) enum PreparedKind {
         source: PathBuf,
         readonly: bool,
         init: Option<(u32, u32, u32)>,
+        /// A cache mount's directory (chroot isolation moves it in and back).
+        cache: bool,
     },
     /// The union of `layers` (topmost first), read-only or with a scratch
     /// upper whose writes are thrown away, staged at `stage`; `source`
@@ -170,7 +172,13 @@ pub(crate) struct MountContext<'a> {
     pub cache_dir: Option<&'a Path>,
     /// The step's private scratch directory (not inside any rootfs).
     pub run_dir: &'a Path,
-    pub mapping: &'a IdMapping,
+    /// The user namespace's mapping; `None` in chroot isolation, where
+    /// every id exists.
+    pub mapping: Option<&'a IdMapping>,
+    /// Every cache mount takes its cache exclusively (`sharing=shared` acts
+    /// as `locked`): chroot isolation moves the directory into the step's
+    /// root, so two steps cannot hold it at once.
+    pub exclusive_caches: bool,
 }
 
 /// The in-rootfs path and kind (dir or file) of each mount's target, without
@@ -228,8 +236,8 @@ fn resolve_source(from: &Path, source: Option<&str>) -> Result<PathBuf, String> 
     })
 }
 
-fn check_ids(mapping: &IdMapping, what: &str, uid: u32, gid: u32) -> Result<(), String> {
-    if mapping.has_uid(uid) && mapping.has_gid(gid) {
+fn check_ids(mapping: Option<&IdMapping>, what: &str, uid: u32, gid: u32) -> Result<(), String> {
+    if mapping.is_none_or(|m| m.has_uid(uid) && m.has_gid(gid)) {
         Ok(())
     } else {
         Err(format!(
@@ -304,7 +312,15 @@ fn prepare_cache(
     let (data, lockf) = match c.sharing {
         CacheSharing::Shared => (
             dir.join("data"),
-            lock(&dir.join("data.lock"), libc::LOCK_SH).map_err(lock_err)?,
+            lock(
+                &dir.join("data.lock"),
+                if ctx.exclusive_caches {
+                    libc::LOCK_EX
+                } else {
+                    libc::LOCK_SH
+                },
+            )
+            .map_err(lock_err)?,
         ),
         CacheSharing::Locked => (
             dir.join("data"),
@@ -373,6 +389,7 @@ fn prepare_cache(
             source: data,
             readonly: c.readonly,
             init,
+            cache: true,
         },
     });
     Ok(())
@@ -445,12 +462,14 @@ fn prepare_bind(b: &BindMount, scratch: PathBuf) -> Result<PreparedMount, String
                     source: scratch,
                     readonly: false,
                     init: None,
+                    cache: false,
                 }
             } else {
                 PreparedKind::Bind {
                     source: src,
                     readonly: true,
                     init: None,
+                    cache: false,
                 }
             }
         }
@@ -539,6 +558,7 @@ pub(crate) fn prepare(
                         source: sock.clone(),
                         readonly: false,
                         init: None,
+                        cache: false,
                     },
                 });
             }
@@ -573,7 +593,8 @@ mod tests {
         let ctx = MountContext {
             cache_dir: None,
             run_dir: d.path(),
-            mapping: &m,
+            mapping: Some(&m),
+            exclusive_caches: false,
         };
         let s = RunMount::Secret(SecretMount {
             id: "tok".into(),

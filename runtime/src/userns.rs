@@ -21,7 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use crate::sandbox::idmap::IdMapping;
+use crate::sandbox::idmap::{IdMapping, MapPlan};
 use crate::sandbox::sys::{self, frame};
 
 /// A value that can cross the pipe from the namespace child to the caller.
@@ -101,6 +101,28 @@ where
     F: FnOnce() -> Result<T, E>,
 {
     let plan = mapping.plan().map_err(UsernsError::Setup)?;
+    run_child(Some((plan, mapping)), f)
+}
+
+/// Forks; the child runs `f` with the caller's own credentials and
+/// namespaces (chroot isolation, where the caller is real root) and sends
+/// its result back. For a closure that changes process-wide state, such as
+/// its root directory.
+pub fn run_forked<T, E, F>(f: F) -> Result<T, UsernsError>
+where
+    T: PipeCodec,
+    E: Display,
+    F: FnOnce() -> Result<T, E>,
+{
+    run_child(None, f)
+}
+
+fn run_child<T, E, F>(ns: Option<(MapPlan, &IdMapping)>, f: F) -> Result<T, UsernsError>
+where
+    T: PipeCodec,
+    E: Display,
+    F: FnOnce() -> Result<T, E>,
+{
     let (res_r, res_w) = sys::pipe().map_err(|e| UsernsError::Setup(format!("pipe: {e}")))?;
     // SAFETY: getpid cannot fail.
     let parent = unsafe { libc::getpid() };
@@ -113,20 +135,22 @@ where
         sys::die_with_parent(parent);
         drop(res_r);
         let fd = res_w.as_raw_fd();
-        if let Err(e) = plan.enter(libc::CLONE_NEWNS) {
-            frame::send(fd, frame::ERROR, e.as_bytes());
-            sys::exit_now(1);
+        if let Some((plan, _)) = &ns {
+            if let Err(e) = plan.enter(libc::CLONE_NEWNS) {
+                frame::send(fd, frame::ERROR, e.as_bytes());
+                sys::exit_now(1);
+            }
+            // SAFETY: mount with constant arguments; keeps our mounts to ourselves.
+            unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                )
+            };
         }
-        // SAFETY: mount with constant arguments; keeps our mounts to ourselves.
-        unsafe {
-            libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            )
-        };
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(Ok(v)) => frame::send(fd, frame::DATA, &v.encode()),
             Ok(Err(e)) => frame::send(fd, frame::ERROR, e.to_string().as_bytes()),
@@ -142,7 +166,10 @@ where
         sys::exit_now(0);
     }
     drop(res_w);
-    let map_res = plan.parent_side(mapping, pid);
+    let map_res = match ns {
+        Some((plan, mapping)) => plan.parent_side(mapping, pid),
+        None => Ok(()),
+    };
     let (data, status) = collect(&res_r, pid);
     if let Err(e) = map_res {
         // The child's own reason (say, unshare refused) says more than the

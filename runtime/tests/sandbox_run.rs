@@ -110,8 +110,16 @@ fn chown_works_with_a_subuid_range() {
     fx.stdout(&fx.spec(ov, "touch /f && chown 1000:1000 /f && stat -c %u:%g /f"));
     let meta = fs::metadata(upper.join("f")).unwrap();
     let (sub_uid, sub_gid) = (
-        fx.sandbox.mapping().host_uid(1000).unwrap(),
-        fx.sandbox.mapping().host_gid(1000).unwrap(),
+        fx.sandbox
+            .mapping()
+            .expect("user-namespace isolation")
+            .host_uid(1000)
+            .unwrap(),
+        fx.sandbox
+            .mapping()
+            .expect("user-namespace isolation")
+            .host_gid(1000)
+            .unwrap(),
     );
     assert_eq!((meta.uid(), meta.gid()), (sub_uid, sub_gid));
     assert_ne!(meta.uid(), unsafe { libc::getuid() });
@@ -361,13 +369,18 @@ fn sigkill_of_strata_leaves_no_process_and_no_mount() {
     };
     assert_eq!(runs(), 1, "the killed step's run dir");
     let sb = runtime::Sandbox::new(runtime::SandboxOptions {
+        isolation: Default::default(),
         userns: UsernsMode::Auto,
         state_dir: state.clone(),
         cache_dir: None,
     })
     .unwrap();
     assert_eq!(runs(), 0, "stale run dirs are removed");
-    runtime::remove_tree_in_userns(sb.mapping(), std::path::Path::new(&helper_tmp)).unwrap();
+    runtime::remove_tree_in_userns(
+        sb.mapping().expect("user-namespace isolation"),
+        std::path::Path::new(&helper_tmp),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -516,7 +529,11 @@ fn bind_tmpfs_mounts_and_mount_points_leave_no_trace() {
 #[test]
 fn run_in_userns_owns_subordinate_files() {
     let fx = Fixture::new(UsernsMode::Subuid);
-    let m = fx.sandbox.mapping().clone();
+    let m = fx
+        .sandbox
+        .mapping()
+        .expect("user-namespace isolation")
+        .clone();
     let d = fx.path("owned");
     let d2 = d.clone();
     let uid = run_in_userns(&m, move || -> std::io::Result<u64> {
@@ -761,7 +778,11 @@ fn a_subuid_range_is_mapped_once_and_shared() {
         .iter()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    let (uid, _) = fx.sandbox.mapping().caller();
+    let (uid, _) = fx
+        .sandbox
+        .mapping()
+        .expect("user-namespace isolation")
+        .caller();
     assert_eq!(
         maps,
         vec![
@@ -769,7 +790,11 @@ fn a_subuid_range_is_mapped_once_and_shared() {
             vec!["1", "100000", "65536"]
         ]
     );
-    let m = fx.sandbox.mapping().clone();
+    let m = fx
+        .sandbox
+        .mapping()
+        .expect("user-namespace isolation")
+        .clone();
     let inside = run_in_userns(&m, || {
         fs::read_link("/proc/self/ns/user").map(|p| p.display().to_string())
     })
@@ -786,6 +811,7 @@ fn helper_report_sandbox_error() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let res = runtime::Sandbox::new(runtime::SandboxOptions {
+        isolation: Default::default(),
         userns: UsernsMode::Auto,
         state_dir: tmp.path().join("state"),
         cache_dir: None,

@@ -36,6 +36,7 @@ impl Fixture {
     fn with_mode(userns: UsernsMode) -> Fixture {
         let tmp = tempfile::tempdir().expect("temp dir (set TMPDIR to a writable ext4/xfs dir)");
         let sandbox = Sandbox::new(SandboxOptions {
+            isolation: Default::default(),
             userns,
             state_dir: tmp.path().join("state"),
             cache_dir: Some(tmp.path().join("cache")),
@@ -55,7 +56,7 @@ impl Fixture {
     }
 
     fn mapping(&self) -> &IdMapping {
-        self.sandbox.mapping()
+        self.sandbox.mapping().expect("user-namespace isolation")
     }
 
     fn snapshotters(&self) -> Vec<Box<dyn Snapshotter>> {
@@ -110,7 +111,10 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         // Snapshots may hold files of subordinate ids.
-        let _ = remove_tree_in_userns(self.sandbox.mapping(), &self.snapshots());
+        let _ = remove_tree_in_userns(
+            self.sandbox.mapping().expect("user-namespace isolation"),
+            &self.snapshots(),
+        );
     }
 }
 

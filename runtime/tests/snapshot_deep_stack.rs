@@ -20,6 +20,7 @@ const LAYERS: usize = 60;
 fn a_stack_deeper_than_one_mount_is_squashed_and_still_correct() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let sandbox = Sandbox::new(SandboxOptions {
+        isolation: Default::default(),
         userns: UsernsMode::Auto,
         state_dir: tmp.path().join("state"),
         cache_dir: None,
@@ -54,7 +55,7 @@ fn a_stack_deeper_than_one_mount_is_squashed_and_still_correct() {
 
     let snaps = tmp.path().join("snapshots");
     let snap = OverlaySnapshotter::new(&snaps);
-    let mapping = sandbox.mapping().clone();
+    let mapping = sandbox.mapping().expect("user-namespace isolation").clone();
     let active = run_in_userns(&mapping, || snap.prepare("deep", &lowers)).expect("prepare");
     let RootfsSpec::Overlay {
         lowers: mounted, ..

@@ -107,6 +107,12 @@ pub struct BuildFlags {
     /// User namespace: auto, single (only your uid) or subuid (/etc/subuid ranges).
     #[arg(long, default_value = "auto", value_name = "MODE")]
     pub userns: String,
+    /// How RUN steps are isolated: auto, userns (a user namespace per step) or
+    /// chroot (no namespace, no mount: for CI containers that refuse unshare;
+    /// the container is then the security boundary). auto picks chroot only
+    /// when no user namespace can be made and strata is root with CAP_SYS_CHROOT.
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub isolation: String,
 }
 
 /// `host`, `host.domain`, `localhost` or any of them with `:port`.
@@ -295,6 +301,7 @@ impl BuildFlags {
             explain_cache: self.explain_cache,
             snapshotter: self.snapshotter.parse()?,
             userns: self.userns.parse()?,
+            isolation: self.isolation.parse()?,
             verbose: g.verbose,
         })
     }

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use cache::gc::{PruneOptions, PruneReport, prune};
 use cache::store::Store;
 use clap::Args;
-use runtime::sandbox::{Sandbox, SandboxOptions, UsernsMode};
+use runtime::sandbox::{IsolationRequest, Sandbox, SandboxOptions, UsernsMode};
 
 use super::GlobalOpts;
 use super::images::human_size;
@@ -93,15 +93,16 @@ fn remove_leftovers(root: &std::path::Path, report: &mut PruneReport) {
         return;
     }
     let sandbox = Sandbox::new(SandboxOptions {
+        isolation: IsolationRequest::Auto,
         userns: UsernsMode::Auto,
         state_dir: root.join("tmp/run"),
         cache_dir: None,
     });
     for left in std::mem::take(&mut report.leftovers) {
         let removed = match &sandbox {
-            Ok(sb) => {
-                runtime::remove_tree_in_userns(sb.mapping(), &left.path).map_err(|e| e.to_string())
-            }
+            Ok(sb) => sb
+                .as_owner(|| runtime::userns::remove_tree(&left.path))
+                .map_err(|e| e.to_string()),
             Err(e) => Err(format!(
                 "{} (and no user namespace to retry in: {e})",
                 left.error

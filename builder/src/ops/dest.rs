@@ -25,7 +25,6 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::anyhow;
 use cache::store::Store;
 use runtime::diff::LowerView;
-use runtime::run_in_userns;
 use serde::{Deserialize, Serialize};
 
 use super::Layer;
@@ -76,11 +75,12 @@ impl Executor {
             return Dest::literal(dest, into_dir);
         };
         let lowers = self.lowers(store, layers)?;
-        let json = run_in_userns(sandbox.mapping(), || -> Result<String, String> {
-            let d = plan(&LowerView::new(lowers), dest, into_dir)?;
-            serde_json::to_string(&d).map_err(|e| e.to_string())
-        })
-        .map_err(|e| anyhow!("{e}"))?;
+        let json = sandbox
+            .as_owner(|| -> Result<String, String> {
+                let d = plan(&LowerView::new(lowers), dest, into_dir)?;
+                serde_json::to_string(&d).map_err(|e| e.to_string())
+            })
+            .map_err(|e| anyhow!("{e}"))?;
         serde_json::from_str(&json).map_err(|e| anyhow!("internal: resolving {dest}: {e}"))
     }
 }

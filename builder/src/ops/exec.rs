@@ -17,9 +17,7 @@ use anyhow::{Context as _, anyhow, bail};
 use cache::layer::{UnpackOptions, WhiteoutMode, WriteOptions};
 use cache::store::Store;
 use runtime::snapshot::{Choice, SnapshotterRequest};
-use runtime::{
-    Network, OutputStream, RunSpec, Sandbox, SandboxOptions, run_in_userns, sandbox_mount_points,
-};
+use runtime::{Network, OutputStream, RunSpec, Sandbox, SandboxOptions, sandbox_mount_points};
 
 use super::Layer;
 use super::source::{ensure_blob, layer_dir, layer_dir_ready};
@@ -33,7 +31,10 @@ pub struct Executor {
     /// store never sweeps the sandbox state or a layer tar being written.
     scratch: PathBuf,
     userns: runtime::sandbox::UsernsMode,
+    isolation: runtime::sandbox::IsolationRequest,
     snapshotter: SnapshotterRequest,
+    /// `-v`: say which isolation, id mapping and snapshotter were chosen.
+    verbose: bool,
     state: OnceLock<Result<(Sandbox, Choice), String>>,
     /// One lock per layer being unpacked, so parallel steps on the same
     /// base wait for one unpack instead of racing.
@@ -50,9 +51,12 @@ impl Executor {
     pub fn new(
         store: &Store,
         userns: crate::options::Userns,
+        isolation: crate::options::Isolation,
         snap: crate::options::Snapshotter,
+        verbose: u8,
     ) -> Executor {
-        use crate::options::{Snapshotter as S, Userns as U};
+        use crate::options::{Isolation as I, Snapshotter as S, Userns as U};
+        use runtime::sandbox::IsolationRequest as R;
         Executor {
             root: store.root().to_path_buf(),
             scratch: store.scratch_dir().to_path_buf(),
@@ -61,6 +65,12 @@ impl Executor {
                 U::Single => runtime::sandbox::UsernsMode::Single,
                 U::Subuid => runtime::sandbox::UsernsMode::Subuid,
             },
+            isolation: match isolation {
+                I::Auto => R::Auto,
+                I::Userns => R::Userns,
+                I::Chroot => R::Chroot,
+            },
+            verbose: verbose > 0,
             snapshotter: match snap {
                 S::Auto => SnapshotterRequest::Auto,
                 S::Overlay => {
@@ -82,14 +92,27 @@ impl Executor {
             std::fs::create_dir_all(&state_dir)
                 .map_err(|e| format!("creating {}: {e}", state_dir.display()))?;
             let sandbox = Sandbox::new(SandboxOptions {
+                isolation: self.isolation,
                 userns: self.userns,
                 state_dir,
                 cache_dir: Some(self.root.join("cache-mounts")),
             })
             .map_err(|e| e.to_string())?;
-            let choice =
-                runtime::snapshot::choose(&self.root.join("snapshots/steps"), self.snapshotter)
-                    .map_err(|e| e.to_string())?;
+            let steps = self.root.join("snapshots/steps");
+            let choice = if sandbox.isolation().is_chroot() {
+                runtime::snapshot::choose_for_chroot(&steps, self.snapshotter)
+            } else {
+                runtime::snapshot::choose(&steps, self.snapshotter)
+            }
+            .map_err(|e| e.to_string())?;
+            if self.verbose {
+                eprintln!("isolation: {}", sandbox.isolation_reason());
+                eprintln!("id mapping: {}", sandbox.mapping_reason());
+                eprintln!("snapshotter: {}", choice.reason);
+                if let (_, Some(why)) = sandbox.proc_mode() {
+                    eprintln!("/proc: {why}");
+                }
+            }
             Ok((sandbox, choice))
         });
         r.as_ref()
@@ -134,23 +157,26 @@ impl Executor {
         ));
         let blob = store.blobs().path(&layer.desc.digest);
         let (t, d) = (tmp.clone(), dir.clone());
-        run_in_userns(sandbox.mapping(), move || -> Result<(), String> {
-            let _ = std::fs::remove_dir_all(&t);
-            std::fs::create_dir_all(&t).map_err(|e| e.to_string())?;
-            let f = std::fs::File::open(&blob).map_err(|e| e.to_string())?;
-            let opts = UnpackOptions {
-                whiteouts: WhiteoutMode::Overlay,
-                ..Default::default()
-            };
-            cache::layer::unpack(f, &t, &opts).map_err(|e| e.to_string())?;
-            match std::fs::rename(&t, &d) {
-                Ok(()) => Ok(()),
-                // Another build unpacked it first.
-                Err(_) if d.is_dir() => runtime::userns::remove_tree(&t).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .map_err(|e| anyhow!("unpacking layer {}: {e}", layer.desc.digest))?;
+        sandbox
+            .as_owner(move || -> Result<(), String> {
+                let _ = std::fs::remove_dir_all(&t);
+                std::fs::create_dir_all(&t).map_err(|e| e.to_string())?;
+                let f = std::fs::File::open(&blob).map_err(|e| e.to_string())?;
+                let opts = UnpackOptions {
+                    whiteouts: WhiteoutMode::Overlay,
+                    ..Default::default()
+                };
+                cache::layer::unpack(f, &t, &opts).map_err(|e| e.to_string())?;
+                match std::fs::rename(&t, &d) {
+                    Ok(()) => Ok(()),
+                    // Another build unpacked it first.
+                    Err(_) if d.is_dir() => {
+                        runtime::userns::remove_tree(&t).map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .map_err(|e| anyhow!("unpacking layer {}: {e}", layer.desc.digest))?;
         Ok(dir)
     }
 
@@ -178,7 +204,7 @@ impl Executor {
     /// ours); a failure only leaves a directory `strata prune` removes.
     pub(super) fn remove_snapshot(&self, key: &str) {
         if let Ok((sandbox, choice)) = self.get() {
-            let _ = run_in_userns(sandbox.mapping(), || choice.snapshotter.remove(key));
+            let _ = sandbox.as_owner(|| choice.snapshotter.remove(key));
         }
     }
 
@@ -209,7 +235,8 @@ impl Executor {
         let snap_key = self.snapshot_key(key);
         let l2 = lowers.clone();
         let k2 = snap_key.clone();
-        let active = run_in_userns(sandbox.mapping(), || snap.prepare(&k2, &l2))
+        let active = sandbox
+            .as_owner(|| snap.prepare(&k2, &l2))
             .map_err(|e| anyhow!("preparing the step's root filesystem: {e}"))?;
         let net = match (op.network, network) {
             (Some(frontend::NetworkMode::None), _) | (None, crate::options::Network::None) => {
@@ -230,7 +257,7 @@ impl Executor {
             output(String::from_utf8_lossy(line).trim_end_matches('\r'));
         });
         let cleanup = |k: &str| {
-            let _ = run_in_userns(sandbox.mapping(), || snap.remove(k));
+            let _ = sandbox.as_owner(|| snap.remove(k));
         };
         let outcome = match outcome {
             Ok(o) => o,
@@ -248,14 +275,16 @@ impl Executor {
             .map(|m| PathBuf::from(m.path))
             .collect();
         let a2 = active.clone();
-        let changes = run_in_userns(sandbox.mapping(), || snap.diff(&a2, &excludes))
+        let changes = sandbox
+            .as_owner(|| snap.diff(&a2, &excludes))
             .map_err(|e| anyhow!("reading what the step changed: {e}"))?;
         if changes.is_empty() {
             cleanup(&snap_key);
             return Ok(None);
         }
         let a3 = active.clone();
-        run_in_userns(sandbox.mapping(), || snap.commit(&a3, &changes).map(|_| ()))
+        sandbox
+            .as_owner(|| snap.commit(&a3, &changes).map(|_| ()))
             .map_err(|e| anyhow!("committing the step's changes: {e}"))?;
         let layer_src = active.layer_dir();
         let blobs_tmp = store.scratch_dir().to_path_buf();
@@ -267,14 +296,15 @@ impl Executor {
         // (fork keeps only the calling thread), so it writes the plain tar
         // and compression happens here, on the parent's pools.
         wopts.compression = cache::layer::Compression::None;
-        let encoded = run_in_userns(sandbox.mapping(), move || -> Result<String, String> {
-            let tmp = tempfile::NamedTempFile::new_in(&blobs_tmp).map_err(|e| e.to_string())?;
-            cache::layer::write_dir(&layer_src, &wopts, tmp.as_file())
-                .map_err(|e| e.to_string())?;
-            let (_f, path) = tmp.keep().map_err(|e| e.to_string())?;
-            Ok(path.display().to_string())
-        })
-        .map_err(|e| anyhow!("writing the step's layer: {e}"))?;
+        let encoded = sandbox
+            .as_owner(move || -> Result<String, String> {
+                let tmp = tempfile::NamedTempFile::new_in(&blobs_tmp).map_err(|e| e.to_string())?;
+                cache::layer::write_dir(&layer_src, &wopts, tmp.as_file())
+                    .map_err(|e| e.to_string())?;
+                let (_f, path) = tmp.keep().map_err(|e| e.to_string())?;
+                Ok(path.display().to_string())
+            })
+            .map_err(|e| anyhow!("writing the step's layer: {e}"))?;
         let tar_path = PathBuf::from(&encoded);
         let compressed = compress_into_store(store, &tar_path, opts);
         let _ = std::fs::remove_file(&tar_path);
@@ -290,6 +320,9 @@ impl Executor {
                 .is_ok()
             && std::fs::rename(&src, &shared).is_ok();
         let _ = moved;
+        if layer_dir_ready(&shared) {
+            snap.layer_stored_as(&src, &shared);
+        }
         cleanup(&snap_key);
         Ok(Some(layer))
     }

@@ -26,7 +26,6 @@ use anyhow::{Context as _, anyhow};
 use cache::layer::WriteOptions;
 use cache::store::Store;
 use runtime::RootfsSpec;
-use runtime::run_in_userns;
 use runtime::run_mounts::BindFrom;
 
 use super::exec::{Executor, compress_into_store};
@@ -77,22 +76,32 @@ impl Executor {
         let tar_path = tar.path().to_path_buf();
         let mut plain = opts.clone();
         plain.compression = cache::layer::Compression::None;
-        let written = run_in_userns(sandbox.mapping(), || -> Result<bool, String> {
-            let active = snap.prepare(&key, &lowers).map_err(|e| e.to_string())?;
-            let at = active.dir.join(MERGED_DIR);
-            std::fs::create_dir(&at).map_err(|e| format!("creating {}: {e}", at.display()))?;
-            let root = active.rootfs.mount_for_reading(&at)?;
-            // Opened before the chroot hides the store.
-            let out = File::options()
-                .write(true)
-                .truncate(true)
-                .open(&tar_path)
-                .map_err(|e| format!("opening {}: {e}", tar_path.display()))?;
-            enter_root(&root)?;
-            write_selection(spec, ov, missing, &plain, out).map_err(|e| format!("{e:#}"))
+        // Prepared as the store's owner (in-process in chroot isolation,
+        // where the tree snapshotter keeps its state), read in a child of
+        // its own: it mounts and chroots.
+        let active = sandbox
+            .as_owner(|| snap.prepare(&key, &lowers))
+            .map_err(|e| anyhow!("preparing the --from filesystem: {e}"));
+        let written = active.and_then(|active| {
+            sandbox
+                .in_child(|| -> Result<bool, String> {
+                    let at = active.dir.join(MERGED_DIR);
+                    std::fs::create_dir(&at)
+                        .map_err(|e| format!("creating {}: {e}", at.display()))?;
+                    let root = active.rootfs.mount_for_reading(&at)?;
+                    // Opened before the chroot hides the store.
+                    let out = File::options()
+                        .write(true)
+                        .truncate(true)
+                        .open(&tar_path)
+                        .map_err(|e| format!("opening {}: {e}", tar_path.display()))?;
+                    enter_root(&root)?;
+                    write_selection(spec, ov, missing, &plain, out).map_err(|e| format!("{e:#}"))
+                })
+                .map_err(|e| anyhow!("{e}"))
         });
         self.remove_snapshot(&key);
-        if !written.map_err(|e| anyhow!("{e}"))? {
+        if !written? {
             return Ok(None);
         }
         compress_into_store(store, &tar_path, opts).map(Some)
@@ -105,7 +114,8 @@ impl Executor {
         let (sandbox, choice) = self.get()?;
         let snap = &choice.snapshotter;
         let key = self.snapshot_key("mount-from");
-        let active = run_in_userns(sandbox.mapping(), || snap.prepare(&key, &lowers))
+        let active = sandbox
+            .as_owner(|| snap.prepare(&key, &lowers))
             .map_err(|e| anyhow!("preparing the mount's filesystem: {e}"))?;
         let from = match active.rootfs {
             // The snapshot's own lowers: a stack too deep for one mount is

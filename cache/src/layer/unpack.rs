@@ -677,7 +677,7 @@ impl Unpacker<'_> {
                     .open_dir(rel, parent, true)?
                     .ok_or_else(|| LayerError::invalid(rel, "parent directory vanished"))?;
                 self.clear(&dirfd, rel, name, false)?;
-                self.with_writable(rel, || {
+                let made = self.with_writable(rel, || {
                     rustix::fs::mknodat(
                         &dirfd,
                         name,
@@ -685,8 +685,15 @@ impl Unpacker<'_> {
                         Mode::empty(),
                         rustix::fs::makedev(0, 0),
                     )
-                })
-                .map_err(|e| self.io("creating whiteout device", rel, e))?;
+                });
+                match made {
+                    // overlayfs refuses 0/0 devices (a store on a
+                    // container's root): the xattr form instead.
+                    Err(Errno::PERM) => self
+                        .with_writable(rel, || xattr_whiteout(&dirfd, name))
+                        .map_err(|e| self.io("creating whiteout file", rel, e))?,
+                    other => other.map_err(|e| self.io("creating whiteout device", rel, e))?,
+                }
                 self.touch(rel);
             }
         }
@@ -860,4 +867,21 @@ pub fn unpack<R: Read>(blob: R, dest: &Path, opts: &UnpackOptions) -> Result<Unp
     stats.uncompressed_size = summary.uncompressed_size;
     stats.entries = summary.entries;
     Ok(stats)
+}
+
+/// An empty file marked `user.overlay.whiteout`: the whiteout form that
+/// works where a 0/0 character device cannot be created.
+fn xattr_whiteout(dirfd: &OwnedFd, name: &std::ffi::OsStr) -> std::result::Result<(), Errno> {
+    let fd = rustix::fs::openat(
+        dirfd,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::fsetxattr(
+        &fd,
+        super::whiteout::OVERLAY_WHITEOUT_XATTR,
+        b"y",
+        XattrFlags::empty(),
+    )
 }

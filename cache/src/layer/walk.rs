@@ -16,7 +16,9 @@ use super::compress::{LayerDescriptor, LayerSink};
 use super::entry::{Content, Entry, EntryKind, Meta};
 use super::error::{LayerError, Result};
 use super::ownership::{ROOTLESS_XATTR, Record};
-use super::whiteout::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+use super::whiteout::{
+    OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, OVERLAY_WHITEOUT_XATTR, WHITEOUT_PREFIX,
+};
 use super::write::{TarEmitter, WriteOptions};
 
 /// Where a written entry's uid/gid come from.
@@ -72,6 +74,13 @@ fn is_overlay_whiteout(md: &Metadata) -> bool {
     md.file_type().is_char_device() && md.rdev() == 0
 }
 
+/// The other overlay whiteout: an empty file marked with an xattr.
+fn is_xattr_whiteout(path: &Path, md: &Metadata) -> bool {
+    md.file_type().is_file()
+        && md.len() == 0
+        && matches!(xattr::get(path, OVERLAY_WHITEOUT_XATTR), Ok(Some(_)))
+}
+
 /// Sort rank of a directory entry, mirroring `path::layer_order`: entries
 /// that become whiteouts go first.
 fn rank(e: &DirEntry, overlay: bool) -> u8 {
@@ -80,8 +89,8 @@ fn rank(e: &DirEntry, overlay: bool) -> u8 {
         0
     } else if name.starts_with(WHITEOUT_PREFIX.as_bytes())
         || (overlay
-            && e.file_type().is_char_device()
-            && e.metadata().map(|m| m.rdev() == 0).unwrap_or(false))
+            && e.metadata()
+                .is_ok_and(|m| is_overlay_whiteout(&m) || is_xattr_whiteout(e.path(), &m)))
     {
         1
     } else {
@@ -185,6 +194,8 @@ pub fn write_dir<W: Write>(dir: &Path, opts: &WriteOptions, out: W) -> Result<La
             }
         } else if ft.is_dir() {
             EntryKind::Dir
+        } else if overlay && is_xattr_whiteout(abs, &md) {
+            EntryKind::Whiteout
         } else if ft.is_file() {
             if md.nlink() > 1 {
                 match seen.get(&(md.dev(), md.ino())) {

@@ -16,6 +16,10 @@ pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// The xattr overlayfs (mounted with `userxattr`) reads to mark a directory
 /// opaque.
 pub const OVERLAY_OPAQUE_XATTR: &str = "user.overlay.opaque";
+/// A whiteout where a 0/0 character device cannot be made (on an overlayfs
+/// root, which refuses to create one): an empty regular file carrying this
+/// xattr, as overlayfs itself reads since Linux 6.7.
+pub const OVERLAY_WHITEOUT_XATTR: &str = "user.overlay.whiteout";
 
 /// What a tar name means with respect to whiteouts.
 #[derive(Debug, Clone, PartialEq, Eq)]

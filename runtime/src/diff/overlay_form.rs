@@ -91,28 +91,36 @@ pub(crate) fn check_name(path: &Path) -> Result<(), DiffError> {
     Ok(())
 }
 
-/// Creates a whiteout at `path` (which must not exist).
+/// Creates a whiteout at `path` (which must not exist): a 0/0 character
+/// device, or where that is refused (overlayfs never lets one be created on
+/// itself, as on a container's root) an empty file marked
+/// `user.overlay.whiteout`.
 pub(crate) fn make_whiteout(path: &Path) -> Result<(), DiffError> {
     use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
-    mknodat(
+    let made = mknodat(
         CWD,
         path,
         FileType::CharacterDevice,
         Mode::empty(),
         makedev(0, 0),
-    )
-    .map_err(|e| {
-        let e = io::Error::from(e);
-        if e.kind() == io::ErrorKind::PermissionDenied {
-            DiffError::Unsupported {
-                path: path.to_path_buf(),
-                what: format!(
-                    "cannot create a whiteout (character device 0/0): {e}; unprivileged whiteouts \
-                     need Linux 5.8 or later and a file system that allows them"
-                ),
-            }
-        } else {
-            DiffError::io("create whiteout", path, e)
+    );
+    let e = match made {
+        Ok(()) => return Ok(()),
+        Err(e) => io::Error::from(e),
+    };
+    if e.kind() != io::ErrorKind::PermissionDenied {
+        return Err(DiffError::io("create whiteout", path, e));
+    }
+    let marked =
+        std::fs::File::create_new(path).and_then(|_| xattr::set(path, WHITEOUT_XATTR, b"y"));
+    marked.map_err(|x| {
+        let _ = std::fs::remove_file(path);
+        DiffError::Unsupported {
+            path: path.to_path_buf(),
+            what: format!(
+                "cannot create a whiteout: neither a character device 0/0 ({e}) nor a file marked \
+                 {WHITEOUT_XATTR} ({x}); the store's file system must allow one of them"
+            ),
         }
     })
 }

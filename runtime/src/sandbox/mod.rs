@@ -1,14 +1,19 @@
 //! Running one build step in a rootless sandbox.
 //!
-//! [`Sandbox::new`] detects once what the host allows and picks the id
-//! mapping; [`Sandbox::run`] then runs a [`RunSpec`] on a [`RootfsSpec`]:
-//! prepare the RUN mounts and mount-point stubs outside the rootfs, fork the
-//! namespace chain ([`namespaces`]), stream output, wait, clean up. See
-//! `namespaces.rs` for the process tree and why nothing outlives the caller.
+//! [`Sandbox::new`] detects once what the host allows and picks the
+//! isolation ([`isolation`]: a user namespace, or chroot where none can be
+//! made) and the id mapping; [`Sandbox::run`] then runs a [`RunSpec`] on a
+//! [`RootfsSpec`]. In a user namespace: prepare the RUN mounts and
+//! mount-point stubs outside the rootfs, fork the namespace chain
+//! ([`namespaces`]), stream output, wait, clean up; see `namespaces.rs` for
+//! the process tree and why nothing outlives the caller. In chroot
+//! isolation [`chroot`] does the same without a namespace or a mount.
 //!
 //! ```no_run
 //! use std::path::PathBuf;
-//! use runtime::sandbox::{Network, OutputStream, RunSpec, Sandbox, SandboxOptions, UsernsMode};
+//! use runtime::sandbox::{
+//!     IsolationRequest, Network, OutputStream, RunSpec, Sandbox, SandboxOptions, UsernsMode,
+//! };
 //! use runtime::run_mounts::{CacheMount, CacheSharing, RunMount};
 //! use runtime::RootfsSpec;
 //!
@@ -16,11 +21,12 @@
 //! let root = PathBuf::from("/home/me/.local/share/strata");
 //! // Once per build: detection, id mapping choice, a probe.
 //! let sandbox = Sandbox::new(SandboxOptions {
+//!     isolation: IsolationRequest::Auto,
 //!     userns: UsernsMode::Auto,
 //!     state_dir: root.join("tmp/sandbox"),    // not on overlayfs
 //!     cache_dir: Some(root.join("cache-mounts")), // RUN --mount=type=cache
 //! })?;
-//! eprintln!("{}", sandbox.mapping_reason());
+//! eprintln!("{}\n{}", sandbox.isolation_reason(), sandbox.mapping_reason());
 //!
 //! // Per RUN step.
 //! let rootfs = RootfsSpec::Overlay {
@@ -47,8 +53,11 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod chroot;
+pub(crate) mod chroot_fs;
 pub mod idmap;
 pub(crate) mod inroot;
+pub mod isolation;
 pub(crate) mod mounts;
 pub(crate) mod namespaces;
 pub mod network;
@@ -72,9 +81,10 @@ use std::time::{Duration, Instant};
 use crate::detect::HostCapabilities;
 use crate::rootfs::RootfsSpec;
 use crate::run_mounts::{self, MountContext, RunMount};
-use crate::userns::run_in_userns;
+use crate::userns::{PipeCodec, UsernsError};
 
 pub use idmap::{IdMapping, UsernsMode};
+pub use isolation::{Isolation, IsolationRequest};
 pub use network::Network;
 pub use process::DEFAULT_PATH;
 pub use procfs::ProcMode;
@@ -213,6 +223,9 @@ impl RunSpec {
 
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
+    /// `--isolation`: a user namespace, chroot, or the first that works.
+    pub isolation: IsolationRequest,
+    /// The id mapping a user namespace uses.
     pub userns: UsernsMode,
     /// Scratch space for per-step directories (mount points, rw bind uppers).
     /// Must not be on overlayfs. Inside the store's `tmp/`, typically.
@@ -225,7 +238,8 @@ pub struct SandboxOptions {
 #[derive(Debug)]
 pub struct Sandbox {
     host: HostCapabilities,
-    mapping: IdMapping,
+    isolation: Isolation,
+    isolation_reason: String,
     mapping_reason: String,
     proc_mode: ProcMode,
     /// Why steps share strata's pid namespace, when they do.
@@ -236,24 +250,15 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Detects the host, chooses the id mapping and proves with a real probe
-    /// that a user namespace can be created and mapped. The probe decides:
-    /// a knob that looks restrictive (e.g. AppArmor's, with a profile that
-    /// allows strata) does not stop a host where namespaces do work, and its
-    /// explanation is given when they do not.
+    /// Detects the host and chooses the isolation and id mapping. A user
+    /// namespace is proved with a real probe: a knob that looks
+    /// restrictive (e.g. AppArmor's, with a profile that allows strata)
+    /// does not stop a host where namespaces do work, and its explanation
+    /// is given when they do not.
     pub fn new(opts: SandboxOptions) -> Result<Sandbox, SandboxError> {
         let host = HostCapabilities::detect();
-        let (mapping, mapping_reason) =
-            IdMapping::choose(opts.userns, &host).map_err(SandboxError::Unsupported)?;
-        if let Err(e) = run_in_userns(&mapping, || Ok::<(), String>(())) {
-            let failure = match e {
-                crate::userns::UsernsError::Setup(m) => m,
-                other => other.to_string(),
-            };
-            return Err(SandboxError::Unsupported(
-                crate::detect::no_sandbox_message(&host, &failure, crate::detect::in_container()),
-            ));
-        }
+        let choice = Isolation::choose(opts.isolation, opts.userns, &host)
+            .map_err(SandboxError::Unsupported)?;
         fs::create_dir_all(&opts.state_dir).map_err(|e| {
             SandboxError::Setup(format!(
                 "creating state dir {}: {e}",
@@ -261,12 +266,16 @@ impl Sandbox {
             ))
         })?;
         // Scratch dirs of steps whose strata was killed (best effort).
-        rundir::remove_stale(&opts.state_dir, &mapping);
-        let (proc_mode, proc_reason) = procfs::probe(&mapping);
+        rundir::remove_stale(&opts.state_dir, choice.isolation.mapping());
+        let (proc_mode, proc_reason) = match choice.isolation.mapping() {
+            Some(m) => procfs::probe(m),
+            None => (ProcMode::Fresh, None),
+        };
         Ok(Sandbox {
             host,
-            mapping,
-            mapping_reason,
+            isolation: choice.isolation,
+            isolation_reason: choice.reason,
+            mapping_reason: choice.mapping_reason,
             proc_mode,
             proc_reason,
             state_dir: opts.state_dir,
@@ -286,8 +295,19 @@ impl Sandbox {
         self.durable_overlay = durable;
     }
 
-    pub fn mapping(&self) -> &IdMapping {
-        &self.mapping
+    /// The id mapping of user-namespace isolation; `None` in chroot
+    /// isolation, where ids are real.
+    pub fn mapping(&self) -> Option<&IdMapping> {
+        self.isolation.mapping()
+    }
+
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
+    }
+
+    /// One sentence: which isolation and why (for verbose output).
+    pub fn isolation_reason(&self) -> &str {
+        &self.isolation_reason
     }
 
     /// One sentence: which mapping and why (for verbose output).
@@ -295,11 +315,35 @@ impl Sandbox {
         &self.mapping_reason
     }
 
+    /// See [`Isolation::as_owner`]: `f` with full rights over the store's
+    /// files (in the user namespace, or a plain call in chroot isolation).
+    pub fn as_owner<T, E, F>(&self, f: F) -> Result<T, UsernsError>
+    where
+        T: PipeCodec,
+        E: std::fmt::Display,
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.isolation.as_owner(f)
+    }
+
+    /// See [`Isolation::in_child`]: like [`Sandbox::as_owner`], always in a
+    /// forked child (for a closure that mounts or chroots).
+    pub fn in_child<T, E, F>(&self, f: F) -> Result<T, UsernsError>
+    where
+        T: PipeCodec,
+        E: std::fmt::Display,
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.isolation.in_child(f)
+    }
+
     /// In single-id mode, the sentence to show next to a failed step (its
     /// `chown` or `useradd` most likely hit an unmapped id); `None` with a
-    /// subordinate range.
+    /// subordinate range or in chroot isolation.
     pub fn single_mapping_hint(&self) -> Option<&'static str> {
-        (!self.mapping.is_range()).then_some(idmap::NEED_RANGE_HINT)
+        self.mapping()
+            .is_some_and(|m| !m.is_range())
+            .then_some(idmap::NEED_RANGE_HINT)
     }
 
     /// How steps get their /proc, and why not their own when they do not.
@@ -322,13 +366,27 @@ impl Sandbox {
         let start = Instant::now();
         let run = rundir::create(&self.state_dir).map_err(SandboxError::Setup)?;
         let run_dir = run.path.clone();
-        let mut dir_stubs = None;
-        let res = self.run_in(spec, &run_dir, &mut dir_stubs, output);
-        if let Some(s) = dir_stubs {
-            stubs::DirStubs::remove(s);
-        }
+        let res = match &self.isolation {
+            Isolation::Userns(mapping) => {
+                let mut dir_stubs = None;
+                let res = self.run_in(spec, mapping, &run_dir, &mut dir_stubs, output);
+                if let Some(s) = dir_stubs {
+                    stubs::DirStubs::remove(s);
+                }
+                res
+            }
+            Isolation::Chroot(caps) => chroot::run(
+                spec,
+                &chroot::Env {
+                    caps: *caps,
+                    run_dir: &run_dir,
+                    cache_dir: self.cache_dir.as_deref(),
+                },
+                output,
+            ),
+        };
         // rw bind mounts may have left files owned by subordinate ids.
-        rundir::remove(&run_dir, &self.mapping);
+        rundir::remove(&run_dir, self.mapping());
         drop(run);
         res.map(|exit| RunOutcome {
             exit,
@@ -344,6 +402,7 @@ impl Sandbox {
     fn run_in(
         &self,
         spec: &RunSpec,
+        mapping: &IdMapping,
         run_dir: &Path,
         dir_stubs: &mut Option<stubs::DirStubs>,
         output: &mut dyn FnMut(OutputStream, &[u8]),
@@ -356,7 +415,8 @@ impl Sandbox {
         let ctx = MountContext {
             cache_dir: self.cache_dir.as_deref(),
             run_dir,
-            mapping: &self.mapping,
+            mapping: Some(mapping),
+            exclusive_caches: false,
         };
         let prepared = run_mounts::prepare(&spec.mounts, &ctx).map_err(invalid)?;
         let points = sandbox_mount_points(&spec.mounts);
@@ -418,9 +478,9 @@ impl Sandbox {
 
         let mut env = spec.env.clone();
         env.extend(prepared.env.iter().cloned());
-        let (max_uid, max_gid) = self.mapping.max_ids();
+        let (max_uid, max_gid) = mapping.max_ids();
         let plan = ChildPlan {
-            map: self.mapping.plan().map_err(setup)?,
+            map: mapping.plan().map_err(setup)?,
             network: spec.network,
             mounts: MountPlan {
                 root,
@@ -437,42 +497,49 @@ impl Sandbox {
                 cwd: spec.cwd.clone(),
                 user: spec.user.clone(),
                 hostname: spec.hostname.clone(),
-                range: self.mapping.is_range(),
+                set_hostname: true,
+                range: mapping.is_range(),
                 max_uid,
                 max_gid,
                 stdout: -1,
                 stderr: -1,
             },
         };
-        let spawned = namespaces::spawn(plan, &self.mapping).map_err(setup)?;
+        let spawned = namespaces::spawn(plan, mapping).map_err(setup)?;
         let sup = supervise::supervise(spawned, spec.timeout, spec.cancel.as_ref(), output);
         drop(prepared.locks);
-        match sup.stopped {
-            Some(Stopped::Timeout) => {
-                return Err(SandboxError::Timeout(spec.timeout.unwrap_or_default()));
-            }
-            Some(Stopped::Cancelled) => return Err(SandboxError::Cancelled),
-            None => {}
-        }
-        let text = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
-        if let Some((_, m)) = sup.frames.iter().find(|(t, _)| *t == sys::frame::EXEC) {
-            return Err(SandboxError::Exec(text(m)));
-        }
-        if let Some((_, m)) = sup.frames.iter().find(|(t, _)| *t == sys::frame::ERROR) {
-            return Err(setup(text(m)));
-        }
-        if let Some((_, s)) = sup.frames.iter().find(|(t, _)| *t == sys::frame::STATUS)
-            && let Ok(b) = <[u8; 4]>::try_from(s.as_slice())
-        {
-            return Ok(ExitStatus::from_wait(i32::from_le_bytes(b)));
-        }
-        Err(setup(format!(
-            "the sandbox process ended without reporting a status ({})",
-            sup.c1_status
-                .map(|s| ExitStatus::from_wait(s).to_string())
-                .unwrap_or_else(|| "not reaped".into())
-        )))
+        outcome(&sup, spec)
     }
+}
+
+/// How a supervised step ended, from its control frames.
+fn outcome(sup: &supervise::Supervised, spec: &RunSpec) -> Result<ExitStatus, SandboxError> {
+    let setup = SandboxError::Setup;
+    match sup.stopped {
+        Some(Stopped::Timeout) => {
+            return Err(SandboxError::Timeout(spec.timeout.unwrap_or_default()));
+        }
+        Some(Stopped::Cancelled) => return Err(SandboxError::Cancelled),
+        None => {}
+    }
+    let text = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    if let Some((_, m)) = sup.frames.iter().find(|(t, _)| *t == sys::frame::EXEC) {
+        return Err(SandboxError::Exec(text(m)));
+    }
+    if let Some((_, m)) = sup.frames.iter().find(|(t, _)| *t == sys::frame::ERROR) {
+        return Err(setup(text(m)));
+    }
+    if let Some((_, s)) = sup.frames.iter().find(|(t, _)| *t == sys::frame::STATUS)
+        && let Ok(b) = <[u8; 4]>::try_from(s.as_slice())
+    {
+        return Ok(ExitStatus::from_wait(i32::from_le_bytes(b)));
+    }
+    Err(setup(format!(
+        "the sandbox process ended without reporting a status ({})",
+        sup.c1_status
+            .map(|s| ExitStatus::from_wait(s).to_string())
+            .unwrap_or_else(|| "not reaped".into())
+    )))
 }
 
 // The builder runs steps from several threads on one `Sandbox`.

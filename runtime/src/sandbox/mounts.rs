@@ -227,6 +227,7 @@ fn mount_one(
             source,
             readonly,
             init,
+            ..
         } => {
             bind(source, at, true)?;
             if let Some((mode, uid, gid)) = init {

@@ -37,11 +37,12 @@ pub(crate) struct ChildPlan {
 /// The supervisor's ends of a started step.
 pub(crate) struct Spawned {
     pub c1: libc::pid_t,
-    /// Whether the step has a pid namespace (else see the module doc).
-    pub pid_ns: bool,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub ctl: OwnedFd,
+    /// Chroot isolation: writing here tells the reaper to kill the step's
+    /// processes and report (there is no pid namespace to kill at once).
+    pub stop: Option<OwnedFd>,
 }
 
 fn io_err(e: std::io::Error) -> String {
@@ -67,7 +68,6 @@ pub(crate) fn spawn(mut plan: ChildPlan, mapping: &IdMapping) -> Result<Spawned,
         c1(&plan, parent, out_w, err_w, ctl_w);
     }
     drop((out_w, err_w, ctl_w));
-    let pid_ns = plan.mounts.proc.new_pid_namespace();
     let ChildPlan { map, .. } = plan;
     if let Err(e) = map.parent_side(mapping, pid) {
         // SAFETY: killing and reaping our own child.
@@ -77,10 +77,10 @@ pub(crate) fn spawn(mut plan: ChildPlan, mapping: &IdMapping) -> Result<Spawned,
     }
     Ok(Spawned {
         c1: pid,
-        pid_ns,
         stdout: out_r,
         stderr: err_r,
         ctl: ctl_r,
+        stop: None,
     })
 }
 

@@ -21,6 +21,8 @@ pub(crate) struct ExecPlan {
     pub cwd: String,
     pub user: Option<String>,
     pub hostname: String,
+    /// Whether to set the hostname (only in a UTS namespace of our own).
+    pub set_hostname: bool,
     /// Whether setgroups is allowed and ids beyond 0 exist (range mapping).
     pub range: bool,
     pub max_uid: u32,
@@ -108,8 +110,10 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
     // Best effort: the UTS namespace is ours, but some container engines'
     // seccomp profiles refuse sethostname anyway; /etc/hostname and
     // $HOSTNAME still carry the name.
-    // SAFETY: a valid buffer and its length.
-    let _ = unsafe { libc::sethostname(plan.hostname.as_ptr().cast(), plan.hostname.len()) };
+    if plan.set_hostname {
+        // SAFETY: a valid buffer and its length.
+        let _ = unsafe { libc::sethostname(plan.hostname.as_ptr().cast(), plan.hostname.len()) };
+    }
     let user = resolve(plan)?;
     // Later entries win, as with repeated ENV; execve would keep both.
     let mut env: Vec<(String, String)> = Vec::new();

@@ -48,14 +48,16 @@ pub(crate) fn create(state_dir: &Path) -> Result<RunDir, String> {
 
 /// Deletes a tree, from inside the user namespace when the step left files
 /// owned by subordinate ids.
-pub(crate) fn remove(path: &Path, mapping: &IdMapping) {
-    if remove_tree(path).is_err() {
+pub(crate) fn remove(path: &Path, mapping: Option<&IdMapping>) {
+    if remove_tree(path).is_err()
+        && let Some(mapping) = mapping
+    {
         let _ = remove_tree_in_userns(mapping, path);
     }
 }
 
 /// Removes run dirs of steps whose strata died; returns how many.
-pub(crate) fn remove_stale(state_dir: &Path, mapping: &IdMapping) -> usize {
+pub(crate) fn remove_stale(state_dir: &Path, mapping: Option<&IdMapping>) -> usize {
     let Ok(rd) = fs::read_dir(state_dir) else {
         return 0;
     };
@@ -95,7 +97,7 @@ mod tests {
         drop(dead); // as if its process had been killed: lock released, dir kept
         fs::create_dir(d.path().join("run-young-nolock")).unwrap();
         fs::create_dir(d.path().join("other")).unwrap();
-        assert_eq!(remove_stale(d.path(), &m), 1);
+        assert_eq!(remove_stale(d.path(), Some(&m)), 1);
         assert!(!dead_path.exists());
         assert!(live.path.exists());
         assert!(d.path().join("run-young-nolock").exists());

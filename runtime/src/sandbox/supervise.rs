@@ -80,6 +80,7 @@ pub(crate) fn supervise(
         },
     ];
     let mut ctl = Some(sp.ctl);
+    let stop_fd = sp.stop;
     let mut ctl_buf = Vec::new();
     let mut stopped = None;
     let mut c1_status = None;
@@ -129,7 +130,13 @@ pub(crate) fn supervise(
             };
             if let Some(why) = why {
                 stopped = Some(why);
-                kill_tree(sp.c1, sp.pid_ns, &ctl_buf);
+                match &stop_fd {
+                    // The reaper kills every process of the step and reports.
+                    Some(fd) => {
+                        let _ = sys::write_all(fd.as_raw_fd(), b"x");
+                    }
+                    None => kill_tree(sp.c1, &ctl_buf),
+                }
             }
         }
         for (p, &w) in fds.iter().zip(&who) {
@@ -198,12 +205,15 @@ fn pump(
     }
 }
 
-/// Kills pid 1 of the namespace (the kernel then kills the rest) and the
-/// intermediate process. pid 1 is only signalled while it is known to be
-/// unreaped (its pid reported, no status yet), so a recycled pid is never hit.
-/// Without a pid namespace, the step's process group is killed instead and
-/// the intermediate process is left to sweep up the rest and report.
-fn kill_tree(c1: libc::pid_t, pid_ns: bool, ctl_so_far: &[u8]) {
+/// Kills pid 1 of the namespace (the kernel then kills the rest) and its
+/// process group (without a pid namespace the step leads a session of its
+/// own, see `namespaces.rs`); the intermediate process then reaps it, sweeps
+/// up what is left and reports. pid 1 is only signalled while it is known to
+/// be unreaped (its pid reported, no status yet), so a recycled pid is never
+/// hit (nor a recycled group: a pid in use is never another group's id).
+/// Before pid 1 is reported, the intermediate process itself is killed,
+/// and pid 1 dies with it (PDEATHSIG).
+fn kill_tree(c1: libc::pid_t, ctl_so_far: &[u8]) {
     let frames = frame::parse(ctl_so_far);
     let reaped = frames.iter().any(|(t, _)| *t == frame::STATUS);
     if !reaped
@@ -214,13 +224,9 @@ fn kill_tree(c1: libc::pid_t, pid_ns: bool, ctl_so_far: &[u8]) {
         // SAFETY: signalling a process (group) of ours.
         unsafe {
             libc::kill(pid1, libc::SIGKILL);
-            if !pid_ns {
-                libc::kill(-pid1, libc::SIGKILL);
-            }
-        };
-        if !pid_ns {
-            return;
+            libc::kill(-pid1, libc::SIGKILL);
         }
+        return;
     }
     // SAFETY: c1 is our unreaped child.
     unsafe { libc::kill(c1, libc::SIGKILL) };

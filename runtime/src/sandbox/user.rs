@@ -1,8 +1,10 @@
 //! Resolving a step's `USER user[:group]` against the rootfs' own
 //! /etc/passwd and /etc/group (never the host's), as Docker does: names are
 //! looked up, numbers are taken as they are (a numeric uid missing from
-//! passwd gets gid 0), and without an explicit group the user's
-//! supplementary groups come from /etc/group.
+//! passwd gets gid 0). The supplementary groups are the primary group plus,
+//! without an explicit group, every /etc/group entry that lists the user, so
+//! `id` prints `groups=1001(appgrp),…` as under Docker (runc puts the
+//! primary gid into the list since the fix for CVE-2023-25173).
 
 /// The ids a step's process runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +72,7 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
             ));
         }
     };
-    let mut groups = Vec::new();
+    let mut listed = Vec::new();
     match grp {
         Some(g) if !g.is_empty() => {
             gid = match group_entries(group).find(|(n, id, _)| *n == g || id.to_string() == g) {
@@ -85,12 +87,17 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
         Some(_) => return Err(format!("invalid user {spec:?}: empty group name")),
         None => {
             if let Some(name) = name {
-                groups = group_entries(group)
+                listed = group_entries(group)
                     .filter(|(_, _, members)| members.contains(&name))
                     .map(|(_, id, _)| id)
-                    .filter(|id| *id != gid)
                     .collect();
             }
+        }
+    }
+    let mut groups = vec![gid];
+    for id in listed {
+        if !groups.contains(&id) {
+            groups.push(id);
         }
     }
     Ok(ResolvedUser {
@@ -112,21 +119,34 @@ mod tests {
     #[test]
     fn names_numbers_and_groups() {
         let r = resolve_user("nobody", PASSWD, GROUP).unwrap();
-        assert_eq!((r.uid, r.gid, r.groups.len()), (65534, 65534, 0));
+        assert_eq!(
+            (r.uid, r.gid, r.groups.clone()),
+            (65534, 65534, vec![65534])
+        );
         let r = resolve_user("app", PASSWD, GROUP).unwrap();
         assert_eq!(
             (r.uid, r.gid, r.groups.clone()),
-            (1000, 1000, vec![10, 999])
+            (1000, 1000, vec![1000, 10, 999])
         );
         assert_eq!(r.home.as_deref(), Some("/home/app"));
         let r = resolve_user("app:nogroup", PASSWD, GROUP).unwrap();
-        assert_eq!((r.uid, r.gid, r.groups.len()), (1000, 65534, 0));
+        assert_eq!((r.uid, r.gid, r.groups.clone()), (1000, 65534, vec![65534]));
         let r = resolve_user("4242", PASSWD, GROUP).unwrap();
-        assert_eq!((r.uid, r.gid), (4242, 0));
+        assert_eq!((r.uid, r.gid, r.groups.clone()), (4242, 0, vec![0]));
         let r = resolve_user("4242:77", PASSWD, GROUP).unwrap();
         assert_eq!((r.uid, r.gid), (4242, 77));
         let r = resolve_user("1000", PASSWD, GROUP).unwrap();
         assert_eq!(r.gid, 1000);
+    }
+
+    /// Issue 12: the primary group is a supplementary group too, once,
+    /// even when /etc/group also lists the user in it.
+    #[test]
+    fn primary_group_is_in_the_supplementary_list() {
+        let passwd = "app:x:1000:1001::/home/app:/bin/sh\n";
+        let group = "appgrp:x:1001:app\nextra:x:1002:app\n";
+        let r = resolve_user("app", passwd, group).unwrap();
+        assert_eq!((r.uid, r.gid, r.groups), (1000, 1001, vec![1001, 1002]));
     }
 
     #[test]

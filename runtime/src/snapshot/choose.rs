@@ -21,7 +21,7 @@ use std::str::FromStr;
 use std::sync::{Mutex, OnceLock};
 
 use super::probe::{ProbeOutcome, probe_overlay};
-use super::{NativeSnapshotter, OverlaySnapshotter, SnapshotError, Snapshotter};
+use super::{NativeSnapshotter, OverlaySnapshotter, SnapshotError, Snapshotter, TreeSnapshotter};
 
 /// The implementations. Non-exhaustive: a FUSE snapshotter is planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,6 +29,8 @@ use super::{NativeSnapshotter, OverlaySnapshotter, SnapshotError, Snapshotter};
 pub enum SnapshotterKind {
     Overlay,
     Native,
+    /// One working tree per chain of steps (chroot isolation).
+    Tree,
 }
 
 impl fmt::Display for SnapshotterKind {
@@ -36,6 +38,7 @@ impl fmt::Display for SnapshotterKind {
         f.write_str(match self {
             SnapshotterKind::Overlay => "overlay",
             SnapshotterKind::Native => "native",
+            SnapshotterKind::Tree => "tree",
         })
     }
 }
@@ -86,6 +89,7 @@ pub fn choose(root: &Path, request: SnapshotterRequest) -> Result<Choice, Snapsh
         let snapshotter: Box<dyn Snapshotter> = match kind {
             SnapshotterKind::Overlay => Box::new(OverlaySnapshotter::new(root)),
             SnapshotterKind::Native => Box::new(NativeSnapshotter::new(root)),
+            SnapshotterKind::Tree => Box::new(TreeSnapshotter::new(root)),
         };
         Choice {
             snapshotter,
@@ -97,6 +101,10 @@ pub fn choose(root: &Path, request: SnapshotterRequest) -> Result<Choice, Snapsh
         SnapshotterRequest::Force(SnapshotterKind::Native) => Ok(make(
             SnapshotterKind::Native,
             "native (copy) snapshotter, as requested with --snapshotter native".into(),
+        )),
+        SnapshotterRequest::Force(SnapshotterKind::Tree) => Ok(make(
+            SnapshotterKind::Tree,
+            "tree snapshotter (one working tree per chain of steps), as requested".into(),
         )),
         SnapshotterRequest::Force(SnapshotterKind::Overlay) => match cached_probe(root) {
             ProbeOutcome::Works => Ok(make(
@@ -126,6 +134,43 @@ pub fn choose(root: &Path, request: SnapshotterRequest) -> Result<Choice, Snapsh
             )),
         },
     }
+}
+
+/// Chooses the snapshotter for chroot isolation, where nothing can be
+/// mounted: the tree snapshotter unless `--snapshotter native` asks for a
+/// copy per step; overlay is refused.
+pub fn choose_for_chroot(
+    root: &Path,
+    request: SnapshotterRequest,
+) -> Result<Choice, SnapshotError> {
+    let (kind, reason): (SnapshotterKind, String) = match request {
+        SnapshotterRequest::Force(SnapshotterKind::Overlay) => {
+            return Err(SnapshotError::Unsupported(
+                "not possible in chroot isolation: --snapshotter overlay needs a mount; use \
+                 --snapshotter auto (or native)"
+                    .into(),
+            ));
+        }
+        SnapshotterRequest::Force(SnapshotterKind::Native) => (
+            SnapshotterKind::Native,
+            "native (copy) snapshotter, as requested with --snapshotter native".into(),
+        ),
+        SnapshotterRequest::Force(SnapshotterKind::Tree) | SnapshotterRequest::Auto => (
+            SnapshotterKind::Tree,
+            "tree snapshotter: chroot isolation cannot mount an overlay, so consecutive steps \
+             share one working tree and each step's changes are found by walking it"
+                .into(),
+        ),
+    };
+    let snapshotter: Box<dyn Snapshotter> = match kind {
+        SnapshotterKind::Native => Box::new(NativeSnapshotter::new(root)),
+        _ => Box::new(TreeSnapshotter::new(root)),
+    };
+    Ok(Choice {
+        snapshotter,
+        kind,
+        reason,
+    })
 }
 
 fn cached_probe(root: &Path) -> ProbeOutcome {

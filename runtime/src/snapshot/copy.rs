@@ -143,3 +143,20 @@ pub(crate) fn set_mtime(dst: &Path, secs: i64, nanos: i64) -> Result<(), Snapsho
     rustix::fs::utimensat(CWD, dst, &times, AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| SnapshotError::io("set mtime of", dst, e.into()))
 }
+
+/// Copies the file or directory tree at `src` to `dst` (which must not
+/// exist) with every object's metadata; symlinks are copied, never
+/// followed, and sockets are left out.
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
+    let md = std::fs::symlink_metadata(src).map_err(|e| SnapshotError::io("stat", src, e))?;
+    if !md.is_dir() {
+        return copy_non_dir(src, &md, dst).map(|_| ());
+    }
+    make_dir(dst)?;
+    let rd = std::fs::read_dir(src).map_err(|e| SnapshotError::io("list", src, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| SnapshotError::io("list", src, e))?;
+        copy_tree(&entry.path(), &dst.join(entry.file_name()))?;
+    }
+    set_metadata(dst, &md, &read_xattrs(src)?)
+}

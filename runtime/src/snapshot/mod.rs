@@ -13,8 +13,11 @@
 //!
 //! Implementations: [`OverlaySnapshotter`] (kernel overlayfs mounted by the
 //! sandbox inside its user namespace; the fast path) and
-//! [`NativeSnapshotter`] (a plain copy; always works). A FUSE snapshotter can
-//! be added behind the same trait. [`choose`] picks one, with a reason.
+//! [`NativeSnapshotter`] (a plain copy; always works), and for chroot
+//! isolation, where nothing can be mounted, [`TreeSnapshotter`] (one working
+//! tree carried from step to step, diffed by walking it). A FUSE
+//! snapshotter can be added behind the same trait. [`choose`] and
+//! [`choose_for_chroot`] pick one, with a reason.
 //!
 //! # One step, as the builder drives it
 //! ```text
@@ -47,7 +50,7 @@
 
 mod choose;
 mod codec;
-mod copy;
+pub(crate) mod copy;
 mod error;
 mod key;
 mod merge;
@@ -55,15 +58,17 @@ mod native;
 mod overlay;
 mod probe;
 mod remove;
+mod tree;
 
 use std::path::{Path, PathBuf};
 
-pub use choose::{Choice, SnapshotterKind, SnapshotterRequest, choose};
+pub use choose::{Choice, SnapshotterKind, SnapshotterRequest, choose, choose_for_chroot};
 pub use error::SnapshotError;
 pub use native::NativeSnapshotter;
 pub use overlay::{OVERLAY_MAX_LOWERS, OverlaySnapshotter, overlay_mount_options};
 pub use probe::{ProbeOutcome, probe_overlay};
 pub use remove::remove_tree;
+pub use tree::TreeSnapshotter;
 
 use crate::RootfsSpec;
 use crate::diff::Change;
@@ -130,6 +135,14 @@ pub trait Snapshotter: Send + Sync {
         snapshot: &ActiveSnapshot,
         changes: &[Change],
     ) -> Result<PathBuf, SnapshotError>;
+
+    /// Tells the snapshotter that the layer directory `committed` (made by
+    /// [`Snapshotter::commit`]) was moved to, or has identical content at,
+    /// `stored`, which later prepares will name in their lowers. Only the
+    /// tree snapshotter cares (its parked trees are labelled by lowers).
+    fn layer_stored_as(&self, committed: &Path, stored: &Path) {
+        let _ = (committed, stored);
+    }
 
     /// Deletes snapshot `key` (active or committed) and everything it owns.
     /// Removing a key that does not exist is not an error.

@@ -98,24 +98,7 @@ impl Snapshotter for NativeSnapshotter {
         changes: &[Change],
     ) -> Result<PathBuf, SnapshotError> {
         let rootfs = Self::rootfs_of(snapshot)?.to_path_buf();
-        let partial = snapshot.dir.join(PARTIAL_LAYER_DIR);
-        remove_tree(&partial)?;
-        make_dir(&partial)?;
-        let view = LowerView::new(snapshot.lowers.clone());
-        let mut writer = LayerWriter {
-            rootfs: &rootfs,
-            layer: &partial,
-            view: &view,
-            dirs: vec![PathBuf::new()],
-            made: std::collections::HashSet::new(),
-        };
-        for change in changes {
-            writer.write(change)?;
-        }
-        writer.finish_dirs()?;
-        let layer = snapshot.dir.join(LAYER_DIR);
-        std::fs::rename(&partial, &layer)
-            .map_err(|e| SnapshotError::io("rename the new layer to", &layer, e))?;
+        let layer = write_layer_dir(snapshot, &rootfs, changes, false)?;
         remove_tree(&rootfs)?;
         remove_tree(&snapshot.dir.join(INODES_FILE))?;
         Ok(layer)
@@ -127,6 +110,39 @@ impl Snapshotter for NativeSnapshotter {
     }
 }
 
+/// Writes `changes` of the working tree `rootfs` as the layer directory
+/// `<snapshot>/layer` in overlay form (through a partial directory renamed
+/// into place) and returns its path. `copy`: copy every file, for a tree
+/// that lives on after the commit; else files are hardlinked where the file
+/// system allows.
+pub(crate) fn write_layer_dir(
+    snapshot: &ActiveSnapshot,
+    rootfs: &Path,
+    changes: &[Change],
+    copy: bool,
+) -> Result<PathBuf, SnapshotError> {
+    let partial = snapshot.dir.join(PARTIAL_LAYER_DIR);
+    remove_tree(&partial)?;
+    make_dir(&partial)?;
+    let view = LowerView::new(snapshot.lowers.clone());
+    let mut writer = LayerWriter {
+        rootfs,
+        layer: &partial,
+        view: &view,
+        dirs: vec![PathBuf::new()],
+        made: std::collections::HashSet::new(),
+        copy,
+    };
+    for change in changes {
+        writer.write(change)?;
+    }
+    writer.finish_dirs()?;
+    let layer = snapshot.dir.join(LAYER_DIR);
+    std::fs::rename(&partial, &layer)
+        .map_err(|e| SnapshotError::io("rename the new layer to", &layer, e))?;
+    Ok(layer)
+}
+
 /// Writes a change list into a layer directory in overlay form.
 struct LayerWriter<'a> {
     rootfs: &'a Path,
@@ -136,6 +152,8 @@ struct LayerWriter<'a> {
     /// metadata is applied at the end, children first.
     dirs: Vec<PathBuf>,
     made: std::collections::HashSet<PathBuf>,
+    /// Copy files instead of hardlinking them.
+    copy: bool,
 }
 
 impl LayerWriter<'_> {
@@ -167,6 +185,11 @@ impl LayerWriter<'_> {
                     let first = self.layer.join(target);
                     std::fs::hard_link(&first, &dst)
                         .map_err(|e| SnapshotError::io("hardlink", &dst, e))?;
+                }
+                _ if self.copy => {
+                    let md = std::fs::symlink_metadata(&src)
+                        .map_err(|e| SnapshotError::io("stat", &src, e))?;
+                    copy_non_dir(&src, &md, &dst)?;
                 }
                 _ => link_or_copy(&src, &dst)?,
             },

@@ -44,6 +44,7 @@ impl Fixture {
         fs::create_dir_all(tmp.path().join("lower")).unwrap();
         busybox_tree(&tmp.path().join("lower"));
         let sandbox = Sandbox::new(SandboxOptions {
+            isolation: Default::default(),
             userns: mode,
             state_dir: tmp.path().join("state"),
             cache_dir: Some(tmp.path().join("cache")),
