@@ -14,7 +14,9 @@
 # machine. Both engines get the offline base images (busybox, debian-slim)
 # from /var/tmp/peers-images.
 set -euo pipefail
-dir=/var/tmp/strata-ci/engines
+# No "strata" in this path: the sandbox tests look for stray overlay mounts by
+# that name, and podman keeps its overlay directory mounted.
+dir=/var/tmp/ci-container-engines
 group=strata-ci-engines
 user=${STRATA_CI_USER:-builder}
 images=${STRATA_TEST_IMAGES:-/var/tmp/peers-images}
@@ -77,6 +79,8 @@ stop_engines() {
     if [ -f "$dir/podman.pid" ]; then
         kill "$(cat "$dir/podman.pid")" 2>/dev/null || true
         rm -f "$dir/podman.pid" "$podman_sock"
+        # podman bind-mounts its overlay directory onto itself and leaves it.
+        umount "$dir/podman-root/overlay" 2>/dev/null || true
     fi
     if [ -f "$dir/docker.pid" ]; then
         local pid; pid="$(cat "$dir/docker.pid")"

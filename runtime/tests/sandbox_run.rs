@@ -810,8 +810,10 @@ fn helper_report_sandbox_error() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
+    // A user namespace is what is being explained: as uid 0 of the outer
+    // namespace (with CAP_SYS_CHROOT) auto would fall back to chroot.
     let res = runtime::Sandbox::new(runtime::SandboxOptions {
-        isolation: Default::default(),
+        isolation: runtime::sandbox::IsolationRequest::Userns,
         userns: UsernsMode::Auto,
         state_dir: tmp.path().join("state"),
         cache_dir: None,

@@ -65,7 +65,7 @@ pub(crate) fn probe(mapping: &IdMapping) -> (ProcMode, Option<String>) {
             Some(0) => Ok(String::new()),
             Some(errno) => Ok(format!(
                 "mounting a procfs is refused ({})",
-                std::io::Error::from_raw_os_error(errno)
+                sys::os_error_text(&std::io::Error::from_raw_os_error(errno))
             )),
             None => Ok("the procfs probe was killed".into()),
         }
