@@ -26,5 +26,6 @@ rm -rf "$work/peers" && cp -a "$shared/peers" "$work/peers"
 # The shared folder is read-only; the staged cases must be writable (gen.sh).
 chmod -R u+w "$work/peers"
 cp "$repo/builder/benches/peers/strata.sh" "$work/peers/tools/strata.sh"
+cp "$repo/builder/benches/peers/strata-chroot.sh" "$work/peers/tools/strata-chroot.sh"
 export STRATA_BIN="$work/strata"
 TOOLS="${TOOLS:-buildah strata}" bash "$work/peers/bench.sh" "$@"
