@@ -4,9 +4,9 @@
 #   sudo bash .ci/test.sh          (on a fresh Debian machine with the Rust toolchain)
 #
 # As root it: installs the packages the tests use and creates the unprivileged
-# user `builder` with a subordinate id range (../shared/peers/setup-host.sh),
-# starts the local registry on 127.0.0.1:5000 and builds the busybox and
-# debian-slim base images offline (../shared/peers), checks formatting and
+# user `builder` with a subordinate id range (.ci/setup-host.sh), starts the
+# local registry on 127.0.0.1:5000 (.ci/registry.sh) and builds the busybox
+# and debian-slim base images offline (.ci/base-images.sh), checks formatting and
 # clippy, builds every test binary, starts a private dockerd and a rootful
 # podman service for the container-engine tests (.ci/engines.sh; stopped on
 # exit), and then runs every test binary — unit, conformance and end-to-end —
@@ -30,19 +30,17 @@ step() { printf '\n==> %s\n' "$*"; }
 
 if [ "${SKIP_SETUP:-0}" != 1 ]; then
     step "host setup: packages, user $user, subuid range"
-    bash "$shared/peers/setup-host.sh"
-    # ADD <git repository> runs the host's git; setup-host.sh does not install it.
-    command -v git >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q git
+    bash "$repo/.ci/setup-host.sh"
     # Debian's docker.io for the container-engine tests (ci_engines.rs).
     bash "$repo/.ci/engines.sh" install
     step "local registry and offline base images"
-    bash "$shared/peers/registry-start.sh"
-    bash "$shared/peers/make-base-images.sh" busybox debian
+    bash "$repo/.ci/registry.sh"
+    bash "$repo/.ci/base-images.sh" busybox debian
 fi
 uid="$(id -u "$user")"
 # The user's real home: podman and buildah read ~/.config/containers there
-# (setup-host.sh writes runtime = runc, because crun fails on this host's
-# hybrid cgroups, and marks the local registry insecure).
+# (.ci/setup-host.sh writes runtime = runc, because crun fails on hybrid
+# cgroup hosts, and marks the local registry insecure).
 user_home="$(getent passwd "$user" | cut -d: -f6)"
 install -d -m 1777 "$ci_tmp" && install -d -o "$user" -g "$user" "$ci_tmp/tmp"
 install -d -m 700 -o "$user" -g "$user" "/run/user/$uid"

@@ -167,16 +167,87 @@ pub enum CacheFrom {
     Registry { reference: String },
 }
 
-/// `--cache-to`.
+impl std::fmt::Display for CacheFrom {
+    /// As the user writes it: `type=local,src=DIR` or `type=registry,ref=REF`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheFrom::Local { src } => write!(f, "type=local,src={}", src.display()),
+            CacheFrom::Registry { reference } => write!(f, "type=registry,ref={reference}"),
+        }
+    }
+}
+
+/// `--cache-to`. `ignore_error`: a failed export only warns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheTo {
-    Local { dest: PathBuf, max: bool },
-    Registry { reference: String, max: bool },
+    Local {
+        dest: PathBuf,
+        max: bool,
+        ignore_error: bool,
+    },
+    Registry {
+        reference: String,
+        max: bool,
+        ignore_error: bool,
+    },
     Inline,
+}
+
+impl CacheTo {
+    /// Whether a failed export of this cache only warns (`ignore-error=true`).
+    pub fn ignores_errors(&self) -> bool {
+        match self {
+            CacheTo::Local { ignore_error, .. } | CacheTo::Registry { ignore_error, .. } => {
+                *ignore_error
+            }
+            CacheTo::Inline => false,
+        }
+    }
+}
+
+impl std::fmt::Display for CacheTo {
+    /// As the user writes it, for messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheTo::Local { dest, .. } => write!(f, "type=local,dest={}", dest.display()),
+            CacheTo::Registry { reference, .. } => write!(f, "type=registry,ref={reference}"),
+            CacheTo::Inline => write!(f, "type=inline"),
+        }
+    }
 }
 
 fn cache_items(flag: &str, s: &str) -> anyhow::Result<BTreeMap<String, String>> {
     s.split(',').map(|i| split_kv(flag, i)).collect()
+}
+
+/// Refuses keys a cache type does not know, naming the key (a typo such
+/// as `ignore-errors` must not be dropped silently). BuildKit's keys that
+/// strata has no use for are listed as not supported yet.
+fn check_cache_keys(
+    flag: &str,
+    m: &BTreeMap<String, String>,
+    known: &[&str],
+) -> anyhow::Result<()> {
+    const BUILDKIT_ONLY: [&str; 8] = [
+        "compression",
+        "compression-level",
+        "force-compression",
+        "oci-mediatypes",
+        "image-manifest",
+        "digest",
+        "tag",
+        "scope",
+    ];
+    for k in m.keys() {
+        if known.contains(&k.as_str()) {
+            continue;
+        }
+        if BUILDKIT_ONLY.contains(&k.as_str()) {
+            return Err(crate::not_supported(&format!("{flag} {k}=")));
+        }
+        bail!("{flag}: unknown key {k:?}: use {}", known.join(", "));
+    }
+    Ok(())
 }
 
 impl std::str::FromStr for CacheFrom {
@@ -189,6 +260,11 @@ impl std::str::FromStr for CacheFrom {
             });
         }
         let m = cache_items(FLAG, s)?;
+        match m.get("type").map(String::as_str) {
+            Some("local") => check_cache_keys(FLAG, &m, &["type", "src"])?,
+            Some("registry") => check_cache_keys(FLAG, &m, &["type", "ref"])?,
+            _ => {}
+        }
         match m.get("type").map(String::as_str) {
             Some("local") => Ok(CacheFrom::Local {
                 src: m
@@ -214,7 +290,27 @@ impl std::str::FromStr for CacheTo {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> anyhow::Result<CacheTo> {
         const FLAG: &str = "--cache-to";
+        // A bare reference is a registry cache, as in buildx.
+        if !s.contains('=') {
+            return Ok(CacheTo::Registry {
+                reference: s.to_string(),
+                max: true,
+                ignore_error: false,
+            });
+        }
         let m = cache_items(FLAG, s)?;
+        match m.get("type").map(String::as_str) {
+            Some("local") => check_cache_keys(FLAG, &m, &["type", "dest", "mode", "ignore-error"])?,
+            Some("registry") => {
+                check_cache_keys(FLAG, &m, &["type", "ref", "mode", "ignore-error"])?
+            }
+            Some("inline") => check_cache_keys(FLAG, &m, &["type"])?,
+            _ => {}
+        }
+        let ignore_error = match m.get("ignore-error") {
+            Some(v) => parse_bool(FLAG, "ignore-error", v)?,
+            None => false,
+        };
         let max = match m.get("mode").map(String::as_str) {
             // max by default (BuildKit's is min): when a change makes the
             // final stage miss, a fresh runner still finds the stages it
@@ -230,6 +326,7 @@ impl std::str::FromStr for CacheTo {
                     .map(PathBuf::from)
                     .ok_or_else(|| anyhow!("{FLAG}: type=local needs dest=DIR"))?,
                 max,
+                ignore_error,
             }),
             Some("registry") => Ok(CacheTo::Registry {
                 reference: m
@@ -237,6 +334,7 @@ impl std::str::FromStr for CacheTo {
                     .cloned()
                     .ok_or_else(|| anyhow!("{FLAG}: type=registry needs ref=IMAGE"))?,
                 max,
+                ignore_error,
             }),
             Some("inline") => Ok(CacheTo::Inline),
             Some(other) => bail!("{FLAG}: unknown type {other:?}: use local, registry or inline"),
@@ -382,6 +480,44 @@ impl std::str::FromStr for NamedContext {
     }
 }
 
+/// What RUN steps get besides their Dockerfile settings: `--add-host`
+/// entries, the `/dev/shm` size and `--ulimit`s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSandbox {
+    /// (host, address) lines added to /etc/hosts.
+    pub extra_hosts: Vec<(String, String)>,
+    /// Bytes of the /dev/shm tmpfs.
+    pub shm_size: u64,
+    pub ulimits: Vec<runtime::sandbox::limits::Ulimit>,
+}
+
+impl Default for StepSandbox {
+    fn default() -> StepSandbox {
+        StepSandbox {
+            extra_hosts: Vec::new(),
+            shm_size: runtime::sandbox::limits::DEFAULT_SHM_SIZE,
+            ulimits: Vec::new(),
+        }
+    }
+}
+
+impl StepSandbox {
+    /// What a RUN step's cache key adds (nothing for the defaults, so keys
+    /// of builds without these flags stay as they were): a step may print
+    /// its limits or hosts into a file.
+    pub fn key_part(&self) -> Option<serde_json::Value> {
+        (*self != StepSandbox::default()).then(|| {
+            serde_json::json!({
+                "hosts": self.extra_hosts,
+                "shm": self.shm_size,
+                "ulimits": self.ulimits.iter()
+                    .map(|u| format!("{}={}:{}", u.name(), u.soft, u.hard))
+                    .collect::<Vec<_>>(),
+            })
+        })
+    }
+}
+
 /// `--snapshotter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Snapshotter {
@@ -515,6 +651,12 @@ pub struct BuildRequest {
     pub userns: Userns,
     pub isolation: Isolation,
     pub verbose: u8,
+    /// `--add-host`, `--shm-size`, `--ulimit`.
+    pub step_sandbox: StepSandbox,
+    /// `--annotation`: manifest annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// `--load`: load the image into docker or podman.
+    pub load: bool,
 }
 
 #[cfg(test)]
@@ -553,7 +695,8 @@ mod tests {
             "type=registry,ref=r/c,mode=max".parse::<CacheTo>().unwrap(),
             CacheTo::Registry {
                 reference: "r/c".into(),
-                max: true
+                max: true,
+                ignore_error: false
             }
         );
         // max unless min is asked for.
@@ -561,14 +704,16 @@ mod tests {
             "type=local,dest=d".parse::<CacheTo>().unwrap(),
             CacheTo::Local {
                 dest: "d".into(),
-                max: true
+                max: true,
+                ignore_error: false
             }
         );
         assert_eq!(
             "type=local,dest=d,mode=min".parse::<CacheTo>().unwrap(),
             CacheTo::Local {
                 dest: "d".into(),
-                max: false
+                max: false,
+                ignore_error: false
             }
         );
         assert!(
@@ -587,6 +732,49 @@ mod tests {
         );
         assert!("src=x".parse::<SecretSpec>().is_err());
         assert!("id=a,src=x,env=Y".parse::<SecretSpec>().is_err());
+    }
+
+    #[test]
+    fn cache_to_as_buildx_reads_it() {
+        // A bare reference is a registry cache.
+        assert_eq!(
+            "reg.example/app:cache".parse::<CacheTo>().unwrap(),
+            CacheTo::Registry {
+                reference: "reg.example/app:cache".into(),
+                max: true,
+                ignore_error: false
+            }
+        );
+        let c: CacheTo = "type=registry,ref=r/c,ignore-error=true".parse().unwrap();
+        assert!(c.ignores_errors());
+        assert_eq!(
+            "type=registry,ref=r/c,ignore-errors=true"
+                .parse::<CacheTo>()
+                .unwrap_err()
+                .to_string(),
+            "--cache-to: unknown key \"ignore-errors\": use type, ref, mode, ignore-error"
+        );
+        assert_eq!(
+            "type=local,src=d,color=red"
+                .parse::<CacheFrom>()
+                .unwrap_err()
+                .to_string(),
+            "--cache-from: unknown key \"color\": use type, src"
+        );
+        assert_eq!(
+            "type=registry,ref=r/c,compression=zstd"
+                .parse::<CacheTo>()
+                .unwrap_err()
+                .to_string(),
+            "not supported yet: --cache-to compression="
+        );
+        assert_eq!(
+            "type=registry,ref=r/c"
+                .parse::<CacheFrom>()
+                .unwrap()
+                .to_string(),
+            "type=registry,ref=r/c"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ fn peer_file(rel: &str) -> PathBuf {
     let p = peers_images().join(rel);
     assert!(
         p.exists(),
-        "{} is missing: run ../shared/peers/make-base-images.sh (the .ci/test.sh setup) first",
+        "{} is missing: run .ci/base-images.sh (the .ci/test.sh setup) first",
         p.display()
     );
     p

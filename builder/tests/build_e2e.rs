@@ -607,7 +607,9 @@ fn build_events(root: &Path, ctx: &Path, extra: &[&str]) -> (Vec<String>, Vec<St
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|e| e["event"] == kind)
             .filter_map(|e| e["name"].as_str().map(str::to_string))
-            .filter(|n| !n.contains("FROM"))
+            // Dockerfile steps (`[stage 2/3] RUN …`), not FROM and not the
+            // pushes and exports after them.
+            .filter(|n| n.starts_with('[') && !n.contains("FROM"))
             .collect()
     };
     (names("started"), names("cached"))

@@ -126,7 +126,7 @@ fn sigkill_during_pull_never_breaks_the_store() {
             .expect("run strata");
         assert!(
             out.status.success(),
-            "reference pull of {img} failed (is the registry up? bash ../shared/peers/registry-start.sh):\n{}",
+            "reference pull of {img} failed (is the registry up? bash .ci/registry.sh):\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         took.push(t.elapsed());

@@ -73,7 +73,7 @@ fn sigkill_during_save_never_leaves_a_partial_archive_or_a_broken_store() {
         run_ok(
             &root.0,
             &["pull", n],
-            "setup pull (is the registry up? bash ../shared/peers/registry-start.sh)",
+            "setup pull (is the registry up? bash .ci/registry.sh)",
         );
     }
     let out_dir = Scratch::new("out");

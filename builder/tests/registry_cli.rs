@@ -1,6 +1,6 @@
 //! `strata pull` and `strata push` end to end, run as whatever user runs the
 //! tests (CI: the unprivileged `builder`), against the real local registry
-//! of ../shared/peers, checked with skopeo. Ignored by default; CI runs them
+//! started by .ci/registry.sh, checked with skopeo. Ignored by default; CI runs them
 //! with `--include-ignored`, and a missing registry or skopeo fails them.
 
 use std::path::Path;
@@ -35,7 +35,7 @@ fn skopeo_raw(image: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("cannot run skopeo (is it installed?): {e}"));
     assert!(
         out.status.success(),
-        "skopeo inspect {image} failed (is the registry up? bash ../shared/peers/registry-start.sh): {}",
+        "skopeo inspect {image} failed (is the registry up? bash .ci/registry.sh): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout

@@ -29,7 +29,7 @@ fn skopeo_raw(image: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("cannot run skopeo (is it installed?): {e}"));
     assert!(
         out.status.success(),
-        "skopeo inspect {image} failed (is the registry up? bash ../shared/peers/registry-start.sh): {}",
+        "skopeo inspect {image} failed (is the registry up? bash .ci/registry.sh): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout

@@ -126,7 +126,7 @@ impl BlobStore {
                         path: PathBuf::from(
                             expected.map_or("<stream>".to_string(), |d| d.to_string()),
                         ),
-                        source: e,
+                        cause: e,
                     });
                 }
             };

@@ -11,12 +11,13 @@ use crate::reference::ReferenceError;
 /// What went wrong in the store or while moving an image in or out.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot {op} {}: {source}", path.display())]
+    /// The io error's text is in the message, so it is not a `source`:
+    /// an error chain printed with `{:#}` would repeat it.
+    #[error("cannot {op} {}: {cause}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     #[error(
         "digest mismatch for {what}: expected {expected}, the content hashes to {actual}; the source is corrupt or was tampered with"
@@ -28,9 +29,11 @@ pub enum Error {
     },
     #[error("blob {digest} is not in the store at {}", root.display())]
     BlobNotFound { digest: Digest, root: PathBuf },
-    #[error("{0}")]
+    // transparent: "{0}" plus a source would print the message twice
+    // in an error chain.
+    #[error(transparent)]
     Reference(#[from] ReferenceError),
-    #[error("{0}")]
+    #[error(transparent)]
     Digest(#[from] DigestError),
     /// Malformed input: a manifest, config, archive or layout that does not
     /// follow its spec. The message says which and why.
@@ -60,10 +63,10 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, op: &'static str, path: &Path) -> Result<T> {
-        self.map_err(|source| Error::Io {
+        self.map_err(|cause| Error::Io {
             op,
             path: path.to_path_buf(),
-            source,
+            cause,
         })
     }
 }

@@ -301,3 +301,39 @@ fn write_dir_reads_a_real_tree_and_an_overlay_upper() {
     );
     assert!(!entries.iter().any(|e| e.kind == EntryKind::Opaque));
 }
+
+/// The whiteout form used where a 0/0 device cannot be made (a store on an
+/// overlayfs root): an empty file marked `user.overlay.whiteout` becomes a
+/// `.wh.` entry, and an empty file without the mark stays a file.
+#[test]
+fn write_dir_reads_xattr_whiteouts() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    std::fs::write(root.join("d/gone"), b"").unwrap();
+    xattr::set(root.join("d/gone"), "user.overlay.whiteout", b"y").unwrap();
+    std::fs::write(root.join("d/empty"), b"").unwrap();
+    let o = WriteOptions {
+        overlay_whiteouts: true,
+        ..opts(Compression::None)
+    };
+    let mut blob = Vec::new();
+    write_dir(&root, &o, &mut blob).unwrap();
+    let (entries, _) = read_entries(Cursor::new(&blob)).unwrap();
+    let kinds: Vec<(String, &EntryKind)> = entries
+        .iter()
+        .map(|e| (e.path.display().to_string(), &e.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("d".to_string(), &EntryKind::Dir),
+            ("d/gone".to_string(), &EntryKind::Whiteout),
+            (
+                "d/empty".to_string(),
+                &EntryKind::File(Content::Bytes(Vec::new()))
+            ),
+        ],
+        "{entries:#?}"
+    );
+}

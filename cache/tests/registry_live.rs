@@ -1,6 +1,6 @@
 //! The registry client against the real local registry (docker-registry on
 //! 127.0.0.1:5000 with `library/busybox:latest` and
-//! `library/debian:bookworm-slim`, from ../shared/peers). Ignored by default;
+//! `library/debian:bookworm-slim`, from .ci/base-images.sh). Ignored by default;
 //! CI runs them with `--include-ignored`, and a missing registry fails them.
 //!
 //! Uploads here bypass cross-repository mounts on purpose, so the bytes
@@ -32,7 +32,7 @@ fn require_registry() -> String {
     if let Err(e) = client.head_manifest(&repo, "latest") {
         panic!(
             "the local registry at {reg} is not usable ({e}); start it with \
-             `bash ../shared/peers/registry-start.sh && bash ../shared/peers/make-base-images.sh`"
+             `bash .ci/registry.sh && bash .ci/base-images.sh`"
         );
     }
     reg

@@ -1,7 +1,7 @@
 //! Round trip through every transport: pull from the local registry, save a
 //! docker-archive, load it into a fresh store, push to a new name — and the
 //! registry then holds byte-identical manifests and layers. Needs the local
-//! registry of ../shared/peers (ignored by default; CI includes it).
+//! registry of .ci/registry.sh (ignored by default; CI includes it).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,9 +35,9 @@ fn pull_save_load_push_keeps_manifests_and_layers_byte_identical() {
     for (name, tag) in [("busybox", "latest"), ("debian", "bookworm-slim")] {
         let src = Reference::parse(&format!("{reg}/library/{name}:{tag}")).expect("ref");
         let src_repo = Repo::new(reg.clone(), format!("library/{name}"));
-        let original = client.get_manifest(&src_repo, tag).unwrap_or_else(|e| {
-            panic!("{e} (start the registry: bash ../shared/peers/registry-start.sh)")
-        });
+        let original = client
+            .get_manifest(&src_repo, tag)
+            .unwrap_or_else(|e| panic!("{e} (start the registry: bash .ci/registry.sh)"));
 
         let first = tempfile::tempdir().expect("tempdir");
         let store = Store::open(first.path()).expect("store");

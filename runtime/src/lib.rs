@@ -5,8 +5,12 @@
 //! ipc, uts and optionally network namespaces, on a root filesystem assembled
 //! by a snapshotter (kernel overlayfs in the user namespace, or a copy when
 //! the kernel cannot). After the step, the snapshot's changes are read back as
-//! a list of additions, modifications and whiteouts. Nothing here knows about
-//! Dockerfiles or the build graph.
+//! a list of additions, modifications and whiteouts. Where no user namespace
+//! can be made but the caller is root with CAP_SYS_CHROOT (a CI container with
+//! the default seccomp profile), a step runs in chroot isolation instead: a
+//! directory root entered with chroot(2), no namespace and no mount, on one
+//! working tree carried from step to step (the tree snapshotter). Nothing
+//! here knows about Dockerfiles or the build graph.
 
 pub mod detect;
 pub mod diff;
@@ -18,7 +22,7 @@ pub mod userns;
 
 pub use rootfs::RootfsSpec;
 pub use sandbox::{
-    ExitStatus, Network, OutputStream, RunOutcome, RunSpec, Sandbox, SandboxError, SandboxOptions,
-    sandbox_mount_points,
+    ExitStatus, Isolation, IsolationRequest, Network, OutputStream, RunOutcome, RunSpec, Sandbox,
+    SandboxError, SandboxOptions, sandbox_mount_points,
 };
 pub use userns::{remove_tree_in_userns, run_in_userns};

@@ -54,8 +54,9 @@ pub struct BuildFlags {
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
     /// Export cache: `type=local,dest=DIR[,mode=min|max]`,
-    /// `type=registry,ref=REF[,mode=min|max]` (max, the default: every step;
-    /// min: the final image's steps) or `type=inline` (in the image config).
+    /// `type=registry,ref=REF[,mode=min|max]` or a bare REF (max, the
+    /// default: every step; min: the final image's steps), or `type=inline`
+    /// (in the image config). `ignore-error=true`: a failed export only warns.
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
     /// Output: `type=docker|oci|tar|local|image|registry[,dest=FILE|-][,name=…][,compression=gzip|zstd|uncompressed]`
@@ -113,6 +114,8 @@ pub struct BuildFlags {
     /// when no user namespace can be made and strata is root with CAP_SYS_CHROOT.
     #[arg(long, default_value = "auto", value_name = "MODE")]
     pub isolation: String,
+    #[command(flatten)]
+    pub compat: super::build_compat::CompatFlags,
 }
 
 /// `host`, `host.domain`, `localhost` or any of them with `:port`.
@@ -180,6 +183,8 @@ impl BuildFlags {
     /// Validates every option into a [`BuildRequest`].
     pub fn into_request(mut self, g: &GlobalOpts) -> anyhow::Result<BuildRequest> {
         let root = g.root()?;
+        let compat = std::mem::take(&mut self.compat).validate()?;
+        insecure_for_this_process(&compat.insecure_registries);
         let mut stdin_context = None;
         if self.context == Path::new("-") {
             if self.file.as_deref() == Some("-") {
@@ -303,8 +308,34 @@ impl BuildFlags {
             userns: self.userns.parse()?,
             isolation: self.isolation.parse()?,
             verbose: g.verbose,
+            step_sandbox: compat.sandbox,
+            annotations: compat.annotations,
+            load: compat.load,
         })
     }
+}
+
+/// `build --insecure-registry HOST`: every registry client of this build
+/// (bases, caches, pushes, lazily fetched layers, some made deep in the
+/// cache crate) reads its plain-HTTP hosts from `STRATA_INSECURE_REGISTRIES`,
+/// so the flag adds its hosts there.
+fn insecure_for_this_process(hosts: &[String]) {
+    if hosts.is_empty() {
+        return;
+    }
+    const VAR: &str = "STRATA_INSECURE_REGISTRIES";
+    let mut all: Vec<String> = std::env::var(VAR)
+        .map(|v| {
+            v.split([',', ' '])
+                .filter(|h| !h.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    all.extend(hosts.iter().cloned());
+    // SAFETY: called while the command line is read, before the build
+    // starts any thread; nothing reads the environment concurrently.
+    unsafe { std::env::set_var(VAR, all.join(",")) };
 }
 
 pub fn run(g: &GlobalOpts, args: BuildArgs) -> anyhow::Result<ExitCode> {

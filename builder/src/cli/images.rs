@@ -28,6 +28,33 @@ pub struct ImagesArgs {
     /// Show the manifest digest of each name.
     #[arg(long)]
     pub digests: bool,
+    /// Print with a template as Docker does: `{{.Repository}}:{{.Tag}}`,
+    /// `table {{.ID}}\t{{.Size}}` or `json`. Fields: .Repository, .Tag,
+    /// .Digest, .ID, .CreatedSince, .CreatedAt, .Size.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+}
+
+/// The fields `--format` knows, with their `table` headers (Docker's).
+const FORMAT_FIELDS: [(&str, &str); 7] = [
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("ID", "IMAGE ID"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+];
+
+/// `1735689600` → `2025-01-01 00:00:00 +0000 UTC`, Docker's CreatedAt.
+pub(super) fn created_at(unix: i64) -> String {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second] +0000 UTC"
+    );
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| "N/A".into())
 }
 
 /// Opens the store at the root the global options name.
@@ -154,6 +181,15 @@ pub fn run(g: &GlobalOpts, args: ImagesArgs) -> anyhow::Result<ExitCode> {
         })
         .transpose()?;
     let platform = Platform::host();
+    let format = args
+        .format
+        .as_deref()
+        .map(|f| {
+            let names: Vec<&str> = FORMAT_FIELDS.iter().map(|(n, _)| *n).collect();
+            super::format::Format::parse(f, &names)
+        })
+        .transpose()?;
+    let mut created_ats: Vec<String> = Vec::new();
     let mut rows: Vec<[String; 6]> = Vec::new();
     for t in store.tags().list()? {
         let r = t.reference()?;
@@ -163,13 +199,21 @@ pub fn run(g: &GlobalOpts, args: ImagesArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let (id, created, size) = match store.image(&t.manifest, &platform) {
-            Ok(img) => (
-                img.id().to_string(),
-                img.config.created_unix().map_or("N/A".to_string(), ago),
-                human_size(img.size()),
-            ),
+            Ok(img) => {
+                created_ats.push(
+                    img.config
+                        .created_unix()
+                        .map_or("N/A".to_string(), created_at),
+                );
+                (
+                    img.id().to_string(),
+                    img.config.created_unix().map_or("N/A".to_string(), ago),
+                    human_size(img.size()),
+                )
+            }
             Err(e) => {
                 eprintln!("warning: {}: {e}", r.familiar());
+                created_ats.push("N/A".into());
                 (
                     "<damaged>".to_string(),
                     "N/A".to_string(),
@@ -190,6 +234,28 @@ pub fn run(g: &GlobalOpts, args: ImagesArgs) -> anyhow::Result<ExitCode> {
             created,
             size,
         ]);
+    }
+    if let Some(format) = format {
+        let maps: Vec<std::collections::BTreeMap<&'static str, String>> = rows
+            .iter()
+            .zip(&created_ats)
+            .map(|(r, at)| {
+                std::collections::BTreeMap::from([
+                    ("Repository", r[0].clone()),
+                    ("Tag", r[1].clone()),
+                    ("Digest", r[2].clone()),
+                    ("ID", r[3].clone()),
+                    ("CreatedSince", r[4].clone()),
+                    ("CreatedAt", at.clone()),
+                    ("Size", r[5].clone()),
+                ])
+            })
+            .collect();
+        let headers = FORMAT_FIELDS.iter().copied().collect();
+        for line in format.render(&maps, &headers) {
+            println!("{line}");
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     if args.quiet {
         let mut seen = Vec::new();

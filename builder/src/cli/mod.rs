@@ -2,12 +2,16 @@
 //! and a `run` function. Global options (`--root`) live in [`global`].
 
 mod build;
+mod build_compat;
 mod check;
 mod du;
+mod format;
 mod global;
 mod graph;
+mod history;
 mod images;
 mod import;
+mod inspect;
 mod load;
 mod not_yet;
 mod parse;
@@ -48,6 +52,10 @@ pub enum Command {
     Check(check::CheckArgs),
     /// List the images in the local store.
     Images(images::ImagesArgs),
+    /// Show an image's config and manifest as JSON (like `docker image inspect`).
+    Inspect(inspect::InspectArgs),
+    /// Show an image's history, newest step first (like `docker history`).
+    History(history::HistoryArgs),
     /// Give an image in the local store another name.
     Tag(tag::TagArgs),
     /// Remove image names from the local store.
@@ -91,6 +99,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Graph(a) => graph::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Images(a) => images::run(g, a),
+        Command::Inspect(a) => inspect::run(g, a),
+        Command::History(a) => history::run(g, a),
         Command::Tag(a) => tag::run(g, a),
         Command::Rmi(a) => rmi::run(g, a),
         Command::Pull(a) => pull::run(g, a),

@@ -6,7 +6,9 @@
 //! them, the command runs, and the snapshot's diff becomes the new layer —
 //! written as a tar inside the user namespace too, where on-disk owners read
 //! back as the container's ids. The committed layer directory is kept as the
-//! lower of later steps.
+//! lower of later steps. In chroot isolation the same calls run in-process
+//! (strata is real root there) on the tree snapshotter's working tree
+//! (`Sandbox::as_owner` hides the difference).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,6 +44,21 @@ pub struct Executor {
     /// Cancels every running step when one fails, so a failed build stops
     /// promptly instead of waiting for its parallel siblings.
     cancel: runtime::sandbox::CancelToken,
+    /// `--add-host`, `--shm-size`, `--ulimit` for every RUN step.
+    pub step_sandbox: crate::options::StepSandbox,
+}
+
+impl Drop for Executor {
+    /// `-v` for a build that never needed a sandbox: say so, instead of
+    /// leaving the promised choice unexplained.
+    fn drop(&mut self) {
+        if self.verbose && self.state.get().is_none() {
+            eprintln!(
+                "isolation: none chosen: no step needed a sandbox (no RUN step ran, or every \
+                 one was cached)"
+            );
+        }
+    }
 }
 
 /// Makes temp names unique between threads of one process.
@@ -81,6 +98,7 @@ impl Executor {
             state: OnceLock::new(),
             unpacking: Mutex::new(HashMap::new()),
             cancel: runtime::sandbox::CancelToken::new(),
+            step_sandbox: Default::default(),
         }
     }
 
@@ -251,6 +269,9 @@ impl Executor {
         spec.network = net;
         spec.mounts = mounts;
         spec.cancel = Some(self.cancel.clone());
+        spec.extra_hosts = self.step_sandbox.extra_hosts.clone();
+        spec.shm_size = self.step_sandbox.shm_size;
+        spec.ulimits = self.step_sandbox.ulimits.clone();
         // The sandbox hands over whole lines (without the newline) as they
         // come, so each is shown at once.
         let outcome = sandbox.run(&spec, &mut |_s: OutputStream, line: &[u8]| {
@@ -268,7 +289,7 @@ impl Executor {
         };
         if !outcome.exit.success() {
             cleanup(&snap_key);
-            bail!("the command {:?} exited with {:?}", op.argv, outcome.exit);
+            bail!("{}", super::exit::failed_process(&op.argv, outcome.exit));
         }
         let excludes: Vec<PathBuf> = sandbox_mount_points(&spec.mounts)
             .into_iter()

@@ -12,6 +12,7 @@
 pub mod archive;
 pub mod dest;
 pub mod exec;
+pub mod exit;
 pub mod file;
 pub mod from;
 pub mod mounts;

@@ -4,6 +4,7 @@
 //! Tarballs go to a file or, with `dest=-`, to standard output. Only these
 //! outputs need every layer's bytes ([`needs_layer_bytes`]).
 
+pub mod load;
 mod recompress;
 mod stdout;
 
@@ -16,16 +17,96 @@ use cache::store::Store;
 use cache::transport::docker_archive::SaveItem;
 
 use crate::options::{OutputKind, OutputSpec};
+use crate::progress::Tasks;
 
-/// Writes every requested output of `img`.
+/// Writes every requested output of `img`, each shown as a progress task.
 pub fn export(
     store: &Store,
     img: &Image,
     layers: &[crate::ops::Layer],
     names: &[Reference],
     outputs: &[OutputSpec],
+    tasks: &Tasks,
 ) -> anyhow::Result<()> {
     for o in outputs {
+        // The local store needs no task; a push shows one per name.
+        if matches!(o.kind, OutputKind::Image | OutputKind::Registry) {
+            export_one(store, img, layers, names, o, tasks)?;
+            continue;
+        }
+        let task = tasks.start(match &o.dest {
+            Some(d) => format!("exporting to {} {}", type_label(o.kind), d.display()),
+            None => format!("exporting to {}", type_label(o.kind)),
+        });
+        let r = export_one(store, img, layers, names, o, tasks);
+        task.end(&r);
+        r?;
+    }
+    Ok(())
+}
+
+fn type_label(k: OutputKind) -> &'static str {
+    match k {
+        OutputKind::Docker => "docker archive",
+        OutputKind::Oci => "OCI archive",
+        OutputKind::Tar => "tar",
+        OutputKind::Local => "directory",
+        OutputKind::Image => "image",
+        OutputKind::Registry => "registry",
+    }
+}
+
+/// Pushes `img` as `r`, as a progress task with the bytes it uploaded.
+fn push_one(store: &Store, img: &Image, r: &Reference, tasks: &Tasks) -> anyhow::Result<()> {
+    use cache::transport::registry::BlobPushed;
+    let task = tasks.start(format!("pushing {}", r.familiar()));
+    let result = (|| {
+        let client = cache::transport::registry::RegistryClient::from_env()?;
+        // By digest: the manifest this output encodes, which a
+        // `compression=` output never tags locally.
+        let source = r.with_digest(img.manifest_digest.clone());
+        cache::transport::registry::push(&client, store, &source, r)
+            .with_context(|| format!("pushing {}", r.familiar()))
+    })();
+    if let Ok(report) = &result {
+        let size_of = |d: &cache::digest::Digest| {
+            img.layers()
+                .iter()
+                .chain(std::iter::once(&img.manifest.config))
+                .find(|l| &l.digest == d)
+                .map_or(0, |l| l.size)
+        };
+        let count =
+            |f: &dyn Fn(&BlobPushed) -> bool| report.blobs.iter().filter(|(_, h)| f(h)).count();
+        let sent: u64 = report
+            .blobs
+            .iter()
+            .filter(|(_, h)| matches!(h, BlobPushed::Monolithic | BlobPushed::Chunked))
+            .map(|(d, _)| size_of(d))
+            .sum();
+        task.bytes(sent);
+        task.line(format!(
+            "{} blobs uploaded, {} mounted, {} already there; manifest {}",
+            count(&|h| matches!(h, BlobPushed::Monolithic | BlobPushed::Chunked)),
+            count(&|h| matches!(h, BlobPushed::Mounted)),
+            count(&|h| matches!(h, BlobPushed::Existed)),
+            img.manifest_digest
+        ));
+    }
+    task.end(&result);
+    result.map(|_| ())
+}
+
+/// One output.
+fn export_one(
+    store: &Store,
+    img: &Image,
+    layers: &[crate::ops::Layer],
+    names: &[Reference],
+    o: &OutputSpec,
+    tasks: &Tasks,
+) -> anyhow::Result<()> {
+    {
         let mut refs: Vec<Reference> = names.to_vec();
         if let Some(n) = &o.name {
             for part in n.split(',').filter(|p| !p.is_empty()) {
@@ -72,11 +153,10 @@ pub fn export(
                     .with_context(|| format!("writing the OCI layout {}", d.display()))
             })?,
             OutputKind::Image if !o.push => {
-                // The local store's names follow the output's encoding.
-                if converted.is_some() {
-                    for r in &refs {
-                        store.tag_image(r, &img.manifest_digest)?;
-                    }
+                // `name=` names the image in the local store (-t names are
+                // there already); they follow the output's encoding.
+                for r in &refs {
+                    store.tag_image(r, &img.manifest_digest)?;
                 }
             }
             OutputKind::Image | OutputKind::Registry => {
@@ -85,13 +165,8 @@ pub fn export(
                         "--output type=registry needs a name: add -t or name="
                     ));
                 }
-                let client = cache::transport::registry::RegistryClient::from_env()?;
                 for r in &refs {
-                    // By digest: the manifest this output encodes, which a
-                    // `compression=` output never tags locally.
-                    let source = r.with_digest(img.manifest_digest.clone());
-                    cache::transport::registry::push(&client, store, &source, r)
-                        .with_context(|| format!("pushing {r}"))?;
+                    push_one(store, img, r, tasks)?;
                 }
             }
             // `type=local,dest=-` streams the filesystem as a tar, as

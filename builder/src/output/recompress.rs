@@ -41,10 +41,14 @@ pub fn recompress(
     };
     let mut descs = Vec::with_capacity(layers.len());
     for l in layers {
-        descs.push(
-            layer(store, l, codec, flavor)
-                .with_context(|| format!("re-encoding layer {} as {to:?}", l.desc.digest))?,
-        );
+        descs.push(layer(store, l, codec, flavor).with_context(|| {
+            let name = match to {
+                Compression::Gzip => "gzip",
+                Compression::Zstd => "zstd",
+                Compression::Uncompressed => "uncompressed",
+            };
+            format!("re-encoding layer {} as {name}", l.desc.digest)
+        })?);
     }
     Ok(store.write_image(img.config.raw(), &descs, format)?)
 }

@@ -121,13 +121,31 @@ pub(super) fn finish_image(
         &descs,
         cache::image::media_type::ManifestFormat::Docker,
     )?;
+    let img = if ctx.req.annotations.is_empty() {
+        img
+    } else {
+        cache::image::with_annotations(ctx.store.blobs(), &img, &ctx.req.annotations)?
+    };
     let mut names = Vec::new();
     for t in &ctx.req.tags {
         let r = Reference::parse(t).map_err(|e| anyhow!("-t {t}: {e}"))?;
         ctx.store.tag_image(&r, &img.manifest_digest)?;
         names.push(r);
     }
-    crate::output::export(ctx.store, &img, &state.layers, &names, &ctx.req.outputs)?;
+    crate::output::export(
+        ctx.store,
+        &img,
+        &state.layers,
+        &names,
+        &ctx.req.outputs,
+        &ctx.tasks,
+    )?;
+    if ctx.req.load {
+        let task = ctx.tasks.start("loading the image (--load)");
+        let r = crate::output::load::into_engine(ctx.store, &img, &names);
+        task.end(&r);
+        r?;
+    }
     let built = Built {
         image_id: img.id().to_string(),
         manifest_digest: img.manifest_digest.to_string(),

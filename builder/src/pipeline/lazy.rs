@@ -204,7 +204,7 @@ pub(super) fn skipped(
 }
 
 /// The vertices the target reaches.
-fn reachable(plan: &Plan) -> Vec<bool> {
+pub(super) fn reachable(plan: &Plan) -> Vec<bool> {
     let mut seen = vec![false; plan.nodes.len()];
     let mut stack = vec![plan.target];
     while let Some(i) = stack.pop() {

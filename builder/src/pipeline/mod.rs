@@ -8,6 +8,8 @@ mod finish;
 mod image;
 mod lazy;
 mod plan;
+mod preflight;
+mod progress_plan;
 mod remote_cache;
 mod resolver;
 mod step_key;
@@ -165,6 +167,8 @@ struct Ctx<'a> {
     req: &'a BuildRequest,
     store: &'a Store,
     sink: &'a dyn Sink,
+    /// Pushes, exports, cache exports: progress entries after the steps.
+    tasks: crate::progress::Tasks<'a>,
     ignore: Matcher,
     index: ChecksumIndex,
     records: RecordStore,
@@ -179,8 +183,16 @@ struct Ctx<'a> {
     imported: remote_cache::Imported,
     /// Every step result of this build, for `--cache-to`.
     results: Mutex<BTreeMap<String, CachedResult>>,
+    /// Every step's record by its portable identity, for `--cache-to`
+    /// (a fresh runner's `--explain-cache` reads them).
+    records_out: Mutex<BTreeMap<String, StepRecord>>,
     /// `--build-context` names.
     named: BTreeMap<String, NamedContextSource>,
+    /// Every stage name the Dockerfile declares, for messages.
+    stage_names: Vec<String>,
+    /// Images `--from=` names that could not be resolved, with the error:
+    /// the probe and the step ask once, not twice with retries each.
+    unresolved: Mutex<BTreeMap<String, String>>,
     /// The step that failed first (others may fail after, cancelled).
     first_failure: Mutex<Option<(usize, String)>>,
     /// The context without its `.dockerignore`d files, for RUN bind mounts
@@ -211,6 +223,24 @@ impl Ctx<'_> {
             .as_ref()
             .map(|d| d.path().to_path_buf())
             .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// The manifest digest of the image `COPY --from=` / `--mount from=`
+    /// (`flag`) names; a failure is remembered and says first when no
+    /// stage has that name.
+    fn resolve_image(&self, reference: &str, flag: &str) -> anyhow::Result<String> {
+        let failed = || self.unresolved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = failed().get(reference) {
+            bail!("{e}");
+        }
+        // Not under the lock: other steps resolve their images meanwhile.
+        resolver::resolve_for_copy(self.store, &self.real_ref(reference), self.req.pull).map_err(
+            |e| {
+                let e = resolver::not_a_stage(&self.stage_names, flag, reference, e);
+                failed().insert(reference.to_string(), format!("{e:#}"));
+                e
+            },
+        )
     }
 
     /// The image a name stands for (`--build-context name=docker-image://REF`).
@@ -249,6 +279,7 @@ fn build_inner(
         }
     };
     let (ignore, _) = dockerignore::load_for_build(&req.context, df_path.as_deref())?;
+    preflight::check(req)?;
     let store = Store::open(&req.root)
         .with_context(|| format!("opening the store {}", req.root.display()))?;
     let df = frontend::parse(&file_name, &text).map_err(|d| anyhow!("{d}"))?;
@@ -264,9 +295,7 @@ fn build_inner(
     };
     let graph = frontend::lower(&df, &opts, &resolver).map_err(|d| anyhow!("{d}"))?;
     for w in &graph.warnings {
-        if !req.quiet {
-            eprintln!("warning: {w}");
-        }
+        warn(req, &w.to_string());
     }
     let plan = plan::plan(&graph)?;
     let index = ChecksumIndex::open(&req.root, &req.context)?;
@@ -274,20 +303,23 @@ fn build_inner(
         flavor: cache::layer::MediaFlavor::Docker,
         ..Default::default()
     };
+    let mut executor = Executor::new(
+        &store,
+        req.userns,
+        req.isolation,
+        req.snapshotter,
+        req.verbose,
+    );
+    executor.step_sandbox = req.step_sandbox.clone();
     let ctx = Ctx {
         req,
         store: &store,
         sink,
+        tasks: crate::progress::Tasks::new(sink, plan.nodes.len() + 1),
         ignore,
         index,
         records: RecordStore::new(&req.root),
-        executor: Executor::new(
-            &store,
-            req.userns,
-            req.isolation,
-            req.snapshotter,
-            req.verbose,
-        ),
+        executor,
         write_opts,
         ran,
         cached,
@@ -303,13 +335,18 @@ fn build_inner(
                 .unwrap_or_else(|| file_name.clone())
         ),
         tails: Mutex::new(BTreeMap::new()),
-        imported: remote_cache::Imported::load(&store, &req.cache_from, &|w| {
-            if !req.quiet {
-                eprintln!("warning: {w}");
-            }
-        }),
+        // --no-cache reads no cache at all: an unreachable --cache-from
+        // costs nothing then.
+        imported: if req.no_cache {
+            remote_cache::Imported::default()
+        } else {
+            remote_cache::Imported::load(&store, &req.cache_from, &|w| warn(req, &w))
+        },
         results: Mutex::new(BTreeMap::new()),
+        records_out: Mutex::new(BTreeMap::new()),
         named,
+        stage_names: resolver::stage_names(&df),
+        unresolved: Mutex::new(BTreeMap::new()),
         first_failure: Mutex::new(None),
         context_view: std::sync::OnceLock::new(),
         probed: Mutex::new(BTreeMap::new()),
@@ -317,13 +354,15 @@ fn build_inner(
     // Stages only a cache hit reads are not run (BuildKit's lazy solve).
     let probes = lazy::probe(&ctx, &graph, &plan);
     let needed = lazy::needed(&plan, &probes);
+    sink.planned(progress_plan::shown(&graph, &plan, &needed, &probes));
+    let prefetch = progress_plan::prefetch(&graph, &plan, &needed, &probes);
     let outputs = schedule::run(
         &plan.nodes,
         &[plan.target],
         req.jobs,
         |i, v, inputs: &[FsState]| {
             if needed[i] {
-                run_vertex(&ctx, &graph, &plan, i, v, inputs)
+                run_vertex(&ctx, &graph, &plan, i, v, inputs, prefetch[i])
             } else {
                 Ok(lazy::skipped(&ctx, &graph, &plan, i, v, &probes[i]))
             }
@@ -360,21 +399,46 @@ fn build_inner(
             bail!("{msg}");
         }
     };
-    let results = ctx
-        .results
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let exported = remote_cache::Exported {
+        entries: ctx
+            .results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+        records: ctx
+            .records_out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+    };
     let state = outputs[plan.target]
         .clone()
         .ok_or_else(|| anyhow!("internal: the target produced nothing"))?;
-    remote_cache::export(&store, &req.cache_to, &results, &state.chain_keys)?;
+    remote_cache::export(
+        &store,
+        &req.cache_to,
+        &exported,
+        &state.chain_keys,
+        &ctx.tasks,
+        &|w| warn(req, &w),
+    )?;
     let inline = req
         .cache_to
         .iter()
         .any(|c| matches!(c, crate::options::CacheTo::Inline))
-        .then(|| remote_cache::inline_entries(&results, &state.chain_keys));
+        .then(|| remote_cache::inline_entries(&exported, &state.chain_keys));
     finish_image(&ctx, &graph, &resolver, &state, inline)
+}
+
+/// A warning on stderr, unless `-q`. A Dockerfile diagnostic already says
+/// `warning: ` itself.
+fn warn(req: &BuildRequest, w: &str) {
+    if !req.quiet {
+        match w.strip_prefix("warning: ") {
+            Some(rest) => eprintln!("warning: {rest}"),
+            None => eprintln!("warning: {w}"),
+        }
+    }
 }
 
 fn emit(ctx: &Ctx, step: usize, kind: EventKind) {
@@ -388,6 +452,7 @@ fn run_vertex(
     i: usize,
     v: &Vertex,
     inputs: &[FsState],
+    prefetch: bool,
 ) -> anyhow::Result<FsState> {
     let name = plan.progress_name(graph, v);
     match *v {
@@ -401,6 +466,18 @@ fn run_vertex(
                 } => {
                     emit(ctx, i, EventKind::Started { name: name.clone() });
                     let layers = source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?;
+                    // The next step runs on these layers: download them
+                    // here, so the pull shows with its time and bytes.
+                    if prefetch {
+                        let mut bytes = 0;
+                        for l in &layers {
+                            if !ctx.store.blobs().has(&l.desc.digest) {
+                                source::ensure_blob(ctx.store, l)?;
+                                bytes += l.desc.size;
+                                emit(ctx, i, EventKind::Bytes { bytes });
+                            }
+                        }
+                    }
                     emit(ctx, i, EventKind::Finished);
                     Ok(FsState {
                         layers,
@@ -467,6 +544,17 @@ fn run_step(
         key: key.clone(),
         facts,
     };
+    // Where the step is in the Dockerfile, without this checkout's paths:
+    // the identity its record travels under in an exported cache.
+    let portable = format!(
+        "{}\0{}",
+        st.name.clone().unwrap_or_else(|| st.id.to_string()),
+        step_idx
+    );
+    ctx.records_out
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(portable.clone(), record.portable());
     let disabled = cache_disabled(ctx.req, st);
     let lookup_local = || -> anyhow::Result<Option<CachedResult>> {
         if disabled {
@@ -531,7 +619,14 @@ fn run_step(
         let reason = if disabled {
             MissReason::Disabled
         } else {
-            explain(ctx.records.load(&identity).as_ref(), &record)
+            // This store's last run of the step, else the record an
+            // imported cache carries (a fresh CI runner), compared in the
+            // form it travels in.
+            match (ctx.records.load(&identity), ctx.imported.record(&portable)) {
+                (Some(local), _) => explain(Some(&local), &record),
+                (None, Some(remote)) => explain(Some(remote), &record.portable()),
+                (None, None) => explain(None, &record),
+            }
         };
         emit(
             ctx,

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ops::{CachedResult, Layer};
 use crate::options::{CacheFrom, CacheTo};
+use crate::solver::explain::StepRecord;
 
 /// The artifact type of a strata cache in a registry.
 pub const CACHE_ARTIFACT: &str = "application/vnd.strata.cache.v1+json";
@@ -39,6 +40,12 @@ pub const INLINE_CONFIG_KEY: &str = "strata.cache.v1";
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CacheDoc {
     entries: BTreeMap<String, CachedResult>,
+    /// What each exported step's key was made of, by the step's place in
+    /// the Dockerfile (`explain_identity`): a fresh runner's
+    /// `--explain-cache` compares its own step with it and names the input
+    /// that changed. Absent in caches written before it existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    explain: BTreeMap<String, StepRecord>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +61,8 @@ enum Origin {
 #[derive(Debug, Default)]
 pub struct Imported {
     entries: BTreeMap<String, (CachedResult, Origin)>,
+    /// Step records of the sources, by portable step identity.
+    explain: BTreeMap<String, StepRecord>,
 }
 
 impl Imported {
@@ -75,13 +84,22 @@ impl Imported {
                     for (k, v) in doc.entries {
                         out.entries.entry(k).or_insert((v, origin.clone()));
                     }
+                    for (k, v) in doc.explain {
+                        out.explain.entry(k).or_insert(v);
+                    }
                 }
                 Err(e) => warn(format!(
-                    "--cache-from {s:?} is not usable, building without it: {e:#}"
+                    "--cache-from {s} is not usable, building without it: {e:#}"
                 )),
             }
         }
         out
+    }
+
+    /// The record an imported cache carries for the step at `identity`
+    /// (see [`Exported`]), for `--explain-cache` on a fresh runner.
+    pub fn record(&self, identity: &str) -> Option<&StepRecord> {
+        self.explain.get(identity)
     }
 
     /// The result for `key` if a source has it, without fetching its blob.
@@ -182,16 +200,33 @@ fn min_entries(
         .collect()
 }
 
+/// What a build hands to the cache exports: every step result by key, and
+/// every step's record by its portable identity (stage and step, not the
+/// checkout's path, so that another runner's build of the same Dockerfile
+/// finds it).
+#[derive(Debug, Default, Clone)]
+pub struct Exported {
+    pub entries: BTreeMap<String, CachedResult>,
+    pub records: BTreeMap<String, StepRecord>,
+}
+
+impl Exported {
+    /// A document of `entries` with the records of exactly those steps.
+    fn doc(&self, entries: BTreeMap<String, CachedResult>) -> CacheDoc {
+        let explain = self
+            .records
+            .iter()
+            .filter(|(_, r)| entries.contains_key(&r.key))
+            .map(|(i, r)| (i.clone(), r.clone()))
+            .collect();
+        CacheDoc { entries, explain }
+    }
+}
+
 /// The inline cache document for the image config (`mode=min`; its layers
 /// are the image's own).
-pub fn inline_entries(
-    entries: &BTreeMap<String, CachedResult>,
-    chain: &[String],
-) -> serde_json::Value {
-    serde_json::to_value(CacheDoc {
-        entries: min_entries(entries, chain),
-    })
-    .unwrap_or_default()
+pub fn inline_entries(exported: &Exported, chain: &[String]) -> serde_json::Value {
+    serde_json::to_value(exported.doc(min_entries(&exported.entries, chain))).unwrap_or_default()
 }
 
 /// `config` with an inline cache document added.
@@ -207,80 +242,121 @@ pub fn with_inline_cache(config: &[u8], doc: serde_json::Value) -> anyhow::Resul
 /// Writes the results of this build to every `--cache-to` but `inline`
 /// (which the image config carries): every result with `mode=max`, those
 /// in `chain` (the final image's steps) with `mode=min`.
+/// A target with `ignore-error=true` that fails is reported through `warn`
+/// and skipped; any other failure fails the build.
 pub fn export(
     store: &Store,
     targets: &[CacheTo],
-    entries: &BTreeMap<String, CachedResult>,
+    exported: &Exported,
     chain: &[String],
+    tasks: &crate::progress::Tasks,
+    warn: &dyn Fn(String),
 ) -> anyhow::Result<()> {
     for t in targets {
         let max = match t {
             CacheTo::Inline => continue,
             CacheTo::Local { max, .. } | CacheTo::Registry { max, .. } => *max,
         };
-        let doc = CacheDoc {
-            entries: if max {
-                entries.clone()
-            } else {
-                min_entries(entries, chain)
-            },
-        };
-        let layers: Vec<&Layer> = doc
-            .entries
-            .values()
-            .filter_map(|r| r.layer.as_ref())
-            .collect();
-        match t {
-            CacheTo::Inline => {}
-            CacheTo::Local { dest, .. } => {
-                let blobs = dest.join("blobs/sha256");
-                std::fs::create_dir_all(&blobs)
-                    .with_context(|| format!("--cache-to: creating {}", blobs.display()))?;
-                for l in &layers {
-                    crate::ops::source::ensure_blob(store, l)?;
-                    let to = blobs.join(l.desc.digest.hex());
-                    if !to.exists() {
-                        let tmp = tempfile::NamedTempFile::new_in(&blobs)?;
-                        std::fs::copy(store.blobs().path(&l.desc.digest), tmp.path())?;
-                        tmp.persist(&to)
-                            .map_err(|e| anyhow!("--cache-to: {}", e.error))?;
-                    }
-                }
-                let tmp = tempfile::NamedTempFile::new_in(dest)?;
-                serde_json::to_writer(&tmp, &doc)?;
-                tmp.persist(dest.join(LOCAL_INDEX))
-                    .map_err(|e| anyhow!("--cache-to: {}", e.error))?;
-            }
-            CacheTo::Registry { reference, .. } => {
-                let r = Reference::parse(reference)
-                    .map_err(|e| anyhow!("--cache-to ref={reference}: {e}"))?;
-                let client = RegistryClient::from_env()?;
-                let repo = registry::pull::repo_of(&r);
-                let mut descs = Vec::new();
-                for l in &layers {
-                    crate::ops::source::ensure_blob(store, l)?;
-                    registry::push_store_blob(&client, store, &repo, &l.desc, None)
-                        .with_context(|| format!("--cache-to: pushing layer {}", l.desc.digest))?;
-                    descs.push(l.desc.clone());
-                }
-                descs.sort_by_key(|d| d.digest.to_string());
-                descs.dedup_by(|a, b| a.digest == b.digest);
-                let config = SmallBlob {
-                    media_type: CACHE_ARTIFACT.into(),
-                    data: serde_json::to_vec(&doc)?,
-                };
-                registry::put_artifact(
-                    &client,
-                    &repo,
-                    &registry::pull::registry_ref(&r),
-                    CACHE_ARTIFACT,
-                    Some(&config),
-                    &[],
-                    &descs,
-                )
-                .with_context(|| format!("--cache-to: writing the cache manifest {reference}"))?;
+        let doc = exported.doc(if max {
+            exported.entries.clone()
+        } else {
+            min_entries(&exported.entries, chain)
+        });
+        let task = tasks.start(format!("exporting cache to {t}"));
+        let result = export_one(store, t, &doc);
+        if let Ok(bytes) = &result {
+            task.bytes(*bytes);
+            task.line(format!(
+                "{} steps, {} with a layer",
+                doc.entries.len(),
+                doc.entries.values().filter(|r| r.layer.is_some()).count()
+            ));
+        }
+        task.end(&result);
+        match result {
+            Ok(_) => {}
+            Err(e) if t.ignores_errors() => warn(format!(
+                "--cache-to {t}: the cache was not exported (ignore-error=true): {e:#}"
+            )),
+            Err(e) => {
+                return Err(e.context(format!(
+                    "--cache-to {t} failed (add ignore-error=true to build anyway)"
+                )));
             }
         }
     }
     Ok(())
+}
+
+/// Writes one cache document and its layer blobs to `t`; returns the bytes
+/// of layer blobs written (those already there are not counted).
+fn export_one(store: &Store, t: &CacheTo, doc: &CacheDoc) -> anyhow::Result<u64> {
+    let mut sent = 0;
+    let layers: Vec<&Layer> = doc
+        .entries
+        .values()
+        .filter_map(|r| r.layer.as_ref())
+        .collect();
+    match t {
+        CacheTo::Inline => {}
+        CacheTo::Local { dest, .. } => {
+            let blobs = dest.join("blobs/sha256");
+            std::fs::create_dir_all(&blobs)
+                .with_context(|| format!("creating {}", blobs.display()))?;
+            for l in &layers {
+                crate::ops::source::ensure_blob(store, l)?;
+                let to = blobs.join(l.desc.digest.hex());
+                if !to.exists() {
+                    sent += l.desc.size;
+                    let tmp = tempfile::NamedTempFile::new_in(&blobs)
+                        .with_context(|| format!("writing into {}", blobs.display()))?;
+                    std::fs::copy(store.blobs().path(&l.desc.digest), tmp.path())
+                        .with_context(|| format!("copying layer {}", l.desc.digest))?;
+                    tmp.persist(&to)
+                        .map_err(|e| anyhow!("{}: {}", to.display(), e.error))?;
+                }
+            }
+            let tmp = tempfile::NamedTempFile::new_in(dest)
+                .with_context(|| format!("writing into {}", dest.display()))?;
+            serde_json::to_writer(&tmp, &doc)?;
+            let index = dest.join(LOCAL_INDEX);
+            tmp.persist(&index)
+                .map_err(|e| anyhow!("{}: {}", index.display(), e.error))?;
+        }
+        CacheTo::Registry { reference, .. } => {
+            let r = Reference::parse(reference).map_err(|e| anyhow!("ref={reference}: {e}"))?;
+            let client = RegistryClient::from_env()?;
+            let repo = registry::pull::repo_of(&r);
+            let mut descs = Vec::new();
+            for l in &layers {
+                crate::ops::source::ensure_blob(store, l)?;
+                let how = registry::push_store_blob(&client, store, &repo, &l.desc, None)
+                    .with_context(|| format!("pushing layer {}", l.desc.digest))?;
+                if matches!(
+                    how,
+                    registry::BlobPushed::Monolithic | registry::BlobPushed::Chunked
+                ) {
+                    sent += l.desc.size;
+                }
+                descs.push(l.desc.clone());
+            }
+            descs.sort_by_key(|d| d.digest.to_string());
+            descs.dedup_by(|a, b| a.digest == b.digest);
+            let config = SmallBlob {
+                media_type: CACHE_ARTIFACT.into(),
+                data: serde_json::to_vec(&doc)?,
+            };
+            registry::put_artifact(
+                &client,
+                &repo,
+                &registry::pull::registry_ref(&r),
+                CACHE_ARTIFACT,
+                Some(&config),
+                &[],
+                &descs,
+            )
+            .with_context(|| format!("writing the cache manifest {reference}"))?;
+        }
+    }
+    Ok(sent)
 }

@@ -52,7 +52,7 @@ impl<'a> StoreResolver<'a> {
                 }
             }
             other => cache::transport::resolve_source(self.store, &other, &platform)?
-                .ok_or_else(|| anyhow::anyhow!("{reference} holds no image for {platform:?}"))?,
+                .ok_or_else(|| anyhow::anyhow!("{reference} holds no image for {platform}"))?,
         };
         let raw: serde_json::Value = serde_json::from_slice(img.config.raw())?;
         let config: ImageConfig = match raw.get("config") {
@@ -104,4 +104,42 @@ impl ImageResolver for StoreResolver<'_> {
 pub fn resolve_for_copy(store: &Store, reference: &str, pull: bool) -> anyhow::Result<String> {
     let r = StoreResolver::new(store, pull);
     Ok(r.lookup(reference)?.digest)
+}
+
+/// The error of a `COPY --from=NAME` (or `--mount=from=NAME`) whose NAME is
+/// no stage and could not be pulled as an image either. BuildKit tries such
+/// a name as an image too; a bare word is far more often a mistyped stage,
+/// so that is said first, and the registry's answer after it.
+pub fn not_a_stage(stages: &[String], flag: &str, name: &str, err: anyhow::Error) -> anyhow::Error {
+    let bare = !name.contains(['/', ':', '@']);
+    if !bare {
+        return err.context(format!("{flag}={name}: cannot resolve the image {name}"));
+    }
+    let known = if stages.is_empty() {
+        "this Dockerfile names no stage".to_string()
+    } else {
+        format!("the stages are {}", stages.join(", "))
+    };
+    let image = cache::reference::Reference::parse(name)
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| name.to_string());
+    anyhow::anyhow!(
+        "{flag}={name}: no stage is named {name} ({known}); as an image, {image} could not be pulled either: {err:#}"
+    )
+}
+
+/// The stage names a Dockerfile declares (`FROM … AS name`), all of them:
+/// the build graph holds only the stages the target needs.
+pub fn stage_names(df: &frontend::ast::Dockerfile) -> Vec<String> {
+    df.instructions
+        .iter()
+        .filter(|i| i.kind == frontend::ast::Keyword::From)
+        .filter_map(|i| {
+            let words: Vec<&str> = i.args_text.value.split_whitespace().collect();
+            match words.as_slice() {
+                [.., kw, name] if kw.eq_ignore_ascii_case("as") => Some(name.to_string()),
+                _ => None,
+            }
+        })
+        .collect()
 }

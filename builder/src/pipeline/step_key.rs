@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use frontend::{CopySource, FileKind, Op};
 
-use super::{Ctx, copy_spec, f_sources, key_dest, resolver};
+use super::{Ctx, copy_spec, f_sources, key_dest};
 use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
 use crate::context::dockerignore::{self, Matcher};
 use crate::context::select::{CopySpec, Selection, select};
@@ -63,6 +63,11 @@ pub(super) fn step_key(
         if matches!(step.op, Op::File(_)) {
             o.insert("placement".into(), "in-image".into());
         }
+        // `--add-host`, `--shm-size`, `--ulimit` are part of what a RUN
+        // step runs with, as in BuildKit's exec op.
+        if let (Op::Exec(_), Some(part)) = (&step.op, ctx.req.step_sandbox.key_part()) {
+            o.insert("sandbox".into(), part);
+        }
     }
     let def_digest = definition_digest(&def);
     let mut facts: BTreeMap<String, String> = BTreeMap::new();
@@ -97,11 +102,7 @@ pub(super) fn step_key(
                         frontend::runmount::MountType::Secret | frontend::runmount::MountType::Ssh
                     )
                 {
-                    let d = resolver::resolve_for_copy(
-                        ctx.store,
-                        &ctx.real_ref(reference),
-                        ctx.req.pull,
-                    )?;
+                    let d = ctx.resolve_image(reference, "--mount from")?;
                     facts.insert(format!("base:{reference}"), d.clone());
                     digests.push(d);
                 }
@@ -133,8 +134,7 @@ pub(super) fn step_key(
                 _ => None,
             };
             if let (CopySource::Image { reference }, None) = (&f.from, &named_dir) {
-                let r =
-                    resolver::resolve_for_copy(ctx.store, &ctx.real_ref(reference), ctx.req.pull)?;
+                let r = ctx.resolve_image(reference, "--from")?;
                 facts.insert("base".into(), r.clone());
                 image_source = Some((reference.clone(), r));
             }

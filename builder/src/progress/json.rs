@@ -47,6 +47,7 @@ impl Sink for JsonSink {
             EventKind::Cached { name } => ("cached", json!({"name": name})),
             EventKind::Output { line } => ("output", json!({"line": line})),
             EventKind::Explain { reason } => ("cache_miss", json!({"reason": reason})),
+            EventKind::Bytes { bytes } => ("bytes", json!({"bytes": bytes})),
             EventKind::Finished => ("finished", json!({})),
             EventKind::Failed { error } => ("failed", json!({"error": error})),
         };

@@ -36,6 +36,10 @@ pub enum EventKind {
     Explain {
         reason: String,
     },
+    /// Bytes a pull, push or cache export moved so far (a running total).
+    Bytes {
+        bytes: u64,
+    },
     Finished,
     Failed {
         error: String,
@@ -115,6 +119,71 @@ pub fn human_size(n: u64) -> String {
 pub trait Sink: Send + Sync {
     fn event(&self, e: &Event);
     fn finish(&self, summary: &Summary);
+    /// `more` entries will be shown (steps, then each task as it starts):
+    /// the total of the tty's `(7/10)` header.
+    fn planned(&self, _more: usize) {}
+}
+
+/// Work that is not a Dockerfile step — a push, a cache export, a base
+/// image download — shown like one, numbered after the steps.
+pub struct Tasks<'a> {
+    sink: &'a dyn Sink,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> Tasks<'a> {
+    /// Tasks numbered from `first` on.
+    pub fn new(sink: &'a dyn Sink, first: usize) -> Tasks<'a> {
+        Tasks {
+            sink,
+            next: std::sync::atomic::AtomicUsize::new(first),
+        }
+    }
+
+    /// Starts a task called `name`.
+    pub fn start(&self, name: impl Into<String>) -> Task<'_> {
+        let step = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.sink.planned(1);
+        self.sink
+            .event(&Event::now(step, EventKind::Started { name: name.into() }));
+        Task {
+            sink: self.sink,
+            step,
+        }
+    }
+}
+
+/// One running [`Tasks`] entry.
+pub struct Task<'a> {
+    sink: &'a dyn Sink,
+    step: usize,
+}
+
+impl Task<'_> {
+    /// A line of detail (`3 layers pushed, 1 mounted`).
+    pub fn line(&self, line: impl Into<String>) {
+        self.sink.event(&Event::now(
+            self.step,
+            EventKind::Output { line: line.into() },
+        ));
+    }
+
+    /// The bytes moved so far.
+    pub fn bytes(&self, bytes: u64) {
+        self.sink
+            .event(&Event::now(self.step, EventKind::Bytes { bytes }));
+    }
+
+    /// Ends the task, well or with `error`.
+    pub fn end<T>(self, r: &anyhow::Result<T>) {
+        let kind = match r {
+            Ok(_) => EventKind::Finished,
+            Err(e) => EventKind::Failed {
+                error: format!("{e:#}"),
+            },
+        };
+        self.sink.event(&Event::now(self.step, kind));
+    }
 }
 
 /// `--progress quiet` (and `-q`): nothing.

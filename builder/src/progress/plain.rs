@@ -58,6 +58,9 @@ impl Sink for PlainSink {
                 writeln!(st.out, "{header}#{n} {secs:.3} {line}")
             }
             EventKind::Explain { reason } => writeln!(st.out, "#{n} cache miss: {reason}"),
+            EventKind::Bytes { bytes } => {
+                writeln!(st.out, "#{n} {} transferred", super::human_size(*bytes))
+            }
             EventKind::Finished => {
                 let secs = st
                     .started

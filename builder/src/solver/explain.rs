@@ -112,6 +112,60 @@ pub fn explain(previous: Option<&StepRecord>, current: &StepRecord) -> MissReaso
     MissReason::Changed(diffs)
 }
 
+/// The most context files an exported record names one by one.
+pub const MAX_PORTABLE_FILES: usize = 5000;
+
+impl StepRecord {
+    /// The record as an exported cache carries it: build-arg and
+    /// environment values are replaced by their hash, so a registry cache
+    /// does not publish a token someone passed as a build arg, while a
+    /// fresh runner can still tell that a value changed (it compares its
+    /// own record in this form).
+    ///
+    /// A step reading more than [`MAX_PORTABLE_FILES`] context files keeps
+    /// one combined fact for them, so the exported cache stays small.
+    pub fn portable(&self) -> StepRecord {
+        let files = self
+            .facts
+            .keys()
+            .filter(|k| k.starts_with("context:"))
+            .count();
+        let mut combined = blake3::Hasher::new();
+        let mut facts: BTreeMap<String, String> = self
+            .facts
+            .iter()
+            .map(|(k, v)| {
+                if k.starts_with("arg:") || k.starts_with("env:") {
+                    (
+                        k.clone(),
+                        format!("blake3:{}", blake3::hash(v.as_bytes()).to_hex()),
+                    )
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .filter(|(k, v)| {
+                let fold = files > MAX_PORTABLE_FILES && k.starts_with("context:");
+                if fold {
+                    combined.update(k.as_bytes());
+                    combined.update(v.as_bytes());
+                }
+                !fold
+            })
+            .collect();
+        if files > MAX_PORTABLE_FILES {
+            facts.insert(
+                format!("context:({files} files)"),
+                combined.finalize().to_hex().to_string(),
+            );
+        }
+        StepRecord {
+            key: self.key.clone(),
+            facts,
+        }
+    }
+}
+
 /// Where step records live.
 #[derive(Debug, Clone)]
 pub struct RecordStore {
@@ -185,6 +239,17 @@ mod tests {
         assert!(text.contains("context file /c added"), "{text}");
         assert!(text.contains("context file /b removed"), "{text}");
         assert!(!text.contains("/a"), "{text}");
+    }
+
+    #[test]
+    fn portable_records_hide_values_but_still_tell_changes() {
+        let before = rec(&[("arg:TOKEN", "secret1"), ("context:a", "d1")]).portable();
+        assert!(!serde_json::to_string(&before).unwrap().contains("secret1"));
+        let after = rec(&[("arg:TOKEN", "secret2"), ("context:a", "d1")]).portable();
+        assert_eq!(
+            explain(Some(&before), &after).describe(),
+            "build arg TOKEN changed"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub use config::ImageConfig;
 pub use descriptor::Descriptor;
 pub use manifest::{Index, Manifest, ParsedManifest};
 pub use media_type::{LayerCompression, ManifestFormat};
-pub use write::{to_oci, write_image};
+pub use write::{to_oci, with_annotations, write_image};
 
 use crate::cas::BlobStore;
 use crate::digest::Digest;

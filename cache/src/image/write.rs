@@ -88,6 +88,35 @@ pub fn write_image(
     })
 }
 
+/// The same image with `annotations` on its manifest (`--annotation`),
+/// written with OCI media types: Docker's schema 2 manifest has no
+/// annotations field. Blobs are unchanged, so the image ID stays; the new
+/// manifest is stored.
+pub fn with_annotations(
+    blobs: &BlobStore,
+    image: &Image,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<Image> {
+    let oci = to_oci(blobs, image)?;
+    if annotations.is_empty() {
+        return Ok(oci);
+    }
+    let mut manifest = oci.manifest.clone();
+    manifest
+        .annotations
+        .extend(annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let manifest_raw = serde_json::to_vec(&manifest)
+        .map_err(|e| invalid(format!("cannot serialize the annotated manifest: {e}")))?;
+    let manifest_digest = blobs.put_bytes(&manifest_raw, None)?;
+    Ok(Image {
+        manifest_digest,
+        manifest_raw,
+        manifest,
+        config: image.config.clone(),
+        index_digest: None,
+    })
+}
+
 /// The same image with OCI media types: manifest, config and layer types
 /// translated, blobs unchanged (so the image ID stays; the manifest digest
 /// changes). OCI layout readers (skopeo's `oci:`, umoci) skip descriptors

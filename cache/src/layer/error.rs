@@ -10,12 +10,11 @@ use std::path::PathBuf;
 pub enum LayerError {
     /// An I/O error on a file of the host (a source file, the destination
     /// directory, the output writer).
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {cause}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// An entry whose path (or link target) would land outside the root it is
     /// unpacked into. Nothing is written for it.
@@ -26,10 +25,10 @@ pub enum LayerError {
     Invalid { entry: PathBuf, reason: String },
     /// The tar stream itself is broken (bad header, truncated data).
     #[error("reading layer stream: {0}")]
-    Stream(#[source] io::Error),
+    Stream(io::Error),
     /// Writing the layer to its output failed.
     #[error("writing layer output: {0}")]
-    Output(#[source] io::Error),
+    Output(io::Error),
 }
 
 impl LayerError {
@@ -37,7 +36,7 @@ impl LayerError {
         LayerError::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 

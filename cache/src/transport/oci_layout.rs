@@ -151,10 +151,10 @@ pub fn export_tar(store: &Store, items: &[SaveItem], dest: &Path) -> Result<()> 
 }
 
 fn write_file_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
-    let mut tmp = partial_file(dir)?;
-    tmp.write_all(data).ctx("write", tmp.path())?;
-    tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
     let dest = dir.join(name);
+    let mut tmp = partial_file(dir)?;
+    tmp.write_all(data).ctx("write", &dest)?;
+    tmp.as_file().sync_all().ctx("write", &dest)?;
     tmp.persist(&dest)
         .map_err(|e| e.error)
         .ctx("replace", &dest)?;
@@ -179,7 +179,7 @@ fn copy_blob(blobs: &BlobStore, digest: &Digest, blob_dir: &Path) -> Result<()> 
             Err(e) => return Err(e).ctx("read blob", &blobs.path(digest)),
         };
         h.update(&buf[..n]);
-        tmp.write_all(&buf[..n]).ctx("write", tmp.path())?;
+        tmp.write_all(&buf[..n]).ctx("write blob", &dest)?;
     }
     let actual = h.finalize();
     if &actual != digest {
@@ -192,7 +192,7 @@ fn copy_blob(blobs: &BlobStore, digest: &Digest, blob_dir: &Path) -> Result<()> 
             actual,
         });
     }
-    tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
+    tmp.as_file().sync_all().ctx("write blob", &dest)?;
     tmp.persist(&dest)
         .map_err(|e| e.error)
         .ctx("write blob", &dest)?;
@@ -226,7 +226,7 @@ impl BlobSource for LayoutDir<'_> {
                 Error::Io {
                     op: "open",
                     path: p.clone(),
-                    source: e,
+                    cause: e,
                 }
             }
         })?;

@@ -50,7 +50,7 @@ pub fn import_rootfs(store: &Store, path: &Path, opts: &RootfsImport) -> Result<
     io::copy(&mut input, &mut sink).map_err(|e| Error::Io {
         op: "read and compress",
         path: path.to_path_buf(),
-        source: e,
+        cause: e,
     })?;
     let (layer, writer) = sink.finish().ctx("finish compressing", path)?;
     let (digest, size) = writer.commit(Some(&layer.digest))?;

@@ -58,22 +58,29 @@ impl TarOut {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        // Errors name `dest`, not the temp file's internal name: that is
+        // the file the user asked for.
         let tmp = partial_file(dir)?;
-        let tmp = self.write_into(blobs, tmp)?;
-        tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
+        let tmp = self.write_into(blobs, tmp, dest)?;
+        tmp.as_file().sync_all().ctx("write archive", dest)?;
         let mut perm = fs::metadata(tmp.path())
-            .ctx("stat", tmp.path())?
+            .ctx("write archive", dest)?
             .permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
-        fs::set_permissions(tmp.path(), perm).ctx("chmod", tmp.path())?;
+        fs::set_permissions(tmp.path(), perm).ctx("write archive", dest)?;
         tmp.persist(dest)
             .map_err(|e| e.error)
             .ctx("move the archive into place at", dest)?;
         sync_dir(dir)
     }
 
-    fn write_into(self, blobs: &BlobStore, tmp: NamedTempFile) -> Result<NamedTempFile> {
-        let path = tmp.path().to_path_buf();
+    fn write_into(
+        self,
+        blobs: &BlobStore,
+        tmp: NamedTempFile,
+        dest: &Path,
+    ) -> Result<NamedTempFile> {
+        let path = dest.to_path_buf();
         let out = BufWriter::with_capacity(1 << 20, tmp);
         let mut b = tar::Builder::new(out);
         b.mode(tar::HeaderMode::Deterministic);
@@ -109,7 +116,7 @@ impl TarOut {
                         .map_err(|e| Error::Io {
                             op: "copy blob into archive",
                             path: blobs.path(&digest),
-                            source: e,
+                            cause: e,
                         })?;
                     let actual = r.hasher.finalize();
                     if actual != digest {
@@ -149,13 +156,13 @@ pub(crate) fn new_partial(dir: &Path) -> Result<NamedTempFile> {
     let tmp = tempfile::Builder::new()
         .prefix(PARTIAL_PREFIX)
         .tempfile_in(dir)
-        .ctx("create a temp file in", dir)?;
+        .ctx("write into", dir)?;
     rustix::fs::flock(
         tmp.as_file(),
         rustix::fs::FlockOperation::NonBlockingLockExclusive,
     )
     .map_err(io::Error::from)
-    .ctx("lock", tmp.path())?;
+    .ctx("lock a temp file in", dir)?;
     Ok(tmp)
 }
 

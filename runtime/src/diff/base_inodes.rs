@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use super::DiffError;
 
 /// Bytes of a saved record before its path.
-const RECORD_HEAD: usize = 8 + 4 + 8 + 4 + 4;
+const RECORD_HEAD: usize = 8 + 4 + 8 + 4 + 8 + 4 + 4;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BaseInodes {
@@ -37,15 +37,31 @@ struct Identity {
     generation: u32,
     birth_secs: i64,
     birth_nanos: u32,
+    /// Not part of the identity: a change of it says the object was
+    /// written or its metadata touched (see [`BaseInodes::touched`]).
+    ctime_secs: i64,
+    ctime_nanos: u32,
 }
 
 impl Identity {
+    fn same_object(&self, other: &Identity) -> bool {
+        (self.ino, self.generation, self.birth_secs, self.birth_nanos)
+            == (
+                other.ino,
+                other.generation,
+                other.birth_secs,
+                other.birth_nanos,
+            )
+    }
+
     fn of(path: &Path, md: &std::fs::Metadata) -> Identity {
         let mut id = Identity {
             ino: md.ino(),
             generation: 0,
             birth_secs: 0,
             birth_nanos: 0,
+            ctime_secs: md.ctime(),
+            ctime_nanos: u32::try_from(md.ctime_nsec()).unwrap_or(0),
         };
         if md.is_dir() {
             id.generation = generation(path).unwrap_or(0);
@@ -85,7 +101,18 @@ impl BaseInodes {
     pub fn is_original(&self, rel: &Path, abs: &Path, md: &std::fs::Metadata) -> bool {
         self.by_path
             .get(rel)
-            .is_some_and(|recorded| *recorded == Identity::of(abs, md))
+            .is_some_and(|recorded| recorded.same_object(&Identity::of(abs, md)))
+    }
+
+    /// Whether the object at `rel` (a non-directory, metadata `md`) was
+    /// written to or had its metadata set since it was recorded, even if
+    /// everything a diff compares came out the same: its ctime moved. A
+    /// file rewritten in place with its size and mtime restored is found
+    /// this way, and then told apart by its content.
+    pub fn touched(&self, rel: &Path, md: &std::fs::Metadata) -> bool {
+        self.by_path.get(rel).is_some_and(|r| {
+            (r.ctime_secs, i64::from(r.ctime_nanos)) != (md.ctime(), md.ctime_nsec())
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -115,7 +142,8 @@ impl BaseInodes {
 
     /// Writes the table to `file` (via a temporary file and a rename).
     /// Format: repeated `ino: u64, generation: u32, birth secs: i64, birth
-    /// nanos: u32, path len: u32` (all little-endian), then the path bytes.
+    /// nanos: u32, ctime secs: i64, ctime nanos: u32, path len: u32` (all
+    /// little-endian), then the path bytes.
     pub fn save(&self, file: &Path) -> Result<(), DiffError> {
         let tmp = file.with_extension("tmp");
         let f = std::fs::File::create(&tmp).map_err(|e| DiffError::io("create", &tmp, e))?;
@@ -131,6 +159,8 @@ impl BaseInodes {
             record.extend_from_slice(&id.generation.to_le_bytes());
             record.extend_from_slice(&id.birth_secs.to_le_bytes());
             record.extend_from_slice(&id.birth_nanos.to_le_bytes());
+            record.extend_from_slice(&id.ctime_secs.to_le_bytes());
+            record.extend_from_slice(&id.ctime_nanos.to_le_bytes());
             record.extend_from_slice(&len.to_le_bytes());
             record.extend_from_slice(bytes);
             w.write_all(&record)
@@ -166,8 +196,10 @@ impl BaseInodes {
                 generation: u32::from_le_bytes(field(8, 12).try_into().map_err(|_| corrupt())?),
                 birth_secs: i64::from_le_bytes(field(12, 20).try_into().map_err(|_| corrupt())?),
                 birth_nanos: u32::from_le_bytes(field(20, 24).try_into().map_err(|_| corrupt())?),
+                ctime_secs: i64::from_le_bytes(field(24, 32).try_into().map_err(|_| corrupt())?),
+                ctime_nanos: u32::from_le_bytes(field(32, 36).try_into().map_err(|_| corrupt())?),
             };
-            let len = u32::from_le_bytes(field(24, 28).try_into().map_err(|_| corrupt())?);
+            let len = u32::from_le_bytes(field(36, 40).try_into().map_err(|_| corrupt())?);
             let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| corrupt())?];
             r.read_exact(&mut bytes).map_err(|_| corrupt())?;
             table

@@ -8,7 +8,8 @@
 //! e.g. `mv` over it, even with the same metadata; see [`BaseInodes`]). A directory whose inode
 //! changed was removed and made again: that is overlayfs' opaque directory,
 //! and it is reported the same way. A file rewritten in place with its size
-//! and mtime restored is not detected (no content is compared).
+//! and mtime restored is found by its ctime and then compared by content
+//! with the lower layer, as overlayfs' copy-up would show it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
@@ -16,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::hardlinks::LinkGroups;
-use super::meta::{read_entry, same_object};
+use super::meta::{read_entry, same_content, same_object};
 use super::overlay_form::check_name;
 use super::{Change, ChangeKind, DiffError, Entry, LowerView};
 
@@ -67,6 +68,22 @@ pub fn diff_trees(
 }
 
 type InodeId = (u64, u64);
+
+/// A single-named regular file whose metadata came out as before but that
+/// was written to meanwhile (its ctime moved) and now holds other bytes
+/// than the lower layer's: what overlayfs' copy-up shows as a change.
+fn rewritten_in_place(
+    rel: &Path,
+    abs: &Path,
+    md: &std::fs::Metadata,
+    lower: &super::LowerEntry,
+    base: &BaseInodes,
+) -> Result<bool, DiffError> {
+    if !md.is_file() || md.nlink() != 1 || !base.touched(rel, md) {
+        return Ok(false);
+    }
+    Ok(!same_content(abs, &lower.path)?)
+}
 
 struct Walk<'a> {
     lowers: &'a LowerView,
@@ -138,7 +155,10 @@ impl Walk<'_> {
                 None => Some(ChangeKind::Added(entry)),
                 Some(l) => {
                     let before = read_entry(&l.path, &l.metadata)?;
-                    if !same_inode || before.is_none_or(|b| !same_object(&b, &entry)) {
+                    if !same_inode
+                        || before.is_none_or(|b| !same_object(&b, &entry))
+                        || rewritten_in_place(&child_rel, &child_abs, &md, l, self.base)?
+                    {
                         Some(ChangeKind::Modified(entry))
                     } else {
                         if md.nlink() > 1 {

@@ -5,12 +5,11 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
-    #[error("cannot {op} {path}: {source}{}", permission_hint(.source))]
+    #[error("cannot {op} {path}: {cause}{}", permission_hint(.cause))]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// The tree holds something a layer diff cannot express correctly.
     #[error("{path}: {what}")]
@@ -25,7 +24,7 @@ impl DiffError {
         DiffError::Io {
             op,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -51,6 +51,12 @@ fn check(spec: &RunSpec) -> Result<&Path, SandboxError> {
              (--isolation userns)",
         ));
     }
+    if spec.shm_size != crate::sandbox::limits::DEFAULT_SHM_SIZE {
+        return Err(impossible(
+            "--shm-size needs a tmpfs mounted on /dev/shm; drop the option, or build where user \
+             namespaces work (--isolation userns)",
+        ));
+    }
     if spec.argv.is_empty() {
         return Err(SandboxError::InvalidSpec(
             "the step has an empty command line".into(),
@@ -114,12 +120,7 @@ fn place_all(
     mounts: &[run_mounts::PreparedMount],
 ) -> Result<(), SandboxError> {
     let setup = SandboxError::Setup;
-    let hosts = spec.hosts.clone().unwrap_or_else(|| {
-        format!(
-            "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n",
-            h = spec.hostname
-        )
-    });
+    let hosts = spec.hosts_text();
     let resolv = match &spec.resolv_conf {
         Some(r) => r.clone(),
         None => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
@@ -177,6 +178,7 @@ fn run_placed(
         max_gid: u32::MAX,
         stdout: -1,
         stderr: -1,
+        ulimits: spec.ulimits.clone(),
     };
     let root = sys::cpath(tree).map_err(SandboxError::Setup)?;
     let spawned = spawn(plan, &root).map_err(SandboxError::Setup)?;

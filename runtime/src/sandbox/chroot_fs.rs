@@ -107,8 +107,10 @@ impl Placed {
     /// directory on the tree's file system, outside the tree).
     pub(crate) fn new(tree: &Path, stash: PathBuf) -> Result<Placed, String> {
         fs::create_dir(&stash).map_err(|e| format!("creating {}: {e}", stash.display()))?;
+        // Resolved paths come back canonical; so must the tree's be.
+        let tree = fs::canonicalize(tree).map_err(|e| format!("{}: {e}", tree.display()))?;
         Ok(Placed {
-            tree: tree.to_path_buf(),
+            tree,
             stash,
             slots: Vec::new(),
             created: Vec::new(),

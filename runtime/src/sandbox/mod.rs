@@ -58,6 +58,7 @@ pub(crate) mod chroot_fs;
 pub mod idmap;
 pub(crate) mod inroot;
 pub mod isolation;
+pub mod limits;
 pub(crate) mod mounts;
 pub(crate) mod namespaces;
 pub mod network;
@@ -196,6 +197,12 @@ pub struct RunSpec {
     pub hostname: String,
     /// /etc/hosts content; `None` = localhost entries plus the hostname.
     pub hosts: Option<String>,
+    /// `--add-host`: (name, address) lines added to /etc/hosts.
+    pub extra_hosts: Vec<(String, String)>,
+    /// Size of the /dev/shm tmpfs in bytes (`--shm-size`).
+    pub shm_size: u64,
+    /// Resource limits set in the step's process (`--ulimit`).
+    pub ulimits: Vec<limits::Ulimit>,
     /// /etc/resolv.conf content; `None` = the host's.
     pub resolv_conf: Option<String>,
     pub timeout: Option<Duration>,
@@ -203,6 +210,21 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
+    /// The step's /etc/hosts: `hosts`, or localhost entries plus the
+    /// hostname, then the `extra_hosts`.
+    pub(crate) fn hosts_text(&self) -> String {
+        let mut hosts = self.hosts.clone().unwrap_or_else(|| {
+            format!(
+                "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n",
+                h = self.hostname
+            )
+        });
+        for (name, addr) in &self.extra_hosts {
+            hosts.push_str(&format!("{addr}\t{name}\n"));
+        }
+        hosts
+    }
+
     pub fn new(rootfs: RootfsSpec, argv: Vec<String>) -> RunSpec {
         RunSpec {
             rootfs,
@@ -214,6 +236,9 @@ impl RunSpec {
             mounts: Vec::new(),
             hostname: "strata".into(),
             hosts: None,
+            extra_hosts: Vec::new(),
+            shm_size: limits::DEFAULT_SHM_SIZE,
+            ulimits: Vec::new(),
             resolv_conf: None,
             timeout: None,
             cancel: None,
@@ -455,12 +480,7 @@ impl Sandbox {
             }
         };
 
-        let hosts = spec.hosts.clone().unwrap_or_else(|| {
-            format!(
-                "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n",
-                h = spec.hostname
-            )
-        });
+        let hosts = spec.hosts_text();
         let resolv = match &spec.resolv_conf {
             Some(r) => r.clone(),
             None => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
@@ -488,6 +508,7 @@ impl Sandbox {
                 network: spec.network,
                 proc: self.proc_mode,
                 etc_files,
+                shm_size: spec.shm_size,
                 mounts: prepared.mounts,
                 secrets_dir,
             },
@@ -503,6 +524,7 @@ impl Sandbox {
                 max_gid,
                 stdout: -1,
                 stderr: -1,
+                ulimits: spec.ulimits.clone(),
             },
         };
         let spawned = namespaces::spawn(plan, mapping).map_err(setup)?;

@@ -38,6 +38,8 @@ pub(crate) struct MountPlan {
     pub proc: ProcMode,
     /// (file outside the rootfs, path inside): hosts, resolv.conf, hostname.
     pub etc_files: Vec<(PathBuf, &'static str)>,
+    /// Bytes of the /dev/shm tmpfs.
+    pub shm_size: u64,
     pub mounts: Vec<PreparedMount>,
     /// Empty directory on which a private tmpfs for secrets is mounted.
     pub secrets_dir: PathBuf,
@@ -151,7 +153,7 @@ fn touch(p: &Path) -> Result<(), String> {
         .map_err(|e| format!("creating {}: {e}", p.display()))
 }
 
-fn setup_dev(dev: &Path) -> Result<(), String> {
+fn setup_dev(dev: &Path, shm_size: u64) -> Result<(), String> {
     let nosuid_noexec = libc::MS_NOSUID | libc::MS_NOEXEC;
     mount(
         Some("tmpfs"),
@@ -191,7 +193,7 @@ fn setup_dev(dev: &Path) -> Result<(), String> {
         &shm,
         Some("tmpfs"),
         nosuid_noexec | libc::MS_NODEV,
-        Some("mode=1777,size=67108864"),
+        Some(&format!("mode=1777,size={shm_size}")),
     )?;
     for (link, to) in [
         ("fd", "/proc/self/fd"),
@@ -335,7 +337,7 @@ pub(crate) fn build_root(plan: &MountPlan) -> Result<(), String> {
         RootPlan::Dir { source } => bind(source, &plan.merged, true)?,
     }
     let root = inroot::open_root(&plan.merged)?;
-    setup_dev(&ensure(&root, "/dev", true)?)?;
+    setup_dev(&ensure(&root, "/dev", true)?, plan.shm_size)?;
     let proc_dir = ensure(&root, "/proc", true)?;
     match plan.proc {
         ProcMode::Fresh => mount(

@@ -29,6 +29,8 @@ pub(crate) struct ExecPlan {
     pub max_gid: u32,
     pub stdout: RawFd,
     pub stderr: RawFd,
+    /// `--ulimit`s, set before exec.
+    pub ulimits: Vec<super::limits::Ulimit>,
 }
 
 /// Why exec did not happen: a setup error (`frame::ERROR`) or a problem with
@@ -114,6 +116,7 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
         // SAFETY: a valid buffer and its length.
         let _ = unsafe { libc::sethostname(plan.hostname.as_ptr().cast(), plan.hostname.len()) };
     }
+    super::limits::apply(&plan.ulimits).map_err(setup_err)?;
     let user = resolve(plan)?;
     // Later entries win, as with repeated ENV; execve would keep both.
     let mut env: Vec<(String, String)> = Vec::new();

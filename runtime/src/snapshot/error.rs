@@ -9,12 +9,11 @@ use crate::diff::DiffError;
 pub enum SnapshotError {
     #[error(transparent)]
     Diff(#[from] DiffError),
-    #[error("cannot {op} {path}: {source}{}", crate::diff::permission_hint_for(.source))]
+    #[error("cannot {op} {path}: {cause}{}", crate::diff::permission_hint_for(.cause))]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("invalid snapshot key {key:?}: {why}")]
     InvalidKey { key: String, why: &'static str },
@@ -36,7 +35,7 @@ impl SnapshotError {
         SnapshotError::Io {
             op,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

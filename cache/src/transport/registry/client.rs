@@ -462,7 +462,11 @@ fn error_detail(body: &[u8]) -> String {
 fn transport_hint(err: &ureq::Error, ep: &Endpoint) -> String {
     // A plain-HTTP server answering a TLS handshake shows up as a broken
     // connection or a TLS error; either way, name the flag that fixes it.
-    let plain_http_hint = if ep.scheme == "https" {
+    // Docker Hub always speaks HTTPS: no such hint for it.
+    let hub = ep.host == super::endpoint::DOCKER_HUB_API_HOST
+        || ep.host == "index.docker.io"
+        || ep.host == "registry.hub.docker.com";
+    let plain_http_hint = if ep.scheme == "https" && !hub {
         format!(
             "; if {} speaks plain HTTP, pass --insecure-registry {} (or add it to STRATA_INSECURE_REGISTRIES)",
             ep.host, ep.host
