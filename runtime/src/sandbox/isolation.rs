@@ -111,7 +111,7 @@ impl Isolation {
                         format!(
                             "chroot isolation, because no user namespace can be made here \
                              ({}) and strata runs as uid 0 with CAP_SYS_CHROOT",
-                            userns_err.short()
+                            userns_err.short(host)
                         ),
                     )),
                     Err(chroot_err) => Err(userns_err.explain(host, Some(&chroot_err))),
@@ -191,9 +191,11 @@ enum UsernsUnavailable {
 }
 
 impl UsernsUnavailable {
-    fn short(&self) -> &str {
-        match self {
-            UsernsUnavailable::Mapping(m) | UsernsUnavailable::Namespace(m) => m,
+    /// One line: what failed, with the host knob that explains it if any.
+    fn short(&self, host: &HostCapabilities) -> String {
+        match (self, &host.userns) {
+            (UsernsUnavailable::Namespace(f), Err(why)) => format!("{why} ({f})"),
+            (UsernsUnavailable::Mapping(m) | UsernsUnavailable::Namespace(m), _) => m.clone(),
         }
     }
 
