@@ -7,9 +7,11 @@
 # user `builder` with a subordinate id range (.ci/setup-host.sh), starts the
 # local registry on 127.0.0.1:5000 (.ci/registry.sh) and builds the busybox
 # and debian-slim base images offline (.ci/base-images.sh), checks formatting and
-# clippy, builds every test binary, and then runs every test binary — unit,
-# conformance and end-to-end — as `builder`, because rootless is the product:
-# a test that passes only as root does not count.
+# clippy, builds every test binary, starts a private dockerd and a rootful
+# podman service for the container-engine tests (.ci/engines.sh; stopped on
+# exit), and then runs every test binary — unit, conformance and end-to-end —
+# as `builder`, because rootless is the product: a test that passes only as
+# root does not count.
 #
 # Environment: STRATA_SHARED (default ../shared beside the checkout),
 # STRATA_TEST_FILTER (passed to every test binary), SKIP_SETUP=1 (reuse an
@@ -29,6 +31,8 @@ step() { printf '\n==> %s\n' "$*"; }
 if [ "${SKIP_SETUP:-0}" != 1 ]; then
     step "host setup: packages, user $user, subuid range"
     bash "$repo/.ci/setup-host.sh"
+    # Debian's docker.io for the container-engine tests (ci_engines.rs).
+    bash "$repo/.ci/engines.sh" install
     step "local registry and offline base images"
     bash "$repo/.ci/registry.sh"
     bash "$repo/.ci/base-images.sh" busybox debian
@@ -72,6 +76,12 @@ chmod -R a+rX "$target_dir"
 step "doc tests"
 cargo test --workspace --locked --doc
 
+step "container engines for ci_engines.rs: a private dockerd and rootful podman service"
+trap 'bash "$repo/.ci/engines.sh" stop' EXIT
+engine_env="$(bash "$repo/.ci/engines.sh" start)"
+echo "$engine_env"
+engine_var() { sed -n "s/^$1=//p" <<<"$engine_env"; }
+
 run_as_user() {
     local dir=$1; shift
     (cd "$dir" && runuser -u "$user" -- env -i \
@@ -82,6 +92,10 @@ run_as_user() {
         STRATA_TEST_REGISTRY=127.0.0.1:5000 \
         STRATA_TEST_IMAGES=/var/tmp/peers-images \
         STRATA_SHARED="$shared" \
+        STRATA_TEST_DOCKER=/usr/bin/docker \
+        STRATA_TEST_DOCKER_HOST="$(engine_var STRATA_TEST_DOCKER_HOST)" \
+        STRATA_TEST_PODMAN_URL="$(engine_var STRATA_TEST_PODMAN_URL)" \
+        STRATA_TEST_PODMAN_ULIMITS="$(engine_var STRATA_TEST_PODMAN_ULIMITS)" \
         "$@")
 }
 

@@ -20,11 +20,12 @@ export PATH="$HOME/.cargo/bin:$PATH"
 (cd "$repo" && cargo build --release --locked -p builder)
 target="${CARGO_TARGET_DIR:-$repo/target}"
 install -d -m 755 "$work"
-install -m 755 "$target/release/strata" "$work/strata"
+install -m 755 "$target/x86_64-unknown-linux-gnu/release/strata" "$work/strata"
 
 rm -rf "$work/peers" && cp -a "$shared/peers" "$work/peers"
 # The shared folder is read-only; the staged cases must be writable (gen.sh).
 chmod -R u+w "$work/peers"
 cp "$repo/builder/benches/peers/strata.sh" "$work/peers/tools/strata.sh"
+cp "$repo/builder/benches/peers/strata-chroot.sh" "$work/peers/tools/strata-chroot.sh"
 export STRATA_BIN="$work/strata"
 TOOLS="${TOOLS:-buildah strata}" bash "$work/peers/bench.sh" "$@"

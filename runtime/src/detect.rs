@@ -17,6 +17,14 @@ pub struct SubidRange {
     pub count: u32,
 }
 
+/// One line of a `uid_map`/`gid_map`, seen from inside the namespace: ids
+/// `start..start + count` exist there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdExtent {
+    pub start: u32,
+    pub count: u32,
+}
+
 /// What the host allows for the calling user.
 #[derive(Debug, Clone)]
 pub struct HostCapabilities {
@@ -32,6 +40,11 @@ pub struct HostCapabilities {
     /// The caller's ranges, or why there is none.
     pub subuid: Result<SubidRange, String>,
     pub subgid: Result<SubidRange, String>,
+    /// The ids that exist in the caller's own user namespace, when the
+    /// caller is uid 0 there and holds CAP_SETUID and CAP_SETGID (root in a
+    /// container, root on a host): it may then map all of them into a child
+    /// namespace itself, without newuidmap. `Err` says why not.
+    pub own_ids: Result<(Vec<IdExtent>, Vec<IdExtent>), String>,
 }
 
 const SUBID_HINT: &str = "add one with `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER` (as root)";
@@ -49,6 +62,7 @@ impl HostCapabilities {
             id_helpers: find_id_helpers(),
             subuid: find_subid_range(Path::new("/etc/subuid"), uid, user_name.as_deref()),
             subgid: find_subid_range(Path::new("/etc/subgid"), uid, user_name.as_deref()),
+            own_ids: own_id_range(uid, Path::new("/proc/self")),
             user_name,
         }
     }
@@ -84,6 +98,14 @@ impl HostCapabilities {
             },
             format!("subordinate uids: {}", show(&self.subuid)),
             format!("subordinate gids: {}", show(&self.subgid)),
+            match &self.own_ids {
+                Ok((u, g)) => format!(
+                    "own id range: {} uids, {} gids (uid 0 with CAP_SETUID and CAP_SETGID)",
+                    id_count(u),
+                    id_count(g)
+                ),
+                Err(e) => format!("own id range: {e}"),
+            },
         ]
     }
 
@@ -94,6 +116,129 @@ impl HostCapabilities {
         self.subgid.as_ref().map_err(Clone::clone)?;
         Ok(())
     }
+}
+
+/// Where the README shows the AppArmor profile and the CI recipes.
+pub const CI_README_SECTION: &str = "the README's \"Running in CI\" section";
+
+/// Whether this process looks like it runs in a container (a file the
+/// engines leave, or Kubernetes' service variables).
+pub fn in_container() -> bool {
+    Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+}
+
+/// The error for a host where no user namespace can be made for a step:
+/// the cause first, then every way out that applies. `failure` is what the
+/// attempt reported, `chroot_failure` why chroot isolation cannot stand in.
+/// chroot isolation (which needs uid 0) is named as a way out for a caller
+/// that is not root.
+pub fn no_sandbox_message(
+    host: &HostCapabilities,
+    failure: &str,
+    chroot_failure: Option<&str>,
+    container: bool,
+) -> String {
+    let mut cause = match &host.userns {
+        Err(why) => format!("{why} ({failure})"),
+        Ok(()) if container => format!(
+            "this container may not create user namespaces ({failure}); Docker's and \
+             Kubernetes' default seccomp profiles refuse them"
+        ),
+        Ok(()) => format!("user namespaces cannot be created here ({failure})"),
+    };
+    if let Some(c) = chroot_failure.filter(|_| host.uid == 0) {
+        cause.push_str(&format!("; chroot isolation cannot stand in: {c}"));
+    }
+    let mut ways = Vec::new();
+    if host.uid != 0 {
+        ways.push(
+            "run strata as root inside the job's container (the GitLab docker executor's \
+             default; Kubernetes: securityContext.runAsUser: 0): RUN steps then use chroot \
+             isolation, with the container as the security boundary"
+                .to_string(),
+        );
+    }
+    if host.userns.as_ref().is_err_and(|w| w.contains("AppArmor")) {
+        ways.push(format!(
+            "install the AppArmor profile for strata shown in {CI_README_SECTION} \
+             (`apparmor_parser -r /etc/apparmor.d/strata`, as root) so that it may create user \
+             namespaces"
+        ));
+    }
+    if container {
+        ways.push(
+            "give the container a seccomp profile that allows user namespaces (podman's \
+             default does; docker run --security-opt seccomp=unconfined; Kubernetes \
+             seccompProfile: Unconfined), and keep the store (--root) on a volume or an \
+             emptyDir rather than on the container's root file system"
+                .to_string(),
+        );
+    }
+    ways.push(format!(
+        "a Dockerfile without RUN steps builds anywhere; see {CI_README_SECTION}"
+    ));
+    let mut msg = format!("no isolation for RUN steps is available: {cause}.\nWays out:");
+    for w in ways {
+        msg.push_str("\n  - ");
+        msg.push_str(&w);
+    }
+    msg
+}
+
+fn id_count(extents: &[IdExtent]) -> u64 {
+    extents.iter().map(|e| u64::from(e.count)).sum()
+}
+
+/// Parses a `uid_map`/`gid_map` into the extents that exist inside.
+pub fn parse_id_map(text: &str) -> Vec<IdExtent> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace().map(str::parse::<u32>);
+            let (Some(Ok(start)), Some(Ok(_outside)), Some(Ok(count))) =
+                (f.next(), f.next(), f.next())
+            else {
+                return None;
+            };
+            (count > 0).then_some(IdExtent { start, count })
+        })
+        .collect()
+}
+
+/// Whether the effective capability set in `status` (a `/proc/<pid>/status`
+/// text) holds CAP_SETUID (7) and CAP_SETGID (6).
+pub fn holds_setid_caps(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 6) != 0 && caps & (1 << 7) != 0)
+}
+
+/// The ids of the caller's namespace that it may map one to one into a child
+/// namespace: all of them, when it is uid 0 with CAP_SETUID and CAP_SETGID.
+/// `proc_self` is a parameter so tests can point it at a fake tree.
+pub fn own_id_range(uid: u32, proc_self: &Path) -> Result<(Vec<IdExtent>, Vec<IdExtent>), String> {
+    if uid != 0 {
+        return Err("not uid 0, so no id range of its own to map".into());
+    }
+    let read = |name: &str| {
+        fs::read_to_string(proc_self.join(name))
+            .map_err(|e| format!("cannot read {}: {e}", proc_self.join(name).display()))
+    };
+    if !holds_setid_caps(&read("status")?) {
+        return Err("uid 0 without CAP_SETUID and CAP_SETGID".into());
+    }
+    let (uids, gids) = (
+        parse_id_map(&read("uid_map")?),
+        parse_id_map(&read("gid_map")?),
+    );
+    let has_zero = |e: &[IdExtent]| e.iter().any(|x| x.start == 0);
+    if !has_zero(&uids) || !has_zero(&gids) {
+        return Err("uid or gid 0 is not mapped in the caller's namespace".into());
+    }
+    Ok((uids, gids))
 }
 
 fn read_number(path: &Path) -> Option<i64> {
@@ -269,6 +414,7 @@ mod tests {
                 count: 65536,
             }),
             subgid: Err("no subordinate id range".into()),
+            own_ids: Err("not uid 0, so no id range of its own to map".into()),
         };
         let d = caps.describe();
         assert_eq!(d[0], "caller: uid 1001 gid 1001 (builder)");
@@ -278,6 +424,75 @@ mod tests {
             caps.range_mapping_available()
                 .unwrap_err()
                 .contains("newuidmap")
+        );
+    }
+
+    #[test]
+    fn own_id_range_needs_root_and_setid_caps() {
+        let d = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| fs::write(d.path().join(name), text).unwrap();
+        // Rootless podman's container root: 0 -> the user, 1.. -> its range.
+        write(
+            "uid_map",
+            "         0       1001          1\n         1     100000      65536\n",
+        );
+        write("gid_map", "0 1001 1\n1 100000 65536\n");
+        write("status", "Name:\tx\nCapEff:\t00000000a80425fb\n");
+        let (u, g) = own_id_range(0, d.path()).unwrap();
+        let want = vec![
+            IdExtent { start: 0, count: 1 },
+            IdExtent {
+                start: 1,
+                count: 65536,
+            },
+        ];
+        assert_eq!((u, g), (want.clone(), want));
+        assert!(
+            own_id_range(1000, d.path())
+                .unwrap_err()
+                .contains("not uid 0")
+        );
+        // No CAP_SETUID (bit 7).
+        write("status", "CapEff:\t00000000a804257b\n");
+        assert!(
+            own_id_range(0, d.path())
+                .unwrap_err()
+                .contains("CAP_SETUID")
+        );
+    }
+
+    #[test]
+    fn no_sandbox_message_names_the_cause_and_the_ways_out() {
+        let mut host = HostCapabilities {
+            uid: 1000,
+            gid: 1000,
+            user_name: None,
+            userns: Ok(()),
+            id_helpers: Err("x".into()),
+            subuid: Err("x".into()),
+            subgid: Err("x".into()),
+            own_ids: Err("x".into()),
+        };
+        let m = no_sandbox_message(&host, "unshare: Operation not permitted", None, true);
+        assert!(m.starts_with("no isolation for RUN steps is available: this container may not create user namespaces (unshare: Operation not permitted)"), "{m}");
+        assert!(
+            m.contains("run strata as root inside the job's container"),
+            "{m}"
+        );
+        assert!(m.contains("emptyDir"), "{m}");
+        assert!(!m.contains("AppArmor"), "{m}");
+        host.userns = Err("AppArmor restricts unprivileged user namespaces".into());
+        let m = no_sandbox_message(&host, "EPERM", Some("no CAP_SYS_CHROOT"), false);
+        assert!(
+            m.contains("apparmor_parser -r /etc/apparmor.d/strata"),
+            "{m}"
+        );
+        host.uid = 0;
+        let m = no_sandbox_message(&host, "EPERM", Some("no CAP_SYS_CHROOT"), false);
+        assert!(!m.contains("run strata as root"), "{m}");
+        assert!(
+            m.contains("chroot isolation cannot stand in: no CAP_SYS_CHROOT"),
+            "{m}"
         );
     }
 

@@ -1,7 +1,10 @@
 //! The rootless runtime: everything that runs a process for a build step.
 //!
 //! A step runs in a fresh user namespace (uid 0 inside is the invoking user;
-//! a subordinate id range when the host grants one) with its own mount, pid,
+//! a subordinate id range when the host grants one; for root with
+//! CAP_SETUID, as in a podman container, every id of its namespace mapped to
+//! itself) with its own mount, pid (where the engine lets a procfs be
+//! mounted; otherwise a bind of the caller's /proc and no pid namespace),
 //! ipc, uts and optionally network namespaces, on a root filesystem assembled
 //! by a snapshotter (kernel overlayfs in the user namespace, or a copy when
 //! the kernel cannot). After the step, the snapshot's changes are read back as

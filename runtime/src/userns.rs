@@ -171,7 +171,15 @@ where
         None => Ok(()),
     };
     let (data, status) = collect(&res_r, pid);
-    map_res.map_err(UsernsError::Setup)?;
+    if let Err(e) = map_res {
+        // The child's own reason (say, unshare refused) says more than the
+        // parent's "exited before its ids were mapped".
+        let child = frame::parse(&data)
+            .into_iter()
+            .find(|(t, _)| *t == frame::ERROR)
+            .map(|(_, p)| String::from_utf8_lossy(&p).into_owned());
+        return Err(UsernsError::Setup(child.unwrap_or(e)));
+    }
     for (tag, payload) in frame::parse(&data) {
         match tag {
             frame::DATA => {

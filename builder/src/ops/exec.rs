@@ -127,6 +127,9 @@ impl Executor {
                 eprintln!("isolation: {}", sandbox.isolation_reason());
                 eprintln!("id mapping: {}", sandbox.mapping_reason());
                 eprintln!("snapshotter: {}", choice.reason);
+                if let (_, Some(why)) = sandbox.proc_mode() {
+                    eprintln!("/proc: {why}");
+                }
             }
             Ok((sandbox, choice))
         });

@@ -2,11 +2,16 @@
 //!
 //! uid/gid 0 inside is always the caller. With setuid `newuidmap`/`newgidmap`
 //! and a subordinate range, ids 1..=N inside map to that range, so `chown`,
-//! `useradd` and package managers work. Without them only id 0 exists inside
+//! `useradd` and package managers work. A caller that is uid 0 with
+//! CAP_SETUID and CAP_SETGID (root in a container whose engine lets it
+//! create a user namespace: podman, rootless podman, an unconfined pod) maps
+//! every id of its own namespace to itself instead, with no helper: files
+//! then carry the image's real ids. Without either only id 0 exists inside
 //! (and setgroups is denied, as the kernel requires for an unprivileged
 //! gid_map). Writing maps happens in two halves: the child that unshared
-//! writes its own maps (single) or asks its parent, still in the host user
-//! namespace, to run the setuid helpers on its pid (range).
+//! writes its own maps (single) or asks its parent, still in the outer user
+//! namespace, to write them on its pid (setuid helpers for a range, plain
+//! writes to `/proc/<pid>/{uid,gid}_map` for the identity map).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -14,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::detect::{HostCapabilities, SubidRange};
+use crate::detect::{HostCapabilities, IdExtent, SubidRange};
 use crate::sandbox::{shared_userns, sys};
 
 /// The `--userns` flag.
@@ -59,6 +64,12 @@ pub enum IdMapping {
         newuidmap: PathBuf,
         newgidmap: PathBuf,
     },
+    /// Every id of the caller's namespace maps to itself (the caller is uid 0
+    /// there with CAP_SETUID/CAP_SETGID and writes the maps itself).
+    Identity {
+        uids: Vec<IdExtent>,
+        gids: Vec<IdExtent>,
+    },
 }
 
 /// The message for a step that needs ids a single mapping cannot provide.
@@ -78,6 +89,17 @@ impl IdMapping {
         };
         match mode {
             UsernsMode::Single => Ok((single, "single id mapping (--userns single)".into())),
+            UsernsMode::Auto if host.own_ids.is_ok() => {
+                let (uids, gids) = host.own_ids.clone().unwrap_or_default();
+                let why = format!(
+                    "identity id mapping: strata runs as uid 0 with CAP_SETUID and CAP_SETGID, \
+                     so every id of its namespace ({} uids, {} gids) maps to itself, written \
+                     without newuidmap",
+                    uids.iter().map(|e| u64::from(e.count)).sum::<u64>(),
+                    gids.iter().map(|e| u64::from(e.count)).sum::<u64>(),
+                );
+                Ok((IdMapping::Identity { uids, gids }, why))
+            }
             UsernsMode::Subuid | UsernsMode::Auto => {
                 match (&host.id_helpers, &host.subuid, &host.subgid) {
                     (Ok((u, g)), Ok(su), Ok(sg)) => {
@@ -116,31 +138,39 @@ impl IdMapping {
     pub fn caller(&self) -> (u32, u32) {
         match self {
             IdMapping::Single { uid, gid } | IdMapping::Range { uid, gid, .. } => (*uid, *gid),
+            IdMapping::Identity { .. } => (0, 0),
         }
     }
 
+    /// Whether ids other than 0 exist inside (and setgroups is allowed):
+    /// a subordinate range or the identity map.
     pub fn is_range(&self) -> bool {
-        matches!(self, IdMapping::Range { .. })
+        !matches!(self, IdMapping::Single { .. })
     }
 
     /// Whether uid `inside` exists in the sandbox.
     pub fn has_uid(&self, inside: u32) -> bool {
-        match self {
-            IdMapping::Single { .. } => inside == 0,
-            IdMapping::Range { subuid, .. } => inside <= subuid.count,
-        }
+        self.host_uid(inside).is_some()
     }
 
     pub fn has_gid(&self, inside: u32) -> bool {
+        self.host_gid(inside).is_some()
+    }
+
+    /// The highest uid and gid such that every id from 0 up to it exists
+    /// inside (what a step's USER may use).
+    pub fn max_ids(&self) -> (u32, u32) {
         match self {
-            IdMapping::Single { .. } => inside == 0,
-            IdMapping::Range { subgid, .. } => inside <= subgid.count,
+            IdMapping::Single { .. } => (0, 0),
+            IdMapping::Range { subuid, subgid, .. } => (subuid.count, subgid.count),
+            IdMapping::Identity { uids, gids } => (contiguous_top(uids), contiguous_top(gids)),
         }
     }
 
     /// The host uid that owns files created by uid `inside`.
     pub fn host_uid(&self, inside: u32) -> Option<u32> {
         match self {
+            IdMapping::Identity { uids, .. } => in_extents(uids, inside),
             _ if inside == 0 => Some(self.caller().0),
             IdMapping::Range { subuid, .. } if inside <= subuid.count => {
                 Some(subuid.start + inside - 1)
@@ -151,6 +181,7 @@ impl IdMapping {
 
     pub fn host_gid(&self, inside: u32) -> Option<u32> {
         match self {
+            IdMapping::Identity { gids, .. } => in_extents(gids, inside),
             _ if inside == 0 => Some(self.caller().1),
             IdMapping::Range { subgid, .. } if inside <= subgid.count => {
                 Some(subgid.start + inside - 1)
@@ -178,7 +209,7 @@ impl IdMapping {
                 uid_map: format!("0 {uid} 1\n").into_bytes(),
                 gid_map: format!("0 {gid} 1\n").into_bytes(),
             }),
-            IdMapping::Range { .. } => {
+            IdMapping::Range { .. } | IdMapping::Identity { .. } => {
                 let (child_ready_r, child_ready_w) =
                     sys::pipe().map_err(|e| format!("pipe: {e}"))?;
                 let (parent_done_r, parent_done_w) =
@@ -238,10 +269,9 @@ impl MapPlan {
         // SAFETY: unshare with constant flags.
         if (user_flag | extra_flags) != 0 && unsafe { libc::unshare(user_flag | extra_flags) } != 0
         {
-            let e = sys::last_os_error();
+            let e = sys::os_error_text(&sys::last_os_error());
             return Err(format!(
-                "cannot create the sandbox namespaces (unshare: {e}); unprivileged user \
-                 namespaces may be disabled or restricted (seccomp, AppArmor) on this host"
+                "cannot create the sandbox namespaces (unshare: {e})"
             ));
         }
         match self {
@@ -300,13 +330,63 @@ impl MapPlan {
         if n == 0 {
             return Err("the sandbox exited before its ids were mapped".into());
         }
-        let res = run_helpers(mapping, child);
+        let res = match mapping {
+            IdMapping::Identity { uids, gids } => write_identity_maps(uids, gids, child),
+            _ => run_helpers(mapping, child),
+        };
         let _ = sys::write_all(
             parent_done_w.as_raw_fd(),
             if res.is_ok() { b"1" } else { b"0" },
         );
         res
     }
+}
+
+/// `id` is in one of `extents`: the identity map gives it back.
+fn in_extents(extents: &[IdExtent], id: u32) -> Option<u32> {
+    extents
+        .iter()
+        .any(|e| id >= e.start && u64::from(id) < u64::from(e.start) + u64::from(e.count))
+        .then_some(id)
+}
+
+/// The last id of the unbroken run of extents that starts at 0.
+fn contiguous_top(extents: &[IdExtent]) -> u32 {
+    let mut sorted = extents.to_vec();
+    sorted.sort_by_key(|e| e.start);
+    let mut next: u64 = 0;
+    for e in sorted {
+        if u64::from(e.start) > next {
+            break;
+        }
+        next = next.max(u64::from(e.start) + u64::from(e.count));
+    }
+    next.saturating_sub(1).min(u64::from(u32::MAX)) as u32
+}
+
+/// The identity map text: each extent maps to the same ids outside.
+fn identity_map_text(extents: &[IdExtent]) -> Vec<u8> {
+    extents
+        .iter()
+        .map(|e| format!("{} {} {}\n", e.start, e.start, e.count))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// Writes the identity maps of a child that unshared its user namespace.
+/// Needs CAP_SETUID/CAP_SETGID in this (the parent) namespace; setgroups
+/// stays allowed because the gid map is written with privilege.
+fn write_identity_maps(
+    uids: &[IdExtent],
+    gids: &[IdExtent],
+    pid: libc::pid_t,
+) -> Result<(), String> {
+    for (name, extents) in [("uid_map", uids), ("gid_map", gids)] {
+        let path = sys::cpath(format!("/proc/{pid}/{name}"))?;
+        sys::write_proc_file(&path, &identity_map_text(extents))
+            .map_err(|e| format!("writing the identity id map: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Runs newuidmap and newgidmap on `pid` at the same time (each is a setuid
@@ -362,4 +442,36 @@ fn run_helpers(mapping: &IdMapping, pid: libc::pid_t) -> Result<(), String> {
         }
     }
     first_err.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(start: u32, count: u32) -> IdExtent {
+        IdExtent { start, count }
+    }
+
+    #[test]
+    fn identity_map_keeps_every_id_of_the_callers_namespace() {
+        // Rootless podman's container root: ids 0..=65536.
+        let m = IdMapping::Identity {
+            uids: vec![ext(0, 1), ext(1, 65536)],
+            gids: vec![ext(0, 1), ext(1, 65536)],
+        };
+        assert!(m.is_range());
+        assert_eq!(m.caller(), (0, 0));
+        assert_eq!(m.host_uid(1000), Some(1000));
+        assert_eq!(m.host_gid(65536), Some(65536));
+        assert_eq!(m.host_uid(65537), None);
+        assert_eq!(m.max_ids(), (65536, 65536));
+        assert_eq!(
+            identity_map_text(&[ext(0, 1), ext(1, 65536)]),
+            b"0 0 1\n1 1 65536\n"
+        );
+        // Root on a host or in a rootful container: the whole 32-bit range.
+        let full = vec![ext(0, u32::MAX)];
+        assert_eq!(contiguous_top(&full), u32::MAX - 1);
+        assert_eq!(contiguous_top(&[ext(0, 10), ext(20, 5)]), 9);
+    }
 }

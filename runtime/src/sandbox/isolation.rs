@@ -84,13 +84,13 @@ impl Isolation {
         host: &HostCapabilities,
     ) -> Result<IsolationChoice, String> {
         match request {
-            IsolationRequest::Userns => {
-                probe_userns(userns, host).map(|(m, why)| IsolationChoice {
+            IsolationRequest::Userns => probe_userns(userns, host)
+                .map(|(m, why)| IsolationChoice {
                     isolation: Isolation::Userns(m),
                     reason: "user-namespace isolation, as requested with --isolation userns".into(),
                     mapping_reason: why,
                 })
-            }
+                .map_err(|e| e.explain(host, None)),
             IsolationRequest::Chroot => {
                 let caps = chroot_caps()
                     .map_err(|why| format!("--isolation chroot cannot work here: {why}"))?;
@@ -110,12 +110,11 @@ impl Isolation {
                         caps,
                         format!(
                             "chroot isolation, because no user namespace can be made here \
-                             ({userns_err}) and strata runs as uid 0 with CAP_SYS_CHROOT"
+                             ({}) and strata runs as uid 0 with CAP_SYS_CHROOT",
+                            userns_err.short(host)
                         ),
                     )),
-                    Err(chroot_err) => Err(format!(
-                        "{userns_err}; chroot isolation is no way out either: {chroot_err}"
-                    )),
+                    Err(chroot_err) => Err(userns_err.explain(host, Some(&chroot_err))),
                 },
             },
         }
@@ -183,14 +182,52 @@ fn chroot_choice(caps: ChrootCaps, reason: String) -> IsolationChoice {
     }
 }
 
+/// Why a user namespace is not available.
+enum UsernsUnavailable {
+    /// The `--userns` mode cannot be honoured (its message says why).
+    Mapping(String),
+    /// No user namespace could be made; what the attempt reported.
+    Namespace(String),
+}
+
+impl UsernsUnavailable {
+    /// One line: what failed, with the host knob that explains it if any.
+    fn short(&self, host: &HostCapabilities) -> String {
+        match (self, &host.userns) {
+            (UsernsUnavailable::Namespace(f), Err(why)) => format!("{why} ({f})"),
+            (UsernsUnavailable::Mapping(m) | UsernsUnavailable::Namespace(m), _) => m.clone(),
+        }
+    }
+
+    /// The error when nothing else works either: for a namespace failure the
+    /// cause and every way out ([`crate::detect::no_sandbox_message`]).
+    fn explain(&self, host: &HostCapabilities, chroot_err: Option<&str>) -> String {
+        match self {
+            UsernsUnavailable::Mapping(m) => match chroot_err {
+                Some(c) => format!("{m}; chroot isolation is no way out either: {c}"),
+                None => m.clone(),
+            },
+            UsernsUnavailable::Namespace(f) => crate::detect::no_sandbox_message(
+                host,
+                f,
+                chroot_err,
+                crate::detect::in_container(),
+            ),
+        }
+    }
+}
+
 /// Chooses the mapping and proves with a real namespace that it works.
-fn probe_userns(mode: UsernsMode, host: &HostCapabilities) -> Result<(IdMapping, String), String> {
-    let (mapping, why) = IdMapping::choose(mode, host)?;
+fn probe_userns(
+    mode: UsernsMode,
+    host: &HostCapabilities,
+) -> Result<(IdMapping, String), UsernsUnavailable> {
+    let (mapping, why) = IdMapping::choose(mode, host).map_err(UsernsUnavailable::Mapping)?;
     if let Err(e) = run_in_userns(&mapping, || Ok::<(), String>(())) {
-        return Err(match &host.userns {
-            Err(why) => format!("{why} ({e})"),
-            Ok(()) => e.to_string(),
-        });
+        return Err(UsernsUnavailable::Namespace(match e {
+            UsernsError::Setup(m) => m,
+            other => other.to_string(),
+        }));
     }
     Ok((mapping, why))
 }

@@ -64,6 +64,7 @@ pub(crate) mod namespaces;
 pub mod network;
 pub(crate) mod overlay;
 pub(crate) mod process;
+pub(crate) mod procfs;
 pub(crate) mod rundir;
 pub(crate) mod shared_userns;
 pub mod stubs;
@@ -87,6 +88,7 @@ pub use idmap::{IdMapping, UsernsMode};
 pub use isolation::{Isolation, IsolationRequest};
 pub use network::Network;
 pub use process::DEFAULT_PATH;
+pub use procfs::ProcMode;
 pub use stubs::{MountPoint, sandbox_mount_points};
 
 use mounts::{MountPlan, RootPlan};
@@ -264,6 +266,9 @@ pub struct Sandbox {
     isolation: Isolation,
     isolation_reason: String,
     mapping_reason: String,
+    proc_mode: ProcMode,
+    /// Why steps share strata's pid namespace, when they do.
+    proc_reason: Option<String>,
     state_dir: PathBuf,
     cache_dir: Option<PathBuf>,
     durable_overlay: bool,
@@ -287,11 +292,17 @@ impl Sandbox {
         })?;
         // Scratch dirs of steps whose strata was killed (best effort).
         rundir::remove_stale(&opts.state_dir, choice.isolation.mapping());
+        let (proc_mode, proc_reason) = match choice.isolation.mapping() {
+            Some(m) => procfs::probe(m),
+            None => (ProcMode::Fresh, None),
+        };
         Ok(Sandbox {
             host,
             isolation: choice.isolation,
             isolation_reason: choice.reason,
             mapping_reason: choice.mapping_reason,
+            proc_mode,
+            proc_reason,
             state_dir: opts.state_dir,
             cache_dir: opts.cache_dir,
             durable_overlay: false,
@@ -358,6 +369,11 @@ impl Sandbox {
         self.mapping()
             .is_some_and(|m| !m.is_range())
             .then_some(idmap::NEED_RANGE_HINT)
+    }
+
+    /// How steps get their /proc, and why not their own when they do not.
+    pub fn proc_mode(&self) -> (ProcMode, Option<&str>) {
+        (self.proc_mode, self.proc_reason.as_deref())
     }
 
     pub fn host(&self) -> &HostCapabilities {
@@ -482,10 +498,7 @@ impl Sandbox {
 
         let mut env = spec.env.clone();
         env.extend(prepared.env.iter().cloned());
-        let (max_uid, max_gid) = match mapping {
-            IdMapping::Single { .. } => (0, 0),
-            IdMapping::Range { subuid, subgid, .. } => (subuid.count, subgid.count),
-        };
+        let (max_uid, max_gid) = mapping.max_ids();
         let plan = ChildPlan {
             map: mapping.plan().map_err(setup)?,
             network: spec.network,
@@ -493,6 +506,7 @@ impl Sandbox {
                 root,
                 merged,
                 network: spec.network,
+                proc: self.proc_mode,
                 etc_files,
                 shm_size: spec.shm_size,
                 mounts: prepared.mounts,

@@ -16,6 +16,7 @@ use crate::run_mounts::{PreparedKind, PreparedMount};
 use crate::sandbox::inroot::{self, Created};
 use crate::sandbox::network::Network;
 use crate::sandbox::overlay::OverlaySpec;
+use crate::sandbox::procfs::ProcMode;
 use crate::sandbox::sys;
 
 /// How `/` is made.
@@ -34,6 +35,7 @@ pub(crate) struct MountPlan {
     /// Empty directory where the root is assembled before pivot_root.
     pub merged: PathBuf,
     pub network: Network,
+    pub proc: ProcMode,
     /// (file outside the rootfs, path inside): hosts, resolv.conf, hostname.
     pub etc_files: Vec<(PathBuf, &'static str)>,
     /// Bytes of the /dev/shm tmpfs.
@@ -337,13 +339,17 @@ pub(crate) fn build_root(plan: &MountPlan) -> Result<(), String> {
     let root = inroot::open_root(&plan.merged)?;
     setup_dev(&ensure(&root, "/dev", true)?, plan.shm_size)?;
     let proc_dir = ensure(&root, "/proc", true)?;
-    mount(
-        Some("proc"),
-        &proc_dir,
-        Some("proc"),
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        None,
-    )?;
+    match plan.proc {
+        ProcMode::Fresh => mount(
+            Some("proc"),
+            &proc_dir,
+            Some("proc"),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+        )?,
+        // Recursive, so the engine's masks over parts of /proc come along.
+        ProcMode::BindCaller => bind(Path::new("/proc"), &proc_dir, true)?,
+    }
     setup_sys(&ensure(&root, "/sys", true)?, plan.network)?;
     for (src, target) in &plan.etc_files {
         bind(src, &ensure(&root, target, false)?, false)?;

@@ -12,6 +12,11 @@
 //! down: if the supervisor dies, C1 gets SIGKILL (PDEATHSIG); C1's death
 //! SIGKILLs C2; and when pid 1 of a pid namespace dies the kernel kills every
 //! other process in it. Mounts exist only in the private mount namespace.
+//!
+//! Where no procfs can be mounted ([`ProcMode::BindCaller`]) there is no pid
+//! namespace: C1 is then a child subreaper, C2 leads a session of its own
+//! (so a timeout kills its process group), and after C2 ends C1 kills what
+//! is left of the tree before it reports C2's status.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -19,6 +24,7 @@ use crate::sandbox::idmap::{IdMapping, MapPlan};
 use crate::sandbox::mounts::{MountPlan, build_root};
 use crate::sandbox::network::{Network, bring_up_loopback};
 use crate::sandbox::process::{ExecPlan, exec_step};
+use crate::sandbox::procfs::{self, ProcMode};
 use crate::sandbox::sys::{self, frame};
 
 pub(crate) struct ChildPlan {
@@ -88,8 +94,9 @@ fn c1(plan: &ChildPlan, parent: libc::pid_t, out_w: OwnedFd, err_w: OwnedFd, ctl
         frame::send(ctl, frame::ERROR, msg.as_bytes());
         sys::exit_now(1)
     };
+    let pid_ns = plan.mounts.proc.new_pid_namespace();
     let flags = libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
+        | if pid_ns { libc::CLONE_NEWPID } else { 0 }
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | plan.network.clone_flag();
@@ -100,6 +107,10 @@ fn c1(plan: &ChildPlan, parent: libc::pid_t, out_w: OwnedFd, err_w: OwnedFd, ctl
         && let Err(e) = bring_up_loopback()
     {
         fail(e);
+    }
+    // SAFETY: prctl with integer arguments.
+    if !pid_ns && unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        fail(sys::errno_msg("PR_SET_CHILD_SUBREAPER"));
     }
     // C2 watches this pipe: EOF means C1 died before C2 armed PDEATHSIG.
     let (alive_r, alive_w) = match sys::pipe() {
@@ -118,7 +129,11 @@ fn c1(plan: &ChildPlan, parent: libc::pid_t, out_w: OwnedFd, err_w: OwnedFd, ctl
     drop(alive_r);
     drop((out_w, err_w));
     frame::send(ctl, frame::PID1, &pid.to_le_bytes());
-    match sys::wait_pid(pid) {
+    let waited = sys::wait_pid(pid);
+    if !pid_ns {
+        procfs::kill_leftovers();
+    }
+    match waited {
         Ok(status) => frame::send(ctl, frame::STATUS, &status.to_le_bytes()),
         Err(e) => frame::send(
             ctl,
@@ -151,6 +166,10 @@ fn c2(plan: &ChildPlan, alive_r: OwnedFd, ctl: i32) -> ! {
         sys::exit_now(1); // C1 is already gone
     }
     drop(alive_r);
+    if plan.mounts.proc == ProcMode::BindCaller {
+        // SAFETY: setsid in this single-threaded child; it leads no group yet.
+        unsafe { libc::setsid() };
+    }
     if let Err(e) = build_root(&plan.mounts) {
         frame::send(ctl, frame::ERROR, e.as_bytes());
         sys::exit_now(1);

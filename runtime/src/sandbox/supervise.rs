@@ -205,9 +205,14 @@ fn pump(
     }
 }
 
-/// Kills pid 1 of the namespace (the kernel then kills the rest) and the
-/// intermediate process. pid 1 is only signalled while it is known to be
-/// unreaped (its pid reported, no status yet), so a recycled pid is never hit.
+/// Kills pid 1 of the namespace (the kernel then kills the rest) and its
+/// process group (without a pid namespace the step leads a session of its
+/// own, see `namespaces.rs`); the intermediate process then reaps it, sweeps
+/// up what is left and reports. pid 1 is only signalled while it is known to
+/// be unreaped (its pid reported, no status yet), so a recycled pid is never
+/// hit (nor a recycled group: a pid in use is never another group's id).
+/// Before pid 1 is reported, the intermediate process itself is killed,
+/// and pid 1 dies with it (PDEATHSIG).
 fn kill_tree(c1: libc::pid_t, ctl_so_far: &[u8]) {
     let frames = frame::parse(ctl_so_far);
     let reaped = frames.iter().any(|(t, _)| *t == frame::STATUS);
@@ -215,8 +220,13 @@ fn kill_tree(c1: libc::pid_t, ctl_so_far: &[u8]) {
         && let Some((_, p)) = frames.iter().find(|(t, _)| *t == frame::PID1)
         && let Ok(b) = <[u8; 4]>::try_from(p.as_slice())
     {
-        // SAFETY: signalling a process of ours.
-        unsafe { libc::kill(i32::from_le_bytes(b), libc::SIGKILL) };
+        let pid1 = i32::from_le_bytes(b);
+        // SAFETY: signalling a process (group) of ours.
+        unsafe {
+            libc::kill(pid1, libc::SIGKILL);
+            libc::kill(-pid1, libc::SIGKILL);
+        }
+        return;
     }
     // SAFETY: c1 is our unreaped child.
     unsafe { libc::kill(c1, libc::SIGKILL) };

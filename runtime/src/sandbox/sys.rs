@@ -15,6 +15,16 @@ pub fn last_os_error() -> io::Error {
     io::Error::last_os_error()
 }
 
+/// The text of an OS error without Rust's ` (os error N)` suffix, for
+/// messages a user reads.
+pub fn os_error_text(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s,
+    }
+}
+
 /// `"<what>: <strerror>"` for the current errno.
 pub fn errno_msg(what: impl std::fmt::Display) -> String {
     format!("{what}: {}", last_os_error())
