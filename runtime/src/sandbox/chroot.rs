@@ -173,7 +173,7 @@ fn run_placed(
         user: spec.user.clone(),
         hostname: spec.hostname.clone(),
         set_hostname: false,
-        range: true,
+        range: setgroups_allowed(),
         max_uid: u32::MAX,
         max_gid: u32::MAX,
         stdout: -1,
@@ -369,4 +369,12 @@ fn children_of(pid: libc::pid_t) -> Vec<libc::pid_t> {
         }
     }
     out
+}
+
+/// Whether this process may call setgroups: not in a user namespace whose
+/// `setgroups` file says `deny` (a single-id map made by an unprivileged
+/// user, such as `unshare -r`). There the step keeps the caller's groups,
+/// as the user-namespace sandbox does with its single mapping.
+fn setgroups_allowed() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny")
 }
