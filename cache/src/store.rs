@@ -137,6 +137,24 @@ impl Store {
         self.origins.add(desc, reference)
     }
 
+    /// Remembers that the uncompressed layer `desc` (digest = diff_id) is
+    /// the tar of `snapshots/<snapshot>`, so an image may name it while
+    /// only the directory is kept (see [`crate::origin`]).
+    pub fn record_layer_dir(&self, desc: &Descriptor, snapshot: &str) -> Result<()> {
+        self.origins.add_snapshot(desc, snapshot)
+    }
+
+    /// The directory under `snapshots/` a layer blob is made from, when
+    /// the blob is not stored and its record names one that exists.
+    pub fn layer_dir_of(&self, digest: &Digest) -> Option<PathBuf> {
+        if self.blobs.has(digest) {
+            return None;
+        }
+        let name = self.origins.get(digest).ok()??.snapshot?;
+        let dir = self.snapshots_dir().join(name);
+        dir.is_dir().then_some(dir)
+    }
+
     /// This process's scratch directory (same filesystem as the store,
     /// removed when the store is dropped or after a crash).
     pub fn scratch_dir(&self) -> &Path {

@@ -1,7 +1,7 @@
 //! File ops: COPY/ADD from a directory (the context, a named context, or —
 //! through [`super::from`] — a stage's or image's merged tree) and WORKDIR's
-//! mkdir, turned into a layer directly from the selected files — nothing is
-//! staged on disk.
+//! mkdir, turned into a layer directory directly from the selected files
+//! (written and committed by [`super::commit`]).
 //!
 //! Ownership follows Docker: files from the context belong to 0:0 unless
 //! `--chown` says otherwise; `--chown` names are looked up in the
@@ -12,13 +12,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use cache::layer::{
-    Content, Entry as LayerEntry, EntryKind as LayerKind, WriteOptions, write_layer,
-};
+use cache::layer::{Content, Entry as LayerEntry, EntryKind as LayerKind};
 use cache::store::Store;
 
 use super::Layer;
-use super::archive;
+use super::archive::{self, ArchiveAdd};
+use super::exec::Executor;
 use super::source::ensure_blob;
 use crate::context::checksum::Overrides;
 use crate::context::chmod::Chmod;
@@ -30,10 +29,11 @@ use crate::context::select::{EntryKind, Selection};
 pub(crate) const DEFAULT_MTIME: i64 = 0;
 
 /// The layer entries of a selection from `root` (the directory the
-/// entries' `rel` paths are relative to), not written yet: the caller adds
-/// the missing parents ([`with_dirs`]) and writes them (a `COPY --from`
-/// inside the user namespace). `preserve`: keep the source's modes and
-/// owners (`--from`) instead of the context rules.
+/// entries' `rel` paths are relative to), not written yet, and the local
+/// archives ADD unpacks: the caller adds the missing parents
+/// ([`with_dirs`]) and writes them (a `COPY --from` inside the user
+/// namespace). `preserve`: keep the source's modes and owners (`--from`)
+/// instead of the context rules.
 pub fn copy_entries(
     root: &Path,
     sel: &Selection,
@@ -42,8 +42,9 @@ pub fn copy_entries(
     unpack_archives: bool,
     inline: &[frontend::InlineFile],
     dest: &str,
-) -> anyhow::Result<Vec<LayerEntry>> {
+) -> anyhow::Result<(Vec<LayerEntry>, Vec<ArchiveAdd>)> {
     let mut entries = Vec::new();
+    let mut archives = Vec::new();
     for e in &sel.entries {
         // ADD unpacks a named local source that is a tar (plain or
         // compressed) into the destination directory: `dest` itself when
@@ -57,9 +58,13 @@ pub fn copy_entries(
                     .map(|(d, _)| format!("{d}/"))
                     .unwrap_or_else(|| "/".into())
             };
-            let scratch = std::env::temp_dir();
-            if let Some(unpacked) = archive::entries(&root.join(&e.rel), &into, ov, &scratch)? {
-                entries.extend(unpacked);
+            let path = root.join(&e.rel);
+            if archive::is_archive(&path)? {
+                archives.push(ArchiveAdd {
+                    path,
+                    into: PathBuf::from(into.trim_start_matches('/')),
+                    owner: ov.explicit_owner.then_some((ov.uid, ov.gid)),
+                });
                 continue;
             }
         }
@@ -110,7 +115,7 @@ pub fn copy_entries(
             .mtime(DEFAULT_MTIME),
         );
     }
-    Ok(entries)
+    Ok((entries, archives))
 }
 
 /// Adds a directory entry (0755, `uid`:`gid`) for each of `dirs`
@@ -139,64 +144,67 @@ pub fn with_dirs(
     entries
 }
 
-/// Writes entries as a layer blob into the store (no layer for nothing).
-pub fn write_entries(
-    store: &Store,
-    entries: Vec<LayerEntry>,
-    opts: &WriteOptions,
-) -> anyhow::Result<Option<Layer>> {
-    if entries.is_empty() {
-        return Ok(None);
-    }
-    let mut w = store.blobs().writer()?;
-    let desc = write_layer(entries, opts, &mut w).context("writing the layer")?;
-    let (digest, size) = w.commit(Some(&desc.digest))?;
-    Ok(Some(Layer {
-        desc: cache::image::Descriptor::new(desc.media_type, digest, size),
-        diff_id: desc.diff_id,
-        origin: None,
-    }))
-}
-
 /// Unpacks `layers` (bottom first) into a fresh directory in this process's
 /// scratch directory of the store, as the current user: owners other than ours are recorded in the
 /// `user.rootlesscontainers` xattr instead of being applied, so the tree
 /// can be read without a user namespace. Used where the host side must read
 /// the tree: `--output type=tar|local` and seeding a cache mount `from=`.
-pub fn materialize(store: &Store, layers: &[Layer]) -> anyhow::Result<tempfile::TempDir> {
+pub fn materialize(
+    store: &Store,
+    executor: &Executor,
+    layers: &[Layer],
+) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
         .prefix("copy-from-")
         .tempdir_in(store.scratch_dir())?;
-    materialize_into(store, layers, dir.path())?;
+    materialize_into(store, executor, layers, dir.path())?;
     Ok(dir)
 }
 
 /// Unpacks `layers` (bottom first) into `dir` the same way.
-pub fn materialize_into(store: &Store, layers: &[Layer], dir: &Path) -> anyhow::Result<()> {
+pub fn materialize_into(
+    store: &Store,
+    executor: &Executor,
+    layers: &[Layer],
+    dir: &Path,
+) -> anyhow::Result<()> {
     let opts = cache::layer::UnpackOptions {
         whiteouts: cache::layer::WhiteoutMode::Apply,
         ownership: cache::layer::OwnershipMode::Record,
     };
     for l in layers {
-        ensure_blob(store, l)?;
-        cache::layer::unpack(store.blobs().open(&l.desc.digest)?, dir, &opts)
+        cache::layer::unpack(open_layer(store, executor, l)?, dir, &opts)
             .with_context(|| format!("unpacking layer {}", l.desc.digest))?;
     }
     Ok(())
+}
+
+/// The bytes of a layer: its blob (fetched if it is not here yet), or the
+/// tar of its directory for a layer built here.
+pub fn open_layer(
+    store: &Store,
+    executor: &Executor,
+    l: &Layer,
+) -> anyhow::Result<Box<dyn std::io::Read>> {
+    if super::commit::is_dir_layer(store, l) {
+        return Ok(Box::new(executor.open_dir_layer(store, l)?));
+    }
+    ensure_blob(store, l)?;
+    Ok(Box::new(store.blobs().open(&l.desc.digest)?))
 }
 
 /// Reads one file (`etc/passwd`) from a stack of layers, topmost first
 /// wins; `None` if no layer has it.
 pub fn read_from_layers(
     store: &Store,
+    executor: &Executor,
     layers: &[Layer],
     path: &str,
 ) -> anyhow::Result<Option<Vec<u8>>> {
     for l in layers.iter().rev() {
-        ensure_blob(store, l)?;
         let mut found = None;
         let mut read_err = None;
-        cache::layer::for_each_entry(store.blobs().open(&l.desc.digest)?, |e, r| {
+        cache::layer::for_each_entry(open_layer(store, executor, l)?, |e, r| {
             if found.is_none() && e.path == Path::new(path) && matches!(e.kind, LayerKind::File(_))
             {
                 let mut b = Vec::new();
@@ -224,13 +232,18 @@ pub fn read_from_layers(
 /// Resolves `user[:group]` (names or numbers) against the image's
 /// `/etc/passwd` and `/etc/group`. A numeric user without a group gets the
 /// same number as group, as Docker does for `--chown`.
-pub fn resolve_owner(store: &Store, layers: &[Layer], spec: &str) -> anyhow::Result<(u32, u32)> {
+pub fn resolve_owner(
+    store: &Store,
+    executor: &Executor,
+    layers: &[Layer],
+    spec: &str,
+) -> anyhow::Result<(u32, u32)> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
     let lookup = |file: &str, name: &str| -> anyhow::Result<Option<(u32, u32)>> {
-        let Some(bytes) = read_from_layers(store, layers, file)? else {
+        let Some(bytes) = read_from_layers(store, executor, layers, file)? else {
             return Ok(None);
         };
         for line in String::from_utf8_lossy(&bytes).lines() {

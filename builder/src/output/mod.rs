@@ -2,9 +2,10 @@
 //! (`type=docker`), an OCI layout tar (`type=oci`), a registry, or the final
 //! root filesystem (`type=local` as a directory, `type=tar` as a tarball).
 //! Tarballs go to a file or, with `dest=-`, to standard output. Only these
-//! outputs need every layer's bytes ([`needs_layer_bytes`]).
+//! outputs need every layer's bytes ([`needs_layer_bytes`]); each gets its
+//! layers in the encoding it needs ([`encode`]).
 
-mod recompress;
+pub mod encode;
 mod stdout;
 
 use std::path::Path;
@@ -15,11 +16,27 @@ use cache::reference::Reference;
 use cache::store::Store;
 use cache::transport::docker_archive::SaveItem;
 
+use crate::ops::commit::DirLayers;
+use crate::ops::exec::Executor;
 use crate::options::{OutputKind, OutputSpec};
+use encode::Want;
+
+/// The encoding an output's layers take unless `compression=` says: a
+/// docker-archive and the local store keep the image as stored (layers
+/// built here uncompressed, as `docker save` writes them); what goes to a
+/// registry or an OCI consumer is gzip.
+fn default_want(o: &OutputSpec) -> Want {
+    match o.kind {
+        OutputKind::Docker | OutputKind::Local | OutputKind::Tar => Want::AsStored,
+        OutputKind::Image if !o.push => Want::AsStored,
+        OutputKind::Image | OutputKind::Registry | OutputKind::Oci => Want::Gzip,
+    }
+}
 
 /// Writes every requested output of `img`.
 pub fn export(
     store: &Store,
+    executor: &Executor,
     img: &Image,
     layers: &[crate::ops::Layer],
     names: &[Reference],
@@ -47,13 +64,15 @@ pub fn export(
                 })
                 .collect()
         };
-        // `compression=`: this output gets its own manifest over re-encoded
-        // layers (the image ID stays the same).
-        let converted = match o.compression {
-            Some(c) => Some(recompress::recompress(store, img, layers, c)?),
-            None => None,
-        };
+        // This output's encoding: its own manifest over encoded layers
+        // when that differs (the image ID stays the same).
+        let want = Want::from_option(o.compression, default_want(o));
+        let stored = matches!(o.kind, OutputKind::Image | OutputKind::Registry) && o.push
+            || o.kind == OutputKind::Registry;
+        let encoded = encode::encode(store, executor, img, layers, want, stored)?;
+        let converted = (encoded.manifest_digest != img.manifest_digest).then_some(encoded);
         let img = converted.as_ref().unwrap_or(img);
+        let made = DirLayers { store, executor };
         let items: Vec<SaveItem> = items
             .into_iter()
             .map(|i| SaveItem {
@@ -64,11 +83,11 @@ pub fn export(
         let dest = o.dest.as_deref();
         match o.kind {
             OutputKind::Docker => stdout::or_file(store, dest, |d| {
-                cache::transport::docker_archive::save(store, &items, d)
+                cache::transport::docker_archive::save_with(store, &items, d, &made)
                     .with_context(|| format!("writing the docker archive {}", d.display()))
             })?,
             OutputKind::Oci => stdout::or_file(store, dest, |d| {
-                cache::transport::oci_layout::export_tar(store, &items, d)
+                cache::transport::oci_layout::export_tar_with(store, &items, d, &made)
                     .with_context(|| format!("writing the OCI layout {}", d.display()))
             })?,
             OutputKind::Image if !o.push => {
@@ -97,10 +116,12 @@ pub fn export(
             // `type=local,dest=-` streams the filesystem as a tar, as
             // BuildKit does.
             OutputKind::Local if dest != Some(Path::new("-")) => {
-                write_local(store, layers, file_dest(dest)?)?;
+                write_local(store, executor, layers, file_dest(dest)?)?;
             }
             OutputKind::Local | OutputKind::Tar => {
-                stdout::or_file(store, dest, |d| write_rootfs_tar(store, layers, d))?;
+                stdout::or_file(store, dest, |d| {
+                    write_rootfs_tar(store, executor, layers, d)
+                })?;
             }
         }
     }
@@ -132,7 +153,12 @@ pub fn uses_stdout(outputs: &[OutputSpec]) -> bool {
 /// `type=local`: the merged root filesystem in a new or empty directory,
 /// owned by the current user (other owners are kept in the
 /// `user.rootlesscontainers` xattr, as a rootless unpack records them).
-fn write_local(store: &Store, layers: &[crate::ops::Layer], dest: &Path) -> anyhow::Result<()> {
+fn write_local(
+    store: &Store,
+    executor: &Executor,
+    layers: &[crate::ops::Layer],
+    dest: &Path,
+) -> anyhow::Result<()> {
     if dest.exists()
         && std::fs::read_dir(dest)
             .map(|mut d| d.next().is_some())
@@ -144,17 +170,18 @@ fn write_local(store: &Store, layers: &[crate::ops::Layer], dest: &Path) -> anyh
         ));
     }
     std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
-    crate::ops::file::materialize_into(store, layers, dest)
+    crate::ops::file::materialize_into(store, executor, layers, dest)
 }
 
 /// `type=tar`: the merged root filesystem as one uncompressed tar, with the
 /// image's owners, written under a temp name and renamed into place.
 fn write_rootfs_tar(
     store: &Store,
+    executor: &Executor,
     layers: &[crate::ops::Layer],
     dest: &Path,
 ) -> anyhow::Result<()> {
-    let tree = crate::ops::file::materialize(store, layers)?;
+    let tree = crate::ops::file::materialize(store, executor, layers)?;
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

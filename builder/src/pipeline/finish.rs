@@ -59,7 +59,7 @@ pub(super) fn finish_image(
         .max()
         .cloned()
         .or(base_created)
-        .unwrap_or_else(image::created_now);
+        .unwrap_or_else(|| image::created_at(ctx.epoch));
     // Steps that made no layer are recorded as empty layers; metadata
     // entries take the time of the step before them.
     let mut made = state.made_layer.iter().zip(state.created.iter());
@@ -106,9 +106,15 @@ pub(super) fn finish_image(
     // Only outputs that carry bytes need every layer here; the local store
     // names absent ones through origin records and fetches them when a
     // later save, push or build needs them.
+    // Layers built here are named through their directories' records.
     let needs_bytes = crate::output::needs_layer_bytes(&ctx.req.outputs);
     for l in &state.layers {
-        if needs_bytes {
+        if l.origin.is_none()
+            && l.desc.digest == l.diff_id
+            && !ctx.store.blobs().has(&l.desc.digest)
+        {
+            crate::ops::commit::record(ctx.store, l)?;
+        } else if needs_bytes {
             source::ensure_blob(ctx.store, l)?;
         } else {
             source::record_origin(ctx.store, l)?;
@@ -127,7 +133,14 @@ pub(super) fn finish_image(
         ctx.store.tag_image(&r, &img.manifest_digest)?;
         names.push(r);
     }
-    crate::output::export(ctx.store, &img, &state.layers, &names, &ctx.req.outputs)?;
+    crate::output::export(
+        ctx.store,
+        &ctx.executor,
+        &img,
+        &state.layers,
+        &names,
+        &ctx.req.outputs,
+    )?;
     let built = Built {
         image_id: img.id().to_string(),
         manifest_digest: img.manifest_digest.to_string(),

@@ -53,13 +53,19 @@ impl TarOut {
     }
 
     /// Writes the archive to a file in memory order, atomically.
-    pub(crate) fn write_to(self, blobs: &BlobStore, dest: &Path) -> Result<()> {
+    /// Blobs the store lacks come from `made` (layers kept as directories).
+    pub(crate) fn write_to(
+        self,
+        blobs: &BlobStore,
+        made: &dyn super::LayerSource,
+        dest: &Path,
+    ) -> Result<()> {
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
         let tmp = partial_file(dir)?;
-        let tmp = self.write_into(blobs, tmp)?;
+        let tmp = self.write_into(blobs, made, tmp)?;
         tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
         let mut perm = fs::metadata(tmp.path())
             .ctx("stat", tmp.path())?
@@ -72,7 +78,12 @@ impl TarOut {
         sync_dir(dir)
     }
 
-    fn write_into(self, blobs: &BlobStore, tmp: NamedTempFile) -> Result<NamedTempFile> {
+    fn write_into(
+        self,
+        blobs: &BlobStore,
+        made: &dyn super::LayerSource,
+        tmp: NamedTempFile,
+    ) -> Result<NamedTempFile> {
         let path = tmp.path().to_path_buf();
         let out = BufWriter::with_capacity(1 << 20, tmp);
         let mut b = tar::Builder::new(out);
@@ -101,8 +112,13 @@ impl TarOut {
                     h.set_entry_type(tar::EntryType::Regular);
                     h.set_mode(0o644);
                     h.set_size(size);
+                    let inner: Box<dyn Read + '_> = if !blobs.has(&digest) && made.makes(&digest) {
+                        made.open(&digest).ctx("make layer", &blobs.path(&digest))?
+                    } else {
+                        Box::new(blobs.open(&digest)?)
+                    };
                     let mut r = Verifying {
-                        inner: blobs.open(&digest)?.take(size),
+                        inner: inner.take(size),
                         hasher: Sha256::new(),
                     };
                     b.append_data(&mut h, &name, &mut r)
