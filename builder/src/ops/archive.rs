@@ -4,13 +4,13 @@
 //! compressed file that is not a tar — is copied as it is.
 //!
 //! gzip and zstd are read through the store's layer decoder; bzip2 through
-//! the pure-Rust `bzip2` backend; xz with `lzma-rs`, whose streaming decoder
-//! is a writer, so a thread feeds it and a pipe hands its output on.
+//! the pure-Rust `bzip2` backend; xz with `lzma-rs`, which decodes into a
+//! writer, so a thread decodes into a pipe that the unpack reads.
 //! Members are streamed straight into the layer directory
 //! (`cache::layer::unpack_mapped`): memory and scratch space stay flat
 //! whatever the archive unpacks to.
 
-use std::io::{BufReader, Cursor, Read, Write as _};
+use std::io::{BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -91,30 +91,16 @@ pub fn open_tar(path: &Path) -> anyhow::Result<Option<Box<dyn Read>>> {
     Ok(Some(Box::new(Cursor::new(head).chain(stream))))
 }
 
-/// An xz file decompressed as it is read: a thread writes the compressed
-/// bytes into `lzma-rs`'s streaming decoder, whose output goes into a pipe
-/// this side reads. A decoding error ends the stream early, which the tar
-/// reader reports as a truncated archive.
+/// An xz file decompressed as it is read: `lzma-rs` decodes into a writer,
+/// so a thread decodes into a pipe this side reads (its memory is the
+/// format's dictionary, at most 64 MiB for `xz -9`). A decoding error ends
+/// the stream early, which the tar reader reports as a truncated archive.
 fn xz_stream(file: std::fs::File) -> anyhow::Result<Box<dyn Read>> {
-    let (reader, writer) = std::io::pipe().context("a pipe for the xz decoder")?;
+    let (reader, mut writer) = std::io::pipe().context("a pipe for the xz decoder")?;
     std::thread::Builder::new()
         .name("xz".into())
         .spawn(move || {
-            let mut file = BufReader::new(file);
-            let mut dec = lzma_rs::decompress::Stream::new(writer);
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match file.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if dec.write_all(&buf[..n]).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => return,
-                }
-            }
-            let _ = dec.finish();
+            let _ = lzma_rs::xz_decompress(&mut BufReader::new(file), &mut writer);
         })
         .context("starting the xz decoder")?;
     Ok(Box::new(reader))
@@ -165,6 +151,7 @@ impl ArchiveAdd {
 mod tests {
     use super::*;
     use cache::layer::{Content, Entry as LayerEntry};
+    use std::io::Write as _;
 
     fn tar_bytes() -> Vec<u8> {
         let mut out = Vec::new();
