@@ -5,7 +5,8 @@
 //! loads it); an OCI archive or a push compresses each layer once and the
 //! next export or push reuses it; `SOURCE_DATE_EPOCH` makes two builds in
 //! fresh roots give the same image; ADD of a local archive streams its
-//! members, so memory stays flat whatever the archive unpacks to.
+//! members, so memory stays flat whatever the archive unpacks to; COPY
+//! keeps mtimes and hardlink sets as Docker does.
 //!
 //! Needs the `.ci/test.sh` environment (local registry with the busybox
 //! base, podman), so every test is ignored by default.
@@ -443,4 +444,52 @@ fn podman_check(archive: &Path) {
     ]));
     assert_eq!(out, "from the context\nhi\npacked\n/srv/app\n");
     let _ = podman().args(["rmi", "-a", "-f"]).output();
+}
+
+/// COPY keeps the source's mtimes (Docker's rule) and keeps files that are
+/// hardlinks of each other in the source as one hardlink set.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn copy_keeps_mtimes_and_hardlinks() {
+    let tmp = Scratch::new("copymeta");
+    let ctx = tmp.0.join("ctx");
+    std::fs::create_dir_all(ctx.join("d")).unwrap();
+    std::fs::write(ctx.join("d/a"), "same inode\n").unwrap();
+    std::fs::hard_link(ctx.join("d/a"), ctx.join("d/b")).unwrap();
+    std::fs::write(ctx.join("d/old"), "old\n").unwrap();
+    let t = filetime::FileTime::from_unix_time(1_500_000_000, 0);
+    filetime::set_file_mtime(ctx.join("d/old"), t).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY d /d\n").unwrap();
+    let root = tmp.0.join("root");
+    let archive = tmp.0.join("img.tar");
+    build(
+        &root,
+        &ctx,
+        &["-o", &format!("type=docker,dest={}", archive.display())],
+    );
+    let out = tmp.0.join("x");
+    std::fs::create_dir_all(&out).unwrap();
+    run(Command::new("tar").arg("-xf").arg(&archive).arg("-C").arg(&out));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let layer = out.join(manifest[0]["Layers"][0].as_str().unwrap());
+    let mut tar = tar::Archive::new(std::fs::File::open(&layer).unwrap());
+    let mut seen = std::collections::BTreeMap::new();
+    for e in tar.entries().unwrap() {
+        let e = e.unwrap();
+        let h = e.header();
+        let link = e
+            .link_name()
+            .unwrap()
+            .map(|l| l.display().to_string())
+            .unwrap_or_default();
+        seen.insert(
+            e.path().unwrap().display().to_string(),
+            (h.entry_type(), h.mtime().unwrap(), link),
+        );
+    }
+    assert_eq!(seen["d/old"].1, 1_500_000_000, "{seen:?}");
+    let (a, b) = (&seen["d/a"], &seen["d/b"]);
+    assert!(a.0.is_file(), "{seen:?}");
+    assert!(b.0.is_hard_link() && b.2 == "d/a", "{seen:?}");
 }

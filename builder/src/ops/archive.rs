@@ -14,9 +14,8 @@ use std::io::{BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use cache::layer::{EntryKind as LayerKind, UnpackOptions};
+use cache::layer::UnpackOptions;
 
-use super::file::DEFAULT_MTIME;
 
 /// How a file is compressed, by its magic bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +124,8 @@ pub fn is_archive(path: &Path) -> anyhow::Result<bool> {
 
 impl ArchiveAdd {
     /// Streams the archive's members into `layer_dir`/`into`: the tar's
-    /// own modes and owners unless `--chown`, mtimes as every copy's.
+    /// own modes, owners (unless `--chown`) and mtimes, as Docker keeps
+    /// them.
     pub fn unpack_into(&self, layer_dir: &Path, opts: &UnpackOptions) -> anyhow::Result<()> {
         let Some(tar) = open_tar(&self.path)? else {
             anyhow::bail!("{} is no longer an archive", self.path.display());
@@ -137,9 +137,6 @@ impl ArchiveAdd {
             if let Some((uid, gid)) = owner {
                 e.meta.uid = uid;
                 e.meta.gid = gid;
-            }
-            if !matches!(e.kind, LayerKind::Whiteout | LayerKind::Opaque) {
-                e.meta.mtime = DEFAULT_MTIME;
             }
         })
         .with_context(|| format!("unpacking {} for ADD", self.path.display()))?;

@@ -23,10 +23,16 @@ use crate::context::checksum::Overrides;
 use crate::context::chmod::Chmod;
 use crate::context::select::{EntryKind, Selection};
 
-/// Docker leaves mtimes of copied files as they are; strata clamps them to
-/// this (1970-01-01 + 0) when no `SOURCE_DATE_EPOCH` is given, so the same
-/// files always make the same layer and a cache hit equals a rebuild.
+/// The time of what a COPY makes rather than copies (parent directories,
+/// heredoc files): 1970-01-01, so the same instruction always makes the
+/// same layer. Copied files keep their source's mtime, as Docker keeps it;
+/// `SOURCE_DATE_EPOCH` clamps both (see [`super::commit`]).
 pub(crate) const DEFAULT_MTIME: i64 = 0;
+
+/// A selected entry's mtime in whole seconds (what a tar header holds).
+fn source_mtime(e: &crate::context::select::Entry) -> i64 {
+    i64::try_from(e.stat.mtime_ns.div_euclid(1_000_000_000)).unwrap_or(DEFAULT_MTIME)
+}
 
 /// The layer entries of a selection from `root` (the directory the
 /// entries' `rel` paths are relative to), not written yet, and the local
@@ -45,6 +51,8 @@ pub fn copy_entries(
 ) -> anyhow::Result<(Vec<LayerEntry>, Vec<ArchiveAdd>)> {
     let mut entries = Vec::new();
     let mut archives = Vec::new();
+    // (dev, inode, entry index) of every copied file: hardlink sets.
+    let mut inodes = Vec::new();
     for e in &sel.entries {
         // ADD unpacks a named local source that is a tar (plain or
         // compressed) into the destination directory: `dest` itself when
@@ -93,12 +101,16 @@ pub fn copy_entries(
         let mut le = LayerEntry::new(path, kind)
             .mode(mode)
             .owner(uid, gid)
-            .mtime(DEFAULT_MTIME);
+            .mtime(source_mtime(e));
         for (k, v) in &e.xattrs {
             le = le.xattr(k.clone(), v.clone());
         }
+        if e.kind == EntryKind::File {
+            inodes.push((e.stat.dev, e.stat.ino, entries.len()));
+        }
         entries.push(le);
     }
+    keep_hardlinks(&mut entries, inodes);
     for f in inline {
         let p = if inline.len() == 1 && !dest.ends_with('/') {
             dest.to_string()
@@ -116,6 +128,26 @@ pub fn copy_entries(
         );
     }
     Ok((entries, archives))
+}
+
+/// Files of one copy that are hardlinks of each other in the source stay
+/// one inode in the layer, as BuildKit keeps them: the first of each set
+/// in layer order is the file, the others link to it.
+fn keep_hardlinks(entries: &mut [LayerEntry], mut inodes: Vec<(u64, u64, usize)>) {
+    inodes.sort_by(|a, b| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then_with(|| cache::layer::layer_order(&entries[a.2].path, &entries[b.2].path))
+    });
+    for set in inodes.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let Some((first, rest)) = set.split_first() else {
+            continue;
+        };
+        let target = entries[first.2].path.clone();
+        for &(_, _, i) in rest {
+            entries[i].kind = LayerKind::Hardlink(target.clone());
+        }
+    }
 }
 
 /// Adds a directory entry (0755, `uid`:`gid`) for each of `dirs`
