@@ -204,10 +204,10 @@ pub fn record(store: &Store, layer: &Layer) -> anyhow::Result<()> {
 
 /// Whether `layer` is one kept as a directory (no blob; its tar is made
 /// from the directory on demand).
+/// The store's record decides, not the layer's origin: a layer of a local
+/// image built here (`FROM` its tag) names that tag as its origin.
 pub fn is_dir_layer(store: &Store, layer: &Layer) -> bool {
-    layer.origin.is_none()
-        && layer.desc.digest == layer.diff_id
-        && store.layer_dir_of(&layer.desc.digest).is_some()
+    layer.desc.digest == layer.diff_id && store.layer_dir_of(&layer.desc.digest).is_some()
 }
 
 impl Executor {

@@ -109,9 +109,10 @@ pub(super) fn finish_image(
     // Layers built here are named through their directories' records.
     let needs_bytes = crate::output::needs_layer_bytes(&ctx.req.outputs);
     for l in &state.layers {
-        if l.origin.is_none()
-            && l.desc.digest == l.diff_id
-            && !ctx.store.blobs().has(&l.desc.digest)
+        if crate::ops::commit::is_dir_layer(ctx.store, l)
+            || (l.origin.is_none()
+                && l.desc.digest == l.diff_id
+                && !ctx.store.blobs().has(&l.desc.digest))
         {
             crate::ops::commit::record(ctx.store, l)?;
         } else if needs_bytes {
