@@ -183,6 +183,11 @@ struct Unpacker<'a> {
     have_openat2: bool,
     buf: Vec<u8>,
     stats: UnpackStats,
+    /// The next file's content as an open file ([`unpack_entries`]):
+    /// copied file to file, which the kernel does without a round trip
+    /// through this process (`copy_file_range`, a reflink where the
+    /// filesystem has them).
+    source_file: Option<std::fs::File>,
 }
 
 impl Unpacker<'_> {
@@ -553,6 +558,15 @@ impl Unpacker<'_> {
     ) -> Result<()> {
         let fd = self.create_file(dirfd, rel, name)?;
         let mut f = std::fs::File::from(fd);
+        if let Some(mut src) = self.source_file.take() {
+            let n = io::copy(&mut src, &mut f)
+                .map_err(|e| LayerError::io("copying into", self.dest.join(rel), e))?;
+            self.stats.bytes += n;
+            let fd = OwnedFd::from(f);
+            self.finish_file(&fd, rel, meta, None)?;
+            self.stats.files += 1;
+            return Ok(());
+        }
         loop {
             let n = match content.read(&mut self.buf) {
                 Ok(0) => break,
@@ -835,6 +849,7 @@ impl<'a> Unpacker<'a> {
             fixups: Vec::new(),
             have_openat2: true,
             buf: vec![0; 256 * 1024],
+            source_file: None,
             stats: UnpackStats {
                 compression: Compression::None,
                 diff_id: Digest::of(b""),
@@ -890,8 +905,11 @@ pub fn unpack_entries_at(
         u.stats.entries += 1;
         match &e.kind {
             EntryKind::File(Content::Path(p)) => {
-                let mut f = std::fs::File::open(p).map_err(|err| LayerError::io("opening", p, err))?;
-                u.entry(e.clone(), &mut f)?;
+                let f = std::fs::File::open(p).map_err(|err| LayerError::io("opening", p, err))?;
+                u.source_file = Some(f);
+                let r = u.entry(e.clone(), &mut io::empty());
+                u.source_file = None;
+                r?;
             }
             EntryKind::File(Content::Bytes(b)) => {
                 let b = b.clone();
