@@ -159,7 +159,10 @@ fn docker_output_is_uncompressed_by_default_and_loads() {
     assert_eq!(types.len(), 5, "{types:?}");
     // The base layer is as pulled; the four built here are plain tars.
     for t in &types[1..] {
-        assert_eq!(t, "application/vnd.docker.image.rootfs.diff.tar", "{types:?}");
+        assert_eq!(
+            t, "application/vnd.docker.image.rootfs.diff.tar",
+            "{types:?}"
+        );
     }
     podman_check(&archive);
     let gz = tmp.0.join("gz.tar");
@@ -185,12 +188,20 @@ fn oci_export_compresses_once_and_reuses() {
     let ctx = context(&tmp.0);
     let root = tmp.0.join("root");
     let (a, b) = (tmp.0.join("a.tar"), tmp.0.join("b.tar"));
-    build(&root, &ctx, &["-o", &format!("type=oci,dest={}", a.display())]);
+    build(
+        &root,
+        &ctx,
+        &["-o", &format!("type=oci,dest={}", a.display())],
+    );
     for t in archive_layer_media_types(&a) {
         assert!(t.ends_with("tar+gzip"), "{t}");
     }
     let before = blobs(&root);
-    build(&root, &ctx, &["-o", &format!("type=oci,dest={}", b.display())]);
+    build(
+        &root,
+        &ctx,
+        &["-o", &format!("type=oci,dest={}", b.display())],
+    );
     assert_eq!(blobs(&root), before, "the second export wrote blobs");
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
 }
@@ -218,10 +229,7 @@ fn push_compresses_once_and_reuses() {
     ]));
     let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
     for l in m["layers"].as_array().unwrap() {
-        assert!(
-            l["mediaType"].as_str().unwrap().ends_with("gzip"),
-            "{raw}"
-        );
+        assert!(l["mediaType"].as_str().unwrap().ends_with("gzip"), "{raw}");
     }
 }
 
@@ -324,7 +332,8 @@ fn add_streams_every_codec_into_the_layer() {
     h.set_size(6);
     h.set_mode(0o751);
     h.set_cksum();
-    tar.append_data(&mut h, "d/run.sh", &b"hello\n"[..]).unwrap();
+    tar.append_data(&mut h, "d/run.sh", &b"hello\n"[..])
+        .unwrap();
     let raw = tar.into_inner().unwrap();
     let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
     bz.write_all(&raw).unwrap();
@@ -365,8 +374,12 @@ fn write_bomb(path: &Path, len: u64) {
     h.set_size(len);
     h.set_mode(0o644);
     h.set_cksum();
-    tar.append_data(&mut h, "zeros", std::io::Read::take(std::io::repeat(0), len))
-        .unwrap();
+    tar.append_data(
+        &mut h,
+        "zeros",
+        std::io::Read::take(std::io::repeat(0), len),
+    )
+    .unwrap();
     tar.into_inner().unwrap().finish().unwrap();
 }
 
@@ -382,7 +395,10 @@ fn run_measured(mut c: Command) -> (bool, i64) {
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     assert_eq!(r, pid, "wait4");
     drop(child);
-    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, ru.ru_maxrss)
+    (
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        ru.ru_maxrss,
+    )
 }
 
 /// The layer media types of the manifest a docker or OCI archive's
@@ -469,7 +485,11 @@ fn copy_keeps_mtimes_and_hardlinks() {
     );
     let out = tmp.0.join("x");
     std::fs::create_dir_all(&out).unwrap();
-    run(Command::new("tar").arg("-xf").arg(&archive).arg("-C").arg(&out));
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&out));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     let layer = out.join(manifest[0]["Layers"][0].as_str().unwrap());

@@ -22,8 +22,8 @@ fn main() {
         .and_then(|mut f| f.read_to_end(&mut data))
         .unwrap_or_else(|e| panic!("reading {path}: {e}"));
     let t = Instant::now();
-    let mut sink = LayerSink::new(Vec::new(), Compression::default(), MediaFlavor::Oci, 1)
-        .expect("sink");
+    let mut sink =
+        LayerSink::new(Vec::new(), Compression::default(), MediaFlavor::Oci, 1).expect("sink");
     sink.write_all(&data).expect("write");
     let (_, probed) = sink.finish().expect("finish");
     let probed_s = t.elapsed().as_secs_f64();

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use cache::layer::UnpackOptions;
 
-
 /// How a file is compressed, by its magic bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Codec {

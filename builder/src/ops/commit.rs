@@ -263,7 +263,8 @@ impl Executor {
     /// Removes a directory that did not become a layer.
     pub(super) fn discard(&self, dir: &Path) {
         let d = dir.to_path_buf();
-        let _ = self.in_layer_ns(move || runtime::userns::remove_tree(&d).map_err(|e| e.to_string()));
+        let _ =
+            self.in_layer_ns(move || runtime::userns::remove_tree(&d).map_err(|e| e.to_string()));
     }
 
     /// The layer of a COPY, ADD or WORKDIR; none when it holds nothing.

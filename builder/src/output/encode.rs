@@ -65,7 +65,11 @@ pub fn encode(
 ) -> anyhow::Result<Image> {
     let (codec, flavor, format) = match want {
         Want::AsStored => return Ok(img.clone()),
-        Want::Gzip => (Codec::default(), MediaFlavor::Docker, ManifestFormat::Docker),
+        Want::Gzip => (
+            Codec::default(),
+            MediaFlavor::Docker,
+            ManifestFormat::Docker,
+        ),
         Want::Zstd => (
             Codec::Zstd { level: 3 },
             MediaFlavor::Oci,

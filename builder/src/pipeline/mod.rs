@@ -26,8 +26,8 @@ use runtime::run_mounts::BindFrom;
 use crate::context::checksum::ChecksumIndex;
 use crate::context::dockerignore::{self, Matcher};
 use crate::context::select::{CopySpec, select};
-use crate::ops::exec::Executor;
 use crate::ops::commit::FileLayer;
+use crate::ops::exec::Executor;
 use crate::ops::{CachedResult, Layer, commit, file, source};
 use crate::options::{BuildRequest, DockerfileSource, NamedContextSource};
 use crate::progress::{Event, EventKind, Sink, Summary};
@@ -94,11 +94,7 @@ fn local_hit(store: &Store, key: &str) -> anyhow::Result<Option<CachedResult>> {
     Ok(store
         .cache_get(key)?
         .and_then(|raw| serde_json::from_slice::<CachedResult>(&raw).ok())
-        .filter(|hit| {
-            hit.layer
-                .as_ref()
-                .is_none_or(|l| layer_present(store, l))
-        }))
+        .filter(|hit| hit.layer.as_ref().is_none_or(|l| layer_present(store, l))))
 }
 
 /// Whether a layer's bytes are here: its blob, or its directory for a

@@ -877,7 +877,11 @@ impl<'a> Unpacker<'a> {
 /// with no tar in between. Entries are applied in layer order (parents
 /// first); a file's bytes are read from its [`Content`] as it is written.
 /// The stats' digest fields are left empty (no tar was read).
-pub fn unpack_entries(entries: Vec<Entry>, dest: &Path, opts: &UnpackOptions) -> Result<UnpackStats> {
+pub fn unpack_entries(
+    entries: Vec<Entry>,
+    dest: &Path,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats> {
     unpack_entries_at(entries, open_root(dest)?, dest, opts)
 }
 
