@@ -1,12 +1,13 @@
 # shellcheck shell=bash
 # `docker build` (Debian's docker.io: BuildKit inside a rootful daemon,
-# overlay2) as a peer for ../shared/peers/bench.sh, same functions as its
+# overlay2; its own CLI, /usr/bin/docker, whose BuildKit needs no buildx
+# plugin) as a peer for ../shared/peers/bench.sh, same functions as its
 # tools/buildah.sh. vs_buildah.sh starts a private dockerd for the run
 # (its own data-root, exec-root and socket; no bridge, no iptables), puts
 # the bench user in the docker group for the run only, and stops it after.
 TOOL_NAME=docker
 DOCKER_BENCH_DIR="${DOCKER_BENCH_DIR:-/var/tmp/strata-bench/docker}"
-D="env DOCKER_HOST=unix://$DOCKER_BENCH_DIR/docker.sock DOCKER_BUILDKIT=1 docker"
+D="env DOCKER_HOST=unix://$DOCKER_BENCH_DIR/docker.sock DOCKER_BUILDKIT=1 ${DOCKER_CLI:-/usr/bin/docker}"
 
 tool_version() { $D version --format 'docker {{.Server.Version}} (BuildKit)'; }
 
