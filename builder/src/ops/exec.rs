@@ -86,9 +86,10 @@ impl Executor {
                 cache_dir: Some(self.root.join("cache-mounts")),
             })
             .map_err(|e| e.to_string())?;
-            let choice =
-                runtime::snapshot::choose(&self.root.join("snapshots/steps"), self.snapshotter)
-                    .map_err(|e| e.to_string())?;
+            let steps = self.root.join("snapshots/steps");
+            let choice = runtime::snapshot::choose(&steps, self.snapshotter)
+                .map_err(|e| e.to_string())?;
+            cache::store::spread_subdirs(&steps);
             Ok((sandbox, choice))
         });
         r.as_ref()
