@@ -32,8 +32,9 @@ cmd_build() {
 
 cmd_build_nocache() { local a=$1 b=$2 c=$3; shift 3; cmd_build "$a" "$b" "$c" --no-cache "$@"; }
 
-# Loopback registries are plain HTTP for dockerd by default.
-cmd_push() { echo "$D tag $1 $2 && $D push -q $2 >>$3 2>&1"; }
+# Loopback registries are plain HTTP for dockerd by default. REMOTEREF may
+# hold a command substitution (a fresh repository per run): evaluated once.
+cmd_push() { echo "r=$2; $D tag $1 \$r && $D push -q \$r >>$3 2>&1"; }
 
 cmd_export() { echo "rm -f $2 && $D tag $1 $3 && $D save -o $2 $3 >>$4 2>&1"; }
 
