@@ -87,8 +87,8 @@ impl Executor {
             })
             .map_err(|e| e.to_string())?;
             let steps = self.root.join("snapshots/steps");
-            let choice = runtime::snapshot::choose(&steps, self.snapshotter)
-                .map_err(|e| e.to_string())?;
+            let choice =
+                runtime::snapshot::choose(&steps, self.snapshotter).map_err(|e| e.to_string())?;
             cache::store::spread_subdirs(&steps);
             Ok((sandbox, choice))
         });
