@@ -10,6 +10,13 @@
 # to bench.sh (e.g. SCENARIOS="cold warm touched nocache" RUNS_COLD=3).
 # The summary table is printed at the end and kept under
 # /var/tmp/strata-bench/peers/out/latest/.
+#
+# With docker in TOOLS (e.g. TOOLS="buildah docker strata"), a private
+# dockerd (Debian's docker.io; apt-get install -y docker.io) runs for the
+# bench only: its own data-root, exec-root and socket under
+# /var/tmp/strata-bench/docker, --bridge=none --iptables=false
+# --ip-masq=false; the bench user is in the docker group for the run only,
+# and both are undone at the end.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 shared="${STRATA_SHARED:-$repo/../shared}"
@@ -27,5 +34,33 @@ rm -rf "$work/peers" && cp -a "$shared/peers" "$work/peers"
 chmod -R u+w "$work/peers"
 cp "$repo/builder/benches/peers/strata.sh" "$work/peers/tools/strata.sh"
 cp "$repo/builder/benches/peers/strata-chroot.sh" "$work/peers/tools/strata-chroot.sh"
+cp "$repo/builder/benches/peers/docker.sh" "$work/peers/tools/docker.sh"
 export STRATA_BIN="$work/strata"
-TOOLS="${TOOLS:-buildah strata}" bash "$work/peers/bench.sh" "$@"
+TOOLS="${TOOLS:-buildah strata}"
+
+dockerd_pid=""
+stop_docker() {
+    if [ -n "$dockerd_pid" ]; then
+        kill "$dockerd_pid" 2>/dev/null || true
+        wait "$dockerd_pid" 2>/dev/null || true
+    fi
+    gpasswd -d builder docker >/dev/null 2>&1 || true
+}
+if [[ " $TOOLS " == *" docker "* ]]; then
+    command -v dockerd >/dev/null || { echo "docker in TOOLS: apt-get install -y docker.io" >&2; exit 2; }
+    d="$work/docker"
+    install -d -m 711 "$d" "$d/data" "$d/exec"
+    gpasswd -a builder docker >/dev/null
+    trap stop_docker EXIT
+    dockerd --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
+        -H "unix://$d/docker.sock" --group docker \
+        --bridge=none --iptables=false --ip-masq=false >"$d/dockerd.log" 2>&1 &
+    dockerd_pid=$!
+    for _ in $(seq 60); do
+        DOCKER_HOST="unix://$d/docker.sock" docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    DOCKER_HOST="unix://$d/docker.sock" docker info >/dev/null \
+        || { echo "dockerd did not start; see $d/dockerd.log" >&2; exit 1; }
+fi
+TOOLS="$TOOLS" bash "$work/peers/bench.sh" "$@"

@@ -7,9 +7,12 @@
 //! vertices and runs them on the [`solver`] against the cache, and [`ops`]
 //! runs each one — base layers fetched lazily and unpacked once per diff_id
 //! into `<root>/snapshots/layer-<hex>`, RUN in the runtime's sandbox over a
-//! snapshot of those layer directories, COPY/ADD/WORKDIR written straight to
-//! a layer, and `COPY --from` read in place from the source's layer
-//! directories inside the build's user namespace.
+//! snapshot of those layer directories, COPY/ADD/WORKDIR written straight
+//! into a new layer directory, and `COPY --from` read in place from the
+//! source's layer directories inside the build's user namespace. A layer
+//! built here *is* its directory plus a streamed diff_id (`ops::commit`):
+//! nothing is compressed while building; [`output`] makes the blobs an
+//! output needs, once each.
 
 pub mod cli;
 pub mod context;

@@ -141,6 +141,17 @@ fn mark_root(
                 // demand: not damage.
                 if !blobs.has(&l.digest) && l.urls.is_none() {
                     match store.origins().get(&l.digest) {
+                        // A layer built here: its directory is the layer.
+                        Ok(Some(rec)) if rec.snapshot.is_some() => {
+                            let name = rec.snapshot.unwrap_or_default();
+                            if !store.snapshots_dir().join(&name).is_dir() {
+                                live.problems.push(format!(
+                                    "{who}: layer {} of manifest {digest} is missing: its directory snapshots/{name} is gone; build the image again",
+                                    l.digest
+                                ));
+                            }
+                            live.snapshots.insert(name);
+                        }
                         Ok(Some(_)) => {}
                         Ok(None) => live.problems.push(format!(
                             "{who}: layer {} of manifest {digest} is missing and nothing records where to fetch it from",

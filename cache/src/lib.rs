@@ -2,7 +2,9 @@
 //!
 //! Blobs live by sha256 digest and are verified on every write; tags and
 //! cache keys are small index files; layers are written and read as tar
-//! streams with OCI whiteouts; images come from and go to registries,
+//! streams with OCI whiteouts, and a layer built by the caller may be kept
+//! as a directory only, its blob made on demand (`origin`,
+//! `transport::LayerSource`); images come from and go to registries,
 //! docker-archive tarballs and OCI layouts. Nothing here knows about
 //! Dockerfiles: the builder hands over bytes, directories and digests.
 

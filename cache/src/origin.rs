@@ -8,6 +8,13 @@
 //! `FROM` of the new image) fetches them on demand through
 //! [`crate::transport::registry::ensure_blob`].
 //!
+//! A layer built here is absent too, by design: its canonical form is its
+//! directory `snapshots/layer-<diff_id hex>`, and its blob — the
+//! uncompressed tar, whose digest is the diff_id — is produced from that
+//! directory whenever an output needs it. Its record names the directory
+//! ([`OriginRecord::snapshot`]) instead of a registry; marking keeps the
+//! directory alive for as long as an image names the layer.
+//!
 //! Records live in `index/origins/<blob hex>.json`, one file per blob,
 //! replaced atomically like tags and cache entries. A record is a hint, not
 //! a promise: the registry may have lost the blob, which is reported when the
@@ -41,6 +48,10 @@ pub struct OriginRecord {
     /// Normalized image references whose repository holds the blob, newest
     /// first.
     pub references: Vec<String>,
+    /// For a layer built here: the directory under `snapshots/` whose tar
+    /// is the blob (made on demand, never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 impl OriginRecord {
@@ -89,6 +100,7 @@ impl OriginIndex {
                 digest: desc.digest.clone(),
                 size: desc.size,
                 references: Vec::new(),
+                snapshot: None,
             },
         };
         if rec.references.first() == Some(&name) {
@@ -97,6 +109,31 @@ impl OriginIndex {
         rec.references.retain(|r| r != &name);
         rec.references.insert(0, name);
         rec.references.truncate(MAX_REFERENCES);
+        let bytes = serde_json::to_vec(&rec).map_err(|e| invalid(e.to_string()))?;
+        write_atomic(&self.scratch, &self.path(&desc.digest), &bytes)
+    }
+
+    /// Records that the uncompressed layer blob `desc` is the tar of the
+    /// directory `snapshots/<snapshot>` (a layer built here). Idempotent;
+    /// a record with another size is refused as for [`OriginIndex::add`].
+    pub fn add_snapshot(&self, desc: &Descriptor, snapshot: &str) -> Result<()> {
+        let mut rec = match self.get(&desc.digest)? {
+            Some(r) if r.size != desc.size => {
+                return Err(invalid(format!(
+                    "blob {} is recorded as {} bytes but the layer directory {snapshot} makes {}",
+                    desc.digest, r.size, desc.size
+                )));
+            }
+            Some(r) if r.snapshot.as_deref() == Some(snapshot) => return Ok(()),
+            Some(r) => r,
+            None => OriginRecord {
+                digest: desc.digest.clone(),
+                size: desc.size,
+                references: Vec::new(),
+                snapshot: None,
+            },
+        };
+        rec.snapshot = Some(snapshot.to_string());
         let bytes = serde_json::to_vec(&rec).map_err(|e| invalid(e.to_string()))?;
         write_atomic(&self.scratch, &self.path(&desc.digest), &bytes)
     }

@@ -1,6 +1,8 @@
 //! `strata push REF [DEST]`: send an image from the local store to a
 //! registry, under its own name or another. Manifests go byte for byte, so
-//! the registry's digest is the local one.
+//! the registry's digest is the local one — except for an image with layers
+//! built here, kept as directories: it goes over their gzip blobs, under
+//! the manifest that names those.
 
 use std::process::ExitCode;
 
@@ -12,6 +14,9 @@ use clap::Args;
 
 use super::GlobalOpts;
 use super::pull::{ENV_HELP, registry_client};
+use crate::ops::exec::Executor;
+use crate::options::{Isolation, Snapshotter, Userns};
+use crate::output::encode::{self, Want};
 
 #[derive(Debug, Args)]
 #[command(after_help = ENV_HELP)]
@@ -39,6 +44,7 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
     };
     let client = registry_client(&args.insecure_registry)?;
     let store = Store::open(g.root()?)?;
+    let source = with_stored_layers(&store, &source)?;
     let report = push(&client, &store, &source, &dest)
         .with_context(|| format!("pushing {source} to {dest}"))?;
     let digest = report
@@ -59,4 +65,23 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
     );
     println!("Digest: {digest}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `source`, or — when it names layers built here, kept as directories —
+/// the same image over their gzip blobs (made once and remembered), by
+/// digest: a registry gets compressed layers.
+fn with_stored_layers(store: &Store, source: &Reference) -> anyhow::Result<Reference> {
+    let Some(img) = store.resolve_image(source)? else {
+        return Ok(source.clone());
+    };
+    let layers = encode::layers_of(&img);
+    if !layers
+        .iter()
+        .any(|l| crate::ops::commit::is_dir_layer(store, l))
+    {
+        return Ok(source.clone());
+    }
+    let executor = Executor::new(store, Userns::Auto, Isolation::Auto, Snapshotter::Auto, 0);
+    let encoded = encode::encode(store, &executor, &img, &layers, Want::Gzip, true)?;
+    Ok(source.with_digest(encoded.manifest_digest))
 }

@@ -12,6 +12,10 @@ use clap::{Args, ValueEnum};
 
 use super::GlobalOpts;
 use super::images::{find_image, open_store};
+use crate::ops::commit::DirLayers;
+use crate::ops::exec::Executor;
+use crate::options::{Isolation, Snapshotter, Userns};
+use crate::output::encode::{self, Want};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SaveFormat {
@@ -50,8 +54,24 @@ pub fn run(g: &GlobalOpts, args: SaveArgs) -> anyhow::Result<ExitCode> {
             image: found.image,
         });
     }
+    // Layers built here are kept as directories: a docker-archive streams
+    // them uncompressed, as `docker save` writes layers; an OCI layout gets
+    // them gzip-compressed (made once and remembered).
+    let executor = Executor::new(&store, Userns::Auto, Isolation::Auto, Snapshotter::Auto, 0);
+    let made = DirLayers {
+        store: &store,
+        executor: &executor,
+    };
+    if args.format != SaveFormat::DockerArchive {
+        for it in &mut items {
+            let layers = encode::layers_of(&it.image);
+            it.image = encode::encode(&store, &executor, &it.image, &layers, Want::Gzip, true)?;
+        }
+    }
     match args.format {
-        SaveFormat::DockerArchive => docker_archive::save(&store, &items, &args.output)?,
+        SaveFormat::DockerArchive => {
+            docker_archive::save_with(&store, &items, &args.output, &made)?
+        }
         SaveFormat::OciArchive => oci_layout::export_tar(&store, &items, &args.output)?,
         SaveFormat::OciDir => oci_layout::export_dir(&store, &items, &args.output)?,
     }

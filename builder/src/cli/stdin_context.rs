@@ -29,8 +29,8 @@ pub fn read() -> anyhow::Result<StdinContext> {
     drop(f);
     let context = dir.path().join("context");
     std::fs::create_dir(&context)?;
-    let dockerfile = match crate::ops::archive::open_tar(&spool, dir.path())? {
-        Some((tar, _keep)) => {
+    let dockerfile = match crate::ops::archive::open_tar(&spool)? {
+        Some(tar) => {
             let opts = cache::layer::UnpackOptions {
                 whiteouts: cache::layer::WhiteoutMode::Apply,
                 ownership: cache::layer::OwnershipMode::Record,

@@ -84,6 +84,7 @@ fn fetch(agent: &ureq::Agent, url: &str, dir: &Path) -> anyhow::Result<Fetched> 
     }
     let mut resp = agent.get(url).call().map_err(|e| anyhow!("{e}"))?;
     let name = file_name(url, resp.headers().get("content-disposition"));
+    let modified = last_modified(resp.headers().get("last-modified"));
     let path = dir.join(&name);
     let mut file =
         std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -100,11 +101,28 @@ fn fetch(agent: &ureq::Agent, url: &str, dir: &Path) -> anyhow::Result<Fetched> 
             .with_context(|| format!("writing {}", path.display()))?;
     }
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    // Docker's rule: the file's time is the server's Last-Modified (the
+    // epoch without one, so the layer does not depend on when it ran).
+    let t = filetime::FileTime::from_unix_time(modified.unwrap_or(0), 0);
+    filetime::set_file_handle_times(&file, Some(t), Some(t))
+        .with_context(|| format!("setting the time of {}", path.display()))?;
     Ok(Fetched {
         url: url.to_string(),
         name,
         digest: hasher.finalize(),
     })
+}
+
+/// The Unix time of an HTTP `Last-Modified` header (RFC 7231's IMF-fixdate,
+/// `Sun, 06 Nov 1994 08:49:37 GMT`); `None` when absent or unreadable.
+fn last_modified(h: Option<&ureq::http::HeaderValue>) -> Option<i64> {
+    let v = h?.to_str().ok()?;
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(v.trim(), &fmt)
+        .ok()
+        .map(|t| t.assume_utc().unix_timestamp())
 }
 
 /// The name Docker gives a downloaded file.
@@ -139,6 +157,15 @@ fn file_name(url: &str, disposition: Option<&ureq::http::HeaderValue>) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_modified_is_read_as_an_http_date() {
+        let h = ureq::http::HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(last_modified(Some(&h)), Some(784111777));
+        let bad = ureq::http::HeaderValue::from_static("yesterday");
+        assert_eq!(last_modified(Some(&bad)), None);
+        assert_eq!(last_modified(None), None);
+    }
 
     #[test]
     fn names_come_from_the_path_then_the_header() {

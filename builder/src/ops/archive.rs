@@ -4,17 +4,17 @@
 //! compressed file that is not a tar — is copied as it is.
 //!
 //! gzip and zstd are read through the store's layer decoder; bzip2 through
-//! the pure-Rust `bzip2` backend; xz with `lzma-rs`, which only decodes into
-//! a writer, so an xz archive is first decompressed into a scratch file.
+//! the pure-Rust `bzip2` backend; xz with `lzma-rs`, which decodes into a
+//! writer, so a thread decodes into a pipe that the unpack reads.
+//! Members are streamed straight into the layer directory
+//! (`cache::layer::unpack_mapped`): memory and scratch space stay flat
+//! whatever the archive unpacks to.
 
 use std::io::{BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use cache::layer::{Content, Entry as LayerEntry, EntryKind as LayerKind};
-
-use super::file::DEFAULT_MTIME;
-use crate::context::checksum::Overrides;
+use cache::layer::UnpackOptions;
 
 /// How a file is compressed, by its magic bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,29 +70,14 @@ fn read_head(r: &mut dyn Read, n: usize) -> std::io::Result<Vec<u8>> {
     Ok(head)
 }
 
-/// A tar stream, and the scratch file (an xz archive's decompressed copy)
-/// that must live while it is read.
-pub type TarStream = (Box<dyn Read>, Option<tempfile::NamedTempFile>);
-
 /// The decompressed stream of `path` if it is a tar, else `None`.
-pub fn open_tar(path: &Path, scratch_dir: &Path) -> anyhow::Result<Option<TarStream>> {
+pub fn open_tar(path: &Path) -> anyhow::Result<Option<Box<dyn Read>>> {
     let open = || std::fs::File::open(path).with_context(|| format!("reading {}", path.display()));
     let magic = read_head(&mut open()?, 6)?;
-    let (mut stream, scratch): (Box<dyn Read>, _) = match codec(&magic) {
-        Codec::LayerDecoder => (Box::new(cache::layer::Decompressed::new(open()?)?.0), None),
-        Codec::Bzip2 => (
-            Box::new(bzip2::read::MultiBzDecoder::new(BufReader::new(open()?))),
-            None,
-        ),
-        Codec::Xz => {
-            let mut tmp = tempfile::NamedTempFile::new_in(scratch_dir)
-                .with_context(|| format!("a scratch file in {}", scratch_dir.display()))?;
-            if lzma_rs::xz_decompress(&mut BufReader::new(open()?), tmp.as_file_mut()).is_err() {
-                return Ok(None);
-            }
-            let reread = tmp.reopen()?;
-            (Box::new(reread), Some(tmp))
-        }
+    let mut stream: Box<dyn Read> = match codec(&magic) {
+        Codec::LayerDecoder => Box::new(cache::layer::Decompressed::new(open()?)?.0),
+        Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(BufReader::new(open()?))),
+        Codec::Xz => xz_stream(open()?)?,
     };
     // A compressed file that does not decompress is not an archive either.
     let Ok(head) = read_head(&mut stream, 512) else {
@@ -101,54 +86,67 @@ pub fn open_tar(path: &Path, scratch_dir: &Path) -> anyhow::Result<Option<TarStr
     if !is_tar_header(&head) {
         return Ok(None);
     }
-    Ok(Some((Box::new(Cursor::new(head).chain(stream)), scratch)))
+    Ok(Some(Box::new(Cursor::new(head).chain(stream))))
 }
 
-/// The entries of `path` unpacked under `dest` when it is a tar archive
-/// (`None` when ADD must copy it as a file): the tar's own modes and
-/// owners unless `--chown`, mtimes clamped like every copy.
-pub fn entries(
-    path: &Path,
-    dest: &str,
-    ov: &Overrides,
-    scratch_dir: &Path,
-) -> anyhow::Result<Option<Vec<LayerEntry>>> {
-    let Some((tar, _scratch)) = open_tar(path, scratch_dir)? else {
-        return Ok(None);
-    };
-    let base = PathBuf::from(dest.trim_start_matches('/'));
-    let mut out = Vec::new();
-    let mut read_err = None;
-    cache::layer::for_each_entry(tar, |mut e, r| {
-        if let LayerKind::File(_) = e.kind {
-            let mut b = Vec::new();
-            if let Err(err) = r.read_to_end(&mut b) {
-                read_err = Some(err);
+/// An xz file decompressed as it is read: `lzma-rs` decodes into a writer,
+/// so a thread decodes into a pipe this side reads (its memory is the
+/// format's dictionary, at most 64 MiB for `xz -9`). A decoding error ends
+/// the stream early, which the tar reader reports as a truncated archive.
+fn xz_stream(file: std::fs::File) -> anyhow::Result<Box<dyn Read>> {
+    let (reader, mut writer) = std::io::pipe().context("a pipe for the xz decoder")?;
+    std::thread::Builder::new()
+        .name("xz".into())
+        .spawn(move || {
+            let _ = lzma_rs::xz_decompress(&mut BufReader::new(file), &mut writer);
+        })
+        .context("starting the xz decoder")?;
+    Ok(Box::new(reader))
+}
+
+/// An ADD source that is an archive, to unpack into a directory of the
+/// layer.
+#[derive(Debug, Clone)]
+pub struct ArchiveAdd {
+    /// The archive file.
+    pub path: PathBuf,
+    /// The directory it is unpacked into, relative to the layer root.
+    pub into: PathBuf,
+    /// `--chown`: every member's owner.
+    pub owner: Option<(u32, u32)>,
+}
+
+/// Whether `path` is an archive ADD unpacks (a tar after decompression).
+pub fn is_archive(path: &Path) -> anyhow::Result<bool> {
+    Ok(open_tar(path)?.is_some())
+}
+
+impl ArchiveAdd {
+    /// Streams the archive's members into `layer_dir`/`into`: the tar's
+    /// own modes, owners (unless `--chown`) and mtimes, as Docker keeps
+    /// them.
+    pub fn unpack_into(&self, layer_dir: &Path, opts: &UnpackOptions) -> anyhow::Result<()> {
+        let Some(tar) = open_tar(&self.path)? else {
+            anyhow::bail!("{} is no longer an archive", self.path.display());
+        };
+        let dest = layer_dir.join(&self.into);
+        std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+        let owner = self.owner;
+        cache::layer::unpack_mapped(tar, &dest, opts, &mut |e| {
+            if let Some((uid, gid)) = owner {
+                e.meta.uid = uid;
+                e.meta.gid = gid;
             }
-            e.kind = LayerKind::File(Content::Bytes(b));
-        }
-        if let LayerKind::Hardlink(t) = &e.kind {
-            e.kind = LayerKind::Hardlink(base.join(t));
-        }
-        e.path = base.join(&e.path);
-        if ov.explicit_owner {
-            e.meta.uid = ov.uid;
-            e.meta.gid = ov.gid;
-        }
-        e.meta.mtime = DEFAULT_MTIME;
-        out.push(e);
+        })
+        .with_context(|| format!("unpacking {} for ADD", self.path.display()))?;
         Ok(())
-    })
-    .with_context(|| format!("unpacking {} for ADD", path.display()))?;
-    if let Some(e) = read_err {
-        anyhow::bail!("reading {}: {e}", path.display());
     }
-    Ok(Some(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cache::layer::{Content, Entry as LayerEntry};
     use std::io::Write as _;
 
     fn tar_bytes() -> Vec<u8> {
@@ -166,15 +164,27 @@ mod tests {
         out
     }
 
-    fn unpack(bytes: &[u8]) -> Option<Vec<LayerEntry>> {
+    /// Unpacks `bytes` (as a file) into `into/` of a fresh directory;
+    /// `None` when ADD would copy it instead.
+    fn unpack(bytes: &[u8]) -> Option<tempfile::TempDir> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("archive");
         std::fs::write(&p, bytes).unwrap();
-        entries(&p, "/into/", &Overrides::default(), dir.path()).unwrap()
-    }
-
-    fn names(e: &[LayerEntry]) -> Vec<String> {
-        e.iter().map(|e| e.path.display().to_string()).collect()
+        if !is_archive(&p).unwrap() {
+            return None;
+        }
+        let out = tempfile::tempdir().unwrap();
+        let add = ArchiveAdd {
+            path: p,
+            into: PathBuf::from("into"),
+            owner: None,
+        };
+        let opts = UnpackOptions {
+            ownership: cache::layer::OwnershipMode::Record,
+            ..Default::default()
+        };
+        add.unpack_into(out.path(), &opts).unwrap();
+        Some(out)
     }
 
     #[test]
@@ -192,17 +202,15 @@ mod tests {
             ("xz", xz),
             ("zstd", zst),
         ] {
-            let e = unpack(&bytes).unwrap_or_else(|| panic!("{what} tar not unpacked"));
-            assert!(
-                names(&e).contains(&"into/a/hello.txt".to_string()),
-                "{what}: {:?}",
-                names(&e)
-            );
-            let f = e.iter().find(|e| e.path.ends_with("hello.txt")).unwrap();
-            assert_eq!(
-                (f.meta.mode & 0o7777, f.meta.uid, f.meta.gid),
-                (0o640, 7, 8)
-            );
+            let out = unpack(&bytes).unwrap_or_else(|| panic!("{what} tar not unpacked"));
+            let f = out.path().join("into/a/hello.txt");
+            assert_eq!(std::fs::read(&f).unwrap(), b"hello", "{what}");
+            use std::os::unix::fs::MetadataExt as _;
+            let md = std::fs::metadata(&f).unwrap();
+            assert_eq!(md.mode() & 0o7777, 0o640, "{what}");
+            // Not ours to chown to: recorded for the layer writer.
+            let rec = xattr::get(&f, cache::layer::ROOTLESS_XATTR).unwrap();
+            assert!(rec.is_some(), "{what}: owner 7:8 recorded");
         }
     }
 

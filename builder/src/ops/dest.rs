@@ -44,6 +44,21 @@ pub struct Dest {
     /// (absolute, no trailing `/`): the missing ancestors of what it
     /// writes, and the destination itself when it is a missing directory.
     pub missing: Vec<String>,
+    /// The directories on the way that the image has, as it has them: a
+    /// layer directory holds its files' parents, and they must carry the
+    /// image's mode, owner and time, or the layer would change them.
+    #[serde(default)]
+    pub parents: Vec<DirMeta>,
+}
+
+/// An existing directory of the image: relative path and metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirMeta {
+    pub path: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
 }
 
 impl Dest {
@@ -117,20 +132,33 @@ fn plan(view: &LowerView, dest: &str, into_dir: bool) -> Result<Dest, String> {
         rel.parent()
     };
     let mut missing = Vec::new();
+    let mut parents = Vec::new();
     let mut acc = PathBuf::new();
     for c in made.into_iter().flat_map(Path::components) {
         acc.push(c);
         if missing.is_empty()
-            && view
+            && let Some(found) = view
                 .lookup(&acc)
                 .map_err(|e| format!("looking up /{}: {e}", acc.display()))?
-                .is_some()
         {
+            use std::os::unix::fs::MetadataExt as _;
+            let md = &found.metadata;
+            parents.push(DirMeta {
+                path: acc.display().to_string(),
+                mode: md.mode() & 0o7777,
+                uid: md.uid(),
+                gid: md.gid(),
+                mtime: md.mtime(),
+            });
             continue;
         }
         missing.push(format!("/{}", acc.display()));
     }
-    Ok(Dest { path, missing })
+    Ok(Dest {
+        path,
+        missing,
+        parents,
+    })
 }
 
 /// Resolves `path` in `view` through symlinks (the last component too),
@@ -231,13 +259,20 @@ mod tests {
         Dest {
             path: path.into(),
             missing: missing.iter().map(|s| s.to_string()).collect(),
+            parents: Vec::new(),
         }
+    }
+
+    /// Without the existing parents' metadata (host-dependent).
+    fn bare(mut d: Dest) -> Dest {
+        d.parents.clear();
+        d
     }
 
     #[test]
     fn destinations_follow_the_images_symlinks_inside_the_root() {
         let (_t, v) = view();
-        let p = |dest: &str, into_dir| plan(&v, dest, into_dir).expect(dest);
+        let p = |dest: &str, into_dir| bare(plan(&v, dest, into_dir).expect(dest));
         // An existing directory is copied into, slash or not.
         assert_eq!(p("/bin", false), d("/usr/bin/", &[]));
         assert_eq!(p("/bin/", false), d("/usr/bin/", &[]));
@@ -256,7 +291,7 @@ mod tests {
     #[test]
     fn missing_directories_are_listed_shallowest_first() {
         let (_t, v) = view();
-        let p = |dest: &str, into_dir| plan(&v, dest, into_dir).expect(dest);
+        let p = |dest: &str, into_dir| bare(plan(&v, dest, into_dir).expect(dest));
         assert_eq!(p("/a/b/f", false), d("/a/b/f", &["/a", "/a/b"]));
         assert_eq!(p("/a/b/", false), d("/a/b/", &["/a", "/a/b"]));
         assert_eq!(

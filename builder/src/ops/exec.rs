@@ -3,20 +3,20 @@
 //! The step's lower layers are unpacked once each into
 //! `<root>/snapshots/layer-<diff_id>` (overlay form, inside the user
 //! namespace so subordinate owners are real), a snapshot is prepared over
-//! them, the command runs, and the snapshot's diff becomes the new layer —
-//! written as a tar inside the user namespace too, where on-disk owners read
-//! back as the container's ids. The committed layer directory is kept as the
-//! lower of later steps. In chroot isolation the same calls run in-process
-//! (strata is real root there) on the tree snapshotter's working tree
-//! (`Sandbox::as_owner` hides the difference).
+//! them, the command runs, and the snapshot's committed directory becomes
+//! the new layer, moved into place by [`super::commit`] (no tar is written,
+//! nothing is compressed) and kept as the lower of later steps. In chroot
+//! isolation the same calls run in-process (strata is real root there) on
+//! the tree snapshotter's working tree (`Sandbox::as_owner` hides the
+//! difference).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use anyhow::{Context as _, anyhow, bail};
-use cache::layer::{UnpackOptions, WhiteoutMode, WriteOptions};
+use anyhow::{anyhow, bail};
+use cache::layer::{UnpackOptions, WhiteoutMode};
 use cache::store::Store;
 use runtime::snapshot::{Choice, SnapshotterRequest};
 use runtime::{Network, OutputStream, RunSpec, Sandbox, SandboxOptions, sandbox_mount_points};
@@ -62,7 +62,7 @@ impl Drop for Executor {
 }
 
 /// Makes temp names unique between threads of one process.
-static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+pub(super) static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl Executor {
     pub fn new(
@@ -123,6 +123,7 @@ impl Executor {
                 runtime::snapshot::choose(&steps, self.snapshotter)
             }
             .map_err(|e| e.to_string())?;
+            cache::store::spread_subdirs(&steps);
             if self.verbose {
                 eprintln!("isolation: {}", sandbox.isolation_reason());
                 eprintln!("id mapping: {}", sandbox.mapping_reason());
@@ -237,7 +238,7 @@ impl Executor {
         network: crate::options::Network,
         mounts: Vec<runtime::run_mounts::RunMount>,
         key: &str,
-        opts: &WriteOptions,
+        epoch: Option<i64>,
         output: &mut dyn FnMut(&str),
     ) -> anyhow::Result<Option<Layer>> {
         if matches!(op.security, Some(frontend::Security::Insecure)) {
@@ -307,67 +308,17 @@ impl Executor {
         sandbox
             .as_owner(|| snap.commit(&a3, &changes).map(|_| ()))
             .map_err(|e| anyhow!("committing the step's changes: {e}"))?;
-        let layer_src = active.layer_dir();
-        let blobs_tmp = store.scratch_dir().to_path_buf();
-        let mut wopts = opts.clone();
-        wopts.overlay_whiteouts = true;
-        wopts.owners = cache::layer::OwnerSource::Xattr;
-        // The tar is read inside the user namespace, where on-disk owners
-        // read back as container ids. The forked helper has no thread pools
-        // (fork keeps only the calling thread), so it writes the plain tar
-        // and compression happens here, on the parent's pools.
-        wopts.compression = cache::layer::Compression::None;
-        let encoded = sandbox
-            .as_owner(move || -> Result<String, String> {
-                let tmp = tempfile::NamedTempFile::new_in(&blobs_tmp).map_err(|e| e.to_string())?;
-                cache::layer::write_dir(&layer_src, &wopts, tmp.as_file())
-                    .map_err(|e| e.to_string())?;
-                let (_f, path) = tmp.keep().map_err(|e| e.to_string())?;
-                Ok(path.display().to_string())
-            })
-            .map_err(|e| anyhow!("writing the step's layer: {e}"))?;
-        let tar_path = PathBuf::from(&encoded);
-        let compressed = compress_into_store(store, &tar_path, opts);
-        let _ = std::fs::remove_file(&tar_path);
-        let layer = compressed?;
-        // Keep the committed directory as this layer's shared unpacked form.
-        let shared = layer_dir(store, &layer);
         let src = active.layer_dir();
-        let moved = !layer_dir_ready(&shared)
-            && shared
-                .parent()
-                .map(std::fs::create_dir_all)
-                .transpose()
-                .is_ok()
-            && std::fs::rename(&src, &shared).is_ok();
-        let _ = moved;
-        if layer_dir_ready(&shared) {
-            snap.layer_stored_as(&src, &shared);
+        let layer = self.commit_dir(store, src.clone(), epoch);
+        if let Ok(l) = &layer {
+            // The tree snapshotter's parked tree names the committed
+            // directory; tell it where the layer now lives.
+            let shared = layer_dir(store, l);
+            if layer_dir_ready(&shared) {
+                snap.layer_stored_as(&src, &shared);
+            }
         }
         cleanup(&snap_key);
-        Ok(Some(layer))
+        layer.map(Some)
     }
-}
-
-/// Compresses a plain layer tar (written in a user-namespace child) into a
-/// blob of the store: the new layer.
-pub(super) fn compress_into_store(
-    store: &Store,
-    tar: &std::path::Path,
-    opts: &WriteOptions,
-) -> anyhow::Result<Layer> {
-    let mut input =
-        std::fs::File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
-    let w = store.blobs().writer()?;
-    let mut sink =
-        cache::layer::LayerSink::new(w, opts.compression, opts.flavor, opts.zstd_workers)
-            .context("starting the layer compressor")?;
-    std::io::copy(&mut input, &mut sink).context("compressing the layer")?;
-    let (desc, w) = sink.finish().context("finishing the layer")?;
-    let (digest, size) = w.commit(Some(&desc.digest))?;
-    Ok(Layer {
-        desc: cache::image::Descriptor::new(desc.media_type.to_string(), digest, size),
-        diff_id: desc.diff_id,
-        origin: None,
-    })
 }

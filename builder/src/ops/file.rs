@@ -1,7 +1,7 @@
 //! File ops: COPY/ADD from a directory (the context, a named context, or —
 //! through [`super::from`] — a stage's or image's merged tree) and WORKDIR's
-//! mkdir, turned into a layer directly from the selected files — nothing is
-//! staged on disk.
+//! mkdir, turned into a layer directory directly from the selected files
+//! (written and committed by [`super::commit`]).
 //!
 //! Ownership follows Docker: files from the context belong to 0:0 unless
 //! `--chown` says otherwise; `--chown` names are looked up in the
@@ -12,28 +12,34 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use cache::layer::{
-    Content, Entry as LayerEntry, EntryKind as LayerKind, WriteOptions, write_layer,
-};
+use cache::layer::{Content, Entry as LayerEntry, EntryKind as LayerKind};
 use cache::store::Store;
 
 use super::Layer;
-use super::archive;
+use super::archive::{self, ArchiveAdd};
+use super::exec::Executor;
 use super::source::ensure_blob;
 use crate::context::checksum::Overrides;
 use crate::context::chmod::Chmod;
 use crate::context::select::{EntryKind, Selection};
 
-/// Docker leaves mtimes of copied files as they are; strata clamps them to
-/// this (1970-01-01 + 0) when no `SOURCE_DATE_EPOCH` is given, so the same
-/// files always make the same layer and a cache hit equals a rebuild.
+/// The time of what a COPY makes rather than copies (parent directories,
+/// heredoc files): 1970-01-01, so the same instruction always makes the
+/// same layer. Copied files keep their source's mtime, as Docker keeps it;
+/// `SOURCE_DATE_EPOCH` clamps both (see [`super::commit`]).
 pub(crate) const DEFAULT_MTIME: i64 = 0;
 
+/// A selected entry's mtime in whole seconds (what a tar header holds).
+fn source_mtime(e: &crate::context::select::Entry) -> i64 {
+    i64::try_from(e.stat.mtime_ns.div_euclid(1_000_000_000)).unwrap_or(DEFAULT_MTIME)
+}
+
 /// The layer entries of a selection from `root` (the directory the
-/// entries' `rel` paths are relative to), not written yet: the caller adds
-/// the missing parents ([`with_dirs`]) and writes them (a `COPY --from`
-/// inside the user namespace). `preserve`: keep the source's modes and
-/// owners (`--from`) instead of the context rules.
+/// entries' `rel` paths are relative to), not written yet, and the local
+/// archives ADD unpacks: the caller adds the missing parents
+/// ([`with_dirs`]) and writes them (a `COPY --from` inside the user
+/// namespace). `preserve`: keep the source's modes and owners (`--from`)
+/// instead of the context rules.
 pub fn copy_entries(
     root: &Path,
     sel: &Selection,
@@ -42,8 +48,11 @@ pub fn copy_entries(
     unpack_archives: bool,
     inline: &[frontend::InlineFile],
     dest: &str,
-) -> anyhow::Result<Vec<LayerEntry>> {
+) -> anyhow::Result<(Vec<LayerEntry>, Vec<ArchiveAdd>)> {
     let mut entries = Vec::new();
+    let mut archives = Vec::new();
+    // (dev, inode, entry index) of every copied file: hardlink sets.
+    let mut inodes = Vec::new();
     for e in &sel.entries {
         // ADD unpacks a named local source that is a tar (plain or
         // compressed) into the destination directory: `dest` itself when
@@ -57,9 +66,13 @@ pub fn copy_entries(
                     .map(|(d, _)| format!("{d}/"))
                     .unwrap_or_else(|| "/".into())
             };
-            let scratch = std::env::temp_dir();
-            if let Some(unpacked) = archive::entries(&root.join(&e.rel), &into, ov, &scratch)? {
-                entries.extend(unpacked);
+            let path = root.join(&e.rel);
+            if archive::is_archive(&path)? {
+                archives.push(ArchiveAdd {
+                    path,
+                    into: PathBuf::from(into.trim_start_matches('/')),
+                    owner: ov.explicit_owner.then_some((ov.uid, ov.gid)),
+                });
                 continue;
             }
         }
@@ -88,12 +101,16 @@ pub fn copy_entries(
         let mut le = LayerEntry::new(path, kind)
             .mode(mode)
             .owner(uid, gid)
-            .mtime(DEFAULT_MTIME);
+            .mtime(source_mtime(e));
         for (k, v) in &e.xattrs {
             le = le.xattr(k.clone(), v.clone());
         }
+        if e.kind == EntryKind::File {
+            inodes.push((e.stat.dev, e.stat.ino, entries.len()));
+        }
         entries.push(le);
     }
+    keep_hardlinks(&mut entries, inodes);
     for f in inline {
         let p = if inline.len() == 1 && !dest.ends_with('/') {
             dest.to_string()
@@ -110,7 +127,27 @@ pub fn copy_entries(
             .mtime(DEFAULT_MTIME),
         );
     }
-    Ok(entries)
+    Ok((entries, archives))
+}
+
+/// Files of one copy that are hardlinks of each other in the source stay
+/// one inode in the layer, as BuildKit keeps them: the first of each set
+/// in layer order is the file, the others link to it.
+fn keep_hardlinks(entries: &mut [LayerEntry], mut inodes: Vec<(u64, u64, usize)>) {
+    inodes.sort_by(|a, b| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then_with(|| cache::layer::layer_order(&entries[a.2].path, &entries[b.2].path))
+    });
+    for set in inodes.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let Some((first, rest)) = set.split_first() else {
+            continue;
+        };
+        let target = entries[first.2].path.clone();
+        for &(_, _, i) in rest {
+            entries[i].kind = LayerKind::Hardlink(target.clone());
+        }
+    }
 }
 
 /// Adds a directory entry (0755, `uid`:`gid`) for each of `dirs`
@@ -139,64 +176,67 @@ pub fn with_dirs(
     entries
 }
 
-/// Writes entries as a layer blob into the store (no layer for nothing).
-pub fn write_entries(
-    store: &Store,
-    entries: Vec<LayerEntry>,
-    opts: &WriteOptions,
-) -> anyhow::Result<Option<Layer>> {
-    if entries.is_empty() {
-        return Ok(None);
-    }
-    let mut w = store.blobs().writer()?;
-    let desc = write_layer(entries, opts, &mut w).context("writing the layer")?;
-    let (digest, size) = w.commit(Some(&desc.digest))?;
-    Ok(Some(Layer {
-        desc: cache::image::Descriptor::new(desc.media_type, digest, size),
-        diff_id: desc.diff_id,
-        origin: None,
-    }))
-}
-
 /// Unpacks `layers` (bottom first) into a fresh directory in this process's
 /// scratch directory of the store, as the current user: owners other than ours are recorded in the
 /// `user.rootlesscontainers` xattr instead of being applied, so the tree
 /// can be read without a user namespace. Used where the host side must read
 /// the tree: `--output type=tar|local` and seeding a cache mount `from=`.
-pub fn materialize(store: &Store, layers: &[Layer]) -> anyhow::Result<tempfile::TempDir> {
+pub fn materialize(
+    store: &Store,
+    executor: &Executor,
+    layers: &[Layer],
+) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
         .prefix("copy-from-")
         .tempdir_in(store.scratch_dir())?;
-    materialize_into(store, layers, dir.path())?;
+    materialize_into(store, executor, layers, dir.path())?;
     Ok(dir)
 }
 
 /// Unpacks `layers` (bottom first) into `dir` the same way.
-pub fn materialize_into(store: &Store, layers: &[Layer], dir: &Path) -> anyhow::Result<()> {
+pub fn materialize_into(
+    store: &Store,
+    executor: &Executor,
+    layers: &[Layer],
+    dir: &Path,
+) -> anyhow::Result<()> {
     let opts = cache::layer::UnpackOptions {
         whiteouts: cache::layer::WhiteoutMode::Apply,
         ownership: cache::layer::OwnershipMode::Record,
     };
     for l in layers {
-        ensure_blob(store, l)?;
-        cache::layer::unpack(store.blobs().open(&l.desc.digest)?, dir, &opts)
+        cache::layer::unpack(open_layer(store, executor, l)?, dir, &opts)
             .with_context(|| format!("unpacking layer {}", l.desc.digest))?;
     }
     Ok(())
+}
+
+/// The bytes of a layer: its blob (fetched if it is not here yet), or the
+/// tar of its directory for a layer built here.
+pub fn open_layer(
+    store: &Store,
+    executor: &Executor,
+    l: &Layer,
+) -> anyhow::Result<Box<dyn std::io::Read>> {
+    if super::commit::is_dir_layer(store, l) {
+        return Ok(Box::new(executor.open_dir_layer(store, l)?));
+    }
+    ensure_blob(store, l)?;
+    Ok(Box::new(store.blobs().open(&l.desc.digest)?))
 }
 
 /// Reads one file (`etc/passwd`) from a stack of layers, topmost first
 /// wins; `None` if no layer has it.
 pub fn read_from_layers(
     store: &Store,
+    executor: &Executor,
     layers: &[Layer],
     path: &str,
 ) -> anyhow::Result<Option<Vec<u8>>> {
     for l in layers.iter().rev() {
-        ensure_blob(store, l)?;
         let mut found = None;
         let mut read_err = None;
-        cache::layer::for_each_entry(store.blobs().open(&l.desc.digest)?, |e, r| {
+        cache::layer::for_each_entry(open_layer(store, executor, l)?, |e, r| {
             if found.is_none() && e.path == Path::new(path) && matches!(e.kind, LayerKind::File(_))
             {
                 let mut b = Vec::new();
@@ -224,13 +264,18 @@ pub fn read_from_layers(
 /// Resolves `user[:group]` (names or numbers) against the image's
 /// `/etc/passwd` and `/etc/group`. A numeric user without a group gets the
 /// same number as group, as Docker does for `--chown`.
-pub fn resolve_owner(store: &Store, layers: &[Layer], spec: &str) -> anyhow::Result<(u32, u32)> {
+pub fn resolve_owner(
+    store: &Store,
+    executor: &Executor,
+    layers: &[Layer],
+    spec: &str,
+) -> anyhow::Result<(u32, u32)> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
     let lookup = |file: &str, name: &str| -> anyhow::Result<Option<(u32, u32)>> {
-        let Some(bytes) = read_from_layers(store, layers, file)? else {
+        let Some(bytes) = read_from_layers(store, executor, layers, file)? else {
             return Ok(None);
         };
         for line in String::from_utf8_lossy(&bytes).lines() {

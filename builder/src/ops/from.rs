@@ -10,25 +10,26 @@
 //! `COPY --from` reads it in a user-namespace child: the merged tree is
 //! mounted there (the mount dies with the child), the child chroots into
 //! it so that source paths and their symlinks resolve inside the source
-//! filesystem and never on the host, selects the sources and writes the
-//! plain layer tar. Inside the namespace subordinate owners read back as
-//! container ids, so the copy keeps the source's owners as Docker does. The
-//! parent compresses the tar: a forked child has no thread pools.
+//! filesystem and never on the host, selects the sources and writes them
+//! into the new layer's directory, opened before the chroot. Inside the
+//! namespace subordinate owners read back as container ids, so the copy
+//! keeps the source's owners as Docker does. The directory is then
+//! committed like any step's ([`super::commit`]).
 //!
 //! A `RUN --mount=type=bind,from=` hands the sandbox the snapshot's layer
 //! directories to stack read-only inside its own namespace (overlay), or
 //! the native snapshot's tree to bind.
 
-use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use anyhow::{Context as _, anyhow};
-use cache::layer::WriteOptions;
 use cache::store::Store;
 use runtime::RootfsSpec;
 use runtime::run_mounts::BindFrom;
 
-use super::exec::{Executor, compress_into_store};
+use super::dest::DirMeta;
+use super::exec::Executor;
 use super::{Layer, file};
 use crate::context::checksum::Overrides;
 use crate::context::dockerignore::Matcher;
@@ -58,6 +59,7 @@ impl Executor {
     /// `--chown`/`--chmod` (`ov`), plus the directories `missing` in the
     /// destination image (`spec.dest` is already resolved there, see
     /// [`super::dest`]); none when there is nothing to write.
+    #[allow(clippy::too_many_arguments)] // each is a distinct input of the step
     pub fn copy_from(
         &self,
         store: &Store,
@@ -65,17 +67,16 @@ impl Executor {
         spec: &CopySpec,
         ov: &Overrides,
         missing: &[String],
-        opts: &WriteOptions,
+        parents: &[DirMeta],
+        epoch: Option<i64>,
     ) -> anyhow::Result<Option<Layer>> {
         let lowers = self.lowers(store, layers)?;
         let (sandbox, choice) = self.get()?;
         let snap = &choice.snapshotter;
         let key = self.snapshot_key("copy-from");
-        let tar = tempfile::NamedTempFile::new_in(store.scratch_dir())
-            .context("creating a scratch file for the layer")?;
-        let tar_path = tar.path().to_path_buf();
-        let mut plain = opts.clone();
-        plain.compression = cache::layer::Compression::None;
+        let out_dir = self.new_layer_dir(store)?;
+        let out = out_dir.clone();
+        let parents = parents.to_vec();
         // Prepared as the store's owner (in-process in chroot isolation,
         // where the tree snapshotter keeps its state), read in a child of
         // its own: it mounts and chroots.
@@ -90,21 +91,34 @@ impl Executor {
                         .map_err(|e| format!("creating {}: {e}", at.display()))?;
                     let root = active.rootfs.mount_for_reading(&at)?;
                     // Opened before the chroot hides the store.
-                    let out = File::options()
-                        .write(true)
-                        .truncate(true)
-                        .open(&tar_path)
-                        .map_err(|e| format!("opening {}: {e}", tar_path.display()))?;
+                    let dest: OwnedFd = std::fs::File::open(&out)
+                        .map_err(|e| format!("opening {}: {e}", out.display()))?
+                        .into();
                     enter_root(&root)?;
-                    write_selection(spec, ov, missing, &plain, out).map_err(|e| format!("{e:#}"))
+                    write_selection(spec, ov, missing, dest, &out).map_err(|e| format!("{e:#}"))
                 })
                 .map_err(|e| anyhow!("{e}"))
         });
         self.remove_snapshot(&key);
-        if !written? {
-            return Ok(None);
+        match written {
+            Ok(true) => {}
+            Ok(false) => {
+                self.discard(&out_dir);
+                return Ok(None);
+            }
+            Err(e) => {
+                self.discard(&out_dir);
+                return Err(e);
+            }
         }
-        compress_into_store(store, &tar_path, opts).map(Some)
+        // The image's own metadata on the parents the layer holds.
+        let files = super::commit::FileLayer {
+            parents,
+            ..Default::default()
+        };
+        let d = out_dir.clone();
+        self.in_layer_ns(move || files.fix_parents(&d).map_err(|e| format!("{e:#}")))?;
+        self.commit_dir(store, out_dir, epoch).map(Some)
     }
 
     /// `RUN --mount=type=bind,from=`: `layers` (bottom first) prepared for
@@ -132,14 +146,15 @@ impl Executor {
 }
 
 /// In the child, chrooted into the source: selects `spec`'s sources and
-/// writes their layer tar, with the `missing` directories, to `out`.
-/// Returns whether it holds anything.
+/// writes them, with the `missing` directories, into the layer directory
+/// `dest` (opened before the chroot; `label` names it). Returns whether
+/// it holds anything.
 fn write_selection(
     spec: &CopySpec,
     ov: &Overrides,
     missing: &[String],
-    plain: &WriteOptions,
-    out: File,
+    dest: OwnedFd,
+    label: &Path,
 ) -> anyhow::Result<bool> {
     let root = Path::new("/");
     for src in spec.sources.iter().filter(|s| !is_wildcard(s)) {
@@ -150,12 +165,16 @@ fn write_selection(
         }
     }
     let sel = select(root, &Matcher::default(), spec)?;
-    let entries = file::copy_entries(root, &sel, ov, true, false, &[], &spec.dest)?;
+    let (entries, _) = file::copy_entries(root, &sel, ov, true, false, &[], &spec.dest)?;
     let entries = file::with_dirs(entries, missing, ov.uid, ov.gid);
     if entries.is_empty() {
         return Ok(false);
     }
-    cache::layer::write_layer(entries, plain, out).context("writing the layer")?;
+    let opts = cache::layer::UnpackOptions {
+        whiteouts: cache::layer::WhiteoutMode::Overlay,
+        ..Default::default()
+    };
+    cache::layer::unpack_entries_at(entries, dest, label, &opts).context("writing the layer")?;
     Ok(true)
 }
 

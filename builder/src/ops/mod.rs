@@ -6,10 +6,13 @@
 //! directories and runs RUN, [`mounts`] turns RUN `--mount`s into the
 //! runtime's (and [`pipes`] adds a heredoc script's), [`from`] reads a
 //! `--from` stage or image in place, [`dest`] places a COPY/WORKDIR in the
-//! image below it, [`file`] turns selected files into layer entries, and
-//! [`archive`] unpacks ADD's local tars (told by content).
+//! image below it, [`file`] turns selected files into layer entries,
+//! [`archive`] unpacks ADD's local tars (told by content), and [`commit`]
+//! makes a step's directory the layer (no tar, no compression: outputs make
+//! blobs when they need them).
 
 pub mod archive;
+pub mod commit;
 pub mod dest;
 pub mod exec;
 pub mod exit;
@@ -24,6 +27,8 @@ use cache::image::Descriptor;
 use serde::{Deserialize, Serialize};
 
 /// One layer of a filesystem state: the blob and its uncompressed digest.
+/// A layer built here has no stored blob: `desc` is its uncompressed tar
+/// (digest = diff_id), made from its directory on demand (see [`commit`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layer {
     pub desc: Descriptor,

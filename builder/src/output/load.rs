@@ -24,7 +24,12 @@ fn find_on_path(names: &[&str]) -> Option<PathBuf> {
 }
 
 /// Loads `img` (named `names`) into docker or podman.
-pub fn into_engine(store: &Store, img: &Image, names: &[Reference]) -> anyhow::Result<()> {
+pub fn into_engine(
+    store: &Store,
+    executor: &crate::ops::exec::Executor,
+    img: &Image,
+    names: &[Reference],
+) -> anyhow::Result<()> {
     let engine = find_on_path(&["docker", "podman"]).ok_or_else(|| {
         anyhow!(
             "--load: neither docker nor podman is on PATH; install one, or write an archive with -o type=docker,dest=image.tar and load it where you need it"
@@ -49,7 +54,9 @@ pub fn into_engine(store: &Store, img: &Image, names: &[Reference]) -> anyhow::R
         .tempdir_in(store.scratch_dir())
         .context("--load: making a scratch directory")?;
     let archive = scratch.path().join("image.tar");
-    cache::transport::docker_archive::save(store, &items, &archive)
+    // Layers built here are directories: their tars are streamed from them.
+    let made = crate::ops::commit::DirLayers { store, executor };
+    cache::transport::docker_archive::save_with(store, &items, &archive, &made)
         .context("--load: writing the docker archive")?;
     let out = Command::new(&engine)
         .arg("load")

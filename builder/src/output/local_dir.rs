@@ -17,7 +17,12 @@ use cache::store::Store;
 const PARTIAL: &str = "strata-partial-";
 
 /// Writes `layers` merged into `dest`.
-pub fn write_local(store: &Store, layers: &[crate::ops::Layer], dest: &Path) -> anyhow::Result<()> {
+pub fn write_local(
+    store: &Store,
+    executor: &crate::ops::exec::Executor,
+    layers: &[crate::ops::Layer],
+    dest: &Path,
+) -> anyhow::Result<()> {
     if !is_empty_or_missing(dest) {
         return Err(anyhow!(
             "--output type=local,dest={}: the directory is not empty; give a new or empty directory, or remove it first (rm -rf {}). An export killed midway never leaves files there: it writes beside it and renames when done",
@@ -27,7 +32,7 @@ pub fn write_local(store: &Store, layers: &[crate::ops::Layer], dest: &Path) -> 
     }
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         // `.` or `/`: an existing empty directory, written in place.
-        return crate::ops::file::materialize_into(store, layers, dest);
+        return crate::ops::file::materialize_into(store, executor, layers, dest);
     };
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -38,7 +43,7 @@ pub fn write_local(store: &Store, layers: &[crate::ops::Layer], dest: &Path) -> 
     let tmp = parent.join(format!(".{name}.{PARTIAL}{}", std::process::id()));
     let _ = runtime::snapshot::remove_tree(&tmp);
     std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let done = crate::ops::file::materialize_into(store, layers, &tmp).and_then(|()| {
+    let done = crate::ops::file::materialize_into(store, executor, layers, &tmp).and_then(|()| {
         std::fs::rename(&tmp, dest).map_err(|e| {
             anyhow!(
                 "--output type=local,dest={}: cannot move the finished tree into place ({}); is the directory still empty?",

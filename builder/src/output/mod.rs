@@ -2,11 +2,12 @@
 //! (`type=docker`), an OCI layout tar (`type=oci`), a registry, or the final
 //! root filesystem (`type=local` as a directory, `type=tar` as a tarball).
 //! Tarballs go to a file or, with `dest=-`, to standard output. Only these
-//! outputs need every layer's bytes ([`needs_layer_bytes`]).
+//! outputs need every layer's bytes ([`needs_layer_bytes`]); each gets its
+//! layers in the encoding it needs ([`encode`]).
 
+pub mod encode;
 pub mod load;
 mod local_dir;
-mod recompress;
 mod stdout;
 
 use std::path::Path;
@@ -17,12 +18,28 @@ use cache::reference::Reference;
 use cache::store::Store;
 use cache::transport::docker_archive::SaveItem;
 
+use crate::ops::commit::DirLayers;
+use crate::ops::exec::Executor;
 use crate::options::{OutputKind, OutputSpec};
 use crate::progress::Tasks;
+use encode::Want;
+
+/// The encoding an output's layers take unless `compression=` says: a
+/// docker-archive and the local store keep the image as stored (layers
+/// built here uncompressed, as `docker save` writes them); what goes to a
+/// registry or an OCI consumer is gzip.
+fn default_want(o: &OutputSpec) -> Want {
+    match o.kind {
+        OutputKind::Docker | OutputKind::Local | OutputKind::Tar => Want::AsStored,
+        OutputKind::Image if !o.push => Want::AsStored,
+        OutputKind::Image | OutputKind::Registry | OutputKind::Oci => Want::Gzip,
+    }
+}
 
 /// Writes every requested output of `img`, each shown as a progress task.
 pub fn export(
     store: &Store,
+    executor: &Executor,
     img: &Image,
     layers: &[crate::ops::Layer],
     names: &[Reference],
@@ -32,14 +49,14 @@ pub fn export(
     for o in outputs {
         // The local store needs no task; a push shows one per name.
         if matches!(o.kind, OutputKind::Image | OutputKind::Registry) {
-            export_one(store, img, layers, names, o, tasks)?;
+            export_one(store, executor, img, layers, names, o, tasks)?;
             continue;
         }
         let task = tasks.start(match &o.dest {
             Some(d) => format!("exporting to {} {}", type_label(o.kind), d.display()),
             None => format!("exporting to {}", type_label(o.kind)),
         });
-        let r = export_one(store, img, layers, names, o, tasks);
+        let r = export_one(store, executor, img, layers, names, o, tasks);
         task.end(&r);
         r?;
     }
@@ -101,6 +118,7 @@ fn push_one(store: &Store, img: &Image, r: &Reference, tasks: &Tasks) -> anyhow:
 /// One output.
 fn export_one(
     store: &Store,
+    executor: &Executor,
     img: &Image,
     layers: &[crate::ops::Layer],
     names: &[Reference],
@@ -129,13 +147,15 @@ fn export_one(
                 })
                 .collect()
         };
-        // `compression=`: this output gets its own manifest over re-encoded
-        // layers (the image ID stays the same).
-        let converted = match o.compression {
-            Some(c) => Some(recompress::recompress(store, img, layers, c)?),
-            None => None,
-        };
+        // This output's encoding: its own manifest over encoded layers
+        // when that differs (the image ID stays the same).
+        let want = Want::from_option(o.compression, default_want(o));
+        let stored = matches!(o.kind, OutputKind::Image | OutputKind::Registry) && o.push
+            || o.kind == OutputKind::Registry;
+        let encoded = encode::encode(store, executor, img, layers, want, stored)?;
+        let converted = (encoded.manifest_digest != img.manifest_digest).then_some(encoded);
         let img = converted.as_ref().unwrap_or(img);
+        let made = DirLayers { store, executor };
         let items: Vec<SaveItem> = items
             .into_iter()
             .map(|i| SaveItem {
@@ -146,11 +166,11 @@ fn export_one(
         let dest = o.dest.as_deref();
         match o.kind {
             OutputKind::Docker => stdout::or_file(store, dest, |d| {
-                cache::transport::docker_archive::save(store, &items, d)
+                cache::transport::docker_archive::save_with(store, &items, d, &made)
                     .with_context(|| format!("writing the docker archive {}", d.display()))
             })?,
             OutputKind::Oci => stdout::or_file(store, dest, |d| {
-                cache::transport::oci_layout::export_tar(store, &items, d)
+                cache::transport::oci_layout::export_tar_with(store, &items, d, &made)
                     .with_context(|| format!("writing the OCI layout {}", d.display()))
             })?,
             OutputKind::Image if !o.push => {
@@ -173,10 +193,12 @@ fn export_one(
             // `type=local,dest=-` streams the filesystem as a tar, as
             // BuildKit does.
             OutputKind::Local if dest != Some(Path::new("-")) => {
-                local_dir::write_local(store, layers, file_dest(dest)?)?;
+                local_dir::write_local(store, executor, layers, file_dest(dest)?)?;
             }
             OutputKind::Local | OutputKind::Tar => {
-                stdout::or_file(store, dest, |d| write_rootfs_tar(store, layers, d))?;
+                stdout::or_file(store, dest, |d| {
+                    write_rootfs_tar(store, executor, layers, d)
+                })?;
             }
         }
     }
@@ -209,10 +231,11 @@ pub fn uses_stdout(outputs: &[OutputSpec]) -> bool {
 /// image's owners, written under a temp name and renamed into place.
 fn write_rootfs_tar(
     store: &Store,
+    executor: &Executor,
     layers: &[crate::ops::Layer],
     dest: &Path,
 ) -> anyhow::Result<()> {
-    let tree = crate::ops::file::materialize(store, layers)?;
+    let tree = crate::ops::file::materialize(store, executor, layers)?;
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -59,7 +59,7 @@ pub(super) fn finish_image(
         .max()
         .cloned()
         .or(base_created)
-        .unwrap_or_else(image::created_now);
+        .unwrap_or_else(|| image::created_at(ctx.epoch));
     // Steps that made no layer are recorded as empty layers; metadata
     // entries take the time of the step before them.
     let mut made = state.made_layer.iter().zip(state.created.iter());
@@ -106,9 +106,16 @@ pub(super) fn finish_image(
     // Only outputs that carry bytes need every layer here; the local store
     // names absent ones through origin records and fetches them when a
     // later save, push or build needs them.
+    // Layers built here are named through their directories' records.
     let needs_bytes = crate::output::needs_layer_bytes(&ctx.req.outputs);
     for l in &state.layers {
-        if needs_bytes {
+        if crate::ops::commit::is_dir_layer(ctx.store, l)
+            || (l.origin.is_none()
+                && l.desc.digest == l.diff_id
+                && !ctx.store.blobs().has(&l.desc.digest))
+        {
+            crate::ops::commit::record(ctx.store, l)?;
+        } else if needs_bytes {
             source::ensure_blob(ctx.store, l)?;
         } else {
             source::record_origin(ctx.store, l)?;
@@ -134,6 +141,7 @@ pub(super) fn finish_image(
     }
     crate::output::export(
         ctx.store,
+        &ctx.executor,
         &img,
         &state.layers,
         &names,
@@ -142,7 +150,7 @@ pub(super) fn finish_image(
     )?;
     if ctx.req.load {
         let task = ctx.tasks.start("loading the image (--load)");
-        let r = crate::output::load::into_engine(ctx.store, &img, &names);
+        let r = crate::output::load::into_engine(ctx.store, &ctx.executor, &img, &names);
         task.end(&r);
         r?;
     }

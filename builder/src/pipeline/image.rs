@@ -55,16 +55,37 @@ pub fn config_json(
     Ok(serde_json::to_vec(&v)?)
 }
 
-/// RFC 3339 creation time: `SOURCE_DATE_EPOCH` when set (reproducible
-/// builds), else now.
-pub fn created_now() -> String {
-    let t = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
+/// RFC 3339 creation time: `epoch` when given, else now.
+pub fn created_at(epoch: Option<i64>) -> String {
+    let t = epoch
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
         .unwrap_or_else(time::OffsetDateTime::now_utc);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+fn env_epoch() -> Option<i64> {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+}
+
+/// The build's `SOURCE_DATE_EPOCH`: the build arg (or a global ARG
+/// default) as the frontend resolved it, else the environment variable,
+/// as BuildKit takes either.
+pub fn source_date_epoch(
+    from_args: Option<&frontend::SourceDateEpoch>,
+) -> anyhow::Result<Option<i64>> {
+    match from_args {
+        Some(frontend::SourceDateEpoch::Seconds { seconds }) => Ok(Some(*seconds)),
+        Some(frontend::SourceDateEpoch::Context) => Err(crate::not_supported(
+            "SOURCE_DATE_EPOCH=context; give the time in seconds",
+        )),
+        Some(frontend::SourceDateEpoch::Stage { .. }) => Err(crate::not_supported(
+            "SOURCE_DATE_EPOCH from a stage; give the time in seconds",
+        )),
+        None => Ok(env_epoch()),
+    }
 }
 
 #[cfg(test)]

@@ -28,8 +28,9 @@ use runtime::run_mounts::BindFrom;
 use crate::context::checksum::ChecksumIndex;
 use crate::context::dockerignore::{self, Matcher};
 use crate::context::select::{CopySpec, select};
+use crate::ops::commit::FileLayer;
 use crate::ops::exec::Executor;
-use crate::ops::{CachedResult, Layer, file, source};
+use crate::ops::{CachedResult, Layer, commit, file, source};
 use crate::options::{BuildRequest, DockerfileSource, NamedContextSource};
 use crate::progress::{Event, EventKind, Sink, Summary};
 use crate::solver::cache_key::{KeyInputs, cache_key, definition_digest};
@@ -95,11 +96,20 @@ fn local_hit(store: &Store, key: &str) -> anyhow::Result<Option<CachedResult>> {
     Ok(store
         .cache_get(key)?
         .and_then(|raw| serde_json::from_slice::<CachedResult>(&raw).ok())
-        .filter(|hit| {
-            hit.layer
-                .as_ref()
-                .is_none_or(|l| store.blobs().has(&l.desc.digest))
-        }))
+        .filter(|hit| hit.layer.as_ref().is_none_or(|l| layer_present(store, l))))
+}
+
+/// Whether a layer's bytes are here: its blob, or its directory for a
+/// layer built here (whose record is renewed, as `strata prune` may have
+/// dropped it while no image named the layer).
+fn layer_present(store: &Store, l: &Layer) -> bool {
+    if store.blobs().has(&l.desc.digest) {
+        return true;
+    }
+    l.origin.is_none()
+        && l.desc.digest == l.diff_id
+        && source::layer_dir_ready(&source::layer_dir(store, l))
+        && commit::record(store, l).is_ok()
 }
 
 /// Whether `--no-cache` or `--no-cache-filter` turns the cache off for a
@@ -173,7 +183,9 @@ struct Ctx<'a> {
     index: ChecksumIndex,
     records: RecordStore,
     executor: Executor,
-    write_opts: cache::layer::WriteOptions,
+    /// `SOURCE_DATE_EPOCH` (build arg, else environment): every layer's
+    /// mtimes, the config's and history's times are clamped to it.
+    epoch: Option<i64>,
     ran: &'a AtomicUsize,
     cached: &'a AtomicUsize,
     identity_prefix: String,
@@ -299,10 +311,7 @@ fn build_inner(
     }
     let plan = plan::plan(&graph)?;
     let index = ChecksumIndex::open(&req.root, &req.context)?;
-    let write_opts = cache::layer::WriteOptions {
-        flavor: cache::layer::MediaFlavor::Docker,
-        ..Default::default()
-    };
+    let epoch = image::source_date_epoch(graph.source_date_epoch.as_ref())?;
     let mut executor = Executor::new(
         &store,
         req.userns,
@@ -320,7 +329,7 @@ fn build_inner(
         index,
         records: RecordStore::new(&req.root),
         executor,
-        write_opts,
+        epoch,
         ran,
         cached,
         // Steps are compared with their last run by where they come from:
@@ -399,7 +408,7 @@ fn build_inner(
             bail!("{msg}");
         }
     };
-    let exported = remote_cache::Exported {
+    let mut exported = remote_cache::Exported {
         entries: ctx
             .results
             .lock()
@@ -414,6 +423,12 @@ fn build_inner(
     let state = outputs[plan.target]
         .clone()
         .ok_or_else(|| anyhow!("internal: the target produced nothing"))?;
+    // A cache names compressed blobs a registry can serve: layers built
+    // here are encoded (once; remembered) before they are named there.
+    if !req.cache_to.is_empty() {
+        exported.entries =
+            remote_cache::with_stored_layers(&store, &ctx.executor, exported.entries)?;
+    }
     remote_cache::export(
         &store,
         &req.cache_to,
@@ -577,7 +592,7 @@ fn run_step(
             // Remember the imported result locally: the next build is offline.
             if let Ok(value) = serde_json::to_vec(h) {
                 let refs = cache::index::CacheRefs {
-                    blobs: h.layer.iter().map(|l| l.desc.digest.clone()).collect(),
+                    blobs: stored_blobs(ctx.store, h.layer.as_ref()),
                     snapshots: layer_dirs_kept(prev, h),
                 };
                 let _ = ctx.store.cache_put_with_refs(&key, &value, &refs);
@@ -689,7 +704,7 @@ fn run_step(
                     };
                     from_dirs.push(match layers {
                         Some(l) if m.kind == frontend::runmount::MountType::Cache => {
-                            let dir = file::materialize(ctx.store, &l)?;
+                            let dir = file::materialize(ctx.store, &ctx.executor, &l)?;
                             let p = dir.path().to_path_buf();
                             keep_dirs.push(dir);
                             Some(BindFrom::Dir(p))
@@ -726,7 +741,7 @@ fn run_step(
                     ctx.req.network,
                     mounts,
                     &key,
-                    &ctx.write_opts,
+                    ctx.epoch,
                     &mut out,
                 )
             }
@@ -734,8 +749,12 @@ fn run_step(
                 let dest = ctx
                     .executor
                     .resolve_dest(ctx.store, &prev.layers, &f.dest, true)?;
-                let dirs = file::with_dirs(Vec::new(), &dest.missing, ov.uid, ov.gid);
-                file::write_entries(ctx.store, dirs, &ctx.write_opts)
+                let files = FileLayer {
+                    entries: file::with_dirs(Vec::new(), &dest.missing, ov.uid, ov.gid),
+                    archives: Vec::new(),
+                    parents: dest.parents,
+                };
+                ctx.executor.commit_files(ctx.store, files, ctx.epoch)
             }
             Op::File(f) => {
                 // Where the files land in the image below: through its
@@ -786,12 +805,13 @@ fn run_step(
                             &copy_spec(f, &dest.path),
                             &ov,
                             &dest.missing,
-                            &ctx.write_opts,
+                            &dest.parents,
+                            ctx.epoch,
                         );
                     }
                     _ => (ctx.req.context.clone(), Default::default()),
                 };
-                let entries = file::copy_entries(
+                let (entries, archives) = file::copy_entries(
                     &root,
                     &sel,
                     &ov,
@@ -801,8 +821,12 @@ fn run_step(
                     &f.inline,
                     &dest.path,
                 )?;
-                let entries = file::with_dirs(entries, &dest.missing, ov.uid, ov.gid);
-                file::write_entries(ctx.store, entries, &ctx.write_opts)
+                let files = FileLayer {
+                    entries: file::with_dirs(entries, &dest.missing, ov.uid, ov.gid),
+                    archives,
+                    parents: dest.parents,
+                };
+                ctx.executor.commit_files(ctx.store, files, ctx.epoch)
             }
         }
     })();
@@ -811,11 +835,11 @@ fn run_step(
             emit(ctx, i, EventKind::Finished);
             let result = CachedResult {
                 layer: layer.clone(),
-                created: Some(image::created_now()),
+                created: Some(image::created_at(ctx.epoch)),
             };
             let value = serde_json::to_vec(&result)?;
             let refs = cache::index::CacheRefs {
-                blobs: layer.iter().map(|l| l.desc.digest.clone()).collect(),
+                blobs: stored_blobs(ctx.store, layer.as_ref()),
                 snapshots: layer_dirs_kept(prev, &result),
             };
             ctx.store.cache_put_with_refs(&key, &value, &refs)?;
@@ -878,6 +902,16 @@ fn copy_spec(f: &frontend::FileOp, dest: &str) -> CopySpec {
     spec.excludes = f.exclude.clone();
     spec.parents = f.parents;
     spec
+}
+
+/// The blobs a step's cache entry keeps alive: its layer's, when it is a
+/// stored blob (a layer built here is kept by its directory instead).
+fn stored_blobs(store: &Store, layer: Option<&Layer>) -> Vec<cache::digest::Digest> {
+    layer
+        .filter(|l| store.blobs().has(&l.desc.digest))
+        .map(|l| l.desc.digest.clone())
+        .into_iter()
+        .collect()
 }
 
 /// The unpacked layer directories a step's cache entry keeps alive: those

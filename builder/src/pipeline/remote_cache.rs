@@ -239,6 +239,39 @@ pub fn with_inline_cache(config: &[u8], doc: serde_json::Value) -> anyhow::Resul
     Ok(serde_json::to_vec(&v)?)
 }
 
+/// `entries` with every layer kept as a directory replaced by its gzip
+/// blob (made once, in parallel, remembered): what a cache names.
+pub fn with_stored_layers(
+    store: &Store,
+    executor: &crate::ops::exec::Executor,
+    mut entries: BTreeMap<String, CachedResult>,
+) -> anyhow::Result<BTreeMap<String, CachedResult>> {
+    use rayon::prelude::*;
+    let mut dir_layers: Vec<Layer> = entries
+        .values()
+        .filter_map(|r| r.layer.clone())
+        .filter(|l| crate::ops::commit::is_dir_layer(store, l))
+        .collect();
+    dir_layers.sort_by(|a, b| a.diff_id.cmp(&b.diff_id));
+    dir_layers.dedup_by(|a, b| a.diff_id == b.diff_id);
+    let encoded: BTreeMap<cache::digest::Digest, Layer> = dir_layers
+        .par_iter()
+        .map(|l| {
+            let l2 = crate::output::encode::gzip_layer(store, executor, l)?;
+            Ok((l.diff_id.clone(), l2))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for r in entries.values_mut() {
+        if let Some(l) = &r.layer
+            && let Some(e) = encoded.get(&l.diff_id)
+            && l.desc.digest == l.diff_id
+        {
+            r.layer = Some(e.clone());
+        }
+    }
+    Ok(entries)
+}
+
 /// Writes the results of this build to every `--cache-to` but `inline`
 /// (which the image config carries): every result with `mode=max`, those
 /// in `chain` (the final image's steps) with `mode=min`.

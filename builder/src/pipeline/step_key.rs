@@ -68,6 +68,10 @@ pub(super) fn step_key(
         if let (Op::Exec(_), Some(part)) = (&step.op, ctx.req.step_sandbox.key_part()) {
             o.insert("sandbox".into(), part);
         }
+        // A layer's mtimes are clamped to it: another epoch, another layer.
+        if let Some(e) = ctx.epoch {
+            o.insert("source_date_epoch".into(), e.into());
+        }
     }
     let def_digest = definition_digest(&def);
     let mut facts: BTreeMap<String, String> = BTreeMap::new();
@@ -122,7 +126,7 @@ pub(super) fn step_key(
                 let Some(layers) = prev_layers else {
                     return Ok(None);
                 };
-                (ov.uid, ov.gid) = file::resolve_owner(ctx.store, layers, c)?;
+                (ov.uid, ov.gid) = file::resolve_owner(ctx.store, &ctx.executor, layers, c)?;
                 ov.explicit_owner = true;
             }
             // `--build-context name=DIR`: COPY --from=name reads that

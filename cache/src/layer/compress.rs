@@ -135,7 +135,43 @@ struct GzipMembers<W> {
 /// buffer handed back for reuse.
 type Compressed = (io::Result<Vec<u8>>, Vec<u8>);
 
+/// Bytes of each sample [`incompressible`] tries.
+const PROBE_SAMPLE: usize = 32 << 10;
+/// Samples per member.
+const PROBE_SAMPLES: usize = 4;
+
+/// Whether a member's data will not shrink: a few samples spread over it
+/// (start, quarters), each deflated at level 1, all stay above 97% of
+/// their size. Already-compressed files (`.gz`, `.jpg`, `.zip`, media,
+/// packed binaries) and random bytes do; such a member is then *stored*
+/// (deflate level 0: the bytes framed as they are) instead of searched for
+/// matches at full effort for nothing. The probe costs about 1.5% of a
+/// member's compression and depends only on the data, so the output stays
+/// byte-identical on every run.
+fn incompressible(data: &[u8]) -> bool {
+    if data.len() < PROBE_SAMPLE * PROBE_SAMPLES {
+        return false;
+    }
+    let step = data.len() / PROBE_SAMPLES;
+    // Room for what deflate makes of random bytes (up to ~1.1x).
+    let mut out = Vec::with_capacity(PROBE_SAMPLE * 2);
+    (0..PROBE_SAMPLES).all(|i| {
+        let sample = &data[i * step..i * step + PROBE_SAMPLE];
+        out.clear();
+        let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
+        matches!(
+            c.compress_vec(sample, &mut out, flate2::FlushCompress::Finish),
+            Ok(flate2::Status::StreamEnd)
+        ) && out.len() * 100 > sample.len() * 97
+    })
+}
+
 fn compress_member(data: &[u8], level: u32, mut out: Vec<u8>) -> io::Result<Vec<u8>> {
+    let level = if level > 0 && incompressible(data) {
+        0
+    } else {
+        level
+    };
     // Room for the worst case (incompressible input: zlib's deflateBound
     // plus the gzip header and trailer), so the buffer never reallocates:
     // a doubling realloc would touch twice the memory. Untouched capacity
@@ -497,6 +533,47 @@ mod tests {
             members >= 3,
             "expected at least 3 gzip members, saw {members}"
         );
+    }
+
+    /// xorshift bytes: no redundancy a compressor can find.
+    fn random(n: usize) -> Vec<u8> {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_members_are_stored_and_others_compressed() {
+        assert!(incompressible(&random(GZIP_MEMBER_SIZE)));
+        assert!(!incompressible(&pseudo_random(GZIP_MEMBER_SIZE)));
+        assert!(!incompressible(&vec![0u8; GZIP_MEMBER_SIZE]));
+        // Half random, half zeros in every sample: not skipped.
+        let mixed: Vec<u8> = random(GZIP_MEMBER_SIZE)
+            .iter()
+            .enumerate()
+            .map(|(i, b)| if (i / 1024) % 2 == 0 { *b } else { 0 })
+            .collect();
+        assert!(!incompressible(&mixed));
+        // A stored member decodes to its input and costs a few bytes per
+        // deflate block.
+        let data = random(GZIP_MEMBER_SIZE + 999);
+        let mut sink =
+            LayerSink::new(Vec::new(), Compression::default(), MediaFlavor::Oci, 1).unwrap();
+        sink.write_all(&data).unwrap();
+        let (desc, blob) = sink.finish().unwrap();
+        assert_eq!(desc.diff_id, Digest::of(&data));
+        assert!(blob.len() < data.len() + data.len() / 1000 + 128);
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&blob[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data);
     }
 
     #[test]

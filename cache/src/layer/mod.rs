@@ -10,7 +10,8 @@
 //!   compression, diff_id verified from the bytes.
 //! * [`unpack`] — onto a directory, contained with `openat2`, whiteouts
 //!   applied or kept in overlay form, ownership chowned or recorded in
-//!   `user.rootlesscontainers`.
+//!   `user.rootlesscontainers`; [`unpack_entries`] writes entries the same
+//!   way with no tar in between (a layer directory made from files).
 
 mod compress;
 mod entry;
@@ -32,7 +33,10 @@ pub use error::{LayerError, Result};
 pub use ownership::{ROOTLESS_XATTR, Record, RecordError};
 pub use path::{clean as clean_path, layer_order};
 pub use read::{Decompressed, ReadSummary, detect, for_each_entry, read_entries};
-pub use unpack::{OwnershipMode, UnpackOptions, UnpackStats, WhiteoutMode, unpack};
+pub use unpack::{
+    OwnershipMode, UnpackOptions, UnpackStats, WhiteoutMode, unpack, unpack_entries,
+    unpack_entries_at, unpack_mapped,
+};
 pub use walk::{OwnerSource, write_dir};
 pub use whiteout::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
 pub use write::{LayerSource, WriteOptions, write_layer, write_layers};

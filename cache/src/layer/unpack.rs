@@ -32,7 +32,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use super::compress::Compression;
-use super::entry::{Entry, EntryKind, Meta};
+use super::entry::{Content, Entry, EntryKind, Meta};
 use super::error::{LayerError, Result};
 use super::ownership::{ROOTLESS_XATTR, Record};
 use super::read::for_each_entry;
@@ -183,6 +183,11 @@ struct Unpacker<'a> {
     have_openat2: bool,
     buf: Vec<u8>,
     stats: UnpackStats,
+    /// The next file's content as an open file ([`unpack_entries`]):
+    /// copied file to file, which the kernel does without a round trip
+    /// through this process (`copy_file_range`, a reflink where the
+    /// filesystem has them).
+    source_file: Option<std::fs::File>,
 }
 
 impl Unpacker<'_> {
@@ -227,6 +232,10 @@ impl Unpacker<'_> {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(self.io("creating directory", &cur, e)),
                     }
+                    // A parent the layer does not describe: 0755 and the
+                    // epoch as its time, so the tree is the same on every
+                    // run (an entry for it, applied later, wins).
+                    self.fixups.push((cur.clone(), 0o755, Some(0)));
                     self.touch(&cur);
                     fd = self
                         .resolve(entry, &cur)
@@ -549,6 +558,15 @@ impl Unpacker<'_> {
     ) -> Result<()> {
         let fd = self.create_file(dirfd, rel, name)?;
         let mut f = std::fs::File::from(fd);
+        if let Some(mut src) = self.source_file.take() {
+            let n = io::copy(&mut src, &mut f)
+                .map_err(|e| LayerError::io("copying into", self.dest.join(rel), e))?;
+            self.stats.bytes += n;
+            let fd = OwnedFd::from(f);
+            self.finish_file(&fd, rel, meta, None)?;
+            self.stats.files += 1;
+            return Ok(());
+        }
         loop {
             let n = match content.read(&mut self.buf) {
                 Ok(0) => break,
@@ -819,6 +837,125 @@ impl Unpacker<'_> {
     }
 }
 
+fn open_root(dest: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(
+        dest,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| LayerError::io("opening destination", dest, e.into()))
+}
+
+impl<'a> Unpacker<'a> {
+    fn new(root: OwnedFd, dest: &'a Path, opts: &UnpackOptions) -> Unpacker<'a> {
+        Unpacker {
+            root,
+            dest,
+            opts: *opts,
+            touched: HashSet::new(),
+            fixups: Vec::new(),
+            have_openat2: true,
+            buf: vec![0; 256 * 1024],
+            source_file: None,
+            stats: UnpackStats {
+                compression: Compression::None,
+                diff_id: Digest::of(b""),
+                uncompressed_size: 0,
+                entries: 0,
+                files: 0,
+                dirs: 0,
+                symlinks: 0,
+                hardlinks: 0,
+                special: 0,
+                whiteouts: 0,
+                opaques: 0,
+                bytes: 0,
+                ownership_records: 0,
+                placeholders: 0,
+                ownership_lost: 0,
+                xattrs_skipped: 0,
+            },
+        }
+    }
+}
+
+/// Writes `entries` onto `dest` exactly as [`unpack`] writes a tar holding
+/// them: the directory form of a layer made from files (COPY, WORKDIR),
+/// with no tar in between. Entries are applied in layer order (parents
+/// first); a file's bytes are read from its [`Content`] as it is written.
+/// The stats' digest fields are left empty (no tar was read).
+pub fn unpack_entries(
+    entries: Vec<Entry>,
+    dest: &Path,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats> {
+    unpack_entries_at(entries, open_root(dest)?, dest, opts)
+}
+
+/// [`unpack_entries`] onto an already opened directory (`label` names it
+/// in errors): for a process that has since changed its root, so that the
+/// entries' source paths resolve in the new root and the destination is
+/// the one opened before.
+pub fn unpack_entries_at(
+    mut entries: Vec<Entry>,
+    root: OwnedFd,
+    label: &Path,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats> {
+    let mut cleaned = Vec::with_capacity(entries.len());
+    for mut e in entries.drain(..) {
+        match super::path::clean(&e.path).map_err(|why| LayerError::invalid(&e.path, why))? {
+            Some(p) => e.path = p,
+            None => continue,
+        }
+        cleaned.push(e);
+    }
+    cleaned.sort_by(|a, b| super::path::layer_order(&a.path, &b.path));
+    let mut u = Unpacker::new(root, label, opts);
+    for e in cleaned {
+        u.stats.entries += 1;
+        match &e.kind {
+            EntryKind::File(Content::Path(p)) => {
+                let f = std::fs::File::open(p).map_err(|err| LayerError::io("opening", p, err))?;
+                u.source_file = Some(f);
+                let r = u.entry(e.clone(), &mut io::empty());
+                u.source_file = None;
+                r?;
+            }
+            EntryKind::File(Content::Bytes(b)) => {
+                let b = b.clone();
+                u.entry(e, &mut &b[..])?;
+            }
+            _ => u.entry(e, &mut io::empty())?,
+        }
+    }
+    u.apply_fixups()?;
+    Ok(u.stats)
+}
+
+/// [`unpack`], passing every entry through `map` first: ADD of a local
+/// archive, whose members take the `--chown` owner and the build's mtime
+/// rule. Streams like [`unpack`]: memory holds one buffer whatever the
+/// archive holds.
+pub fn unpack_mapped<R: Read>(
+    blob: R,
+    dest: &Path,
+    opts: &UnpackOptions,
+    map: &mut dyn FnMut(&mut Entry),
+) -> Result<UnpackStats> {
+    let mut u = Unpacker::new(open_root(dest)?, dest, opts);
+    let summary = for_each_entry(blob, |mut e, content| {
+        map(&mut e);
+        u.entry(e, content)
+    })?;
+    u.apply_fixups()?;
+    let mut stats = u.stats;
+    stats.diff_id = summary.diff_id;
+    stats.uncompressed_size = summary.uncompressed_size;
+    stats.entries = summary.entries;
+    Ok(stats)
+}
+
 /// Unpacks the layer blob read from `blob` (gzip, zstd or plain, detected
 /// from its first bytes) onto `dest`, which must exist.
 ///
@@ -826,39 +963,7 @@ impl Unpacker<'_> {
 /// outside `dest`; callers unpack into a fresh snapshot directory and throw
 /// it away on failure.
 pub fn unpack<R: Read>(blob: R, dest: &Path, opts: &UnpackOptions) -> Result<UnpackStats> {
-    let root = rustix::fs::open(
-        dest,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| LayerError::io("opening destination", dest, e.into()))?;
-    let mut u = Unpacker {
-        root,
-        dest,
-        opts: *opts,
-        touched: HashSet::new(),
-        fixups: Vec::new(),
-        have_openat2: true,
-        buf: vec![0; 256 * 1024],
-        stats: UnpackStats {
-            compression: Compression::None,
-            diff_id: Digest::of(b""),
-            uncompressed_size: 0,
-            entries: 0,
-            files: 0,
-            dirs: 0,
-            symlinks: 0,
-            hardlinks: 0,
-            special: 0,
-            whiteouts: 0,
-            opaques: 0,
-            bytes: 0,
-            ownership_records: 0,
-            placeholders: 0,
-            ownership_lost: 0,
-            xattrs_skipped: 0,
-        },
-    };
+    let mut u = Unpacker::new(open_root(dest)?, dest, opts);
     let summary = for_each_entry(blob, |e, content| u.entry(e, content))?;
     u.apply_fixups()?;
     let mut stats = u.stats;

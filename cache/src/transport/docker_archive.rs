@@ -55,10 +55,21 @@ pub struct SaveItem {
 
 /// Writes `items` as a docker-archive at `dest` (atomically).
 pub fn save(store: &Store, items: &[SaveItem], dest: &Path) -> Result<()> {
+    save_with(store, items, dest, &super::StoredOnly)
+}
+
+/// [`save`], streaming the layers `made` produces instead of reading them
+/// from the store.
+pub fn save_with(
+    store: &Store,
+    items: &[SaveItem],
+    dest: &Path,
+    made: &dyn super::LayerSource,
+) -> Result<()> {
     if items.is_empty() {
         return Err(invalid("nothing to save: name at least one image"));
     }
-    super::fetch_absent_layers(store, items)?;
+    super::fetch_absent_layers(store, items, made)?;
     let mut out = TarOut::default();
     let mut index = Index {
         schema_version: 2,
@@ -127,7 +138,7 @@ pub fn save(store: &Store, items: &[SaveItem], dest: &Path) -> Result<()> {
         serde_json::to_vec(&index).map_err(|e| invalid(e.to_string()))?,
     );
     out.bytes("oci-layout", OCI_LAYOUT_FILE.to_vec());
-    out.write_to(store.blobs(), dest)
+    out.write_to(store.blobs(), made, dest)
 }
 
 /// Imports the images a docker-archive's `manifest.json` lists. Layers are

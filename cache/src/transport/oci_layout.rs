@@ -83,7 +83,7 @@ fn new_index() -> Index {
 /// existing layout keeps its other images, same-tag entries are replaced).
 pub fn export_dir(store: &Store, items: &[SaveItem], dir: &Path) -> Result<()> {
     check_unique_tags(items)?;
-    super::fetch_absent_layers(store, items)?;
+    super::fetch_absent_layers(store, items, &super::StoredOnly)?;
     let items = &as_oci(store, items)?;
     let blob_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blob_dir).ctx("create layout directory", &blob_dir)?;
@@ -125,8 +125,19 @@ pub fn export_dir(store: &Store, items: &[SaveItem], dir: &Path) -> Result<()> {
 
 /// Writes `items` as an OCI layout tar (an "oci-archive") at `dest`.
 pub fn export_tar(store: &Store, items: &[SaveItem], dest: &Path) -> Result<()> {
+    export_tar_with(store, items, dest, &super::StoredOnly)
+}
+
+/// [`export_tar`], streaming the layers `made` produces instead of reading
+/// them from the store.
+pub fn export_tar_with(
+    store: &Store,
+    items: &[SaveItem],
+    dest: &Path,
+    made: &dyn super::LayerSource,
+) -> Result<()> {
     check_unique_tags(items)?;
-    super::fetch_absent_layers(store, items)?;
+    super::fetch_absent_layers(store, items, made)?;
     let items = &as_oci(store, items)?;
     let mut out = TarOut::default();
     let mut index = new_index();
@@ -147,7 +158,7 @@ pub fn export_tar(store: &Store, items: &[SaveItem], dest: &Path) -> Result<()> 
         serde_json::to_vec(&index).map_err(|e| invalid(e.to_string()))?,
     );
     out.bytes("oci-layout", OCI_LAYOUT_FILE.to_vec());
-    out.write_to(store.blobs(), dest)
+    out.write_to(store.blobs(), made, dest)
 }
 
 fn write_file_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {

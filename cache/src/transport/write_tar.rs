@@ -53,7 +53,13 @@ impl TarOut {
     }
 
     /// Writes the archive to a file in memory order, atomically.
-    pub(crate) fn write_to(self, blobs: &BlobStore, dest: &Path) -> Result<()> {
+    /// Blobs the store lacks come from `made` (layers kept as directories).
+    pub(crate) fn write_to(
+        self,
+        blobs: &BlobStore,
+        made: &dyn super::LayerSource,
+        dest: &Path,
+    ) -> Result<()> {
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -61,7 +67,7 @@ impl TarOut {
         // Errors name `dest`, not the temp file's internal name: that is
         // the file the user asked for.
         let tmp = partial_file(dir)?;
-        let tmp = self.write_into(blobs, tmp, dest)?;
+        let tmp = self.write_into(blobs, made, tmp, dest)?;
         tmp.as_file().sync_all().ctx("write archive", dest)?;
         let mut perm = fs::metadata(tmp.path())
             .ctx("write archive", dest)?
@@ -77,6 +83,7 @@ impl TarOut {
     fn write_into(
         self,
         blobs: &BlobStore,
+        made: &dyn super::LayerSource,
         tmp: NamedTempFile,
         dest: &Path,
     ) -> Result<NamedTempFile> {
@@ -108,8 +115,13 @@ impl TarOut {
                     h.set_entry_type(tar::EntryType::Regular);
                     h.set_mode(0o644);
                     h.set_size(size);
+                    let inner: Box<dyn Read + '_> = if !blobs.has(&digest) && made.makes(&digest) {
+                        made.open(&digest).ctx("make layer", &blobs.path(&digest))?
+                    } else {
+                        Box::new(blobs.open(&digest)?)
+                    };
                     let mut r = Verifying {
-                        inner: blobs.open(&digest)?.take(size),
+                        inner: inner.take(size),
                         hasher: Sha256::new(),
                     };
                     b.append_data(&mut h, &name, &mut r)

@@ -1,0 +1,199 @@
+//! Layer blobs for outputs: each output gets the encoding it needs, made
+//! once per layer and encoding and remembered.
+//!
+//! Layers built here are kept as directories (`crate::ops::commit`); their
+//! blob is the uncompressed tar, made on demand. A docker-archive takes the
+//! image as stored ([`Want::AsStored`]: layers built here uncompressed,
+//! streamed from their directories, as `docker save` writes them; base
+//! layers as pulled). An OCI archive, a push and a cache export take gzip
+//! ([`Want::Gzip`]), and `compression=` asks for one encoding everywhere.
+//! A layer not yet in the wanted encoding is encoded — from its directory
+//! or by decompressing its blob — into a blob of the store, in parallel
+//! across layers; the result is remembered in the cache index under the
+//! layer's diff_id and encoding, so the next push or export costs nothing
+//! (and `strata prune` may drop it). The config, and so the image ID, never
+//! changes: diff_ids are digests of the uncompressed tars, and every
+//! encoded layer is checked against its diff_id. zstd has no Docker media
+//! type, so a zstd image gets OCI media types, as BuildKit does.
+
+use std::io;
+
+use anyhow::{Context as _, anyhow, bail};
+use cache::image::media_type::ManifestFormat;
+use cache::image::{Descriptor, Image};
+use cache::layer::{Compression as Codec, Decompressed, LayerSink, MediaFlavor, WriteOptions};
+use cache::store::Store;
+use rayon::prelude::*;
+
+use crate::ops::Layer;
+use crate::ops::exec::Executor;
+use crate::options::Compression;
+
+/// The encoding an output wants its layers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// As the store keeps them (a docker-archive by default).
+    AsStored,
+    Gzip,
+    Zstd,
+    Uncompressed,
+}
+
+impl Want {
+    /// `compression=` if given, else `default`.
+    pub fn from_option(c: Option<Compression>, default: Want) -> Want {
+        match c {
+            None => default,
+            Some(Compression::Gzip) => Want::Gzip,
+            Some(Compression::Zstd) => Want::Zstd,
+            Some(Compression::Uncompressed) => Want::Uncompressed,
+        }
+    }
+}
+
+/// `img` (whose layers are `layers`) with every layer in the encoding
+/// `want`: the same image when nothing needs encoding. `stored`: every
+/// layer must be a blob of the store (a push), so an uncompressed layer
+/// kept as a directory is written out too.
+pub fn encode(
+    store: &Store,
+    executor: &Executor,
+    img: &Image,
+    layers: &[Layer],
+    want: Want,
+    stored: bool,
+) -> anyhow::Result<Image> {
+    let (codec, flavor, format) = match want {
+        Want::AsStored => return Ok(img.clone()),
+        Want::Gzip => (
+            Codec::default(),
+            MediaFlavor::Docker,
+            ManifestFormat::Docker,
+        ),
+        Want::Zstd => (
+            Codec::Zstd { level: 3 },
+            MediaFlavor::Oci,
+            ManifestFormat::Oci,
+        ),
+        Want::Uncompressed => (Codec::None, MediaFlavor::Docker, ManifestFormat::Docker),
+    };
+    let keep = |l: &Layer| {
+        encoding_of(&l.desc) == Some(codec_kind(codec))
+            && !(stored && crate::ops::commit::is_dir_layer(store, l))
+    };
+    if layers.iter().all(keep) {
+        return Ok(img.clone());
+    }
+    let descs: Vec<Descriptor> = layers
+        .par_iter()
+        .map(|l| {
+            if keep(l) {
+                return Ok(l.desc.clone());
+            }
+            layer(store, executor, l, codec, flavor)
+                .with_context(|| format!("encoding layer {} as {want:?}", l.diff_id))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(store.write_image(img.config.raw(), &descs, format)?)
+}
+
+/// `l` as a gzip blob of the store (encoded once, remembered).
+pub fn gzip_layer(store: &Store, executor: &Executor, l: &Layer) -> anyhow::Result<Layer> {
+    let desc = layer(store, executor, l, Codec::default(), MediaFlavor::Docker)
+        .with_context(|| format!("compressing layer {}", l.diff_id))?;
+    Ok(Layer {
+        desc,
+        diff_id: l.diff_id.clone(),
+        origin: None,
+    })
+}
+
+/// `img`'s layers as [`Layer`]s (diff_ids from its config), for an image
+/// read back from the store (`strata push`, `strata save`).
+pub fn layers_of(img: &Image) -> Vec<Layer> {
+    img.layers()
+        .iter()
+        .zip(img.config.diff_ids())
+        .map(|(d, diff_id)| Layer {
+            desc: d.clone(),
+            diff_id: diff_id.clone(),
+            origin: None,
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    None,
+    Gzip,
+    Zstd,
+}
+
+fn codec_kind(c: Codec) -> Kind {
+    match c {
+        Codec::None => Kind::None,
+        Codec::Gzip { .. } => Kind::Gzip,
+        Codec::Zstd { .. } => Kind::Zstd,
+    }
+}
+
+/// A layer descriptor's encoding, from its media type.
+fn encoding_of(d: &Descriptor) -> Option<Kind> {
+    let mt = d.media_type.as_str();
+    if mt.ends_with("gzip") {
+        Some(Kind::Gzip)
+    } else if mt.ends_with("zstd") {
+        Some(Kind::Zstd)
+    } else if mt.ends_with(".tar") {
+        Some(Kind::None)
+    } else {
+        None
+    }
+}
+
+/// One layer in `codec`: as it is, found encoded before, or encoded now.
+fn layer(
+    store: &Store,
+    executor: &Executor,
+    l: &Layer,
+    codec: Codec,
+    flavor: MediaFlavor,
+) -> anyhow::Result<Descriptor> {
+    let key = format!(
+        "encode:{}:{}",
+        cache::layer::media_type(codec, flavor),
+        l.diff_id
+    );
+    if let Some(raw) = store.cache_get(&key)?
+        && let Ok(d) = serde_json::from_slice::<Descriptor>(&raw)
+        && store.blobs().has(&d.digest)
+    {
+        return Ok(d);
+    }
+    let input = crate::ops::file::open_layer(store, executor, l)?;
+    let (mut plain, _) = Decompressed::new(io::BufReader::with_capacity(1 << 16, input))?;
+    let mut sink = LayerSink::new(
+        store.blobs().writer()?,
+        codec,
+        flavor,
+        WriteOptions::default().zstd_workers,
+    )?;
+    io::copy(&mut plain, &mut sink)?;
+    let (desc, w) = sink.finish()?;
+    if desc.diff_id != l.diff_id {
+        bail!(
+            "the layer's tar is {} but the image says {}",
+            desc.diff_id,
+            l.diff_id
+        );
+    }
+    let (digest, size) = w.commit(Some(&desc.digest))?;
+    let d = Descriptor::new(desc.media_type.to_string(), digest, size);
+    let refs = cache::index::CacheRefs {
+        blobs: vec![d.digest.clone()],
+        snapshots: Vec::new(),
+    };
+    let value = serde_json::to_vec(&d).map_err(|e| anyhow!("{e}"))?;
+    store.cache_put_with_refs(&key, &value, &refs)?;
+    Ok(d)
+}
