@@ -206,3 +206,64 @@ fn build_prints_findings_as_warnings_and_fails_only_under_error_true() {
         "{stderr}"
     );
 }
+
+/// The architecture strata builds for here, and one it does not.
+fn native_and_foreign_arch() -> (&'static str, &'static str) {
+    if cfg!(target_arch = "x86_64") {
+        ("amd64", "arm64")
+    } else {
+        ("arm64", "amd64")
+    }
+}
+
+/// A docker-archive holding one image whose config names another
+/// architecture: one empty layer (1024 zero bytes, the well-known
+/// empty-tar diff_id).
+fn foreign_platform_archive(path: &Path, arch: &str) {
+    const EMPTY: &str = "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+    let config = format!(
+        r#"{{"architecture":"{arch}","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["sha256:{EMPTY}"]}}}}"#
+    );
+    let manifest = r#"[{"Config":"config.json","RepoTags":["foreign:1"],"Layers":["layer.tar"]}]"#;
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add("layer.tar", &[0u8; 1024]);
+    add("config.json", config.as_bytes());
+    add("manifest.json", manifest.as_bytes());
+    b.finish().unwrap();
+}
+
+#[test]
+fn a_base_image_of_another_platform_is_reported() {
+    let (native, foreign) = native_and_foreign_arch();
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    let archive = tmp.path().join("foreign.tar");
+    foreign_platform_archive(&archive, foreign);
+    let from = format!("docker-archive:{}", archive.display());
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM {from}\n")).unwrap();
+    let out = Command::new(STRATA)
+        .arg("--root")
+        .arg(tmp.path().join("root"))
+        .args(["build", "--progress", "plain", "-t", "foreign-check:1"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        findings(&out),
+        vec![("InvalidBaseImagePlatform".to_string(), 1)]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "Base image {from} was pulled with platform \"linux/{foreign}\", expected \"linux/{native}\" for current build"
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+}

@@ -15,6 +15,9 @@ pub struct StoreResolver<'a> {
     pub resolved: Mutex<Vec<(String, String)>>,
     /// `--build-context` names (lower-case) and what they stand for.
     pub aliases: std::collections::BTreeMap<String, crate::options::NamedContextSource>,
+    /// The platform each resolved image's config names, by the reference
+    /// the Dockerfile gave (for the InvalidBaseImagePlatform check).
+    platforms: Mutex<std::collections::BTreeMap<String, Platform>>,
 }
 
 impl<'a> StoreResolver<'a> {
@@ -24,10 +27,12 @@ impl<'a> StoreResolver<'a> {
             pull,
             resolved: Mutex::new(Vec::new()),
             aliases: Default::default(),
+            platforms: Mutex::new(Default::default()),
         }
     }
 
-    fn lookup(&self, reference: &str) -> anyhow::Result<ResolvedImage> {
+    /// The image's digest and config, and the platform its config names.
+    fn lookup(&self, reference: &str) -> anyhow::Result<(ResolvedImage, Option<Platform>)> {
         let platform = cache::platform::Platform::host();
         // `docker-archive:PATH` and `oci-layout:PATH[:tag]` are read
         // directly (their blobs go into the store); names go to the store,
@@ -64,7 +69,7 @@ impl<'a> StoreResolver<'a> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((reference.to_string(), digest.clone()));
-        Ok(ResolvedImage { digest, config })
+        Ok((ResolvedImage { digest, config }, config_platform(&raw)))
     }
 }
 
@@ -94,16 +99,47 @@ impl ImageResolver for StoreResolver<'_> {
             }
             None => reference.to_string(),
         };
-        self.lookup(&target)
-            .map_err(|e| format!("cannot resolve base image {target}: {e:#}"))
+        let (resolved, served) = self
+            .lookup(&target)
+            .map_err(|e| format!("cannot resolve base image {target}: {e:#}"))?;
+        if let Some(p) = served {
+            self.platforms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(reference.to_string(), p);
+        }
+        Ok(resolved)
     }
+
+    fn resolved_platform(&self, reference: &str, _platform: &Platform) -> Option<Platform> {
+        self.platforms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(reference)
+            .cloned()
+    }
+}
+
+/// The platform an image config names (`os`, `architecture`, `variant`),
+/// when it names one.
+fn config_platform(raw: &serde_json::Value) -> Option<Platform> {
+    let field = |k: &str| {
+        raw.get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+    };
+    Some(Platform {
+        os: field("os")?.to_string(),
+        architecture: field("architecture")?.to_string(),
+        variant: field("variant").map(str::to_string),
+    })
 }
 
 /// The manifest digest of an image `COPY --from=<image>` reads (the local
 /// store, else the registry's manifest and config).
 pub fn resolve_for_copy(store: &Store, reference: &str, pull: bool) -> anyhow::Result<String> {
     let r = StoreResolver::new(store, pull);
-    Ok(r.lookup(reference)?.digest)
+    Ok(r.lookup(reference)?.0.digest)
 }
 
 /// The error of a `COPY --from=NAME` (or `--mount=from=NAME`) whose NAME is

@@ -96,7 +96,7 @@ impl Ctx<'_> {
             else {
                 return;
             };
-            if !valid_reference(&e.result) {
+            if !valid_reference(&e.result) && !is_archive_source(&e.result) {
                 found.push((d.from.keyword_span, raw.to_string()));
             }
         }
@@ -135,6 +135,13 @@ fn from_image_word(from: &Instruction) -> Option<&str> {
         crate::ast::Args::Words { words } => words.first().map(|w| w.value.as_str()),
         _ => None,
     }
+}
+
+/// strata's own base-image forms, `docker-archive:PATH` and
+/// `oci-layout:PATH[:tag]`: not image references, and not mistakes
+/// either (BuildKit has no such forms, so its rule never sees them).
+fn is_archive_source(s: &str) -> bool {
+    s.starts_with("docker-archive:") || s.starts_with("oci-layout:")
 }
 
 /// Whether `s` parses as a Docker image reference (distribution's
