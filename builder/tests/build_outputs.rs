@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::{Scratch, registry, strata_cmd};
+use support::{Scratch, archive_layer_media_types, podman_load_and_run, registry, run, strata_cmd};
 
 fn context(dir: &Path) -> PathBuf {
     let ctx = dir.join("ctx");
@@ -43,16 +43,6 @@ fn build(root: &Path, ctx: &Path, args: &[&str], stdout_file: Option<&Path>) {
     );
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn layer_media_types(transport: &str) -> Vec<String> {
     let raw = run(Command::new("skopeo").args(["inspect", "--raw", transport]));
     let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
@@ -64,57 +54,11 @@ fn layer_media_types(transport: &str) -> Vec<String> {
         .collect()
 }
 
-/// The layer media types of the manifest a docker-archive's `index.json`
-/// names (skopeo's docker-archive transport reports its own, not ours).
-fn archive_layer_media_types(archive: &Path) -> Vec<String> {
-    let cat = |name: &str| run(Command::new("tar").arg("-xOf").arg(archive).arg(name));
-    let index: serde_json::Value = serde_json::from_str(&cat("index.json")).unwrap();
-    let digest = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let manifest: serde_json::Value = serde_json::from_str(&cat(&format!(
-        "blobs/sha256/{}",
-        digest.trim_start_matches("sha256:")
-    )))
-    .unwrap();
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["mediaType"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Loads an archive into a throw-away podman store and reads /a.txt and
 /// /hi from a container of it.
 fn podman_runs(archive: &Path) {
-    // podman refuses a runroot path of over 50 characters.
-    let store = tempfile::Builder::new()
-        .prefix("p")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let podman = || {
-        let mut c = Command::new("podman");
-        c.arg("--root")
-            .arg(store.path().join("r"))
-            .arg("--runroot")
-            .arg(store.path().join("rr"));
-        c
-    };
-    let loaded = run(podman().arg("load").arg("-i").arg(archive));
-    let id = loaded
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Loaded image: ")
-                .or(l.strip_prefix("Loaded image(s): "))
-        })
-        .unwrap_or_else(|| panic!("podman load said {loaded:?}"))
-        .trim()
-        .to_string();
-    let out = run(podman().args(["run", "--rm", "--network=none", &id, "cat", "/a.txt", "/hi"]));
+    let out = podman_load_and_run(archive, &["cat", "/a.txt", "/hi"]);
     assert_eq!(out, "from the context\nhi\n");
-    let _ = podman().args(["rmi", "-a", "-f"]).output();
 }
 
 /// zstd into an OCI archive: OCI zstd media types, same image ID as the

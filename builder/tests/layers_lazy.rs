@@ -18,7 +18,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::{Scratch, registry, strata_cmd, unique};
+use support::{
+    Scratch, archive_layer_media_types, podman_load_and_run, registry, run, strata_cmd, unique,
+};
 
 fn busybox() -> String {
     format!("{}/library/busybox:latest", registry())
@@ -56,16 +58,6 @@ fn small_archive() -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&raw).unwrap();
     gz.finish().unwrap()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn build(root: &Path, ctx: &Path, args: &[&str]) {
@@ -401,65 +393,18 @@ fn run_measured(mut c: Command) -> (bool, i64) {
     )
 }
 
-/// The layer media types of the manifest a docker or OCI archive's
-/// `index.json` names.
-fn archive_layer_media_types(archive: &Path) -> Vec<String> {
-    let cat = |name: &str| run(Command::new("tar").arg("-xOf").arg(archive).arg(name));
-    let index: serde_json::Value = serde_json::from_str(&cat("index.json")).unwrap();
-    let digest = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let manifest: serde_json::Value = serde_json::from_str(&cat(&format!(
-        "blobs/sha256/{}",
-        digest.trim_start_matches("sha256:")
-    )))
-    .unwrap();
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["mediaType"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Loads an archive into a throw-away podman store and checks the files
 /// every step made.
 fn podman_check(archive: &Path) {
-    // podman refuses a runroot path of over 50 characters.
-    let store = tempfile::Builder::new()
-        .prefix("p")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let podman = || {
-        let mut c = Command::new("podman");
-        c.arg("--root")
-            .arg(store.path().join("r"))
-            .arg("--runroot")
-            .arg(store.path().join("rr"));
-        c
-    };
-    let loaded = run(podman().arg("load").arg("-i").arg(archive));
-    let id = loaded
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Loaded image: ")
-                .or(l.strip_prefix("Loaded image(s): "))
-        })
-        .unwrap_or_else(|| panic!("podman load said {loaded:?}"))
-        .trim()
-        .to_string();
-    let out = run(podman().args([
-        "run",
-        "--rm",
-        "--network=none",
-        &id,
-        "sh",
-        "-c",
-        "cat /a.txt /hi /opt/inner/x.txt && test -d /srv/app && pwd",
-    ]));
+    let out = podman_load_and_run(
+        archive,
+        &[
+            "sh",
+            "-c",
+            "cat /a.txt /hi /opt/inner/x.txt && test -d /srv/app && pwd",
+        ],
+    );
     assert_eq!(out, "from the context\nhi\npacked\n/srv/app\n");
-    let _ = podman().args(["rmi", "-a", "-f"]).output();
 }
 
 /// COPY keeps the source's mtimes (Docker's rule) and keeps files that are

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The registry the tests talk to (CI: the peers registry on loopback).
@@ -54,4 +54,71 @@ pub fn strata_cmd(root: &Path, args: &[&str]) -> Command {
         .args(args)
         .env_remove("STRATA_REGISTRY_MIRROR");
     c
+}
+
+/// Runs `cmd` with no input; its stdout, or a failed test naming it.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The layer media types of the manifest a docker or OCI archive's
+/// `index.json` names (skopeo's docker-archive transport reports its own,
+/// not ours).
+pub fn archive_layer_media_types(archive: &Path) -> Vec<String> {
+    let cat = |name: &str| run(Command::new("tar").arg("-xOf").arg(archive).arg(name));
+    let index: serde_json::Value = serde_json::from_str(&cat("index.json")).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_str(&cat(&format!(
+        "blobs/sha256/{}",
+        digest.trim_start_matches("sha256:")
+    )))
+    .unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Loads an archive into a throw-away podman store, runs `cmd` in a
+/// container of it (no network) and returns what it printed.
+pub fn podman_load_and_run(archive: &Path, cmd: &[&str]) -> String {
+    // podman refuses a runroot path of over 50 characters.
+    let store = tempfile::Builder::new()
+        .prefix("p")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let podman = || {
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(store.path().join("r"))
+            .arg("--runroot")
+            .arg(store.path().join("rr"));
+        c
+    };
+    let loaded = run(podman().arg("load").arg("-i").arg(archive));
+    let id = loaded
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Loaded image: ")
+                .or(l.strip_prefix("Loaded image(s): "))
+        })
+        .unwrap_or_else(|| panic!("podman load said {loaded:?}"))
+        .trim()
+        .to_string();
+    let out = run(podman()
+        .args(["run", "--rm", "--network=none", &id])
+        .args(cmd));
+    let _ = podman().args(["rmi", "-a", "-f"]).output();
+    out
 }
