@@ -47,12 +47,7 @@ impl NativeSnapshotter {
     }
 
     fn rootfs_of(snapshot: &ActiveSnapshot) -> Result<&Path, SnapshotError> {
-        match &snapshot.rootfs {
-            RootfsSpec::Dir(dir) if dir.is_dir() => Ok(dir),
-            _ => Err(SnapshotError::NotActive {
-                path: snapshot.dir.clone(),
-            }),
-        }
+        dir_rootfs(snapshot)
     }
 }
 
@@ -85,11 +80,7 @@ impl Snapshotter for NativeSnapshotter {
         snapshot: &ActiveSnapshot,
         excludes: &[PathBuf],
     ) -> Result<Vec<Change>, SnapshotError> {
-        let rootfs = Self::rootfs_of(snapshot)?;
-        let base = BaseInodes::load(&snapshot.dir.join(INODES_FILE))?;
-        let view = LowerView::new(snapshot.lowers.clone());
-        let raw = diff_trees(rootfs, &view, &base)?;
-        Ok(apply_excludes(raw, excludes, &view)?)
+        diff_copied_tree(snapshot, excludes)
     }
 
     fn commit(
@@ -247,4 +238,27 @@ fn link_or_copy(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
         }
         Err(e) => Err(SnapshotError::io("hardlink into the layer", dst, e)),
     }
+}
+
+/// The directory root of an active copy-based snapshot (native or tree).
+pub(super) fn dir_rootfs(snapshot: &ActiveSnapshot) -> Result<&Path, SnapshotError> {
+    match &snapshot.rootfs {
+        RootfsSpec::Dir(dir) if dir.is_dir() => Ok(dir),
+        _ => Err(SnapshotError::NotActive {
+            path: snapshot.dir.clone(),
+        }),
+    }
+}
+
+/// What changed in a copied tree since `prepare` recorded its inodes: the
+/// walk both copy-based snapshotters (native and tree) diff with.
+pub(super) fn diff_copied_tree(
+    snapshot: &ActiveSnapshot,
+    excludes: &[PathBuf],
+) -> Result<Vec<Change>, SnapshotError> {
+    let rootfs = dir_rootfs(snapshot)?;
+    let base = BaseInodes::load(&snapshot.dir.join(INODES_FILE))?;
+    let view = LowerView::new(snapshot.lowers.clone());
+    let raw = diff_trees(rootfs, &view, &base)?;
+    Ok(apply_excludes(raw, excludes, &view)?)
 }

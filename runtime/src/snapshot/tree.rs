@@ -40,7 +40,7 @@ use super::{ActiveSnapshot, SnapshotError, Snapshotter, SnapshotterKind};
 use super::{absolute_root, check_lowers};
 use crate::RootfsSpec;
 use crate::diff::overlay_form::{is_opaque_dir, is_whiteout};
-use crate::diff::{BaseInodes, Change, LowerView, apply_excludes, diff_trees, read_xattrs};
+use crate::diff::{BaseInodes, Change, LowerView, read_xattrs};
 
 const ROOTFS_DIR: &str = "rootfs";
 const INODES_FILE: &str = "inodes";
@@ -78,12 +78,7 @@ impl TreeSnapshotter {
     }
 
     fn rootfs_of(snapshot: &ActiveSnapshot) -> Result<&Path, SnapshotError> {
-        match &snapshot.rootfs {
-            RootfsSpec::Dir(dir) if dir.is_dir() => Ok(dir),
-            _ => Err(SnapshotError::NotActive {
-                path: snapshot.dir.clone(),
-            }),
-        }
+        super::native::dir_rootfs(snapshot)
     }
 
     /// Takes the parked tree that needs the fewest layers applied to equal
@@ -164,11 +159,7 @@ impl Snapshotter for TreeSnapshotter {
         snapshot: &ActiveSnapshot,
         excludes: &[PathBuf],
     ) -> Result<Vec<Change>, SnapshotError> {
-        let rootfs = Self::rootfs_of(snapshot)?;
-        let base = BaseInodes::load(&snapshot.dir.join(INODES_FILE))?;
-        let view = LowerView::new(snapshot.lowers.clone());
-        let raw = diff_trees(rootfs, &view, &base)?;
-        let changes = apply_excludes(raw, excludes, &view)?;
+        let changes = super::native::diff_copied_tree(snapshot, excludes)?;
         if changes.is_empty() {
             let mut clean = self.clean.lock().unwrap_or_else(|p| p.into_inner());
             clean.insert(snapshot.key.clone());
