@@ -91,10 +91,19 @@ pub fn encode(
                 return Ok(l.desc.clone());
             }
             layer(store, executor, l, codec, flavor)
-                .with_context(|| format!("encoding layer {} as {want:?}", l.diff_id))
+                .with_context(|| format!("encoding layer {} as {}", l.diff_id, codec_name(codec)))
         })
         .collect::<anyhow::Result<_>>()?;
-    Ok(store.write_image(img.config.raw(), &descs, format)?)
+    let out = store.write_image(img.config.raw(), &descs, format)?;
+    // The encoded image keeps the manifest's annotations (`--annotation`).
+    if img.manifest.annotations.is_empty() {
+        return Ok(out);
+    }
+    Ok(cache::image::with_annotations(
+        store.blobs(),
+        &out,
+        &img.manifest.annotations,
+    )?)
 }
 
 /// `l` as a gzip blob of the store (encoded once, remembered).
@@ -196,4 +205,13 @@ fn layer(
     let value = serde_json::to_vec(&d).map_err(|e| anyhow!("{e}"))?;
     store.cache_put_with_refs(&key, &value, &refs)?;
     Ok(d)
+}
+
+/// How an error names an encoding.
+fn codec_name(c: Codec) -> &'static str {
+    match c {
+        Codec::None => "uncompressed",
+        Codec::Zstd { .. } => "zstd",
+        Codec::Gzip { .. } => "gzip",
+    }
 }

@@ -24,11 +24,7 @@ pub fn write_local(
     dest: &Path,
 ) -> anyhow::Result<()> {
     if !is_empty_or_missing(dest) {
-        return Err(anyhow!(
-            "--output type=local,dest={}: the directory is not empty; give a new or empty directory, or remove it first (rm -rf {}). An export killed midway never leaves files there: it writes beside it and renames when done",
-            dest.display(),
-            dest.display()
-        ));
+        return Err(not_empty(dest));
     }
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         // `.` or `/`: an existing empty directory, written in place.
@@ -56,6 +52,16 @@ pub fn write_local(
         let _ = runtime::snapshot::remove_tree(&tmp);
     }
     done
+}
+
+/// The refusal of a destination that holds files: what to do, and that a
+/// killed export is not the cause. The preflight check says the same.
+pub fn not_empty(dest: &Path) -> anyhow::Error {
+    anyhow!(
+        "--output type=local,dest={}: the directory is not empty; give a new or empty directory, or remove it first (rm -rf {}). An export killed midway never leaves files there: it writes beside it and renames when done",
+        dest.display(),
+        dest.display()
+    )
 }
 
 fn is_empty_or_missing(dest: &Path) -> bool {

@@ -7,7 +7,7 @@
 
 pub mod encode;
 pub mod load;
-mod local_dir;
+pub mod local_dir;
 mod stdout;
 
 use std::path::Path;

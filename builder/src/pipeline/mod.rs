@@ -445,6 +445,14 @@ fn build_inner(
     finish_image(&ctx, &graph, &resolver, &state, inline)
 }
 
+/// Whether a base layer must be downloaded before a step can run on it:
+/// not in the blob store and not already a layer directory.
+fn needs_download(store: &Store, l: &crate::ops::Layer) -> bool {
+    !store.blobs().has(&l.desc.digest)
+        && !crate::ops::commit::is_dir_layer(store, l)
+        && !source::layer_dir_ready(&source::layer_dir(store, l))
+}
+
 /// A warning on stderr, unless `-q`. A Dockerfile diagnostic already says
 /// `warning: ` itself.
 fn warn(req: &BuildRequest, w: &str) {
@@ -483,10 +491,12 @@ fn run_vertex(
                     let layers = source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?;
                     // The next step runs on these layers: download them
                     // here, so the pull shows with its time and bytes.
+                    // Layers already unpacked (built here, or pulled
+                    // before) need no download.
                     if prefetch {
                         let mut bytes = 0;
                         for l in &layers {
-                            if !ctx.store.blobs().has(&l.desc.digest) {
+                            if needs_download(ctx.store, l) {
                                 source::ensure_blob(ctx.store, l)?;
                                 bytes += l.desc.size;
                                 emit(ctx, i, EventKind::Bytes { bytes });

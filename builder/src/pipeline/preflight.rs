@@ -138,10 +138,7 @@ fn check_paths(
                 )?;
                 // What the export refuses at the end, refused now.
                 if std::fs::read_dir(dest).is_ok_and(|mut d| d.next().is_some()) {
-                    bail!(
-                        "--output type=local,dest={}: the directory is not empty; give a new or empty directory",
-                        dest.display()
-                    );
+                    return Err(crate::output::local_dir::not_empty(dest));
                 }
             }
             OutputKind::Docker | OutputKind::Oci | OutputKind::Tar => {
@@ -199,7 +196,8 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             format!(
-                "--output type=local,dest={}: the directory is not empty; give a new or empty directory",
+                "--output type=local,dest={}: the directory is not empty; give a new or empty directory, or remove it first (rm -rf {}). An export killed midway never leaves files there: it writes beside it and renames when done",
+                req_dest.display(),
                 req_dest.display()
             )
         );
