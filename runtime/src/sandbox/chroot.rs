@@ -70,6 +70,18 @@ fn check(spec: &RunSpec) -> Result<&Path, SandboxError> {
     }
 }
 
+/// Shown in a step's output when /dev holds plain files: a step that reads
+/// more than they hold gets a short read, not an error, so it must be said.
+const STAND_IN_NOTE: &str = "strata: no device nodes can be made here (mknod refused): /dev/zero \
+     is a 1 GiB file of zeros and /dev/random and /dev/urandom are 1 MiB files of random \
+     bytes; a read past their end ends early (run strata as container root with CAP_MKNOD \
+     for real devices)";
+
+/// Whether /dev in `tree` holds stand-in files rather than device nodes.
+fn device_stand_ins(tree: &Path) -> bool {
+    fs::symlink_metadata(tree.join("dev/urandom")).is_ok_and(|m| m.file_type().is_file())
+}
+
 /// Runs `spec` chrooted into its directory root.
 pub(crate) fn run(
     spec: &RunSpec,
@@ -86,8 +98,12 @@ pub(crate) fn run(
     let prepared = run_mounts::prepare(&spec.mounts, &ctx).map_err(SandboxError::InvalidSpec)?;
     let stash = stash_dir(tree)?;
     let mut placed = Placed::new(tree, stash).map_err(SandboxError::Setup)?;
-    let res = place_all(&mut placed, spec, env, &prepared.mounts)
-        .and_then(|()| run_placed(spec, tree, prepared.env.clone(), output));
+    let res = place_all(&mut placed, spec, env, &prepared.mounts).and_then(|()| {
+        if device_stand_ins(tree) {
+            output(OutputStream::Stderr, STAND_IN_NOTE.as_bytes());
+        }
+        run_placed(spec, tree, prepared.env.clone(), output)
+    });
     // Every process of the step is gone: take the placed files away.
     let restored = placed.restore().map_err(SandboxError::Setup);
     drop(prepared.locks);
