@@ -76,8 +76,19 @@ pub fn write_image(
         subject: None,
         annotations: Default::default(),
     };
+    store_manifest(blobs, manifest, config, "new")
+}
+
+/// Serialises `manifest`, stores it and returns the image it makes with
+/// `config`. `what` names the manifest in an error ("new", "annotated", …).
+fn store_manifest(
+    blobs: &BlobStore,
+    manifest: Manifest,
+    config: ImageConfig,
+    what: &str,
+) -> Result<Image> {
     let manifest_raw = serde_json::to_vec(&manifest)
-        .map_err(|e| invalid(format!("cannot serialize the new manifest: {e}")))?;
+        .map_err(|e| invalid(format!("cannot serialize the {what} manifest: {e}")))?;
     let manifest_digest = blobs.put_bytes(&manifest_raw, None)?;
     Ok(Image {
         manifest_digest,
@@ -105,16 +116,7 @@ pub fn with_annotations(
     manifest
         .annotations
         .extend(annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let manifest_raw = serde_json::to_vec(&manifest)
-        .map_err(|e| invalid(format!("cannot serialize the annotated manifest: {e}")))?;
-    let manifest_digest = blobs.put_bytes(&manifest_raw, None)?;
-    Ok(Image {
-        manifest_digest,
-        manifest_raw,
-        manifest,
-        config: image.config.clone(),
-        index_digest: None,
-    })
+    store_manifest(blobs, manifest, image.config.clone(), "annotated")
 }
 
 /// The same image with OCI media types: manifest, config and layer types
@@ -154,14 +156,5 @@ pub fn to_oci(blobs: &BlobStore, image: &Image) -> Result<Image> {
         subject: image.manifest.subject.clone(),
         annotations: image.manifest.annotations.clone(),
     };
-    let manifest_raw = serde_json::to_vec(&manifest)
-        .map_err(|e| invalid(format!("cannot serialize the converted manifest: {e}")))?;
-    let manifest_digest = blobs.put_bytes(&manifest_raw, None)?;
-    Ok(Image {
-        manifest_digest,
-        manifest_raw,
-        manifest,
-        config: image.config.clone(),
-        index_digest: None,
-    })
+    store_manifest(blobs, manifest, image.config.clone(), "converted")
 }
