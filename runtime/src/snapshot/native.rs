@@ -45,10 +45,6 @@ impl NativeSnapshotter {
             root: absolute_root(root.into()),
         }
     }
-
-    fn rootfs_of(snapshot: &ActiveSnapshot) -> Result<&Path, SnapshotError> {
-        dir_rootfs(snapshot)
-    }
 }
 
 impl Snapshotter for NativeSnapshotter {
@@ -88,7 +84,7 @@ impl Snapshotter for NativeSnapshotter {
         snapshot: &ActiveSnapshot,
         changes: &[Change],
     ) -> Result<PathBuf, SnapshotError> {
-        let rootfs = Self::rootfs_of(snapshot)?.to_path_buf();
+        let rootfs = dir_rootfs(snapshot)?.to_path_buf();
         let layer = write_layer_dir(snapshot, &rootfs, changes, false)?;
         remove_tree(&rootfs)?;
         remove_tree(&snapshot.dir.join(INODES_FILE))?;

@@ -77,10 +77,6 @@ impl TreeSnapshotter {
         }
     }
 
-    fn rootfs_of(snapshot: &ActiveSnapshot) -> Result<&Path, SnapshotError> {
-        super::native::dir_rootfs(snapshot)
-    }
-
     /// Takes the parked tree that needs the fewest layers applied to equal
     /// `lowers`, with those layers (topmost first).
     fn take(&self, lowers: &[PathBuf]) -> Option<(PathBuf, Vec<PathBuf>)> {
@@ -172,7 +168,7 @@ impl Snapshotter for TreeSnapshotter {
         snapshot: &ActiveSnapshot,
         changes: &[Change],
     ) -> Result<PathBuf, SnapshotError> {
-        let rootfs = Self::rootfs_of(snapshot)?.to_path_buf();
+        let rootfs = super::native::dir_rootfs(snapshot)?.to_path_buf();
         let layer = write_layer_dir(snapshot, &rootfs, changes, true)?;
         let mut lowers = vec![layer.clone()];
         lowers.extend(snapshot.lowers.iter().cloned());
