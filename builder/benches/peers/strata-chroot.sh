@@ -16,16 +16,7 @@ S="unshare --map-root-user --map-auto $STRATA_BIN --root $STRATA_BENCH_ROOT"
 
 tool_version() { echo "strata $($STRATA_BIN --version 2>/dev/null | head -1) --isolation chroot"; }
 
-cmd_build() {
-    local ctx=$1 tag=$2 logf=$3; shift 3
-    local flags=() skip=0 a
-    for a in "$@"; do
-        if [ "$skip" = 1 ]; then skip=0; continue; fi
-        if [ "$a" = --format ]; then skip=1; continue; fi
-        flags+=("$a")
-    done
-    echo "cd $ctx && $S build --isolation chroot --progress plain ${flags[*]} -f Dockerfile -t $tag . >>$logf 2>&1"
-}
+STRATA_BUILD_FLAGS="--isolation chroot"
 
 cmd_reset() { echo "buildah unshare rm -rf $STRATA_BENCH_ROOT; true"; }
 cmd_storage_du() { echo "buildah unshare du -sk $STRATA_BENCH_ROOT | cut -f1"; }

@@ -7,6 +7,9 @@ TOOL_NAME=strata
 STRATA_BIN="${STRATA_BIN:-/var/tmp/strata-bench/strata}"
 STRATA_BENCH_ROOT="${STRATA_BENCH_ROOT:-/var/tmp/peers-bench/strata-root}"
 S="$STRATA_BIN --root $STRATA_BENCH_ROOT"
+# bench.sh sources every adapter into one shell: no flag of another adapter
+# (strata-chroot.sh sets it after sourcing this file) carries over.
+STRATA_BUILD_FLAGS=""
 
 tool_version() { echo "strata $($STRATA_BIN --version 2>/dev/null | head -1)"; }
 
@@ -18,7 +21,8 @@ cmd_reset() { echo "buildah unshare rm -rf $STRATA_BENCH_ROOT; true"; }
 cmd_pull() { echo "$S pull $1 >/dev/null"; }
 
 # cmd_build CONTEXT TAG LOG [extra flags...]; buildah's --format docker is
-# dropped (strata always writes Docker configs).
+# dropped (strata always writes Docker configs). STRATA_BUILD_FLAGS is put
+# before them (the chroot adapter sets `--isolation chroot`).
 cmd_build() {
     local ctx=$1 tag=$2 logf=$3; shift 3
     local flags=() skip=0 a
@@ -27,7 +31,7 @@ cmd_build() {
         if [ "$a" = --format ]; then skip=1; continue; fi
         flags+=("$a")
     done
-    echo "cd $ctx && $S build --progress plain ${flags[*]} -f Dockerfile -t $tag . >>$logf 2>&1"
+    echo "cd $ctx && $S build ${STRATA_BUILD_FLAGS:+$STRATA_BUILD_FLAGS }--progress plain ${flags[*]} -f Dockerfile -t $tag . >>$logf 2>&1"
 }
 
 cmd_build_nocache() { local a=$1 b=$2 c=$3; shift 3; cmd_build "$a" "$b" "$c" --no-cache "$@"; }
