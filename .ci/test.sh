@@ -22,6 +22,8 @@ shared="${STRATA_SHARED:-$repo/../shared}"
 shared="$(cd "$shared" && pwd)"
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=never
+# One build, never rebuilt here: incremental state would only take disk.
+export CARGO_INCREMENTAL=0
 user=builder
 ci_tmp=/var/tmp/strata-ci
 

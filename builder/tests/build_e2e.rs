@@ -156,6 +156,37 @@ fn raw_config(archive: &Path, tmp: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(x.join(&cfg)).unwrap()).unwrap()
 }
 
+/// A scratch directory that may hold a rootless podman store (`r`, `rr`).
+/// podman unpacks images as subordinate ids, which the test user cannot
+/// delete, so the store goes through `podman unshare rm` before the
+/// directory itself is removed; otherwise every run leaves ~240 MB behind.
+struct PodmanScratch(tempfile::TempDir);
+
+impl PodmanScratch {
+    fn new() -> PodmanScratch {
+        PodmanScratch(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for PodmanScratch {
+    fn drop(&mut self) {
+        let store = self.0.path().join("r");
+        if store.exists() {
+            let _ = Command::new("podman")
+                .args(["unshare", "rm", "-rf"])
+                .arg(&store)
+                .arg(self.0.path().join("rr"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 fn podman(tmp: &Path) -> Command {
     let mut c = Command::new("podman");
     c.arg("--root")
@@ -166,7 +197,7 @@ fn podman(tmp: &Path) -> Command {
 }
 
 fn check_case(name: &str) {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = PodmanScratch::new();
     let tmp = tmp.path();
     let root = tmp.join("root");
     let ctx = stage_case(name, tmp);
@@ -396,7 +427,7 @@ fn independent_stages_overlap() {
 #[test]
 #[ignore = "needs the .ci/test.sh environment"]
 fn readme_example_builds_offline() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = PodmanScratch::new();
     let tmp = tmp.path();
     let out = tmp.join("example.tar");
     run(Command::new(testdata().join("example/build.sh"))

@@ -179,8 +179,9 @@ impl Workspace {
     }
 
     /// Runs `script` with sh in `image` under `engine`, the workspace at /w
-    /// and strata at /usr/local/bin/strata; files written to /w/out are
-    /// handed back to the test user.
+    /// and strata at /usr/local/bin/strata; whatever the container wrote
+    /// under /w is handed back to the test user (so the workspace can be
+    /// removed after the test).
     fn in_container(&self, engine: Engine, image: &str, extra: &[&str], script: &str) -> Output {
         let mut c = engine.run();
         c.arg("-v")
@@ -195,7 +196,7 @@ impl Workspace {
         let give_back = if engine.root_is_real_root() {
             // SAFETY: getuid/getgid cannot fail.
             let (u, g) = unsafe { (libc::getuid(), libc::getgid()) };
-            format!("; rc=$?; chown -R {u}:{g} /w/out; exit $rc")
+            format!("; rc=$?; chown -R {u}:{g} /w; exit $rc")
         } else {
             String::new()
         };
