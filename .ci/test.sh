@@ -79,7 +79,15 @@ step "doc tests"
 cargo test --workspace --locked --doc
 
 step "container engines for ci_engines.rs: a private dockerd and rootful podman service"
-trap 'bash "$repo/.ci/engines.sh" stop' EXIT
+# On exit: stop the engines, and remove what the tests left in their TMPDIR
+# (overlay work dirs the kernel made unremovable for the test user, stores
+# whose image directories are read-only), so a CI machine's disk does not
+# fill up run after run.
+cleanup() {
+    bash "$repo/.ci/engines.sh" stop
+    find "$ci_tmp/tmp" -mindepth 1 -maxdepth 1 -exec rm -rf {} + 2>/dev/null || true
+}
+trap cleanup EXIT
 engine_env="$(bash "$repo/.ci/engines.sh" start)"
 echo "$engine_env"
 engine_var() { sed -n "s/^$1=//p" <<<"$engine_env"; }
