@@ -13,7 +13,7 @@
 //! the default seccomp profile), a step runs in chroot isolation instead: a
 //! directory root entered with chroot(2), no namespace and no mount, on one
 //! working tree carried from step to step (the tree snapshotter). Every raw
-//! system call goes through `sandbox/sys.rs`, the crate's one `unsafe`
+//! system call goes through `sandbox/sys/`, the crate's one `unsafe`
 //! surface. Nothing here knows about Dockerfiles or the build graph.
 
 pub mod detect;

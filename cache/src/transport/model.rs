@@ -1,12 +1,13 @@
 //! The image model the local transports share: what an archive or layout
 //! holds and hands back, independent of its format. docker-archive and OCI
 //! layout both build on this module and never on each other, as
-//! go-containerregistry's `tarball` and `layout` build only on `v1`.
+//! go-containerregistry's `tarball` and `layout` build on its shared `v1`
+//! model (and helpers such as `partial`), not on one another.
 //!
 //! strata's docker-archives are hybrids (an OCI layout plus Docker's
 //! `manifest.json`), so both formats' small files are described here:
-//! [`OCI_LAYOUT_FILE`], the `index.json` entry of a named image
-//! ([`index_entry`]) and a `manifest.json` entry ([`ManifestEntry`]).
+//! `OCI_LAYOUT_FILE`, the `index.json` entry of a named image
+//! (`index_entry`) and a `manifest.json` entry ([`ManifestEntry`]).
 
 use std::collections::BTreeMap;
 
