@@ -214,6 +214,7 @@ fn spawn(mut plan: ExecPlan, root: &std::ffi::CStr) -> Result<Spawned, String> {
     let (stop_r, stop_w) = sys::pipe().map_err(io_err)?;
     plan.stdout = out_w.as_raw_fd();
     plan.stderr = err_w.as_raw_fd();
+    // The child runs only `reaper` and _exits (see `sys::fork`).
     let pid = sys::fork();
     if pid < 0 {
         return Err(sys::errno_msg("fork"));
@@ -249,6 +250,7 @@ fn reaper(
     ]);
     sys::set_child_subreaper();
     let me = sys::getpid();
+    // The child runs only `step` and execs or _exits.
     let pid = sys::fork();
     if pid < 0 {
         frame::send(

@@ -57,6 +57,7 @@ pub(crate) fn spawn(mut plan: ChildPlan, mapping: &IdMapping) -> Result<Spawned,
     plan.exec.stdout = out_w.as_raw_fd();
     plan.exec.stderr = err_w.as_raw_fd();
     let parent = sys::getpid();
+    // The child runs only `c1` and _exits (see `sys::fork`).
     let pid = sys::fork();
     if pid < 0 {
         return Err(sys::errno_msg("fork"));
@@ -113,6 +114,7 @@ fn c1(plan: &ChildPlan, parent: libc::pid_t, out_w: OwnedFd, err_w: OwnedFd, ctl
         Ok(p) => p,
         Err(e) => fail(format!("pipe: {e}")),
     };
+    // The child runs only `c2` and _exits or execs.
     let pid = sys::fork();
     if pid < 0 {
         fail(sys::errno_msg("fork of the sandbox's pid 1"));

@@ -61,6 +61,7 @@ fn create(mapping: &IdMapping) -> Result<OwnedFd, String> {
     let (hold_r, hold_w) = sys::pipe().map_err(pipe_err)?;
     let (ok_r, ok_w) = sys::pipe().map_err(pipe_err)?;
     let parent = sys::getpid();
+    // The child only maps itself, reports, waits and _exits.
     let pid = sys::fork();
     if pid < 0 {
         return Err(sys::errno_msg("fork"));

@@ -125,6 +125,7 @@ where
 {
     let (res_r, res_w) = sys::pipe().map_err(|e| UsernsError::Setup(format!("pipe: {e}")))?;
     let parent = sys::getpid();
+    // The child only runs the code below and then _exits (see `sys::fork`).
     let pid = sys::fork();
     if pid < 0 {
         return Err(UsernsError::Setup(sys::errno_msg("fork")));
