@@ -20,6 +20,7 @@ pub mod ops;
 pub mod options;
 pub mod output;
 pub mod pipeline;
+pub mod platform;
 pub mod progress;
 pub mod solver;
 

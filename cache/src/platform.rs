@@ -30,16 +30,33 @@ impl Platform {
         }
     }
 
-    /// The platform of the machine strata runs on, in OCI spelling.
+    /// The platform of the machine strata runs on, in OCI spelling. This is
+    /// the one host-platform table: the builder hands this platform to the
+    /// frontend (BUILDPLATFORM, the default TARGETPLATFORM) as well as to
+    /// the store, so both agree on every architecture.
     pub fn host() -> Self {
-        let architecture = match std::env::consts::ARCH {
+        Platform::for_rust_arch(std::env::consts::ARCH)
+    }
+
+    /// `linux/<arch>` for a Rust target architecture name
+    /// (`std::env::consts::ARCH`), in Go's spelling as OCI images use it.
+    /// An architecture the table does not know keeps Rust's name: the
+    /// store then finds no image for it and says so, where guessing
+    /// `amd64` would pull an image the machine cannot run.
+    pub fn for_rust_arch(rust_arch: &str) -> Self {
+        let little = cfg!(target_endian = "little");
+        let architecture = match rust_arch {
             "x86_64" => "amd64",
             "aarch64" => "arm64",
             "x86" => "386",
-            "powerpc64" => "ppc64le",
+            "arm" => "arm",
+            "powerpc64" if little => "ppc64le",
+            "powerpc64" => "ppc64",
             "s390x" => "s390x",
             "riscv64" => "riscv64",
-            "arm" => "arm",
+            "loongarch64" => "loong64",
+            "mips64" if little => "mips64le",
+            "mips" if little => "mipsle",
             other => other,
         };
         Platform {
@@ -106,6 +123,28 @@ impl fmt::Display for Platform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_table_maps_rust_names_and_keeps_unknown_ones() {
+        assert_eq!(Platform::for_rust_arch("x86_64").to_string(), "linux/amd64");
+        assert_eq!(
+            Platform::for_rust_arch("aarch64").to_string(),
+            "linux/arm64"
+        );
+        assert_eq!(
+            Platform::for_rust_arch("loongarch64").to_string(),
+            "linux/loong64"
+        );
+        // Unknown: Rust's name, never a guessed amd64.
+        assert_eq!(
+            Platform::for_rust_arch("sparc64").to_string(),
+            "linux/sparc64"
+        );
+        assert_eq!(
+            Platform::host(),
+            Platform::for_rust_arch(std::env::consts::ARCH)
+        );
+    }
 
     #[test]
     fn parse_display_and_match() {

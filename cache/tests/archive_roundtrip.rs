@@ -12,7 +12,7 @@ use cache::image::{Descriptor, Image, ManifestFormat, media_type};
 use cache::platform::Platform;
 use cache::reference::{ImageSource, Reference};
 use cache::store::Store;
-use cache::transport::docker_archive::{self, SaveItem};
+use cache::transport::{SaveItem, docker_archive};
 use cache::transport::{load_archive, oci_layout, resolve_source};
 
 fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {

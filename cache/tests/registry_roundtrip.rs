@@ -10,7 +10,8 @@ use cache::image::ParsedManifest;
 use cache::platform::Platform;
 use cache::reference::Reference;
 use cache::store::Store;
-use cache::transport::docker_archive::{SaveItem, save};
+use cache::transport::SaveItem;
+use cache::transport::docker_archive::save;
 use cache::transport::load_archive;
 use cache::transport::registry::{BlobPushed, ClientOptions, RegistryClient, Repo, pull, push};
 

@@ -32,31 +32,17 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
-impl Platform {
-    /// The platform strata itself runs on (`linux/amd64` on x86-64,
-    /// `linux/arm64` on aarch64, ...). Compile-time knowledge, no I/O.
-    pub fn native() -> Platform {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "arm" => "arm",
-            "powerpc64" => "ppc64le",
-            "s390x" => "s390x",
-            "riscv64" => "riscv64",
-            _ => "amd64",
-        };
-        Platform {
-            os: "linux".into(),
-            architecture: arch.into(),
-            variant: None,
-        }
-    }
-}
-
+/// `linux/amd64`. The frontend does not know the machine it runs on: the
+/// builder passes the host platform (the store's table,
+/// `cache::platform::Platform::host`) in [`BuildOptions`]; this default is
+/// for tools and tests that do not care.
 impl Default for Platform {
     fn default() -> Self {
-        Platform::native()
+        Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
     }
 }
 
@@ -120,7 +106,8 @@ pub struct BuildOptions {
     pub target: Option<String>,
     /// The platform the image is for (`TARGETPLATFORM`).
     pub platform: Platform,
-    /// The platform the build runs on (`BUILDPLATFORM`).
+    /// The platform the build runs on (`BUILDPLATFORM`), given by the
+    /// caller: the frontend has no host-platform table of its own.
     pub build_platform: Platform,
     /// The Dockerfile's name, for diagnostics.
     pub file_name: String,
@@ -131,8 +118,8 @@ impl Default for BuildOptions {
         BuildOptions {
             build_args: BTreeMap::new(),
             target: None,
-            platform: Platform::native(),
-            build_platform: Platform::native(),
+            platform: Platform::default(),
+            build_platform: Platform::default(),
             file_name: "Dockerfile".into(),
         }
     }

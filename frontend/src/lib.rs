@@ -8,7 +8,9 @@
 //! caller implements, so the whole crate can be tested without a disk or a
 //! network. [`lint`] holds BuildKit's build checks, which [`lower()`] runs
 //! as warnings and [`check()`] runs over every stage; the facts they need
-//! from disk (the context's `.dockerignore`) come in as parameters.
+//! from disk (the context's `.dockerignore`) come in as parameters, as do
+//! the target and build platforms ([`BuildOptions`]): the crate keeps no
+//! table of host architectures.
 
 pub mod ast;
 pub mod diagnostic;

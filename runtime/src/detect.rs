@@ -52,8 +52,7 @@ const SUBID_HINT: &str = "add one with `usermod --add-subuids 100000-165535 --ad
 impl HostCapabilities {
     /// Reads /proc/sys and /etc; never fails, every problem is recorded.
     pub fn detect() -> HostCapabilities {
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let (uid, gid) = (crate::sandbox::sys::getuid(), crate::sandbox::sys::getgid());
         let user_name = user_name_of(uid);
         HostCapabilities {
             uid,
@@ -272,18 +271,7 @@ pub fn userns_allowed(proc_sys: &Path) -> Result<(), String> {
 }
 
 fn user_name_of(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: passwd is plain old data; getpwuid_r writes into it and buf.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the given sizes.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc != 0 || result.is_null() || pw.pw_name.is_null() {
-        return None;
-    }
-    // SAFETY: pw_name points into buf and is NUL-terminated.
-    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
-    Some(name.to_string_lossy().into_owned())
+    crate::sandbox::sys::user_name(uid)
 }
 
 fn is_privileged_helper(path: &Path) -> bool {
@@ -303,19 +291,7 @@ fn is_privileged_helper(path: &Path) -> bool {
 }
 
 fn has_file_caps(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: a size query with a null buffer.
-    let n = unsafe {
-        libc::getxattr(
-            c.as_ptr(),
-            c"security.capability".as_ptr(),
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    n > 0
+    xattr::get(path, "security.capability").is_ok_and(|v| v.is_some_and(|v| !v.is_empty()))
 }
 
 fn find_id_helpers() -> Result<(PathBuf, PathBuf), String> {

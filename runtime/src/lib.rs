@@ -12,16 +12,20 @@
 //! can be made but the caller is root with CAP_SYS_CHROOT (a CI container with
 //! the default seccomp profile), a step runs in chroot isolation instead: a
 //! directory root entered with chroot(2), no namespace and no mount, on one
-//! working tree carried from step to step (the tree snapshotter). Nothing
-//! here knows about Dockerfiles or the build graph.
+//! working tree carried from step to step (the tree snapshotter). Every raw
+//! system call goes through `sandbox/sys/`, the crate's one `unsafe`
+//! surface. Nothing here knows about Dockerfiles or the build graph.
 
 pub mod detect;
 pub mod diff;
 pub mod rootfs;
-pub mod run_mounts;
 pub mod sandbox;
 pub mod snapshot;
-pub mod userns;
+
+// `run_mounts` and `userns` live under `sandbox/` (they are the sandbox's
+// RUN mounts and its fork-into-a-user-namespace helper); their old paths
+// stay valid for the builder.
+pub use sandbox::{run_mounts, userns};
 
 pub use rootfs::RootfsSpec;
 pub use sandbox::{

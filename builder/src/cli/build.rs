@@ -234,7 +234,7 @@ impl BuildFlags {
         if let Some(p) = &self.platform {
             let want: frontend::graph::Platform =
                 p.parse().map_err(|e| anyhow::anyhow!("--platform: {e}"))?;
-            let native = frontend::graph::Platform::native();
+            let native = crate::platform::host();
             if want.os != native.os || want.architecture != native.architecture {
                 return Err(not_supported(&format!(
                     "--platform {want}: strata builds only for the native platform {native} (no emulation)"
@@ -373,7 +373,7 @@ fn check_only(req: &BuildRequest) -> anyhow::Result<ExitCode> {
         build_args: req.build_args.clone(),
         target: req.target.clone(),
         file_name: name.clone(),
-        ..Default::default()
+        ..crate::platform::host_build_options()
     };
     super::check::check(&req.context, path, &name, &text, &opts)
 }

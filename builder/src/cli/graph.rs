@@ -96,7 +96,7 @@ impl DockerfileArgs {
             build_args: build_args(&self.build_args)?,
             target: self.target.clone(),
             file_name: file_name.to_string(),
-            ..Default::default()
+            ..crate::platform::host_build_options()
         };
         if let Some(p) = &self.platform {
             opts.platform = p.parse().map_err(anyhow::Error::msg)?;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cache::platform::Platform;
-use cache::transport::docker_archive::{self, SaveItem};
 use cache::transport::oci_layout;
+use cache::transport::{SaveItem, docker_archive};
 use clap::{Args, ValueEnum};
 
 use super::GlobalOpts;

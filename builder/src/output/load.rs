@@ -11,7 +11,7 @@ use anyhow::{Context as _, anyhow, bail};
 use cache::image::Image;
 use cache::reference::Reference;
 use cache::store::Store;
-use cache::transport::docker_archive::SaveItem;
+use cache::transport::SaveItem;
 
 /// The first of `names` found as an executable file on `PATH`.
 fn find_on_path(names: &[&str]) -> Option<PathBuf> {

@@ -16,7 +16,7 @@ use anyhow::{Context as _, anyhow};
 use cache::image::Image;
 use cache::reference::Reference;
 use cache::store::Store;
-use cache::transport::docker_archive::SaveItem;
+use cache::transport::SaveItem;
 
 use crate::ops::commit::DirLayers;
 use crate::ops::exec::Executor;

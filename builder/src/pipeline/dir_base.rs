@@ -31,7 +31,7 @@ pub fn image_from_dir(store: &Store, name: &str, dir: &Path) -> anyhow::Result<S
     let desc = write_dir(dir, &opts, &mut w)
         .with_context(|| format!("reading --build-context {name}={}", dir.display()))?;
     let (digest, size) = w.commit(Some(&desc.digest))?;
-    let platform = frontend::Platform::native();
+    let platform = crate::platform::host();
     let config = json!({
         "architecture": platform.architecture,
         "os": platform.os,

@@ -26,7 +26,7 @@ pub fn config_json(
     layers: &[Layer],
     created: &str,
 ) -> anyhow::Result<Vec<u8>> {
-    let platform = frontend::Platform::native();
+    let platform = crate::platform::host();
     let mut hist: Vec<Value> = base_history.to_vec();
     for h in history {
         let mut e = json!({"created": h.created, "created_by": h.created_by});

@@ -303,7 +303,7 @@ fn build_inner(
         build_args: req.build_args.clone(),
         target: req.target.clone(),
         file_name: file_name.clone(),
-        ..Default::default()
+        ..crate::platform::host_build_options()
     };
     let graph = frontend::lower(&df, &opts, &resolver).map_err(|d| anyhow!("{d}"))?;
     for w in &graph.warnings {

@@ -75,7 +75,7 @@ impl<'a> StoreResolver<'a> {
 
 impl ImageResolver for StoreResolver<'_> {
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
-        if *platform != Platform::native() {
+        if *platform != crate::platform::host() {
             return Err(format!(
                 "{reference}: not supported yet: building for {platform} (only the native platform)"
             ));

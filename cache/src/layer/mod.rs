@@ -13,6 +13,7 @@
 //!   `user.rootlesscontainers`; [`unpack_entries`] writes entries the same
 //!   way with no tar in between (a layer directory made from files).
 
+mod batch;
 mod compress;
 mod entry;
 mod error;
@@ -25,18 +26,19 @@ mod walk;
 mod whiteout;
 mod write;
 
+pub use batch::{LayerSource, write_layers};
 pub use compress::{
     Compression, GZIP_MEMBER_SIZE, LayerDescriptor, LayerSink, MediaFlavor, media_type,
 };
 pub use entry::{Content, Entry, EntryKind, Meta};
 pub use error::{LayerError, Result};
-pub use ownership::{ROOTLESS_XATTR, Record, RecordError};
+pub use ownership::{OwnerSource, ROOTLESS_XATTR, Record, RecordError};
 pub use path::{clean as clean_path, layer_order};
 pub use read::{Decompressed, ReadSummary, detect, for_each_entry, read_entries};
 pub use unpack::{
     OwnershipMode, UnpackOptions, UnpackStats, WhiteoutMode, unpack, unpack_entries,
     unpack_entries_at, unpack_mapped,
 };
-pub use walk::{OwnerSource, write_dir};
+pub use walk::write_dir;
 pub use whiteout::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
-pub use write::{LayerSource, WriteOptions, write_layer, write_layers};
+pub use write::{WriteOptions, write_layer};

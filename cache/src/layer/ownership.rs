@@ -10,9 +10,25 @@
 //! Protobuf readers skip unknown fields, so umoci still reads uid and gid.
 //!
 //! The convention (again umoci's): a file *without* a record is owned by the
-//! user doing the unpacking, who stands for root inside the image.
+//! user doing the unpacking, who stands for root inside the image. Writing a
+//! directory back as a layer reads owners from disk or from these records
+//! ([`OwnerSource`]).
 
 use std::fmt;
+
+/// Where a written entry's uid/gid come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OwnerSource {
+    /// As `lstat` reports them.
+    #[default]
+    Disk,
+    /// From the `user.rootlesscontainers` record where there is one (which
+    /// also turns device placeholders back into device nodes); files
+    /// without one are owned by root, except that on-disk ids other than
+    /// the current user's are kept. This reads back what
+    /// [`super::unpack`] recorded.
+    Xattr,
+}
 
 /// Name of the xattr holding a [`Record`].
 pub const ROOTLESS_XATTR: &str = "user.rootlesscontainers";

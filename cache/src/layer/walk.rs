@@ -15,25 +15,11 @@ use walkdir::{DirEntry, WalkDir};
 use super::compress::{LayerDescriptor, LayerSink};
 use super::entry::{Content, Entry, EntryKind, Meta};
 use super::error::{LayerError, Result};
-use super::ownership::{ROOTLESS_XATTR, Record};
+use super::ownership::{OwnerSource, ROOTLESS_XATTR, Record};
 use super::whiteout::{
     OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, OVERLAY_WHITEOUT_XATTR, WHITEOUT_PREFIX,
 };
 use super::write::{TarEmitter, WriteOptions};
-
-/// Where a written entry's uid/gid come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OwnerSource {
-    /// As `lstat` reports them.
-    #[default]
-    Disk,
-    /// From the `user.rootlesscontainers` record where there is one (which
-    /// also turns device placeholders back into device nodes); files
-    /// without one are owned by root, except that on-disk ids other than
-    /// the current user's are kept. This reads back what
-    /// [`super::unpack`] recorded.
-    Xattr,
-}
 
 /// xattrs never copied into a layer: overlayfs bookkeeping, our own
 /// ownership records (turned back into header fields instead), and SELinux

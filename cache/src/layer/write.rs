@@ -14,14 +14,12 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
 use super::compress::{Compression, LayerDescriptor, LayerSink, MediaFlavor};
 use super::entry::{Content, Entry, EntryKind};
 use super::error::{LayerError, Result};
+use super::ownership::OwnerSource;
 use super::path::{clean, layer_order};
 use super::tar_header::{self, HeaderFields, TypeFlag};
-use super::walk::OwnerSource;
 use super::whiteout::{opaque_name, whiteout_name};
 
 /// How to write a layer.
@@ -347,26 +345,4 @@ pub fn write_layer<W: Write>(
     let sink = tar.finish()?;
     let (desc, _) = sink.finish().map_err(LayerError::Output)?;
     Ok(desc)
-}
-
-/// What one layer of a batch is made from.
-#[derive(Debug, Clone)]
-pub enum LayerSource {
-    Entries(Vec<Entry>),
-    /// A directory tree, written as by [`super::write_dir`].
-    Dir(PathBuf),
-}
-
-/// Writes several layers at once on the rayon pool (gzip members of all of
-/// them share the pool). Results come back in input order.
-pub fn write_layers<W: Write + Send>(
-    jobs: Vec<(LayerSource, W)>,
-    opts: &WriteOptions,
-) -> Vec<Result<LayerDescriptor>> {
-    jobs.into_par_iter()
-        .map(|(src, out)| match src {
-            LayerSource::Entries(e) => write_layer(e, opts, out),
-            LayerSource::Dir(d) => super::walk::write_dir(&d, opts, out),
-        })
-        .collect()
 }

@@ -16,42 +16,18 @@
 //! Reading accepts that and the classic layout (`<id>.json`, `<id>/layer.tar`,
 //! symlinked layers), with any layer compression.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use super::archive_tar::ArchiveContents;
-use super::import::{LoadedImage, verify_diff_ids};
+use super::closure::verify_diff_ids;
+use super::model::{LoadedImage, ManifestEntry, OCI_LAYOUT_FILE, SaveItem, index_entry, new_index};
 use super::write_tar::TarOut;
 use crate::digest::Digest;
 use crate::error::{Result, invalid};
-use crate::image::descriptor::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
-use crate::image::media_type::{self, ManifestFormat, sniff_compression};
-use crate::image::{Descriptor, Image, Index, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, write_image};
+use crate::image::media_type::{ManifestFormat, sniff_compression};
+use crate::image::{Descriptor, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, write_image};
 use crate::reference::Reference;
 use crate::store::Store;
-
-/// One entry of `manifest.json`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ManifestEntry {
-    #[serde(rename = "Config")]
-    pub config: String,
-    #[serde(rename = "RepoTags", default)]
-    pub repo_tags: Option<Vec<String>>,
-    #[serde(rename = "Layers")]
-    pub layers: Vec<String>,
-}
-
-/// The `oci-layout` file content.
-pub(crate) const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-
-/// An image to put in an archive, with the name (if any) to give it.
-#[derive(Clone, Debug)]
-pub struct SaveItem {
-    pub name: Option<Reference>,
-    pub image: Image,
-}
 
 /// Writes `items` as a docker-archive at `dest` (atomically).
 pub fn save(store: &Store, items: &[SaveItem], dest: &Path) -> Result<()> {
@@ -71,12 +47,7 @@ pub fn save_with(
     }
     super::fetch_absent_layers(store, items, made)?;
     let mut out = TarOut::default();
-    let mut index = Index {
-        schema_version: 2,
-        media_type: Some(media_type::OCI_INDEX.to_string()),
-        manifests: Vec::new(),
-        annotations: BTreeMap::new(),
-    };
+    let mut index = new_index();
     // manifest.json: one entry per image, all its names in RepoTags.
     let mut entries: Vec<(Digest, ManifestEntry)> = Vec::new();
     for item in items {
@@ -86,17 +57,7 @@ pub fn save_with(
         for l in img.layers() {
             out.blob(&l.digest, l.size);
         }
-        let mut desc = Descriptor::new(
-            img.manifest.media_type(),
-            img.manifest_digest.clone(),
-            img.manifest_raw.len() as u64,
-        );
-        if let Some(n) = &item.name {
-            desc = desc.with_annotation(ANNOTATION_IMAGE_NAME, n.to_string());
-            if let Some(t) = n.tag() {
-                desc = desc.with_annotation(ANNOTATION_REF_NAME, t);
-            }
-        }
+        let desc = index_entry(item);
         if !index.manifests.contains(&desc) {
             index.manifests.push(desc);
         }

@@ -1,112 +1,17 @@
-//! Bringing an image's blobs into the store from a local source, checking
-//! everything on the way, and the entry points the CLI and builder call:
+//! The entry points the CLI and builder call to bring a local image in:
 //! [`load_archive`] (`strata load`) and [`resolve_source`] (`FROM` with a
-//! local, `docker-archive:` or `oci-layout:` name).
+//! local, `docker-archive:` or `oci-layout:` name). They tell the formats
+//! apart and hand over to the adapter; the adapters themselves only share
+//! `model.rs` and `closure.rs`.
 
-use rayon::prelude::*;
-
+use super::archive_tar::ArchiveContents;
+use super::model::LoadedImage;
 use super::{docker_archive, oci_layout};
-use crate::cas::BlobStore;
-use crate::digest::{Digest, Sha256};
-use crate::error::{Error, IoContext, Result, invalid};
-use crate::image::{Descriptor, Image, MAX_MANIFEST_SIZE, ParsedManifest};
-use crate::layer::Decompressed;
+use crate::error::{Error, Result, invalid};
+use crate::image::Image;
 use crate::platform::Platform;
-use crate::reference::{ImageSource, Reference};
+use crate::reference::ImageSource;
 use crate::store::Store;
-
-/// An image brought into the store.
-#[derive(Clone, Debug)]
-pub struct LoadedImage {
-    /// The names it was tagged with (none for an unnamed image).
-    pub names: Vec<Reference>,
-    /// What the names point to: the manifest, or the index it came in.
-    pub top_digest: Digest,
-    /// The image for the requested platform.
-    pub image: Image,
-}
-
-/// Something that can put a blob it holds into the store, verified.
-pub(crate) trait BlobSource: Sync {
-    /// Makes sure `desc`'s blob is in the store, copying and verifying it.
-    fn fetch(&self, blobs: &BlobStore, desc: &Descriptor) -> Result<()>;
-    /// Names the source in messages.
-    fn what(&self) -> String;
-}
-
-/// Copies the closure of `top` (index → the `platform` manifest → config and
-/// layers) from `src` into the store, then loads the image and checks its
-/// diff IDs against the layer contents.
-pub(crate) fn import_closure(
-    store: &Store,
-    src: &dyn BlobSource,
-    top: &Descriptor,
-    platform: &Platform,
-) -> Result<Image> {
-    let blobs = store.blobs();
-    src.fetch(blobs, top)?;
-    let raw = blobs.read_verified(&top.digest, MAX_MANIFEST_SIZE)?;
-    let what = format!("{}: manifest {}", src.what(), top.digest);
-    let manifest = match ParsedManifest::parse(&raw, Some(&top.media_type), &what)? {
-        ParsedManifest::Image(m) => *m,
-        ParsedManifest::Index(idx) => {
-            let child = idx.select(platform, &what)?.clone();
-            src.fetch(blobs, &child)?;
-            let raw = blobs.read_verified(&child.digest, MAX_MANIFEST_SIZE)?;
-            let what = format!("{}: manifest {}", src.what(), child.digest);
-            match ParsedManifest::parse(&raw, Some(&child.media_type), &what)? {
-                ParsedManifest::Image(m) => *m,
-                ParsedManifest::Index(_) => {
-                    return Err(invalid(format!(
-                        "{what}: nested image indexes are not supported"
-                    )));
-                }
-            }
-        }
-    };
-    src.fetch(blobs, &manifest.config)?;
-    manifest
-        .layers
-        .par_iter()
-        .try_for_each(|l| src.fetch(blobs, l))?;
-    let image = Image::load(blobs, &top.digest, platform)?;
-    verify_diff_ids(blobs, &image)?;
-    Ok(image)
-}
-
-/// Decompresses every layer (in parallel) and checks that it hashes to the
-/// diff ID the config lists for it.
-pub fn verify_diff_ids(blobs: &BlobStore, image: &Image) -> Result<()> {
-    image
-        .layers()
-        .par_iter()
-        .zip(image.config.diff_ids().par_iter())
-        .enumerate()
-        .try_for_each(|(i, (layer, expected))| {
-            let actual = diff_id(blobs, &layer.digest)?;
-            if &actual != expected {
-                return Err(Error::DigestMismatch {
-                    what: format!(
-                        "layer {i} ({}) of image {}: its uncompressed content does not match rootfs.diff_ids[{i}]",
-                        layer.digest,
-                        image.id()
-                    ),
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
-            Ok(())
-        })
-}
-
-/// The sha256 of a layer blob's decompressed content.
-pub fn diff_id(blobs: &BlobStore, layer: &Digest) -> Result<Digest> {
-    let path = blobs.path(layer);
-    let (mut r, _) = Decompressed::new(blobs.open(layer)?).ctx("read layer", &path)?;
-    let mut h = Sha256::new();
-    h.update_from(&mut r).ctx("decompress layer", &path)?;
-    Ok(h.finalize())
-}
 
 /// `strata load -i FILE`: reads a docker-archive or OCI archive tarball (or
 /// an OCI layout directory),
@@ -134,7 +39,7 @@ fn load_tar(
     path: &std::path::Path,
     platform: &Platform,
 ) -> Result<Vec<LoadedImage>> {
-    let contents = super::archive_tar::ArchiveContents::scan(store.blobs(), path)?;
+    let contents = ArchiveContents::scan(store.blobs(), path)?;
     let loaded = if contents.has("oci-layout") && contents.has("index.json") {
         oci_layout::load_from_archive(store, &contents, platform)?
     } else if contents.has("manifest.json") {
@@ -160,7 +65,7 @@ pub fn resolve_source(
     match source {
         ImageSource::Reference(r) => store.resolve_image_for(r, platform),
         ImageSource::DockerArchive(path) => {
-            let contents = super::archive_tar::ArchiveContents::scan(store.blobs(), path)?;
+            let contents = ArchiveContents::scan(store.blobs(), path)?;
             let mut images = if contents.has("oci-layout") && contents.has("index.json") {
                 oci_layout::load_from_archive(store, &contents, platform)?
             } else {

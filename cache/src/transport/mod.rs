@@ -1,21 +1,27 @@
 //! Moving images in and out of the store: registries (`registry/`),
 //! docker-archive tarballs (`docker load` / `docker save` format) and OCI
-//! image layouts (directory or tar). Every transport verifies every blob it
-//! brings in against its digest, and recomputes layer diff IDs instead of
-//! trusting the config. Writers fetch layers the store only has an origin
+//! image layouts (directory or tar). The last two are adapters over one
+//! shared image model ([`model`], `closure.rs`) and never import each
+//! other; [`import`] tells them apart for `strata load` and `FROM`. Every
+//! transport verifies every blob it brings in against its digest, and
+//! recomputes layer diff IDs instead of trusting the config. Writers fetch layers the store only has an origin
 //! record for ([`fetch_absent_layers`]) before writing anything, and stream
 //! the layers built here from their directories through a [`LayerSource`]
 //! (the caller's: making a layer's tar may need a user namespace).
 
 mod archive_tar;
+mod closure;
 pub mod docker_archive;
 pub mod import;
+pub mod model;
 pub mod oci_layout;
 pub mod registry;
 pub mod rootfs;
 pub mod write_tar;
 
-pub use import::{LoadedImage, diff_id, load_archive, resolve_source, verify_diff_ids};
+pub use closure::{diff_id, verify_diff_ids};
+pub use import::{load_archive, resolve_source};
+pub use model::{LoadedImage, SaveItem};
 pub use rootfs::{RootfsImport, import_rootfs};
 
 /// Makes the bytes of layer blobs the store does not hold but can produce:
@@ -51,7 +57,7 @@ impl LayerSource for StoredOnly {
 /// them all.
 pub(crate) fn fetch_absent_layers(
     store: &crate::store::Store,
-    items: &[docker_archive::SaveItem],
+    items: &[SaveItem],
     made: &dyn LayerSource,
 ) -> crate::error::Result<()> {
     for item in items {

@@ -13,8 +13,8 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use super::archive_tar::ArchiveContents;
-use super::docker_archive::{ManifestEntry, OCI_LAYOUT_FILE, SaveItem};
-use super::import::{BlobSource, LoadedImage, import_closure};
+use super::closure::{BlobProvider, import_closure};
+use super::model::{LoadedImage, ManifestEntry, OCI_LAYOUT_FILE, SaveItem, index_entry, new_index};
 use super::write_tar::{TarOut, clean_partials, new_partial, partial_file};
 use crate::cas::{BlobStore, sync_dir};
 use crate::digest::{Digest, Sha256};
@@ -24,22 +24,6 @@ use crate::image::{Descriptor, Index, MAX_MANIFEST_SIZE, ParsedManifest, media_t
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::store::Store;
-
-fn descriptor_for(item: &SaveItem) -> Descriptor {
-    let img = &item.image;
-    let mut d = Descriptor::new(
-        img.manifest.media_type(),
-        img.manifest_digest.clone(),
-        img.manifest_raw.len() as u64,
-    );
-    if let Some(n) = &item.name {
-        d = d.with_annotation(ANNOTATION_IMAGE_NAME, n.to_string());
-        if let Some(t) = n.tag() {
-            d = d.with_annotation(ANNOTATION_REF_NAME, t);
-        }
-    }
-    d
-}
 
 fn check_unique_tags(items: &[SaveItem]) -> Result<()> {
     let mut seen: BTreeMap<&str, &Reference> = BTreeMap::new();
@@ -68,15 +52,6 @@ fn as_oci(store: &Store, items: &[SaveItem]) -> Result<Vec<SaveItem>> {
             })
         })
         .collect()
-}
-
-fn new_index() -> Index {
-    Index {
-        schema_version: 2,
-        media_type: Some(media_type::OCI_INDEX.to_string()),
-        manifests: Vec::new(),
-        annotations: BTreeMap::new(),
-    }
 }
 
 /// Writes `items` into the layout directory `dir` (created if needed; an
@@ -108,7 +83,7 @@ pub fn export_dir(store: &Store, items: &[SaveItem], dir: &Path) -> Result<()> {
         // The manifest last: a reader never sees a manifest whose blobs are
         // not there yet.
         copy_blob(store.blobs(), &img.manifest_digest, &blob_dir)?;
-        let desc = descriptor_for(item);
+        let desc = index_entry(item);
         if let Some(t) = desc.annotations.get(ANNOTATION_REF_NAME) {
             index
                 .manifests
@@ -148,7 +123,7 @@ pub fn export_tar_with(
         for l in img.layers() {
             out.blob(&l.digest, l.size);
         }
-        let desc = descriptor_for(item);
+        let desc = index_entry(item);
         if !index.manifests.contains(&desc) {
             index.manifests.push(desc);
         }
@@ -215,7 +190,7 @@ struct LayoutDir<'a> {
     dir: &'a Path,
 }
 
-impl BlobSource for LayoutDir<'_> {
+impl BlobProvider for LayoutDir<'_> {
     fn fetch(&self, blobs: &BlobStore, desc: &Descriptor) -> Result<()> {
         if blobs.has(&desc.digest) {
             return Ok(());
@@ -266,7 +241,7 @@ struct ArchiveBlobs<'a> {
     contents: &'a ArchiveContents,
 }
 
-impl BlobSource for ArchiveBlobs<'_> {
+impl BlobProvider for ArchiveBlobs<'_> {
     fn fetch(&self, blobs: &BlobStore, desc: &Descriptor) -> Result<()> {
         if !blobs.has(&desc.digest) {
             return Err(Error::NotFound(format!(

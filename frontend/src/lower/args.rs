@@ -143,7 +143,7 @@ mod tests {
         assert!(is_platform_arg("BUILDPLATFORM"));
         assert!(!is_platform_arg("TARGET"));
         let p: Platform = "linux/arm/v7".parse().unwrap();
-        let args = platform_args(&p, &Platform::native());
+        let args = platform_args(&p, &Platform::default());
         assert!(args.contains(&("TARGETVARIANT".into(), "v7".into())));
         assert!(args.contains(&("TARGETPLATFORM".into(), "linux/arm/v7".into())));
     }

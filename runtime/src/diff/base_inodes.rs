@@ -79,13 +79,9 @@ impl Identity {
 /// The inode generation of the directory at `path`, if the file system
 /// reports one.
 fn generation(path: &Path) -> Option<u32> {
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     let dir = std::fs::File::open(path).ok()?;
-    let mut value: libc::c_int = 0;
-    // SAFETY: FS_IOC_GETVERSION writes one int through the pointer, which
-    // points to a live local; the descriptor is open for the call.
-    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_GETVERSION, &mut value) };
-    (rc == 0).then_some(value as u32)
+    crate::sandbox::sys::inode_generation(dir.as_fd())
 }
 
 impl BaseInodes {

@@ -21,12 +21,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use crate::RootfsSpec;
-use crate::run_mounts::{self, MountContext};
 use crate::sandbox::chroot_fs::{Content, Placed, mount_content};
 use crate::sandbox::isolation::ChrootCaps;
 use crate::sandbox::namespaces::Spawned;
 use crate::sandbox::network::Network;
 use crate::sandbox::process::{ExecPlan, exec_step};
+use crate::sandbox::run_mounts::{self, MountContext};
 use crate::sandbox::sys::{self, frame};
 use crate::sandbox::{ExitStatus, OutputStream, RunSpec, SandboxError, outcome, supervise};
 
@@ -122,7 +122,7 @@ fn stash_dir(tree: &Path) -> Result<std::path::PathBuf, SandboxError> {
     let parent = tree.parent().unwrap_or(tree);
     let stash = parent.join(format!(".{name}.step-stash"));
     if fs::symlink_metadata(&stash).is_ok() {
-        crate::userns::remove_tree(&stash).map_err(|e| {
+        crate::sandbox::userns::remove_tree(&stash).map_err(|e| {
             SandboxError::Setup(format!("removing a stale {}: {e}", stash.display()))
         })?;
     }
@@ -214,8 +214,8 @@ fn spawn(mut plan: ExecPlan, root: &std::ffi::CStr) -> Result<Spawned, String> {
     let (stop_r, stop_w) = sys::pipe().map_err(io_err)?;
     plan.stdout = out_w.as_raw_fd();
     plan.stderr = err_w.as_raw_fd();
-    // SAFETY: the child runs only `reaper` and _exits.
-    let pid = unsafe { libc::fork() };
+    // The child runs only `reaper` and _exits (see `sys::fork`).
+    let pid = sys::fork();
     if pid < 0 {
         return Err(sys::errno_msg("fork"));
     }
@@ -248,12 +248,10 @@ fn reaper(
         ctl,
         stop_r.as_raw_fd(),
     ]);
-    // SAFETY: a process-attribute syscall in the single-threaded child.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    // SAFETY: getpid cannot fail.
-    let me = unsafe { libc::getpid() };
-    // SAFETY: the child runs only `step` and execs or _exits.
-    let pid = unsafe { libc::fork() };
+    sys::set_child_subreaper();
+    let me = sys::getpid();
+    // The child runs only `step` and execs or _exits.
+    let pid = sys::fork();
     if pid < 0 {
         frame::send(
             ctl,
@@ -279,11 +277,8 @@ fn reaper(
 fn step(plan: &ExecPlan, root: &std::ffi::CStr, reaper: libc::pid_t, ctl: i32) -> ! {
     sys::die_with_parent(reaper);
     // A session (and process group) of its own, for the reaper to kill.
-    // SAFETY: setsid in a fresh child cannot fail (it is no group leader).
-    unsafe { libc::setsid() };
-    // SAFETY: chroot and chdir with NUL-terminated paths in this
-    // single-threaded child.
-    let entered = unsafe { libc::chroot(root.as_ptr()) == 0 && libc::chdir(c"/".as_ptr()) == 0 };
+    sys::setsid();
+    let entered = sys::chroot(root) == 0 && sys::chdir(c"/") == 0;
     if !entered {
         let msg = sys::errno_msg(format!("chroot into {}", root.to_string_lossy()));
         frame::send(ctl, frame::ERROR, msg.as_bytes());
@@ -303,15 +298,13 @@ fn wait_or_stop(pid: libc::pid_t, stop_r: &OwnedFd) -> Option<i32> {
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut p, 1, 20) };
+        let ready = sys::poll(std::slice::from_mut(&mut p), 20);
         if ready > 0 && p.revents != 0 {
             return None;
         }
         loop {
             let mut st = 0;
-            // SAFETY: non-blocking reap of any child of ours.
-            let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG | libc::__WALL) };
+            let r = sys::waitpid(-1, &mut st, libc::WNOHANG | libc::__WALL);
             if r == pid {
                 return Some(st);
             }
@@ -329,17 +322,14 @@ fn wait_or_stop(pid: libc::pid_t, stop_r: &OwnedFd) -> Option<i32> {
 fn kill_descendants(me: libc::pid_t, group: libc::pid_t) {
     let mut idle = 0;
     for _ in 0..100_000 {
-        // SAFETY: signalling the step's own process group.
-        unsafe { libc::killpg(group, libc::SIGKILL) };
+        sys::killpg(group, libc::SIGKILL);
         let kids = children_of(me);
         for k in &kids {
-            // SAFETY: signalling a child of ours.
-            unsafe { libc::kill(*k, libc::SIGKILL) };
+            sys::kill(*k, libc::SIGKILL);
         }
         let mut st = 0;
         let flags = if kids.is_empty() { libc::WNOHANG } else { 0 };
-        // SAFETY: reaping our own children.
-        let r = unsafe { libc::waitpid(-1, &mut st, flags | libc::__WALL) };
+        let r = sys::waitpid(-1, &mut st, flags | libc::__WALL);
         if r < 0 {
             return; // ECHILD: nothing left
         }

@@ -33,8 +33,8 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::run_mounts::{PreparedKind, PreparedMount};
 use crate::sandbox::inroot::{self, Created};
+use crate::sandbox::run_mounts::{PreparedKind, PreparedMount};
 use crate::snapshot::copy::copy_tree;
 
 /// System-wide /proc files copied for the step (relative to /proc).
@@ -235,7 +235,7 @@ impl Placed {
                 ));
             }
         } else if fs::symlink_metadata(&at).is_ok() {
-            crate::userns::remove_tree(&at)
+            crate::sandbox::userns::remove_tree(&at)
                 .map_err(|e| format!("removing {}: {e}", at.display()))?;
         }
         if let Some(s) = &slot.stashed {
@@ -272,16 +272,7 @@ fn entry_names(dir: &Path) -> Vec<OsString> {
 
 fn set_times(p: &Path, a: libc::timespec, m: libc::timespec) {
     if let Ok(c) = crate::sandbox::sys::cpath(p) {
-        let ts = [a, m];
-        // SAFETY: valid path and two timespecs.
-        unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                ts.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
+        crate::sandbox::sys::set_times_nofollow(&c, a, m);
     }
 }
 
@@ -372,16 +363,7 @@ fn stand_in(p: &Path, name: &str) -> Result<(), String> {
         "zero" => f.set_len(1 << 30).map_err(io),
         "random" | "urandom" => {
             let mut buf = vec![0u8; 1 << 20];
-            let mut filled = 0;
-            while filled < buf.len() {
-                let rest = &mut buf[filled..];
-                // SAFETY: writes at most rest.len() bytes into rest.
-                let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-                if n <= 0 {
-                    return Err(crate::sandbox::sys::errno_msg("getrandom"));
-                }
-                filled += n as usize;
-            }
+            crate::sandbox::sys::getrandom(&mut buf).map_err(|e| format!("getrandom: {e}"))?;
             fs::write(p, &buf).map_err(io)
         }
         _ => Ok(()),

@@ -13,7 +13,7 @@
 //! namespace, to write them on its pid (setuid helpers for a range, plain
 //! writes to `/proc/<pid>/{uid,gid}_map` for the identity map).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -258,17 +258,14 @@ impl MapPlan {
         let user_flag = if let MapPlan::Shared(ns) = self {
             // The caller owns that namespace, which gives it every capability
             // there; joining needs a single-threaded process (we just forked).
-            // SAFETY: setns on a valid user-namespace descriptor.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUSER) } != 0 {
+            if sys::setns(ns.as_fd(), libc::CLONE_NEWUSER) != 0 {
                 return Err(sys::errno_msg("joining the build's user namespace (setns)"));
             }
             0
         } else {
             libc::CLONE_NEWUSER
         };
-        // SAFETY: unshare with constant flags.
-        if (user_flag | extra_flags) != 0 && unsafe { libc::unshare(user_flag | extra_flags) } != 0
-        {
+        if (user_flag | extra_flags) != 0 && sys::unshare(user_flag | extra_flags) != 0 {
             let e = sys::os_error_text(&sys::last_os_error());
             return Err(format!(
                 "cannot create the sandbox namespaces (unshare: {e})"
@@ -292,18 +289,14 @@ impl MapPlan {
                 }
             }
         }
-        // SAFETY: plain id syscalls.
-        unsafe {
-            if libc::setresgid(0, 0, 0) != 0 {
-                return Err(sys::errno_msg("setresgid(0) in the new user namespace"));
-            }
-            if libc::setresuid(0, 0, 0) != 0 {
-                return Err(sys::errno_msg("setresuid(0) in the new user namespace"));
-            }
-            if !matches!(self, MapPlan::Single { .. }) && libc::setgroups(0, std::ptr::null()) != 0
-            {
-                return Err(sys::errno_msg("setgroups([]) in the new user namespace"));
-            }
+        if sys::setresgid(0) != 0 {
+            return Err(sys::errno_msg("setresgid(0) in the new user namespace"));
+        }
+        if sys::setresuid(0) != 0 {
+            return Err(sys::errno_msg("setresuid(0) in the new user namespace"));
+        }
+        if !matches!(self, MapPlan::Single { .. }) && sys::setgroups(&[]) != 0 {
+            return Err(sys::errno_msg("setgroups([]) in the new user namespace"));
         }
         Ok(())
     }

@@ -8,8 +8,7 @@
 //! kernel then tells us the real location through /proc/self/fd.
 
 use std::ffi::CString;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::sandbox::sys;
@@ -33,26 +32,8 @@ pub fn clean(path: &str) -> Vec<&str> {
 /// Opens the directory `root` (O_PATH) to resolve paths beneath it.
 pub fn open_root(root: &Path) -> Result<OwnedFd, String> {
     let c = sys::cpath(root)?;
-    // SAFETY: c is NUL-terminated.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(sys::errno_msg(format!("open {}", root.display())));
-    }
-    // SAFETY: a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `struct open_how` of openat2(2) (libc's is non-exhaustive).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
+    sys::open(&c, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .map_err(|e| format!("open {}: {e}", root.display()))
 }
 
 /// The real host path of `rel` resolved inside `root`, or `Ok(None)` when it
@@ -64,31 +45,18 @@ pub fn resolve(root: &OwnedFd, rel: &[&str]) -> Result<Option<PathBuf>, String> 
         rel.join("/")
     };
     let c = CString::new(joined.clone()).map_err(|_| format!("{joined:?} contains a NUL byte"))?;
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    let fd = match sys::open_path_in_root(root.as_fd(), &c) {
+        Ok(fd) => fd,
+        Err(e) => {
+            return match e.raw_os_error() {
+                Some(libc::ENOENT) => Ok(None),
+                Some(libc::ENOTDIR) => {
+                    Err(format!("/{joined}: a path component is not a directory"))
+                }
+                _ => Err(format!("resolving /{joined} in the rootfs: {e}")),
+            };
+        }
     };
-    // SAFETY: valid pointers and the size of open_how.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENOENT) => Ok(None),
-            Some(libc::ENOTDIR) => Err(format!("/{joined}: a path component is not a directory")),
-            _ => Err(format!("resolving /{joined} in the rootfs: {e}")),
-        };
-    }
-    // SAFETY: a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map_err(|e| format!("reading /proc/self/fd link for /{joined}: {e}"))?;
     Ok(Some(link))
@@ -117,31 +85,17 @@ pub fn ensure(
                 let p = cur.join(rel[i]);
                 let c = sys::cpath(&p)?;
                 if !last || dir {
-                    // SAFETY: c is NUL-terminated.
-                    if unsafe { libc::mkdir(c.as_ptr(), 0o755) } != 0 {
+                    if sys::mkdir(&c, 0o755) != 0 {
                         return Err(sys::errno_msg(format!("mkdir {}", p.display())));
                     }
                 } else {
-                    // SAFETY: c is NUL-terminated.
-                    let fd = unsafe {
-                        libc::open(
-                            c.as_ptr(),
-                            libc::O_CREAT
-                                | libc::O_EXCL
-                                | libc::O_WRONLY
-                                | libc::O_NOFOLLOW
-                                | libc::O_CLOEXEC,
-                            0o644,
-                        )
-                    };
-                    if fd < 0 {
-                        return Err(sys::errno_msg(format!(
-                            "creating mount point {} (a dangling symlink in the image?)",
+                    let flags = libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+                    sys::create(&c, flags, 0o644).map_err(|e| {
+                        format!(
+                            "creating mount point {} (a dangling symlink in the image?): {e}",
                             p.display()
-                        )));
-                    }
-                    // SAFETY: fd is ours.
-                    unsafe { libc::close(fd) };
+                        )
+                    })?;
                 }
                 created.paths.push(p.clone());
                 cur = p;

@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use crate::detect::HostCapabilities;
 use crate::sandbox::idmap::{IdMapping, UsernsMode};
-use crate::userns::{PipeCodec, UsernsError, run_forked, run_in_userns};
+use crate::sandbox::userns::{PipeCodec, UsernsError, run_forked, run_in_userns};
 
 /// `CAP_SYS_CHROOT` and `CAP_MKNOD` (linux/capability.h).
 const CAP_SYS_CHROOT: u32 = 18;
@@ -235,8 +235,7 @@ fn probe_userns(
 /// `Ok` when chroot isolation can work: effective uid 0 and
 /// `CAP_SYS_CHROOT`; says whether `CAP_MKNOD` is held too.
 pub fn chroot_caps() -> Result<ChrootCaps, String> {
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = crate::sandbox::sys::geteuid();
     if euid != 0 {
         return Err(format!(
             "it needs strata to run as uid 0 (container root), and this is uid {euid}"

@@ -117,8 +117,7 @@ pub(crate) fn apply(ulimits: &[Ulimit]) -> Result<(), String> {
             rlim_cur: u.soft,
             rlim_max: u.hard,
         };
-        // SAFETY: setrlimit reads the struct we own.
-        if unsafe { libc::setrlimit(u.resource as libc::__rlimit_resource_t, &lim) } != 0 {
+        if super::sys::setrlimit(u.resource as libc::c_int, &lim) != 0 {
             return Err(format!(
                 "{} (an unprivileged build cannot raise a hard limit above its own; see `ulimit -H -a`)",
                 super::sys::errno_msg(format_args!("--ulimit {}={}:{}", u.name(), u.soft, u.hard))

@@ -14,7 +14,7 @@
 //! use runtime::sandbox::{
 //!     IsolationRequest, Network, OutputStream, RunSpec, Sandbox, SandboxOptions, UsernsMode,
 //! };
-//! use runtime::run_mounts::{CacheMount, CacheSharing, RunMount};
+//! use runtime::sandbox::run_mounts::{CacheMount, CacheSharing, RunMount};
 //! use runtime::RootfsSpec;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -65,12 +65,14 @@ pub mod network;
 pub(crate) mod overlay;
 pub(crate) mod process;
 pub(crate) mod procfs;
+pub mod run_mounts;
 pub(crate) mod rundir;
 pub(crate) mod shared_userns;
 pub mod stubs;
 pub(crate) mod supervise;
 pub(crate) mod sys;
 pub mod user;
+pub mod userns;
 pub(crate) mod volatile;
 
 use std::fs;
@@ -81,8 +83,8 @@ use std::time::{Duration, Instant};
 
 use crate::detect::HostCapabilities;
 use crate::rootfs::RootfsSpec;
-use crate::run_mounts::{self, MountContext, RunMount};
-use crate::userns::{PipeCodec, UsernsError};
+use crate::sandbox::userns::{PipeCodec, UsernsError};
+use run_mounts::{MountContext, RunMount};
 
 pub use idmap::{IdMapping, UsernsMode};
 pub use isolation::{Isolation, IsolationRequest};

@@ -7,17 +7,16 @@
 //! Targets are resolved confined to the rootfs ([`inroot`]) so a symlink in
 //! the image cannot redirect a mount onto a host path.
 
-use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use crate::run_mounts::{PreparedKind, PreparedMount};
 use crate::sandbox::inroot::{self, Created};
 use crate::sandbox::network::Network;
 use crate::sandbox::overlay::OverlaySpec;
 use crate::sandbox::procfs::ProcMode;
-use crate::sandbox::sys;
+use crate::sandbox::run_mounts::{PreparedKind, PreparedMount};
+use crate::sandbox::sys::{self, mount};
 
 /// How `/` is made.
 #[derive(Debug)]
@@ -45,33 +44,6 @@ pub(crate) struct MountPlan {
     pub secrets_dir: PathBuf,
 }
 
-fn opt_c(s: Option<&str>) -> Result<Option<CString>, String> {
-    s.map(sys::cstr).transpose()
-}
-
-pub(crate) fn mount(
-    src: Option<&str>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: libc::c_ulong,
-    data: Option<&str>,
-) -> Result<(), String> {
-    let (s, f, d) = (opt_c(src)?, opt_c(fstype)?, opt_c(data)?);
-    let t = sys::cpath(target)?;
-    let p = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
-    // SAFETY: every pointer is NUL-terminated or null.
-    let r = unsafe { libc::mount(p(&s), t.as_ptr(), p(&f), flags, p(&d).cast()) };
-    if r != 0 {
-        return Err(sys::errno_msg(format!(
-            "mount {} on {} (type {})",
-            src.unwrap_or("none"),
-            target.display(),
-            fstype.unwrap_or("bind")
-        )));
-    }
-    Ok(())
-}
-
 fn bind(src: &Path, target: &Path, recursive: bool) -> Result<(), String> {
     let s = src
         .to_str()
@@ -80,48 +52,16 @@ fn bind(src: &Path, target: &Path, recursive: bool) -> Result<(), String> {
     mount(Some(s), target, None, libc::MS_BIND | rec, None)
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-
 /// Makes a bind mount (and its submounts) read-only. mount_setattr changes
 /// only the read-only bit; the remount fallback must repeat the flags the
 /// kernel locked on mounts inherited from the host (nosuid, nodev, …).
 pub(crate) fn make_readonly(target: &Path) -> Result<(), String> {
     let t = sys::cpath(target)?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: valid path and attr struct with its size.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r == 0 {
+    if sys::mount_setattr_readonly(&t) == 0 {
         return Ok(());
     }
-    // SAFETY: statvfs buffer is plain data.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid path and buffer.
-    if unsafe { libc::statvfs(t.as_ptr(), &mut st) } != 0 {
-        return Err(sys::errno_msg(format!("statvfs {}", target.display())));
-    }
+    let f_flag =
+        sys::statvfs_flags(&t).map_err(|e| format!("statvfs {}: {e}", target.display()))?;
     let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
     for (st_flag, ms) in [
         (libc::ST_NOSUID, libc::MS_NOSUID),
@@ -131,7 +71,7 @@ pub(crate) fn make_readonly(target: &Path) -> Result<(), String> {
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
         (libc::ST_RELATIME, libc::MS_RELATIME),
     ] {
-        if st.f_flag & st_flag != 0 {
+        if f_flag & st_flag != 0 {
             flags |= ms;
         }
     }
@@ -365,26 +305,10 @@ pub(crate) fn build_root(plan: &MountPlan) -> Result<(), String> {
     if secrets_ready {
         // The binds keep the files alive; the staging mount is not needed.
         let c = sys::cpath(&plan.secrets_dir)?;
-        // SAFETY: valid path.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        sys::umount_detach(&c);
     }
     drop(root);
     let merged = sys::cpath(&plan.merged)?;
-    // SAFETY: plain path syscalls; pivot_root(".", ".") stacks the old root
-    // on top of the new one, and the detach below drops it.
-    unsafe {
-        if libc::chdir(merged.as_ptr()) != 0 {
-            return Err(sys::errno_msg("chdir to the new root"));
-        }
-        if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
-            return Err(sys::errno_msg("pivot_root"));
-        }
-        if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
-            return Err(sys::errno_msg("detaching the old root"));
-        }
-        if libc::chdir(c"/".as_ptr()) != 0 {
-            return Err(sys::errno_msg("chdir /"));
-        }
-    }
+    sys::pivot_root_to(&merged)?;
     Ok(())
 }

@@ -56,10 +56,9 @@ pub(crate) fn spawn(mut plan: ChildPlan, mapping: &IdMapping) -> Result<Spawned,
     let (ctl_r, ctl_w) = sys::pipe().map_err(io_err)?;
     plan.exec.stdout = out_w.as_raw_fd();
     plan.exec.stderr = err_w.as_raw_fd();
-    // SAFETY: getpid cannot fail.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the child runs only `c1` and _exits.
-    let pid = unsafe { libc::fork() };
+    let parent = sys::getpid();
+    // The child runs only `c1` and _exits (see `sys::fork`).
+    let pid = sys::fork();
     if pid < 0 {
         return Err(sys::errno_msg("fork"));
     }
@@ -70,8 +69,7 @@ pub(crate) fn spawn(mut plan: ChildPlan, mapping: &IdMapping) -> Result<Spawned,
     drop((out_w, err_w, ctl_w));
     let ChildPlan { map, .. } = plan;
     if let Err(e) = map.parent_side(mapping, pid) {
-        // SAFETY: killing and reaping our own child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        sys::kill(pid, libc::SIGKILL);
         let _ = sys::wait_pid(pid);
         return Err(e);
     }
@@ -108,8 +106,7 @@ fn c1(plan: &ChildPlan, parent: libc::pid_t, out_w: OwnedFd, err_w: OwnedFd, ctl
     {
         fail(e);
     }
-    // SAFETY: prctl with integer arguments.
-    if !pid_ns && unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+    if !pid_ns && sys::set_child_subreaper() != 0 {
         fail(sys::errno_msg("PR_SET_CHILD_SUBREAPER"));
     }
     // C2 watches this pipe: EOF means C1 died before C2 armed PDEATHSIG.
@@ -117,8 +114,8 @@ fn c1(plan: &ChildPlan, parent: libc::pid_t, out_w: OwnedFd, err_w: OwnedFd, ctl
         Ok(p) => p,
         Err(e) => fail(format!("pipe: {e}")),
     };
-    // SAFETY: the child runs only `c2` and _exits or execs.
-    let pid = unsafe { libc::fork() };
+    // The child runs only `c2` and _exits or execs.
+    let pid = sys::fork();
     if pid < 0 {
         fail(sys::errno_msg("fork of the sandbox's pid 1"));
     }
@@ -146,29 +143,18 @@ fn c1(plan: &ChildPlan, parent: libc::pid_t, out_w: OwnedFd, err_w: OwnedFd, ctl
 }
 
 fn c2(plan: &ChildPlan, alive_r: OwnedFd, ctl: i32) -> ! {
-    // SAFETY: prctl with integer arguments.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
+    sys::kill_with_parent();
     let mut pfd = libc::pollfd {
         fd: alive_r.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one valid pollfd.
-    if unsafe { libc::poll(&mut pfd, 1, 0) } != 0 {
+    if sys::poll(std::slice::from_mut(&mut pfd), 0) != 0 {
         sys::exit_now(1); // C1 is already gone
     }
     drop(alive_r);
     if plan.mounts.proc == ProcMode::BindCaller {
-        // SAFETY: setsid in this single-threaded child; it leads no group yet.
-        unsafe { libc::setsid() };
+        sys::setsid();
     }
     if let Err(e) = build_root(&plan.mounts) {
         frame::send(ctl, frame::ERROR, e.as_bytes());

@@ -6,11 +6,10 @@
 //! paths; beyond that the new mount API (fsopen + one `lowerdir+` per layer,
 //! Linux >= 6.8) has no such limit.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::sandbox::mounts::mount;
-use crate::sandbox::sys;
+use crate::sandbox::sys::{self, mount};
 
 /// Options that fit in mount(2)'s one-page data, with a margin.
 const MAX_LEGACY_OPTIONS: usize = 4000;
@@ -83,79 +82,50 @@ impl OverlaySpec {
     }
 
     fn mount_with_fsopen(&self, target: &Path) -> Result<(), String> {
-        const FSOPEN_CLOEXEC: libc::c_uint = 1;
-        const FSCONFIG_SET_FLAG: libc::c_uint = 0;
-        const FSCONFIG_SET_STRING: libc::c_uint = 1;
-        const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-        const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-        const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
-
-        // SAFETY: constant NUL-terminated name.
-        let fd = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
-        if fd < 0 {
-            return Err(sys::errno_msg("fsopen(overlay)"));
-        }
-        // SAFETY: a fresh descriptor we own.
-        let fs = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let config =
-            |cmd: libc::c_uint, key: Option<&str>, value: Option<&Path>| -> Result<(), String> {
-                let k = key.map(sys::cstr).transpose()?;
-                let v = value.map(sys::cpath).transpose()?;
-                let ptr = |c: &Option<std::ffi::CString>| {
-                    c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
-                };
-                // SAFETY: valid descriptor and NUL-terminated strings or null.
-                let r = unsafe {
-                    libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, ptr(&k), ptr(&v), 0)
-                };
-                if r != 0 {
-                    let base = sys::errno_msg(format!(
-                        "fsconfig {} {}",
-                        key.unwrap_or("create"),
-                        value.map(|p| p.display().to_string()).unwrap_or_default()
-                    ));
-                    return Err(with_kernel_log(&fs, base));
-                }
-                Ok(())
-            };
+        use rustix::mount::{
+            FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create,
+            fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
+        };
+        let fs = fsopen(c"overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+            .map_err(|e| format!("fsopen(overlay): {}", std::io::Error::from(e)))?;
+        let failed = |what: String, e: rustix::io::Errno| {
+            with_kernel_log(&fs, format!("{what}: {}", std::io::Error::from(e)))
+        };
+        let set = |key: &str, value: &Path| {
+            fsconfig_set_string(&fs, key, value)
+                .map_err(|e| failed(format!("fsconfig {key} {}", value.display()), e))
+        };
+        let flag = |key: &str| {
+            fsconfig_set_flag(&fs, key).map_err(|e| failed(format!("fsconfig {key} "), e))
+        };
         for l in &self.lowers {
-            config(FSCONFIG_SET_STRING, Some("lowerdir+"), Some(l))?;
+            set("lowerdir+", l)?;
         }
         if let Some((upper, work)) = &self.upper_work {
-            config(FSCONFIG_SET_STRING, Some("upperdir"), Some(upper))?;
-            config(FSCONFIG_SET_STRING, Some("workdir"), Some(work))?;
+            set("upperdir", upper)?;
+            set("workdir", work)?;
         }
-        config(FSCONFIG_SET_FLAG, Some("userxattr"), None)?;
+        flag("userxattr")?;
         if self.volatile && self.upper_work.is_some() {
-            config(FSCONFIG_SET_FLAG, Some("volatile"), None)?;
+            flag("volatile")?;
         }
-        config(FSCONFIG_CMD_CREATE, None, None)?;
-        // SAFETY: valid descriptor.
-        let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
-        if m < 0 {
-            return Err(with_kernel_log(&fs, sys::errno_msg("fsmount(overlay)")));
-        }
-        // SAFETY: a fresh descriptor we own.
-        let mnt = unsafe { OwnedFd::from_raw_fd(m as i32) };
-        let t = sys::cpath(target)?;
-        // SAFETY: valid descriptors and paths.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_move_mount,
-                mnt.as_raw_fd(),
-                c"".as_ptr(),
-                libc::AT_FDCWD,
-                t.as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH,
+        fsconfig_create(&fs).map_err(|e| failed("fsconfig create ".into(), e))?;
+        let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+            .map_err(|e| failed("fsmount(overlay)".into(), e))?;
+        move_mount(
+            &mnt,
+            c"",
+            rustix::fs::CWD,
+            target,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(|e| {
+            format!(
+                "move_mount of the overlay to {}: {}",
+                target.display(),
+                std::io::Error::from(e)
             )
-        };
-        if r != 0 {
-            return Err(sys::errno_msg(format!(
-                "move_mount of the overlay to {}",
-                target.display()
-            )));
-        }
-        Ok(())
+        })
     }
 }
 
@@ -164,13 +134,12 @@ fn with_kernel_log(fs: &OwnedFd, base: String) -> String {
     let mut out = base;
     let mut buf = [0u8; 512];
     for _ in 0..8 {
-        // SAFETY: reading into a local buffer.
-        let n = unsafe { libc::read(fs.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
+        let n = match sys::read_some(fs.as_raw_fd(), &mut buf) {
+            Ok(n) if n > 0 => n,
+            _ => break,
+        };
         out.push_str("; kernel: ");
-        out.push_str(String::from_utf8_lossy(&buf[..n as usize]).trim());
+        out.push_str(String::from_utf8_lossy(&buf[..n]).trim());
     }
     out
 }

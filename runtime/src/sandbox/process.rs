@@ -67,11 +67,8 @@ fn find_in_path(cmd: &str, path: &str) -> Option<CString> {
         let Ok(c) = CString::new(format!("{dir}/{cmd}")) else {
             continue;
         };
-        // SAFETY: c is NUL-terminated; eaccess-like check with the step's ids.
-        let ok =
-            unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) }
-                == 0;
-        if ok && fs::metadata(format!("{dir}/{cmd}")).is_ok_and(|m| m.is_file()) {
+        // An eaccess-like check with the step's ids.
+        if sys::executable(&c) && fs::metadata(format!("{dir}/{cmd}")).is_ok_and(|m| m.is_file()) {
             return Some(c);
         }
     }
@@ -82,17 +79,12 @@ fn find_in_path(cmd: &str, path: &str) -> Option<CString> {
 /// and the Rust runtime ignores SIGPIPE, so without this `yes | head` inside
 /// a step would see EPIPE errors instead of dying quietly as under a shell.
 fn reset_signals() {
-    // SAFETY: plain signal-state syscalls on this single-threaded child.
-    unsafe {
-        for sig in 1..libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            sys::default_signal(sig);
         }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
+    sys::unblock_all_signals();
 }
 
 /// Never returns on success (the process image is replaced).
@@ -113,8 +105,7 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
     // seccomp profiles refuse sethostname anyway; /etc/hostname and
     // $HOSTNAME still carry the name.
     if plan.set_hostname {
-        // SAFETY: a valid buffer and its length.
-        let _ = unsafe { libc::sethostname(plan.hostname.as_ptr().cast(), plan.hostname.len()) };
+        let _ = sys::sethostname(plan.hostname.as_bytes());
     }
     super::limits::apply(&plan.ulimits).map_err(setup_err)?;
     let user = resolve(plan)?;
@@ -175,43 +166,34 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
     fs::create_dir_all(cwd)
         .map_err(|e| setup_err(format!("creating working directory {cwd}: {e}")))?;
     let ccwd = sys::cstr(cwd).map_err(setup_err)?;
-    // SAFETY: plain fd and id syscalls in the single-threaded child.
-    unsafe {
-        if libc::chdir(ccwd.as_ptr()) != 0 {
-            return Err(setup_err(sys::errno_msg(format!("chdir {cwd}"))));
+    if sys::chdir(&ccwd) != 0 {
+        return Err(setup_err(sys::errno_msg(format!("chdir {cwd}"))));
+    }
+    sys::stdin_from_dev_null().map_err(|e| setup_err(format!("stdin from /dev/null: {e}")))?;
+    if sys::dup2(plan.stdout, 1) < 0 || sys::dup2(plan.stderr, 2) < 0 {
+        return Err(setup_err(sys::errno_msg("connecting stdout/stderr")));
+    }
+    sys::umask(0o022);
+    reset_signals();
+    if plan.range {
+        let groups: Vec<libc::gid_t> = user
+            .groups
+            .iter()
+            .copied()
+            .filter(|g| *g <= plan.max_gid)
+            .collect();
+        if sys::setgroups(&groups) != 0 {
+            return Err(setup_err(sys::errno_msg("setgroups")));
         }
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-        if null < 0 || libc::dup2(null, 0) < 0 {
-            return Err(setup_err(sys::errno_msg("stdin from /dev/null")));
-        }
-        if null > 2 {
-            libc::close(null);
-        }
-        if libc::dup2(plan.stdout, 1) < 0 || libc::dup2(plan.stderr, 2) < 0 {
-            return Err(setup_err(sys::errno_msg("connecting stdout/stderr")));
-        }
-        libc::umask(0o022);
-        reset_signals();
-        if plan.range {
-            let groups: Vec<libc::gid_t> = user
-                .groups
-                .iter()
-                .copied()
-                .filter(|g| *g <= plan.max_gid)
-                .collect();
-            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
-                return Err(setup_err(sys::errno_msg("setgroups")));
-            }
-        }
-        if libc::setresgid(user.gid, user.gid, user.gid) != 0 {
-            return Err(setup_err(sys::errno_msg(format!("setgid {}", user.gid))));
-        }
-        if libc::setresuid(user.uid, user.uid, user.uid) != 0 {
-            return Err(setup_err(sys::errno_msg(format!("setuid {}", user.uid))));
-        }
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(setup_err(sys::errno_msg("PR_SET_NO_NEW_PRIVS")));
-        }
+    }
+    if sys::setresgid(user.gid) != 0 {
+        return Err(setup_err(sys::errno_msg(format!("setgid {}", user.gid))));
+    }
+    if sys::setresuid(user.uid) != 0 {
+        return Err(setup_err(sys::errno_msg(format!("setuid {}", user.uid))));
+    }
+    if sys::no_new_privs() != 0 {
+        return Err(setup_err(sys::errno_msg("PR_SET_NO_NEW_PRIVS")));
     }
     let prog = find_in_path(&plan.argv[0], &path_var).ok_or_else(|| {
         (
@@ -222,21 +204,9 @@ fn exec_inner(plan: &ExecPlan) -> Result<Never, ExecFailure> {
             ),
         )
     })?;
-    let mut argv_p: Vec<*const libc::c_char> = cargv.iter().map(|c| c.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let mut env_p: Vec<*const libc::c_char> = cenv.iter().map(|c| c.as_ptr()).collect();
-    env_p.push(std::ptr::null());
-    // SAFETY: NULL-terminated arrays of valid C strings; every inherited
-    // descriptor except 0..=2 is closed by exec.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
-        libc::execve(prog.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
-    }
+    // Every inherited descriptor except 0..=2 is closed by exec.
+    sys::close_on_exec_from(3);
+    sys::execve(&prog, &cargv, &cenv);
     Err((
         frame::EXEC,
         sys::errno_msg(format!("exec {}", prog.to_string_lossy())),

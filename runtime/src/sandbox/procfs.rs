@@ -12,7 +12,7 @@
 
 use crate::sandbox::idmap::IdMapping;
 use crate::sandbox::sys;
-use crate::userns::run_in_userns;
+use crate::sandbox::userns::run_in_userns;
 
 /// How the step's /proc is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,26 +33,22 @@ impl ProcMode {
 /// steps, to mount a procfs. Returns the mode and, for the fallback, why.
 pub(crate) fn probe(mapping: &IdMapping) -> (ProcMode, Option<String>) {
     let res = run_in_userns(mapping, || -> Result<String, String> {
-        // SAFETY: unshare with a constant flag in this single-threaded child.
-        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+        if sys::unshare(libc::CLONE_NEWPID) != 0 {
             return Ok(sys::errno_msg("unshare(CLONE_NEWPID)"));
         }
-        // SAFETY: the grandchild only mounts and _exits.
-        let pid = unsafe { libc::fork() };
+        let pid = sys::fork();
         if pid < 0 {
             return Err(sys::errno_msg("fork"));
         }
         if pid == 0 {
-            // SAFETY: constant arguments; our own private mount namespace.
-            let r = unsafe {
-                libc::mount(
-                    c"proc".as_ptr(),
-                    c"/proc".as_ptr(),
-                    c"proc".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                    std::ptr::null(),
-                )
-            };
+            // Our own private mount namespace.
+            let r = sys::mount_raw(
+                Some(c"proc"),
+                c"/proc",
+                Some(c"proc"),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                None,
+            );
             let errno = if r == 0 {
                 0
             } else {
@@ -88,20 +84,17 @@ pub(crate) fn probe(mapping: &IdMapping) -> (ProcMode, Option<String>) {
 /// reaps every process that is still a child of this (subreaper) process,
 /// until none is left: what the step left running in the background.
 pub(crate) fn kill_leftovers() {
-    // SAFETY: getpid cannot fail.
-    let me = unsafe { libc::getpid() };
+    let me = sys::getpid();
     for _ in 0..1000 {
         let kids = children_of(me);
         if kids.is_empty() {
             return;
         }
         for k in kids {
-            // SAFETY: signalling a child of ours (alive or a zombie).
-            unsafe { libc::kill(k, libc::SIGKILL) };
+            sys::kill(k, libc::SIGKILL);
         }
         let mut st = 0;
-        // SAFETY: reaping our own children without blocking.
-        while unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG | libc::__WALL) } > 0 {}
+        while sys::waitpid(-1, &mut st, libc::WNOHANG | libc::__WALL) > 0 {}
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::sandbox::idmap::IdMapping;
-use crate::userns::{remove_tree, remove_tree_in_userns};
+use crate::sandbox::userns::{remove_tree, remove_tree_in_userns};
 
 const LOCK: &str = "lock";
 
@@ -25,8 +25,7 @@ pub(crate) struct RunDir {
 }
 
 fn try_lock(f: &File) -> bool {
-    // SAFETY: flock on our own descriptor.
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    crate::sandbox::sys::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0
 }
 
 pub(crate) fn create(state_dir: &Path) -> Result<RunDir, String> {

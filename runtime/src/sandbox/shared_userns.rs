@@ -10,7 +10,7 @@
 //! step still gets fresh mount/pid/ipc/uts(/net) namespaces of its own.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::sandbox::idmap::IdMapping;
@@ -60,10 +60,9 @@ fn create(mapping: &IdMapping) -> Result<OwnedFd, String> {
     let pipe_err = |e: std::io::Error| format!("pipe: {e}");
     let (hold_r, hold_w) = sys::pipe().map_err(pipe_err)?;
     let (ok_r, ok_w) = sys::pipe().map_err(pipe_err)?;
-    // SAFETY: getpid cannot fail.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the child only maps itself, reports, waits and _exits.
-    let pid = unsafe { libc::fork() };
+    let parent = sys::getpid();
+    // The child only maps itself, reports, waits and _exits.
+    let pid = sys::fork();
     if pid < 0 {
         return Err(sys::errno_msg("fork"));
     }
@@ -80,8 +79,7 @@ fn create(mapping: &IdMapping) -> Result<OwnedFd, String> {
     }
     drop((hold_r, ok_w));
     let finish = |pid| {
-        // SAFETY: killing and reaping our own child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        sys::kill(pid, libc::SIGKILL);
         let _ = sys::wait_pid(pid);
     };
     if let Err(e) = plan.parent_side(mapping, pid) {
@@ -94,14 +92,8 @@ fn create(mapping: &IdMapping) -> Result<OwnedFd, String> {
         return Err("the user-namespace holder failed to enter its namespace".into());
     }
     let path = sys::cpath(format!("/proc/{pid}/ns/user"))?;
-    // SAFETY: path is NUL-terminated.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    let res = if fd < 0 {
-        Err(sys::errno_msg(format!("open /proc/{pid}/ns/user")))
-    } else {
-        // SAFETY: a fresh descriptor we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    };
+    let res = sys::open(&path, libc::O_RDONLY | libc::O_CLOEXEC)
+        .map_err(|e| format!("open /proc/{pid}/ns/user: {e}"));
     drop(hold_w);
     let _ = sys::wait_pid(pid);
     res

@@ -21,8 +21,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::run_mounts::{RunMount, mount_targets};
 use crate::sandbox::inroot::{self, Created};
+use crate::sandbox::run_mounts::{RunMount, mount_targets};
 use crate::sandbox::sys;
 
 /// A path (absolute, inside the rootfs) the sandbox mounts over.
@@ -101,11 +101,7 @@ pub(crate) struct DirStubs {
 
 fn times_of(p: &Path) -> Option<(libc::timespec, libc::timespec)> {
     let c = sys::cpath(p).ok()?;
-    // SAFETY: stat buffer is plain data; c is NUL-terminated.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::lstat(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
+    let st = sys::lstat(&c).ok()?;
     Some((
         libc::timespec {
             tv_sec: st.st_atime,
@@ -179,16 +175,7 @@ impl DirStubs {
                 continue;
             }
             if let Ok(c) = sys::cpath(p) {
-                let ts = [*a, *m];
-                // SAFETY: valid path and two timespecs.
-                unsafe {
-                    libc::utimensat(
-                        libc::AT_FDCWD,
-                        c.as_ptr(),
-                        ts.as_ptr(),
-                        libc::AT_SYMLINK_NOFOLLOW,
-                    )
-                };
+                sys::set_times_nofollow(&c, *a, *m);
             }
         }
     }

@@ -117,8 +117,7 @@ pub(crate) fn supervise(
             }
         }
         if !fds.is_empty() {
-            // SAFETY: fds is a valid array of pollfds.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
+            sys::poll(&mut fds, wait_ms);
         }
         if stopped.is_none() {
             let why = if cancel.is_some_and(CancelToken::is_cancelled) {
@@ -149,8 +148,7 @@ pub(crate) fn supervise(
             .any(|(t, _)| *t == frame::STATUS);
         if !status_seen && c1_status.is_none() {
             let mut st = 0;
-            // SAFETY: non-blocking reap of our own child.
-            if unsafe { libc::waitpid(sp.c1, &mut st, libc::WNOHANG | libc::__WALL) } == sp.c1 {
+            if sys::waitpid(sp.c1, &mut st, libc::WNOHANG | libc::__WALL) == sp.c1 {
                 c1_status = Some(st);
             }
         }
@@ -221,13 +219,10 @@ fn kill_tree(c1: libc::pid_t, ctl_so_far: &[u8]) {
         && let Ok(b) = <[u8; 4]>::try_from(p.as_slice())
     {
         let pid1 = i32::from_le_bytes(b);
-        // SAFETY: signalling a process (group) of ours.
-        unsafe {
-            libc::kill(pid1, libc::SIGKILL);
-            libc::kill(-pid1, libc::SIGKILL);
-        }
+        // A process (group) of ours.
+        sys::kill(pid1, libc::SIGKILL);
+        sys::kill(-pid1, libc::SIGKILL);
         return;
     }
-    // SAFETY: c1 is our unreaped child.
-    unsafe { libc::kill(c1, libc::SIGKILL) };
+    sys::kill(c1, libc::SIGKILL);
 }

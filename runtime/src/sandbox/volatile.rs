@@ -44,7 +44,7 @@ pub(crate) fn prepare_work_dir(work: &Path) -> Result<(), String> {
                 work.display()
             ));
         }
-        crate::userns::remove_tree(&inner.join("incompat"))
+        crate::sandbox::userns::remove_tree(&inner.join("incompat"))
             .or_else(|e| {
                 if e.kind() == io::ErrorKind::NotFound {
                     Ok(())

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::ActiveSnapshot;
 use crate::RootfsSpec;
 use crate::diff::Change;
-use crate::userns::PipeCodec;
+use crate::sandbox::userns::PipeCodec;
 
 impl PipeCodec for Vec<Change> {
     fn encode(&self) -> Vec<u8> {

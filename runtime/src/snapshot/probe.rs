@@ -12,12 +12,13 @@
 
 use std::ffi::CString;
 use std::io::{self, Read};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::remove::remove_tree;
 use crate::diff::overlay_form::{OPAQUE_XATTR, get_xattr};
+use crate::sandbox::sys;
 
 /// `OVERLAYFS_SUPER_MAGIC` from linux/magic.h.
 const OVERLAYFS_MAGIC: i64 = 0x794c_7630;
@@ -134,95 +135,66 @@ fn mount_in_userns(dir: &Path) -> Result<(), String> {
     let merged_d = cstr(&dir.join("merged/d"))?;
     let merged_d_new = cstr(&dir.join("merged/d/new"))?;
 
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 writes two descriptors into the array on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", io::Error::last_os_error()));
-    }
-    // SAFETY: both descriptors were just created and are owned here.
-    let (read_end, write_end) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: the child only makes async-signal-safe system calls on data
-    // prepared above and leaves with _exit.
-    let pid = unsafe { libc::fork() };
+    let (read_end, write_end) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let pid = sys::fork();
     if pid < 0 {
         return Err(format!("fork: {}", io::Error::last_os_error()));
     }
     if pid == 0 {
-        use std::os::fd::AsRawFd;
+        // Only system calls from here on (see `sys::fork`).
         let w = write_end.as_raw_fd();
         let report = |stage: Stage, errno: i32| -> ! {
             let mut msg = [0u8; 5];
             msg[0] = stage as u8;
             msg[1..].copy_from_slice(&errno.to_ne_bytes());
-            // SAFETY: writing a local buffer to an owned pipe, then exiting.
-            unsafe {
-                libc::write(w, msg.as_ptr().cast(), msg.len());
-                libc::_exit(0)
-            }
+            let _ = sys::write_all(w, &msg);
+            sys::exit_now(0)
         };
         let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(0);
-        // SAFETY (whole block): plain system calls on NUL-terminated buffers
-        // that outlive them.
-        unsafe {
-            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
-                report(Stage::Unshare, errno());
-            }
-            for (file, content, stage) in [
-                (c"/proc/self/setgroups", "deny".as_bytes(), Stage::Setgroups),
-                (c"/proc/self/uid_map", uid_map.as_bytes(), Stage::UidMap),
-                (c"/proc/self/gid_map", gid_map.as_bytes(), Stage::GidMap),
-            ] {
-                let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 || libc::write(fd, content.as_ptr().cast(), content.len()) < 0 {
-                    report(stage, errno());
-                }
-                libc::close(fd);
-            }
-            if libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) != 0
-            {
-                report(Stage::Private, errno());
-            }
-            if libc::mount(
-                c"overlay".as_ptr(),
-                merged.as_ptr(),
-                c"overlay".as_ptr(),
-                0,
-                c_opts.as_ptr().cast(),
-            ) != 0
-            {
-                report(Stage::Mount, errno());
-            }
-            if libc::unlink(merged_f.as_ptr()) != 0
-                || libc::rmdir(merged_d.as_ptr()) != 0
-                || libc::mkdir(merged_d.as_ptr(), 0o755) != 0
-            {
-                report(Stage::Use, errno());
-            }
-            let fd = libc::open(
-                merged_d_new.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-                0o644,
-            );
-            if fd < 0 {
-                report(Stage::Use, errno());
-            }
-            libc::close(fd);
-            report(Stage::Done, 0);
+        let code = |e: io::Error| e.raw_os_error().unwrap_or(0);
+        if sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+            report(Stage::Unshare, errno());
         }
+        for (file, content, stage) in [
+            (c"/proc/self/setgroups", "deny".as_bytes(), Stage::Setgroups),
+            (c"/proc/self/uid_map", uid_map.as_bytes(), Stage::UidMap),
+            (c"/proc/self/gid_map", gid_map.as_bytes(), Stage::GidMap),
+        ] {
+            let written = sys::open(file, libc::O_WRONLY | libc::O_CLOEXEC)
+                .and_then(|fd| sys::write_all(fd.as_raw_fd(), content));
+            if let Err(e) = written {
+                report(stage, code(e));
+            }
+        }
+        if sys::make_mounts_private() != 0 {
+            report(Stage::Private, errno());
+        }
+        if sys::mount_raw(
+            Some(c"overlay"),
+            &merged,
+            Some(c"overlay"),
+            0,
+            Some(&c_opts),
+        ) != 0
+        {
+            report(Stage::Mount, errno());
+        }
+        if sys::unlink(&merged_f) != 0
+            || sys::rmdir(&merged_d) != 0
+            || sys::mkdir(&merged_d, 0o755) != 0
+        {
+            report(Stage::Use, errno());
+        }
+        if let Err(e) = sys::create(&merged_d_new, libc::O_WRONLY | libc::O_CLOEXEC, 0o644) {
+            report(Stage::Use, code(e));
+        }
+        report(Stage::Done, 0);
     }
     drop(write_end);
     let mut msg = Vec::new();
     let read = std::fs::File::from(read_end).read_to_end(&mut msg);
     let mut status = 0;
-    // SAFETY: waiting for the child forked above.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    sys::waitpid(pid, &mut status, 0);
     read.map_err(|e| format!("reading the probe's result: {e}"))?;
     let (stage, errno) = match msg.as_slice() {
         [s, e @ ..] if e.len() == 4 => {

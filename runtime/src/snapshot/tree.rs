@@ -318,8 +318,7 @@ fn remove_dead_parks(root: &Path) {
         else {
             continue;
         };
-        // SAFETY: signal 0 only checks whether the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0
+        let alive = crate::sandbox::sys::kill(pid, 0) == 0
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
         if !alive {
             let _ = remove_tree(&e.path());

@@ -1,4 +1,11 @@
-//! Thin, allocation-light wrappers over the raw syscalls the sandbox needs.
+//! The crate's one audited syscall surface: every raw `libc` call and every
+//! `unsafe` block of `runtime` is in this module (pipes, frames and exit
+//! here; [`mount`], [`process`], [`namespace`], [`file`]), each with a
+//! `// SAFETY:` note, and
+//! the rest of the crate calls these safe, thin, allocation-light wrappers
+//! (or `rustix`, where it has the call: the new mount API, `pivot_root`,
+//! ids). Wrappers keep libc's convention (-1 and errno) where callers report
+//! errno themselves, as forked children do.
 //!
 //! The forked children run in a copy of a possibly multi-threaded process, so
 //! they stick to plain syscalls plus glibc's fork-safe malloc; nothing here
@@ -234,3 +241,13 @@ pub fn set_nonblocking(fd: &OwnedFd) {
         libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
     }
 }
+
+pub mod file;
+pub mod mount;
+pub mod namespace;
+pub mod process;
+
+pub use file::*;
+pub use mount::*;
+pub use namespace::*;
+pub use process::*;

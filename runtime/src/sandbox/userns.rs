@@ -124,10 +124,9 @@ where
     F: FnOnce() -> Result<T, E>,
 {
     let (res_r, res_w) = sys::pipe().map_err(|e| UsernsError::Setup(format!("pipe: {e}")))?;
-    // SAFETY: getpid cannot fail.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the child only runs the code below and then _exits.
-    let pid = unsafe { libc::fork() };
+    let parent = sys::getpid();
+    // The child only runs the code below and then _exits (see `sys::fork`).
+    let pid = sys::fork();
     if pid < 0 {
         return Err(UsernsError::Setup(sys::errno_msg("fork")));
     }
@@ -140,16 +139,8 @@ where
                 frame::send(fd, frame::ERROR, e.as_bytes());
                 sys::exit_now(1);
             }
-            // SAFETY: mount with constant arguments; keeps our mounts to ourselves.
-            unsafe {
-                libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                )
-            };
+            // Keeps our mounts to ourselves.
+            sys::make_mounts_private();
         }
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(Ok(v)) => frame::send(fd, frame::DATA, &v.encode()),
@@ -215,8 +206,7 @@ fn collect(res_r: &OwnedFd, pid: libc::pid_t) -> (Vec<u8>, std::io::Result<libc:
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, 200) };
+        sys::poll(std::slice::from_mut(&mut p), 200);
         let eof = sys::read_available(res_r, &mut chunk, |d| data.extend_from_slice(d));
         let done = frame::parse(&data)
             .iter()
@@ -225,8 +215,7 @@ fn collect(res_r: &OwnedFd, pid: libc::pid_t) -> (Vec<u8>, std::io::Result<libc:
             break;
         }
         let mut st = 0;
-        // SAFETY: non-blocking reap of our own child.
-        if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG | libc::__WALL) } == pid {
+        if sys::waitpid(pid, &mut st, libc::WNOHANG | libc::__WALL) == pid {
             status = Some(st); // one more pass drains what it wrote
         }
     }

@@ -267,8 +267,7 @@ fn lock(path: &Path, op: libc::c_int) -> io::Result<File> {
         .mode(0o600)
         .open(path)?;
     loop {
-        // SAFETY: flock on our own descriptor.
-        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+        if crate::sandbox::sys::flock(f.as_raw_fd(), op) == 0 {
             return Ok(f);
         }
         let e = io::Error::last_os_error();
@@ -358,10 +357,9 @@ fn prepare_cache(
             c.gid.unwrap_or(0),
         );
         check_ids(ctx.mapping, &format!("cache mount {}", c.target), uid, gid)?;
-        // SAFETY: getpid cannot fail.
         let tmp = dir.join(format!(
             ".new-{}-{:?}",
-            unsafe { libc::getpid() },
+            crate::sandbox::sys::getpid(),
             std::thread::current().id()
         ));
         let _ = fs::remove_dir_all(&tmp);
