@@ -22,10 +22,18 @@ pub mod output;
 pub mod pipeline;
 pub mod progress;
 pub mod solver;
+pub(crate) mod vertex;
 
 /// The one refusal for a path that is not built yet, worded like the CLI's
 /// (`cli::not_yet`), so a library module can refuse without reaching into
 /// the command line.
 pub(crate) fn not_supported(what: &str) -> anyhow::Error {
     anyhow::anyhow!("not supported yet: {what}")
+}
+
+/// Locks a mutex, also when a thread panicked while holding it: the data
+/// behind the build's mutexes (results, records, output tails) stays
+/// usable, and one panicking step must not hide every other step's error.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

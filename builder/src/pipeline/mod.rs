@@ -5,14 +5,13 @@
 
 mod dir_base;
 mod finish;
-mod image;
+pub(crate) mod image;
 mod lazy;
-mod plan;
+pub(crate) mod plan;
 mod preflight;
 mod progress_plan;
 mod remote_cache;
 mod resolver;
-mod step_key;
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -22,23 +21,19 @@ use std::time::Instant;
 
 use anyhow::{Context as _, anyhow, bail};
 use cache::store::Store;
-use frontend::{Base, CopySource, FileKind, Op};
-use runtime::run_mounts::BindFrom;
 
 use crate::context::checksum::ChecksumIndex;
 use crate::context::dockerignore::{self, Matcher};
-use crate::context::select::{CopySpec, select};
-use crate::ops::commit::FileLayer;
+use crate::lock;
 use crate::ops::exec::Executor;
-use crate::ops::{CachedResult, Layer, commit, file, source};
+use crate::ops::{CachedResult, Layer, source};
 use crate::options::{BuildRequest, DockerfileSource, NamedContextSource};
 use crate::progress::{Event, EventKind, Sink, Summary};
-use crate::solver::cache_key::{KeyInputs, cache_key, definition_digest};
-use crate::solver::explain::{MissReason, RecordStore, StepRecord, explain};
+use crate::solver::explain::{RecordStore, StepRecord};
 use crate::solver::schedule;
+use crate::vertex;
 use finish::finish_image;
-use plan::{Plan, Vertex};
-use step_key::{StepKey, step_key};
+use plan::{Vertex, VertexOp};
 
 /// A filesystem state: the layers so far and the cache key that made them.
 #[derive(Debug, Clone)]
@@ -60,7 +55,7 @@ pub struct FsState {
 
 impl FsState {
     /// No layers yet, under `key`.
-    fn empty(key: String) -> FsState {
+    pub(crate) fn empty(key: String) -> FsState {
         FsState {
             key,
             layers: Vec::new(),
@@ -70,57 +65,6 @@ impl FsState {
             skipped: false,
         }
     }
-}
-
-/// The key of `FROM scratch`.
-fn scratch_key() -> String {
-    cache_key(&KeyInputs {
-        definition: &definition_digest(&serde_json::json!({"source": "scratch"})),
-        ..Default::default()
-    })
-}
-
-/// The key of `FROM <image>` at a manifest digest.
-fn image_key(reference: &str, digest: &str) -> String {
-    let def = definition_digest(&serde_json::json!({"source": "image", "ref": reference}));
-    cache_key(&KeyInputs {
-        definition: &def,
-        base_digest: Some(digest),
-        ..Default::default()
-    })
-}
-
-/// A usable entry of the local store for `key`: one whose layer blob is
-/// here (an unreadable entry counts as none).
-fn local_hit(store: &Store, key: &str) -> anyhow::Result<Option<CachedResult>> {
-    Ok(store
-        .cache_get(key)?
-        .and_then(|raw| serde_json::from_slice::<CachedResult>(&raw).ok())
-        .filter(|hit| hit.layer.as_ref().is_none_or(|l| layer_present(store, l))))
-}
-
-/// Whether a layer's bytes are here: its blob, or its directory for a
-/// layer built here (whose record is renewed, as `strata prune` may have
-/// dropped it while no image named the layer).
-fn layer_present(store: &Store, l: &Layer) -> bool {
-    if store.blobs().has(&l.desc.digest) {
-        return true;
-    }
-    l.origin.is_none()
-        && l.desc.digest == l.diff_id
-        && source::layer_dir_ready(&source::layer_dir(store, l))
-        && commit::record(store, l).is_ok()
-}
-
-/// Whether `--no-cache` or `--no-cache-filter` turns the cache off for a
-/// stage.
-fn cache_disabled(req: &BuildRequest, st: &frontend::Stage) -> bool {
-    req.no_cache
-        || st
-            .name
-            .as_ref()
-            .is_some_and(|n| req.no_cache_filter.contains(n))
-        || req.no_cache_filter.contains(&st.id.to_string())
 }
 
 /// The result of a build.
@@ -173,53 +117,49 @@ fn build_with(req: &BuildRequest, sink: &dyn Sink) -> Outcome {
     }
 }
 
-struct Ctx<'a> {
-    req: &'a BuildRequest,
-    store: &'a Store,
-    sink: &'a dyn Sink,
+pub(crate) struct Ctx<'a> {
+    pub(crate) req: &'a BuildRequest,
+    pub(crate) store: &'a Store,
+    pub(crate) sink: &'a dyn Sink,
     /// Pushes, exports, cache exports: progress entries after the steps.
-    tasks: crate::progress::Tasks<'a>,
-    ignore: Matcher,
-    index: ChecksumIndex,
-    records: RecordStore,
-    executor: Executor,
+    pub(crate) tasks: crate::progress::Tasks<'a>,
+    pub(crate) ignore: Matcher,
+    pub(crate) index: ChecksumIndex,
+    pub(crate) records: RecordStore,
+    pub(crate) executor: Executor,
     /// `SOURCE_DATE_EPOCH` (build arg, else environment): every layer's
     /// mtimes, the config's and history's times are clamped to it.
-    epoch: Option<i64>,
-    ran: &'a AtomicUsize,
-    cached: &'a AtomicUsize,
-    identity_prefix: String,
+    pub(crate) epoch: Option<i64>,
+    pub(crate) ran: &'a AtomicUsize,
+    pub(crate) cached: &'a AtomicUsize,
+    pub(crate) identity_prefix: String,
     /// Output lines of each step, for the failure message.
-    tails: Mutex<BTreeMap<usize, Vec<String>>>,
+    pub(crate) tails: Mutex<BTreeMap<usize, Vec<String>>>,
     /// Results imported with `--cache-from`.
-    imported: remote_cache::Imported,
+    pub(crate) imported: remote_cache::Imported,
     /// Every step result of this build, for `--cache-to`.
-    results: Mutex<BTreeMap<String, CachedResult>>,
+    pub(crate) results: Mutex<BTreeMap<String, CachedResult>>,
     /// Every step's record by its portable identity, for `--cache-to`
     /// (a fresh runner's `--explain-cache` reads them).
-    records_out: Mutex<BTreeMap<String, StepRecord>>,
+    pub(crate) records_out: Mutex<BTreeMap<String, StepRecord>>,
     /// `--build-context` names.
-    named: BTreeMap<String, NamedContextSource>,
+    pub(crate) named: BTreeMap<String, NamedContextSource>,
     /// Every stage name the Dockerfile declares, for messages.
-    stage_names: Vec<String>,
+    pub(crate) stage_names: Vec<String>,
     /// Images `--from=` names that could not be resolved, with the error:
     /// the probe and the step ask once, not twice with retries each.
-    unresolved: Mutex<BTreeMap<String, String>>,
+    pub(crate) unresolved: Mutex<BTreeMap<String, String>>,
     /// The step that failed first (others may fail after, cancelled).
-    first_failure: Mutex<Option<(usize, String)>>,
+    pub(crate) first_failure: Mutex<Option<(usize, String)>>,
     /// The context without its `.dockerignore`d files, for RUN bind mounts
     /// (made on first use).
-    context_view: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
-    /// Step keys the lazy probe computed, by vertex, with the input keys
-    /// they were computed on: the step takes its own instead of selecting
-    /// and checksumming its files a second time.
-    probed: Mutex<BTreeMap<usize, (Vec<String>, StepKey)>>,
+    pub(crate) context_view: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
 }
 
 impl Ctx<'_> {
     /// The directory a RUN bind mount of the context shows: the context
     /// itself when nothing is ignored, else a view without the ignored files.
-    fn context_for_mounts(&self) -> anyhow::Result<std::path::PathBuf> {
+    pub(crate) fn context_for_mounts(&self) -> anyhow::Result<std::path::PathBuf> {
         if self.ignore.is_empty() {
             return Ok(self.req.context.clone());
         }
@@ -240,8 +180,8 @@ impl Ctx<'_> {
     /// The manifest digest of the image `COPY --from=` / `--mount from=`
     /// (`flag`) names; a failure is remembered and says first when no
     /// stage has that name.
-    fn resolve_image(&self, reference: &str, flag: &str) -> anyhow::Result<String> {
-        let failed = || self.unresolved.lock().unwrap_or_else(|p| p.into_inner());
+    pub(crate) fn resolve_image(&self, reference: &str, flag: &str) -> anyhow::Result<String> {
+        let failed = || lock(&self.unresolved);
         if let Some(e) = failed().get(reference) {
             bail!("{e}");
         }
@@ -256,7 +196,7 @@ impl Ctx<'_> {
     }
 
     /// The image a name stands for (`--build-context name=docker-image://REF`).
-    fn real_ref(&self, name: &str) -> String {
+    pub(crate) fn real_ref(&self, name: &str) -> String {
         match self.named.get(&name.to_ascii_lowercase()) {
             Some(NamedContextSource::Image(r)) => r.clone(),
             Some(NamedContextSource::OciLayout(p)) => format!("oci-layout:{}", p.display()),
@@ -358,22 +298,21 @@ fn build_inner(
         unresolved: Mutex::new(BTreeMap::new()),
         first_failure: Mutex::new(None),
         context_view: std::sync::OnceLock::new(),
-        probed: Mutex::new(BTreeMap::new()),
     };
     // Stages only a cache hit reads are not run (BuildKit's lazy solve).
-    let probes = lazy::probe(&ctx, &graph, &plan);
+    let probes = lazy::probe(&ctx, &plan);
     let needed = lazy::needed(&plan, &probes);
-    sink.planned(progress_plan::shown(&graph, &plan, &needed, &probes));
-    let prefetch = progress_plan::prefetch(&graph, &plan, &needed, &probes);
+    sink.planned(progress_plan::shown(&plan, &needed, &probes));
+    let prefetch = progress_plan::prefetch(&plan, &needed, &probes);
     let outputs = schedule::run(
         &plan.nodes,
         &[plan.target],
         req.jobs,
         |i, v, inputs: &[FsState]| {
             if needed[i] {
-                run_vertex(&ctx, &graph, &plan, i, v, inputs, prefetch[i])
+                run_vertex(&ctx, i, v, inputs, &probes[i], prefetch[i])
             } else {
-                Ok(lazy::skipped(&ctx, &graph, &plan, i, v, &probes[i]))
+                Ok(lazy::skipped(&ctx, i, v, &probes[i]))
             }
         },
     );
@@ -383,20 +322,12 @@ fn build_inner(
         Err(f) => {
             // Report the step that failed on its own, not a sibling that
             // was cancelled because of it.
-            let (vertex, error) = ctx
-                .first_failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+            let (vertex, error) = lock(&ctx.first_failure)
                 .take()
                 .unwrap_or((f.vertex, format!("{:#}", f.error)));
             let v = &plan.nodes[vertex].op;
-            let tail = ctx
-                .tails
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&vertex)
-                .unwrap_or_default();
-            let mut msg = format!("{}: {}", plan.describe(&graph, v, &file_name), error);
+            let tail = lock(&ctx.tails).remove(&vertex).unwrap_or_default();
+            let mut msg = format!("{}: {}", v.describe(&file_name), error);
             if !tail.is_empty() {
                 msg.push_str("\nlast output:\n");
                 for l in tail.iter().rev().take(10).rev() {
@@ -409,16 +340,8 @@ fn build_inner(
         }
     };
     let mut exported = remote_cache::Exported {
-        entries: ctx
-            .results
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
-        records: ctx
-            .records_out
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
+        entries: lock(&ctx.results).clone(),
+        records: lock(&ctx.records_out).clone(),
     };
     let state = outputs[plan.target]
         .clone()
@@ -447,7 +370,7 @@ fn build_inner(
 
 /// Whether a base layer must be downloaded before a step can run on it:
 /// not in the blob store and not already a layer directory.
-fn needs_download(store: &Store, l: &crate::ops::Layer) -> bool {
+pub(crate) fn needs_download(store: &Store, l: &crate::ops::Layer) -> bool {
     !store.blobs().has(&l.desc.digest)
         && !crate::ops::commit::is_dir_layer(store, l)
         && !source::layer_dir_ready(&source::layer_dir(store, l))
@@ -464,486 +387,22 @@ fn warn(req: &BuildRequest, w: &str) {
     }
 }
 
-fn emit(ctx: &Ctx, step: usize, kind: EventKind) {
+pub(crate) fn emit(ctx: &Ctx, step: usize, kind: EventKind) {
     ctx.sink.event(&Event::now(step + 1, kind));
 }
 
+/// Runs vertex `i`: a stage's base as a source, a step with the solver's
+/// cache protocol (`probe`: what the lazy probe found for it).
 fn run_vertex(
     ctx: &Ctx,
-    graph: &frontend::BuildGraph,
-    plan: &Plan,
     i: usize,
     v: &Vertex,
     inputs: &[FsState],
+    probe: &lazy::Probe,
     prefetch: bool,
 ) -> anyhow::Result<FsState> {
-    let name = plan.progress_name(graph, v);
-    match *v {
-        Vertex::Base { stage } => {
-            let st = &graph.stages[stage];
-            match &st.base {
-                Base::Scratch => Ok(FsState::empty(scratch_key())),
-                Base::Stage { .. } => Ok(inputs[0].clone()),
-                Base::Image {
-                    reference, digest, ..
-                } => {
-                    emit(ctx, i, EventKind::Started { name: name.clone() });
-                    let layers = source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?;
-                    // The next step runs on these layers: download them
-                    // here, so the pull shows with its time and bytes.
-                    // Layers already unpacked (built here, or pulled
-                    // before) need no download.
-                    if prefetch {
-                        let mut bytes = 0;
-                        for l in &layers {
-                            if needs_download(ctx.store, l) {
-                                source::ensure_blob(ctx.store, l)?;
-                                bytes += l.desc.size;
-                                emit(ctx, i, EventKind::Bytes { bytes });
-                            }
-                        }
-                    }
-                    emit(ctx, i, EventKind::Finished);
-                    Ok(FsState {
-                        layers,
-                        ..FsState::empty(image_key(reference, digest))
-                    })
-                }
-            }
-        }
-        Vertex::Step { stage, step } => run_step(ctx, graph, i, stage, step, &name, inputs),
+    match &v.op {
+        VertexOp::Step(_) => vertex::run_step(ctx, i, v, inputs, probe.keyed.as_ref()),
+        op => vertex::source::run(ctx, i, op, &v.name, inputs, prefetch),
     }
-}
-
-fn run_step(
-    ctx: &Ctx,
-    graph: &frontend::BuildGraph,
-    i: usize,
-    stage: usize,
-    step_idx: usize,
-    name: &str,
-    inputs: &[FsState],
-) -> anyhow::Result<FsState> {
-    let st = &graph.stages[stage];
-    let step = &st.steps[step_idx];
-    let prev = &inputs[0];
-    let input_keys: Vec<String> = inputs.iter().map(|s| s.key.clone()).collect();
-    let probed = ctx
-        .probed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&i)
-        .filter(|(keys, _)| *keys == input_keys)
-        .map(|(_, sk)| sk);
-    let step_key = match probed {
-        Some(sk) => sk,
-        None => step_key(
-            ctx,
-            graph,
-            stage,
-            step_idx,
-            Some(&prev.layers),
-            input_keys,
-            false,
-        )?
-        .ok_or_else(|| anyhow!("internal: no cache key for a step that runs"))?,
-    };
-    let StepKey {
-        key,
-        facts,
-        context_sel,
-        ov,
-        image_source,
-        sel_root,
-        sel_sources,
-        downloads,
-        named_ignore,
-    } = step_key;
-    let identity = format!(
-        "{}\0{}\0{}",
-        ctx.identity_prefix,
-        st.name.clone().unwrap_or_else(|| st.id.to_string()),
-        step_idx
-    );
-    let record = StepRecord {
-        key: key.clone(),
-        facts,
-    };
-    // Where the step is in the Dockerfile, without this checkout's paths:
-    // the identity its record travels under in an exported cache.
-    let portable = format!(
-        "{}\0{}",
-        st.name.clone().unwrap_or_else(|| st.id.to_string()),
-        step_idx
-    );
-    ctx.records_out
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(portable.clone(), record.portable());
-    let disabled = cache_disabled(ctx.req, st);
-    let lookup_local = || -> anyhow::Result<Option<CachedResult>> {
-        if disabled {
-            return Ok(None);
-        }
-        local_hit(ctx.store, &key)
-    };
-    let mut local_hit = lookup_local()?;
-    // Another strata process on this store may be running the very same
-    // step: take the key's lock (waiting for it), then look again, so the
-    // step runs once and the second process finds its result.
-    let mut _key_lock = None;
-    if local_hit.is_none() {
-        _key_lock = Some(ctx.store.lock_key(&key)?);
-        local_hit = lookup_local()?;
-    }
-    let hit = match local_hit {
-        Some(h) => Some(h),
-        None if !disabled => ctx.imported.take(ctx.store, &key).inspect(|h| {
-            // Remember the imported result locally: the next build is offline.
-            if let Ok(value) = serde_json::to_vec(h) {
-                let refs = cache::index::CacheRefs {
-                    blobs: stored_blobs(ctx.store, h.layer.as_ref()),
-                    snapshots: layer_dirs_kept(prev, h),
-                };
-                let _ = ctx.store.cache_put_with_refs(&key, &value, &refs);
-            }
-        }),
-        None => None,
-    };
-    if let Some(hit) = hit {
-        ctx.results
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone(), hit.clone());
-        ctx.cached.fetch_add(1, Ordering::SeqCst);
-        emit(
-            ctx,
-            i,
-            EventKind::Cached {
-                name: name.to_string(),
-            },
-        );
-        return Ok(next_state(prev, key, &hit));
-    }
-    // A stage skipped because this step was to hit the cache (a prune by
-    // another process in between can make it miss) has nothing to read.
-    if inputs.iter().skip(1).any(|s| s.skipped) {
-        bail!(
-            "the cache entry this step was found in is gone (pruned meanwhile?); run the build again"
-        );
-    }
-    ctx.ran.fetch_add(1, Ordering::SeqCst);
-    emit(
-        ctx,
-        i,
-        EventKind::Started {
-            name: name.to_string(),
-        },
-    );
-    if ctx.req.explain_cache {
-        let reason = if disabled {
-            MissReason::Disabled
-        } else {
-            // This store's last run of the step, else the record an
-            // imported cache carries (a fresh CI runner), compared in the
-            // form it travels in.
-            match (ctx.records.load(&identity), ctx.imported.record(&portable)) {
-                (Some(local), _) => explain(Some(&local), &record),
-                (None, Some(remote)) => explain(Some(remote), &record.portable()),
-                (None, None) => explain(None, &record),
-            }
-        };
-        emit(
-            ctx,
-            i,
-            EventKind::Explain {
-                reason: reason.describe(),
-            },
-        );
-    }
-    let result = (|| -> anyhow::Result<Option<Layer>> {
-        match &step.op {
-            Op::Exec(e) => {
-                let mut out = |line: &str| {
-                    emit(
-                        ctx,
-                        i,
-                        EventKind::Output {
-                            line: line.to_string(),
-                        },
-                    );
-                    let mut t = ctx.tails.lock().unwrap_or_else(|p| p.into_inner());
-                    let v = t.entry(i).or_default();
-                    v.push(line.to_string());
-                    if v.len() > 20 {
-                        v.remove(0);
-                    }
-                };
-                // Filesystems that `from=` mounts read: a stage (its
-                // output is one of this step's inputs) or an image. A bind
-                // reads the shared layer directories through a snapshot;
-                // a cache is seeded by the host side, which needs a tree
-                // it can read as the invoking user.
-                let mut keep_dirs = Vec::new();
-                let mut keep_sources = Vec::new();
-                let mut from_dirs = Vec::new();
-                let mut next_input = 1;
-                for m in &e.mounts {
-                    let layers = if m.from_stage.is_some() {
-                        let l = inputs
-                            .get(next_input)
-                            .ok_or_else(|| {
-                                anyhow!("internal: RUN --mount from a stage has no input")
-                            })?
-                            .layers
-                            .clone();
-                        next_input += 1;
-                        Some(l)
-                    } else if let Some(reference) = m.from.as_deref().filter(|_| {
-                        !matches!(
-                            m.kind,
-                            frontend::runmount::MountType::Secret
-                                | frontend::runmount::MountType::Ssh
-                        )
-                    }) {
-                        let real = ctx.real_ref(reference);
-                        let digest = resolver::resolve_for_copy(ctx.store, &real, ctx.req.pull)?;
-                        Some(source::image_layers(ctx.store, &real, &digest)?)
-                    } else {
-                        None
-                    };
-                    from_dirs.push(match layers {
-                        Some(l) if m.kind == frontend::runmount::MountType::Cache => {
-                            let dir = file::materialize(ctx.store, &ctx.executor, &l)?;
-                            let p = dir.path().to_path_buf();
-                            keep_dirs.push(dir);
-                            Some(BindFrom::Dir(p))
-                        }
-                        Some(l) => {
-                            let src = ctx.executor.mount_source(ctx.store, &l)?;
-                            let from = src.from.clone();
-                            keep_sources.push(src);
-                            Some(from)
-                        }
-                        None => None,
-                    });
-                }
-                let binds_context = e
-                    .mounts
-                    .iter()
-                    .any(|m| m.kind == frontend::runmount::MountType::Bind && m.from.is_none());
-                let context_dir = if binds_context {
-                    ctx.context_for_mounts()?
-                } else {
-                    ctx.req.context.clone()
-                };
-                let mounts = crate::ops::mounts::convert(
-                    &e.mounts,
-                    &from_dirs,
-                    &context_dir,
-                    &ctx.req.secrets,
-                    &ctx.req.ssh,
-                )?;
-                ctx.executor.run(
-                    ctx.store,
-                    &prev.layers,
-                    e,
-                    ctx.req.network,
-                    mounts,
-                    &key,
-                    ctx.epoch,
-                    &mut out,
-                )
-            }
-            Op::File(f) if f.kind == FileKind::Mkdir => {
-                let dest = ctx
-                    .executor
-                    .resolve_dest(ctx.store, &prev.layers, &f.dest, true)?;
-                let files = FileLayer {
-                    entries: file::with_dirs(Vec::new(), &dest.missing, ov.uid, ov.gid),
-                    archives: Vec::new(),
-                    parents: dest.parents,
-                };
-                ctx.executor.commit_files(ctx.store, files, ctx.epoch)
-            }
-            Op::File(f) => {
-                // Where the files land in the image below: through its
-                // symlinks, into an existing directory, with the parents
-                // it lacks.
-                let dest = ctx
-                    .executor
-                    .resolve_dest(ctx.store, &prev.layers, &f.dest, false)?;
-                if several_sources(f) && !dest.path.ends_with('/') && !f.parents {
-                    bail!(
-                        "when copying more than one source (or a wildcard) the destination must be a directory: {} is not one in the image; write {}/",
-                        f.dest,
-                        f.dest
-                    );
-                }
-                let (root, sel) = match (&f.from, context_sel) {
-                    // Selected for the cache key with the destination as
-                    // written; again if the image moves it.
-                    (_, Some(sel)) if dest.path == f.dest => (sel_root.clone(), sel),
-                    (_, Some(_)) => {
-                        let no_ignore = Matcher::default();
-                        let ignore = match (&downloads, &named_ignore) {
-                            (Some(_), _) => &no_ignore,
-                            (None, Some(n)) => n,
-                            (None, None) => &ctx.ignore,
-                        };
-                        let mut spec = copy_spec(f, &dest.path);
-                        spec.sources = sel_sources.clone();
-                        let sel = select(&sel_root, ignore, &spec)?;
-                        (sel_root.clone(), sel)
-                    }
-                    (CopySource::Stage { .. } | CopySource::Image { .. }, _) => {
-                        let layers = match (&f.from, &image_source) {
-                            (CopySource::Image { .. }, Some((reference, digest))) => {
-                                source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?
-                            }
-                            _ => inputs
-                                .get(1)
-                                .ok_or_else(|| {
-                                    anyhow!("internal: COPY --from has no source input")
-                                })?
-                                .layers
-                                .clone(),
-                        };
-                        return ctx.executor.copy_from(
-                            ctx.store,
-                            &layers,
-                            &copy_spec(f, &dest.path),
-                            &ov,
-                            &dest.missing,
-                            &dest.parents,
-                            ctx.epoch,
-                        );
-                    }
-                    _ => (ctx.req.context.clone(), Default::default()),
-                };
-                let (entries, archives) = file::copy_entries(
-                    &root,
-                    &sel,
-                    &ov,
-                    false,
-                    // Remote files are unpacked only when asked (`--unpack`).
-                    f.kind == FileKind::Add && f.unpack.unwrap_or(downloads.is_none()),
-                    &f.inline,
-                    &dest.path,
-                )?;
-                let files = FileLayer {
-                    entries: file::with_dirs(entries, &dest.missing, ov.uid, ov.gid),
-                    archives,
-                    parents: dest.parents,
-                };
-                ctx.executor.commit_files(ctx.store, files, ctx.epoch)
-            }
-        }
-    })();
-    match result {
-        Ok(layer) => {
-            emit(ctx, i, EventKind::Finished);
-            let result = CachedResult {
-                layer: layer.clone(),
-                created: Some(image::created_at(ctx.epoch)),
-            };
-            let value = serde_json::to_vec(&result)?;
-            let refs = cache::index::CacheRefs {
-                blobs: stored_blobs(ctx.store, layer.as_ref()),
-                snapshots: layer_dirs_kept(prev, &result),
-            };
-            ctx.store.cache_put_with_refs(&key, &value, &refs)?;
-            ctx.results
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone(), result.clone());
-            let _ = ctx.records.save(&identity, &record);
-            Ok(next_state(prev, key, &result))
-        }
-        Err(e) => {
-            if ctx.executor.cancel_all() {
-                *ctx.first_failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((i, format!("{e:#}")));
-            }
-            emit(
-                ctx,
-                i,
-                EventKind::Failed {
-                    error: format!("{e:#}"),
-                },
-            );
-            Err(e)
-        }
-    }
-}
-
-/// What a COPY/ADD selects, copied to `dest`.
-/// The sources a file op names (none for other ops).
-fn f_sources(op: &Op) -> Vec<String> {
-    match op {
-        Op::File(f) => f.sources.clone(),
-        Op::Exec(_) => Vec::new(),
-    }
-}
-
-/// Whether a COPY/ADD names several sources (or a wildcard): Docker then
-/// needs a directory destination.
-fn several_sources(f: &frontend::FileOp) -> bool {
-    f.sources.len() + f.inline.len() > 1
-        || f.sources
-            .iter()
-            .any(|s| crate::context::select::is_wildcard(s))
-}
-
-/// The destination the cache key's selection uses. `COPY a b /dir` without
-/// a trailing `/` is allowed when `/dir` is a directory of the image, which
-/// only the step itself can see; the key selects as if the `/` were there
-/// and the step refuses if the image has no such directory.
-fn key_dest(f: &frontend::FileOp) -> String {
-    if several_sources(f) && !f.dest.ends_with('/') && !f.parents {
-        format!("{}/", f.dest)
-    } else {
-        f.dest.clone()
-    }
-}
-
-fn copy_spec(f: &frontend::FileOp, dest: &str) -> CopySpec {
-    let mut spec = CopySpec::new(f.sources.clone(), dest);
-    spec.excludes = f.exclude.clone();
-    spec.parents = f.parents;
-    spec
-}
-
-/// The blobs a step's cache entry keeps alive: its layer's, when it is a
-/// stored blob (a layer built here is kept by its directory instead).
-fn stored_blobs(store: &Store, layer: Option<&Layer>) -> Vec<cache::digest::Digest> {
-    layer
-        .filter(|l| store.blobs().has(&l.desc.digest))
-        .map(|l| l.desc.digest.clone())
-        .into_iter()
-        .collect()
-}
-
-/// The unpacked layer directories a step's cache entry keeps alive: those
-/// of every layer of the state it leaves, which is what the next step runs
-/// on. `strata prune` removes the directories no entry names; one that is
-/// not unpacked yet is simply named early.
-fn layer_dirs_kept(prev: &FsState, result: &CachedResult) -> Vec<String> {
-    prev.layers
-        .iter()
-        .chain(&result.layer)
-        .map(source::layer_dir_name)
-        .collect()
-}
-
-fn next_state(prev: &FsState, key: String, result: &CachedResult) -> FsState {
-    let mut s = prev.clone();
-    s.chain_keys.push(key.clone());
-    s.key = key;
-    s.made_layer.push(result.layer.is_some());
-    s.created.push(result.created.clone().unwrap_or_default());
-    if let Some(l) = &result.layer {
-        s.layers.push(l.clone());
-    }
-    s
 }

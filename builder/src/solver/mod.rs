@@ -3,4 +3,6 @@
 
 pub mod cache_key;
 pub mod explain;
+pub mod lazy;
 pub mod schedule;
+pub mod solve;
