@@ -67,34 +67,18 @@ pub(super) static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 impl Executor {
     pub fn new(
         store: &Store,
-        userns: crate::options::Userns,
-        isolation: crate::options::Isolation,
-        snap: crate::options::Snapshotter,
+        userns: runtime::sandbox::UsernsMode,
+        isolation: runtime::sandbox::IsolationRequest,
+        snapshotter: SnapshotterRequest,
         verbose: u8,
     ) -> Executor {
-        use crate::options::{Isolation as I, Snapshotter as S, Userns as U};
-        use runtime::sandbox::IsolationRequest as R;
         Executor {
             root: store.root().to_path_buf(),
             scratch: store.scratch_dir().to_path_buf(),
-            userns: match userns {
-                U::Auto => runtime::sandbox::UsernsMode::Auto,
-                U::Single => runtime::sandbox::UsernsMode::Single,
-                U::Subuid => runtime::sandbox::UsernsMode::Subuid,
-            },
-            isolation: match isolation {
-                I::Auto => R::Auto,
-                I::Userns => R::Userns,
-                I::Chroot => R::Chroot,
-            },
+            userns,
+            isolation,
             verbose: verbose > 0,
-            snapshotter: match snap {
-                S::Auto => SnapshotterRequest::Auto,
-                S::Overlay => {
-                    SnapshotterRequest::Force(runtime::snapshot::SnapshotterKind::Overlay)
-                }
-                S::Native => SnapshotterRequest::Force(runtime::snapshot::SnapshotterKind::Native),
-            },
+            snapshotter,
             state: OnceLock::new(),
             unpacking: Mutex::new(HashMap::new()),
             cancel: runtime::sandbox::CancelToken::new(),
@@ -154,10 +138,10 @@ impl Executor {
             return Ok(dir);
         }
         let lock = {
-            let mut m = self.unpacking.lock().unwrap_or_else(|p| p.into_inner());
+            let mut m = crate::lock(&self.unpacking);
             Arc::clone(m.entry(layer.diff_id.to_string()).or_default())
         };
-        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _held = crate::lock(&lock);
         if layer_dir_ready(&dir) {
             return Ok(dir);
         }
@@ -235,7 +219,7 @@ impl Executor {
         store: &Store,
         layers: &[Layer],
         op: &frontend::ExecOp,
-        network: crate::options::Network,
+        network: Network,
         mounts: Vec<runtime::run_mounts::RunMount>,
         key: &str,
         epoch: Option<i64>,
@@ -258,9 +242,8 @@ impl Executor {
             .as_owner(|| snap.prepare(&k2, &l2))
             .map_err(|e| anyhow!("preparing the step's root filesystem: {e}"))?;
         let net = match (op.network, network) {
-            (Some(frontend::NetworkMode::None), _) | (None, crate::options::Network::None) => {
-                Network::None
-            }
+            (Some(frontend::NetworkMode::None), _) => Network::None,
+            (None, network) => network,
             _ => Network::Host,
         };
         let mut spec = RunSpec::new(active.rootfs.clone(), op.argv.clone());

@@ -1,7 +1,9 @@
 //! `strata build` end to end: read the Dockerfile, resolve bases, lower to
-//! a build graph, plan the vertices, probe which of them the build needs
-//! (`lazy.rs`), run those on the solver with cache lookups (keys from
-//! `step_key.rs`), and assemble, store and export the image (`finish.rs`).
+//! a build graph, plan the vertices (`plan.rs`: each carries its op),
+//! probe which of them the build needs (`lazy.rs`, with the ops' own keys),
+//! run those on the solver — a source vertex as itself, a step through the
+//! solver's cache protocol (`crate::vertex`) — and assemble, store and
+//! export the image (`finish.rs`).
 
 mod dir_base;
 mod finish;
@@ -216,20 +218,7 @@ fn build_inner(
         .iter()
         .map(|c| (c.name.clone(), c.source.clone()))
         .collect();
-    let (file_name, text, df_path) = match &req.dockerfile {
-        DockerfileSource::Stdin => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading the Dockerfile from stdin")?;
-            ("-".to_string(), s, None)
-        }
-        DockerfileSource::Path(p) => {
-            let s = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read the Dockerfile {}", p.display()))?;
-            (p.display().to_string(), s, Some(p.clone()))
-        }
-    };
+    let (file_name, text, df_path) = read_dockerfile(req)?;
     let (ignore, _) = dockerignore::load_for_build(&req.context, df_path.as_deref())?;
     preflight::check(req)?;
     let store = Store::open(&req.root)
@@ -319,53 +308,88 @@ fn build_inner(
     let _ = ctx.index.save();
     let outputs = match outputs {
         Ok(o) => o,
-        Err(f) => {
-            // Report the step that failed on its own, not a sibling that
-            // was cancelled because of it.
-            let (vertex, error) = lock(&ctx.first_failure)
-                .take()
-                .unwrap_or((f.vertex, format!("{:#}", f.error)));
-            let v = &plan.nodes[vertex].op;
-            let tail = lock(&ctx.tails).remove(&vertex).unwrap_or_default();
-            let mut msg = format!("{}: {}", v.describe(&file_name), error);
-            if !tail.is_empty() {
-                msg.push_str("\nlast output:\n");
-                for l in tail.iter().rev().take(10).rev() {
-                    msg.push_str("  ");
-                    msg.push_str(l);
-                    msg.push('\n');
-                }
-            }
-            bail!("{msg}");
-        }
-    };
-    let mut exported = remote_cache::Exported {
-        entries: lock(&ctx.results).clone(),
-        records: lock(&ctx.records_out).clone(),
+        Err(f) => bail!("{}", failure_message(&ctx, &plan, f, &file_name)),
     };
     let state = outputs[plan.target]
         .clone()
         .ok_or_else(|| anyhow!("internal: the target produced nothing"))?;
+    let inline = export_cache(&ctx, &state)?;
+    finish_image(&ctx, &graph, &resolver, &state, inline)
+}
+
+/// The Dockerfile's name (for messages), text and path (`None`: stdin).
+fn read_dockerfile(
+    req: &BuildRequest,
+) -> anyhow::Result<(String, String, Option<std::path::PathBuf>)> {
+    Ok(match &req.dockerfile {
+        DockerfileSource::Stdin => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the Dockerfile from stdin")?;
+            ("-".to_string(), s, None)
+        }
+        DockerfileSource::Path(p) => {
+            let s = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the Dockerfile {}", p.display()))?;
+            (p.display().to_string(), s, Some(p.clone()))
+        }
+    })
+}
+
+/// The message of a failed build: the step that failed on its own (not a
+/// sibling cancelled because of it), where it is, and its last output.
+fn failure_message(
+    ctx: &Ctx,
+    plan: &plan::Plan,
+    f: schedule::Failure<anyhow::Error>,
+    file_name: &str,
+) -> String {
+    let (vertex, error) = lock(&ctx.first_failure)
+        .take()
+        .unwrap_or((f.vertex, format!("{:#}", f.error)));
+    let v = &plan.nodes[vertex].op;
+    let tail = lock(&ctx.tails).remove(&vertex).unwrap_or_default();
+    let mut msg = format!("{}: {}", v.describe(file_name), error);
+    if !tail.is_empty() {
+        msg.push_str("\nlast output:\n");
+        for l in tail.iter().rev().take(10).rev() {
+            msg.push_str("  ");
+            msg.push_str(l);
+            msg.push('\n');
+        }
+    }
+    msg
+}
+
+/// `--cache-to`: exports this build's results (and their records) where
+/// asked; returns the inline cache for the image config, if asked for.
+fn export_cache(ctx: &Ctx, state: &FsState) -> anyhow::Result<Option<serde_json::Value>> {
+    let mut exported = remote_cache::Exported {
+        entries: lock(&ctx.results).clone(),
+        records: lock(&ctx.records_out).clone(),
+    };
     // A cache names compressed blobs a registry can serve: layers built
     // here are encoded (once; remembered) before they are named there.
-    if !req.cache_to.is_empty() {
+    if !ctx.req.cache_to.is_empty() {
         exported.entries =
-            remote_cache::with_stored_layers(&store, &ctx.executor, exported.entries)?;
+            remote_cache::with_stored_layers(ctx.store, &ctx.executor, exported.entries)?;
     }
     remote_cache::export(
-        &store,
-        &req.cache_to,
+        ctx.store,
+        &ctx.req.cache_to,
         &exported,
         &state.chain_keys,
         &ctx.tasks,
-        &|w| warn(req, &w),
+        &|w| warn(ctx.req, &w),
     )?;
-    let inline = req
+    let inline = ctx
+        .req
         .cache_to
         .iter()
         .any(|c| matches!(c, crate::options::CacheTo::Inline))
         .then(|| remote_cache::inline_entries(&exported, &state.chain_keys));
-    finish_image(&ctx, &graph, &resolver, &state, inline)
+    Ok(inline)
 }
 
 /// Whether a base layer must be downloaded before a step can run on it:
