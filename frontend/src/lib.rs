@@ -22,6 +22,7 @@ pub mod config;
 pub mod graph;
 mod lower;
 pub mod runmount;
+pub mod source;
 
 pub use config::{Healthcheck, ImageConfig};
 pub use graph::{

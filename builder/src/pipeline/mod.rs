@@ -232,6 +232,7 @@ fn build_inner(
         build_args: req.build_args.clone(),
         target: req.target.clone(),
         file_name: file_name.clone(),
+        named_contexts: named.keys().map(|n| n.to_ascii_lowercase()).collect(),
         ..Default::default()
     };
     let graph = frontend::lower(&df, &opts, &resolver).map_err(|d| anyhow!("{d}"))?;

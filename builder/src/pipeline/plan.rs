@@ -18,7 +18,7 @@ pub enum VertexOp {
     /// `FROM <image>` at a manifest digest.
     Image { reference: String, digest: String },
     /// RUN (an exec op) or COPY/ADD/WORKDIR (a file op).
-    Step(frontend::Op),
+    Step(Box<frontend::Op>),
 }
 
 /// One vertex of the plan: its op and what the build says of it, with no
@@ -141,7 +141,7 @@ pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
             let digest = definition_digest(&serde_json::Value::String(digest));
             nodes.push(Node {
                 op: Vertex {
-                    op: VertexOp::Step(step.op.clone()),
+                    op: VertexOp::Step(Box::new(step.op.clone())),
                     name: format!(
                         "[{}{}/{}] {}",
                         stage_label(graph, si),

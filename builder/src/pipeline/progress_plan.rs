@@ -42,7 +42,7 @@ pub(super) fn prefetch(plan: &Plan, needed: &[bool], probes: &[Probe]) -> Vec<bo
             continue;
         };
         let on_image = matches!(plan.nodes[base].op.op, VertexOp::Image { .. });
-        let runs = matches!(op, Op::Exec(_));
+        let runs = matches!(op.as_ref(), Op::Exec(_));
         if on_image && runs && needed[j] && probes[j].hit.is_none() {
             out[base] = true;
         }

@@ -70,48 +70,39 @@ pub fn key(
         (p.ov.uid, p.ov.gid) = file::resolve_owner(ctx.store, &ctx.executor, layers, c)?;
         p.ov.explicit_owner = true;
     }
-    // `--build-context name=DIR`: COPY --from=name reads that directory
-    // like a second context (with its own .dockerignore).
-    let named_dir = match &f.from {
-        CopySource::Image { reference } => match ctx.named.get(&reference.to_ascii_lowercase()) {
-            Some(NamedContextSource::Dir(d)) => Some(d.clone()),
-            _ => None,
-        },
-        _ => None,
-    };
-    if let (CopySource::Image { reference }, None) = (&f.from, &named_dir) {
-        let r = ctx.resolve_image(reference, "--from")?;
-        facts.insert("base".into(), r.clone());
-        p.image_source = Some((reference.clone(), r));
-    }
-    if let Some(dir) = &named_dir {
-        let (ignore, _) = dockerignore::load_for_build(dir, None)?;
-        let prefix = format!("context:{}:", dir.display());
-        let (sel, sum) = select_for_key(
-            dir,
-            &ignore,
-            &copy_spec(f, &key_dest(f)),
-            &p.ov,
-            &ChecksumIndex::in_memory(),
-            Some((&mut facts, &prefix)),
-        )?;
-        (ctx_sum, p.context_sel, p.sel_root) = (Some(sum), Some(sel), dir.clone());
-        p.named_ignore = Some(ignore);
-    }
-    if f.kind != FileKind::Mkdir && matches!(f.from, CopySource::Context) && !f.sources.is_empty() {
-        let remote = f.sources.iter().filter(|s| remote::is_remote(s)).count();
-        if f.kind == FileKind::Add && remote > 0 {
-            if remote != f.sources.len() {
-                return Err(crate::not_supported(
-                    "ADD of URLs and local files in one instruction; split it in two",
-                ));
+    match &f.from {
+        // `--build-context name=DIR`: COPY --from=name reads that directory
+        // like a second context (with its own .dockerignore).
+        CopySource::Named { name } => match ctx.named.get(&name.to_ascii_lowercase()) {
+            Some(NamedContextSource::Dir(dir)) => {
+                let (ignore, _) = dockerignore::load_for_build(dir, None)?;
+                let prefix = format!("context:{}:", dir.display());
+                let (sel, sum) = select_for_key(
+                    dir,
+                    &ignore,
+                    &copy_spec(f, &key_dest(f)),
+                    &p.ov,
+                    &ChecksumIndex::in_memory(),
+                    Some((&mut facts, &prefix)),
+                )?;
+                (ctx_sum, p.context_sel, p.sel_root) = (Some(sum), Some(sel), dir.clone());
+                p.named_ignore = Some(ignore);
             }
-            // A probe does not download: the key stays unknown.
+            // An image or OCI layout: resolved like `--from=<image>`.
+            _ => p.image_source = Some(image_source(step, name, &mut facts)?),
+        },
+        CopySource::Image { reference } => {
+            p.image_source = Some(image_source(step, reference, &mut facts)?);
+        }
+        // ADD <url>… / ADD <git repository>: downloaded; a probe does not
+        // download, so the key stays unknown.
+        CopySource::Http | CopySource::Git { .. } if f.kind != FileKind::Mkdir => {
             if probe {
                 return Ok(None);
             }
             ctx_sum = Some(download_key(step, f, &mut p, &mut facts)?);
-        } else {
+        }
+        CopySource::Context if f.kind != FileKind::Mkdir && !f.sources.is_empty() => {
             let (sel, sum) = select_for_key(
                 &ctx.req.context,
                 &ctx.ignore,
@@ -122,6 +113,7 @@ pub fn key(
             )?;
             (ctx_sum, p.context_sel) = (Some(sum), Some(sel));
         }
+        _ => {}
     }
     let key = cache_key(&KeyInputs {
         definition: def,
@@ -136,6 +128,18 @@ pub fn key(
     }))
 }
 
+/// `(reference, digest)` of the image a `--from` names, with the digest
+/// among the key's facts.
+fn image_source(
+    step: &Step,
+    reference: &str,
+    facts: &mut BTreeMap<String, String>,
+) -> anyhow::Result<(String, String)> {
+    let r = step.ctx.resolve_image(reference, "--from")?;
+    facts.insert("base".into(), r.clone());
+    Ok((reference.to_string(), r))
+}
+
 /// ADD <url>… or ADD <git repository>: downloads them into a scratch
 /// directory, which becomes the step's context; returns its checksum.
 fn download_key(
@@ -148,13 +152,21 @@ fn download_key(
         .prefix("add-url-")
         .tempdir_in(step.ctx.store.scratch_dir())?;
     let sum;
-    if f.sources.iter().any(|s| git::is_git(s)) {
-        let [source] = f.sources.as_slice() else {
-            return Err(crate::not_supported(
-                "ADD of a git repository together with other sources; split it",
-            ));
+    if let CopySource::Git {
+        repository,
+        reference,
+        subdir,
+    } = &f.from
+    {
+        let source = f
+            .sources
+            .first()
+            .map_or(repository.as_str(), |s| s.as_str());
+        let src = git::GitSource {
+            url: repository.clone(),
+            reference: reference.clone(),
+            subdir: subdir.clone(),
         };
-        let src = git::GitSource::parse(source);
         let co = git::checkout(&src, dir.path(), f.keep_git_dir)?;
         // The tree is copied into `dest` as a directory.
         let into = format!("{}/", f.dest.trim_end_matches('/'));
@@ -262,12 +274,12 @@ pub fn run(step: &Step, f: &FileOp, p: Prepared) -> anyhow::Result<Option<Layer>
             let sel = select(&p.sel_root, ignore, &spec)?;
             (p.sel_root.clone(), sel)
         }
-        (CopySource::Stage { .. } | CopySource::Image { .. }, _) => {
-            let layers = match (&f.from, &p.image_source) {
-                (CopySource::Image { .. }, Some((reference, digest))) => {
+        (CopySource::Stage { .. } | CopySource::Image { .. } | CopySource::Named { .. }, _) => {
+            let layers = match &p.image_source {
+                Some((reference, digest)) => {
                     source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?
                 }
-                _ => step
+                None => step
                     .inputs
                     .get(1)
                     .ok_or_else(|| anyhow!("internal: COPY --from has no source input"))?
