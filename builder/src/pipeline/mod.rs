@@ -128,7 +128,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) ignore: Matcher,
     pub(crate) index: ChecksumIndex,
     pub(crate) records: RecordStore,
-    pub(crate) executor: Executor,
+    pub(crate) executor: Executor<'a>,
     /// `SOURCE_DATE_EPOCH` (build arg, else environment): every layer's
     /// mtimes, the config's and history's times are clamped to it.
     pub(crate) epoch: Option<i64>,

@@ -133,7 +133,7 @@ pub fn run(
                 Some(BindFrom::Dir(p))
             }
             Some(l) => {
-                let src = ctx.executor.mount_source(ctx.store, &l)?;
+                let src = ctx.executor.mount_source(&l)?;
                 let from = src.from.clone();
                 keep_sources.push(src);
                 Some(from)
@@ -162,7 +162,6 @@ pub fn run(
         .first()
         .ok_or_else(|| anyhow!("internal: a RUN has no state to run on"))?;
     ctx.executor.run(
-        ctx.store,
         &prev.layers,
         e,
         ctx.req.network,

@@ -236,9 +236,7 @@ pub fn run(step: &Step, f: &FileOp, p: Prepared) -> anyhow::Result<Option<Layer>
         .ok_or_else(|| anyhow!("internal: a file op has no state to run on"))?;
     let ov = &p.ov;
     if f.kind == FileKind::Mkdir {
-        let dest = ctx
-            .executor
-            .resolve_dest(ctx.store, &prev.layers, &f.dest, true)?;
+        let dest = ctx.executor.resolve_dest(&prev.layers, &f.dest, true)?;
         let files = FileLayer {
             entries: file::with_dirs(Vec::new(), &dest.missing, ov.uid, ov.gid),
             archives: Vec::new(),
@@ -248,9 +246,7 @@ pub fn run(step: &Step, f: &FileOp, p: Prepared) -> anyhow::Result<Option<Layer>
     }
     // Where the files land in the image below: through its symlinks, into
     // an existing directory, with the parents it lacks.
-    let dest = ctx
-        .executor
-        .resolve_dest(ctx.store, &prev.layers, &f.dest, false)?;
+    let dest = ctx.executor.resolve_dest(&prev.layers, &f.dest, false)?;
     if several_sources(f) && !dest.path.ends_with('/') && !f.parents {
         bail!(
             "when copying more than one source (or a wildcard) the destination must be a directory: {} is not one in the image; write {}/",
@@ -287,7 +283,6 @@ pub fn run(step: &Step, f: &FileOp, p: Prepared) -> anyhow::Result<Option<Layer>
                     .clone(),
             };
             return ctx.executor.copy_from(
-                ctx.store,
                 &layers,
                 &copy_spec(f, &dest.path),
                 ov,
