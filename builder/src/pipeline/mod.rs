@@ -5,6 +5,7 @@
 //! solver's cache protocol (`crate::vertex`) — and assemble, store and
 //! export the image (`finish.rs`).
 
+pub(crate) mod ctx;
 mod dir_base;
 mod finish;
 pub(crate) mod image;
@@ -25,49 +26,18 @@ use anyhow::{Context as _, anyhow, bail};
 use cache::store::Store;
 
 use crate::context::checksum::ChecksumIndex;
-use crate::context::dockerignore::{self, Matcher};
+use crate::context::dockerignore;
 use crate::lock;
 use crate::ops::exec::Executor;
-use crate::ops::{CachedResult, Layer, source};
 use crate::options::{BuildRequest, DockerfileSource, NamedContextSource};
-use crate::progress::{Event, EventKind, Sink, Summary};
-use crate::solver::explain::{RecordStore, StepRecord};
+use crate::progress::{Sink, Summary};
+use crate::solver::explain::RecordStore;
 use crate::solver::schedule;
 use crate::vertex;
+pub use ctx::FsState;
+pub(crate) use ctx::{Ctx, emit};
 use finish::finish_image;
 use plan::{Vertex, VertexOp};
-
-/// A filesystem state: the layers so far and the cache key that made them.
-#[derive(Debug, Clone)]
-pub struct FsState {
-    pub key: String,
-    pub layers: Vec<Layer>,
-    /// Per step of the stage chain (base history excluded): whether each
-    /// filesystem step made a layer, in step order across parent stages.
-    pub made_layer: Vec<bool>,
-    /// When each of those steps ran, in the same order.
-    pub created: Vec<String>,
-    /// The cache keys of those steps: what `mode=min` and inline caches
-    /// export (the results the final image is made of).
-    pub chain_keys: Vec<String>,
-    /// A vertex the build did not need (see `lazy.rs`): only its key is
-    /// real, its layers are not there.
-    pub skipped: bool,
-}
-
-impl FsState {
-    /// No layers yet, under `key`.
-    pub(crate) fn empty(key: String) -> FsState {
-        FsState {
-            key,
-            layers: Vec::new(),
-            made_layer: Vec::new(),
-            created: Vec::new(),
-            chain_keys: Vec::new(),
-            skipped: false,
-        }
-    }
-}
 
 /// The result of a build.
 #[derive(Debug, Clone)]
@@ -116,94 +86,6 @@ fn build_with(req: &BuildRequest, sink: &dyn Sink) -> Outcome {
     match r {
         Ok(x) => Ok((x, a, b)),
         Err(e) => Err((e, a, b)),
-    }
-}
-
-pub(crate) struct Ctx<'a> {
-    pub(crate) req: &'a BuildRequest,
-    pub(crate) store: &'a Store,
-    pub(crate) sink: &'a dyn Sink,
-    /// Pushes, exports, cache exports: progress entries after the steps.
-    pub(crate) tasks: crate::progress::Tasks<'a>,
-    pub(crate) ignore: Matcher,
-    pub(crate) index: ChecksumIndex,
-    pub(crate) records: RecordStore,
-    pub(crate) executor: Executor<'a>,
-    /// `SOURCE_DATE_EPOCH` (build arg, else environment): every layer's
-    /// mtimes, the config's and history's times are clamped to it.
-    pub(crate) epoch: Option<i64>,
-    pub(crate) ran: &'a AtomicUsize,
-    pub(crate) cached: &'a AtomicUsize,
-    pub(crate) identity_prefix: String,
-    /// Output lines of each step, for the failure message.
-    pub(crate) tails: Mutex<BTreeMap<usize, Vec<String>>>,
-    /// Results imported with `--cache-from`.
-    pub(crate) imported: remote_cache::Imported,
-    /// Every step result of this build, for `--cache-to`.
-    pub(crate) results: Mutex<BTreeMap<String, CachedResult>>,
-    /// Every step's record by its portable identity, for `--cache-to`
-    /// (a fresh runner's `--explain-cache` reads them).
-    pub(crate) records_out: Mutex<BTreeMap<String, StepRecord>>,
-    /// `--build-context` names.
-    pub(crate) named: BTreeMap<String, NamedContextSource>,
-    /// Every stage name the Dockerfile declares, for messages.
-    pub(crate) stage_names: Vec<String>,
-    /// Images `--from=` names that could not be resolved, with the error:
-    /// the probe and the step ask once, not twice with retries each.
-    pub(crate) unresolved: Mutex<BTreeMap<String, String>>,
-    /// The step that failed first (others may fail after, cancelled).
-    pub(crate) first_failure: Mutex<Option<(usize, String)>>,
-    /// The context without its `.dockerignore`d files, for RUN bind mounts
-    /// (made on first use).
-    pub(crate) context_view: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
-}
-
-impl Ctx<'_> {
-    /// The directory a RUN bind mount of the context shows: the context
-    /// itself when nothing is ignored, else a view without the ignored files.
-    pub(crate) fn context_for_mounts(&self) -> anyhow::Result<std::path::PathBuf> {
-        if self.ignore.is_empty() {
-            return Ok(self.req.context.clone());
-        }
-        self.context_view
-            .get_or_init(|| {
-                crate::context::filtered::filtered_view(
-                    &self.req.context,
-                    &self.ignore,
-                    self.store.scratch_dir(),
-                )
-                .map_err(|e| format!("{e:#}"))
-            })
-            .as_ref()
-            .map(|d| d.path().to_path_buf())
-            .map_err(|e| anyhow!("{e}"))
-    }
-
-    /// The manifest digest of the image `COPY --from=` / `--mount from=`
-    /// (`flag`) names; a failure is remembered and says first when no
-    /// stage has that name.
-    pub(crate) fn resolve_image(&self, reference: &str, flag: &str) -> anyhow::Result<String> {
-        let failed = || lock(&self.unresolved);
-        if let Some(e) = failed().get(reference) {
-            bail!("{e}");
-        }
-        // Not under the lock: other steps resolve their images meanwhile.
-        resolver::resolve_for_copy(self.store, &self.real_ref(reference), self.req.pull).map_err(
-            |e| {
-                let e = resolver::not_a_stage(&self.stage_names, flag, reference, e);
-                failed().insert(reference.to_string(), format!("{e:#}"));
-                e
-            },
-        )
-    }
-
-    /// The image a name stands for (`--build-context name=docker-image://REF`).
-    pub(crate) fn real_ref(&self, name: &str) -> String {
-        match self.named.get(&name.to_ascii_lowercase()) {
-            Some(NamedContextSource::Image(r)) => r.clone(),
-            Some(NamedContextSource::OciLayout(p)) => format!("oci-layout:{}", p.display()),
-            _ => name.to_string(),
-        }
     }
 }
 
@@ -393,14 +275,6 @@ fn export_cache(ctx: &Ctx, state: &FsState) -> anyhow::Result<Option<serde_json:
     Ok(inline)
 }
 
-/// Whether a base layer must be downloaded before a step can run on it:
-/// not in the blob store and not already a layer directory.
-pub(crate) fn needs_download(store: &Store, l: &crate::ops::Layer) -> bool {
-    !store.blobs().has(&l.desc.digest)
-        && !crate::ops::commit::is_dir_layer(store, l)
-        && !source::layer_dir_ready(&source::layer_dir(store, l))
-}
-
 /// A warning on stderr, unless `-q`. A Dockerfile diagnostic already says
 /// `warning: ` itself.
 fn warn(req: &BuildRequest, w: &str) {
@@ -410,10 +284,6 @@ fn warn(req: &BuildRequest, w: &str) {
             None => eprintln!("warning: {w}"),
         }
     }
-}
-
-pub(crate) fn emit(ctx: &Ctx, step: usize, kind: EventKind) {
-    ctx.sink.event(&Event::now(step + 1, kind));
 }
 
 /// Runs vertex `i`: a stage's base as a source, a step with the solver's

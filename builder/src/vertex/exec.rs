@@ -12,7 +12,7 @@ use runtime::run_mounts::BindFrom;
 use super::Step;
 use crate::lock;
 use crate::ops::{Layer, file, source};
-use crate::pipeline::emit;
+use crate::pipeline::ctx::emit;
 use crate::progress::EventKind;
 use crate::solver::cache_key::{KeyInputs, cache_key};
 use crate::solver::solve::Keyed;

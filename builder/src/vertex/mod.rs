@@ -20,8 +20,9 @@ use anyhow::{anyhow, bail};
 use frontend::Op as StepKind;
 
 use crate::ops::{CachedResult, Layer};
+use crate::pipeline::ctx::{Ctx, FsState};
+use crate::pipeline::image;
 use crate::pipeline::plan::{Vertex, VertexOp};
-use crate::pipeline::{Ctx, FsState, image};
 use crate::solver::cache_key::definition_digest;
 use crate::solver::solve::{Keyed, Op, Policy, solve_vertex};
 

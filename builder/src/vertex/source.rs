@@ -6,7 +6,9 @@
 
 use crate::ops::{Layer, source};
 use crate::pipeline::plan::VertexOp;
-use crate::pipeline::{Ctx, FsState, emit, needs_download};
+use cache::store::Store;
+
+use crate::pipeline::ctx::{Ctx, FsState, emit};
 use crate::progress::EventKind;
 use crate::solver::cache_key::{KeyInputs, cache_key, definition_digest};
 
@@ -82,4 +84,12 @@ pub fn run(
         layers,
         ..FsState::empty(image_key(reference, digest))
     })
+}
+
+/// Whether a base layer must be downloaded before a step can run on it:
+/// not in the blob store and not already a layer directory.
+fn needs_download(store: &Store, l: &crate::ops::Layer) -> bool {
+    !store.blobs().has(&l.desc.digest)
+        && !crate::ops::commit::is_dir_layer(store, l)
+        && !source::layer_dir_ready(&source::layer_dir(store, l))
 }
