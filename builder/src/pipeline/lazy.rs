@@ -37,8 +37,12 @@ pub(super) struct Probe {
     pub local: bool,
     /// A step's key as its op computed it, with the input keys it was
     /// computed on: the step uses it when its inputs are those.
-    pub keyed: Option<(Vec<String>, Keyed<Prepared>)>,
+    pub keyed: Option<ProbedKey>,
 }
+
+/// A step's key as the probe computed it, with the input keys it was
+/// computed on.
+pub(super) type ProbedKey = (Vec<String>, Keyed<Prepared>);
 
 /// Probes every vertex the target reaches, in plan order (inputs first).
 pub(super) fn probe(ctx: &Ctx, plan: &Plan) -> Vec<Probe> {
@@ -55,7 +59,13 @@ pub(super) fn probe(ctx: &Ctx, plan: &Plan) -> Vec<Probe> {
             VertexOp::Stage => node
                 .deps
                 .first()
-                .map(|d| out[*d].clone())
+                .map(|d| Probe {
+                    key: out[*d].key.clone(),
+                    layers: out[*d].layers.clone(),
+                    hit: out[*d].hit.clone(),
+                    local: out[*d].local,
+                    keyed: None,
+                })
                 .unwrap_or_default(),
             op => source::probe(ctx, op)
                 .map(|(key, layers)| Probe {

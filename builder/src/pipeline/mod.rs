@@ -172,7 +172,13 @@ fn build_inner(
         context_view: std::sync::OnceLock::new(),
     };
     // Stages only a cache hit reads are not run (BuildKit's lazy solve).
-    let probes = lazy::probe(&ctx, &plan);
+    let mut probes = lazy::probe(&ctx, &plan);
+    // Each step takes the key its probe computed (once: what it selected
+    // is not kept twice).
+    let keyed: Vec<Mutex<Option<lazy::ProbedKey>>> = probes
+        .iter_mut()
+        .map(|p| Mutex::new(p.keyed.take()))
+        .collect();
     let needed = lazy::needed(&plan, &probes);
     sink.planned(progress_plan::shown(&plan, &needed, &probes));
     let prefetch = progress_plan::prefetch(&plan, &needed, &probes);
@@ -182,7 +188,7 @@ fn build_inner(
         req.jobs,
         |i, v, inputs: &[FsState]| {
             if needed[i] {
-                run_vertex(&ctx, i, v, inputs, &probes[i], prefetch[i])
+                run_vertex(&ctx, i, v, inputs, lock(&keyed[i]).take(), prefetch[i])
             } else {
                 Ok(lazy::skipped(&ctx, i, v, &probes[i]))
             }
@@ -287,17 +293,17 @@ fn warn(req: &BuildRequest, w: &str) {
 }
 
 /// Runs vertex `i`: a stage's base as a source, a step with the solver's
-/// cache protocol (`probe`: what the lazy probe found for it).
+/// cache protocol (`probed`: the key the lazy probe computed for it).
 fn run_vertex(
     ctx: &Ctx,
     i: usize,
     v: &Vertex,
     inputs: &[FsState],
-    probe: &lazy::Probe,
+    probed: Option<lazy::ProbedKey>,
     prefetch: bool,
 ) -> anyhow::Result<FsState> {
     match &v.op {
-        VertexOp::Step(_) => vertex::run_step(ctx, i, v, inputs, probe.keyed.as_ref()),
+        VertexOp::Step(_) => vertex::run_step(ctx, i, v, inputs, probed),
         op => vertex::source::run(ctx, i, op, &v.name, inputs, prefetch),
     }
 }

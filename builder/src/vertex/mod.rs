@@ -130,7 +130,7 @@ pub fn run_step(
     i: usize,
     vertex: &Vertex,
     inputs: &[FsState],
-    probed: Option<&(Vec<String>, Keyed<Prepared>)>,
+    probed: Option<(Vec<String>, Keyed<Prepared>)>,
 ) -> anyhow::Result<FsState> {
     let prev = &inputs[0];
     let step = Step {
@@ -143,7 +143,7 @@ pub fn run_step(
     };
     let known = probed
         .filter(|(keys, _)| *keys == step.input_keys)
-        .map(|(_, k)| k.clone());
+        .map(|(_, k)| k);
     let cache = store::StoreCache::new(ctx, vertex, prev);
     let events = store::StepEvents {
         ctx,
