@@ -8,7 +8,10 @@
 //! caller implements, so the whole crate can be tested without a disk or a
 //! network. [`lint`] holds BuildKit's build checks, which [`lower()`] runs
 //! as warnings and [`check()`] runs over every stage; the facts they need
-//! from disk (the context's `.dockerignore`) come in as parameters.
+//! from disk (the context's `.dockerignore`) come in as parameters. What a
+//! COPY/ADD reads is decided here too ([`CopySource`]: the context, a stage,
+//! an image, a named context, URLs to download or a git repository, told
+//! apart by [`source::classify`]), so the builder plans each as what it is.
 
 pub mod ast;
 pub mod diagnostic;
