@@ -81,9 +81,10 @@ pub(crate) struct Ctx<'a> {
     pub(crate) named: BTreeMap<String, NamedContextSource>,
     /// Every stage name the Dockerfile declares, for messages.
     pub(crate) stage_names: Vec<String>,
-    /// Images `--from=` names that could not be resolved, with the error:
-    /// the probe and the step ask once, not twice with retries each.
-    pub(crate) unresolved: Mutex<BTreeMap<String, String>>,
+    /// Images `--from=` / `--mount from=` name, resolved once per build:
+    /// the manifest digest, or the error (the probe and the steps ask
+    /// once, not again with retries each).
+    pub(crate) images: Mutex<BTreeMap<String, Result<String, String>>>,
     /// The step that failed first (others may fail after, cancelled).
     pub(crate) first_failure: Mutex<Option<(usize, String)>>,
     /// The context without its `.dockerignore`d files, for RUN bind mounts
@@ -113,21 +114,21 @@ impl Ctx<'_> {
     }
 
     /// The manifest digest of the image `COPY --from=` / `--mount from=`
-    /// (`flag`) names; a failure is remembered and says first when no
-    /// stage has that name.
+    /// (`flag`) names, resolved once per build; a failure is remembered
+    /// too and says first when no stage has that name.
     pub(crate) fn resolve_image(&self, reference: &str, flag: &str) -> anyhow::Result<String> {
-        let failed = || lock(&self.unresolved);
-        if let Some(e) = failed().get(reference) {
-            bail!("{e}");
+        let known = || lock(&self.images);
+        match known().get(reference) {
+            Some(Ok(digest)) => return Ok(digest.clone()),
+            Some(Err(e)) => bail!("{e}"),
+            None => {}
         }
         // Not under the lock: other steps resolve their images meanwhile.
-        resolver::resolve_for_copy(self.store, &self.real_ref(reference), self.req.pull).map_err(
-            |e| {
-                let e = resolver::not_a_stage(&self.stage_names, flag, reference, e);
-                failed().insert(reference.to_string(), format!("{e:#}"));
-                e
-            },
-        )
+        let r = resolver::resolve_for_copy(self.store, &self.real_ref(reference), self.req.pull)
+            .map_err(|e| resolver::not_a_stage(&self.stage_names, flag, reference, e));
+        let kept = r.as_ref().map(String::clone).map_err(|e| format!("{e:#}"));
+        known().insert(reference.to_string(), kept);
+        r
     }
 
     /// The image a name stands for (`--build-context name=docker-image://REF`).

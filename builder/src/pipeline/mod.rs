@@ -167,7 +167,7 @@ fn build_inner(
         records_out: Mutex::new(BTreeMap::new()),
         named,
         stage_names: resolver::stage_names(&df),
-        unresolved: Mutex::new(BTreeMap::new()),
+        images: Mutex::new(BTreeMap::new()),
         first_failure: Mutex::new(None),
         context_view: std::sync::OnceLock::new(),
     };
