@@ -3,16 +3,29 @@
 //! wiring of outputs. Parsing lives in `frontend`, storage in `cache`,
 //! sandboxes in `runtime`; this crate only joins them.
 //!
-//! Steps execute in one place: [`pipeline`] lowers the Dockerfile, plans the
-//! vertices and runs them on the [`solver`] against the cache, and [`ops`]
-//! runs each one — base layers fetched lazily and unpacked once per diff_id
-//! into `<root>/snapshots/layer-<hex>`, RUN in the runtime's sandbox over a
-//! snapshot of those layer directories, COPY/ADD/WORKDIR written straight
-//! into a new layer directory, and `COPY --from` read in place from the
-//! source's layer directories inside the build's user namespace. A layer
-//! built here *is* its directory plus a streamed diff_id (`ops::commit`):
-//! nothing is compressed while building; [`output`] makes the blobs an
-//! output needs, once each.
+//! A build goes through four layers, as in BuildKit:
+//!
+//! * [`pipeline`] reads the Dockerfile, lowers it (`frontend`) and *plans*
+//!   it: a list of vertices, each carrying its op (a stage's base, a RUN,
+//!   a COPY/ADD/WORKDIR) and the indices of its inputs; then it probes
+//!   which vertices the target needs, runs them and assembles the image.
+//! * `vertex` holds the *ops with keys*: one file per op kind (exec,
+//!   file, source) with its cache map (what its key is made of) and its
+//!   execution, plus the store-backed cache the solver asks.
+//! * [`solver`] knows no Dockerfile: it schedules vertices in parallel
+//!   (`schedule`), runs each one's *cache protocol* (`solve`: key, local
+//!   lookup, key lock, lookup again, `--cache-from` import, explain,
+//!   execute, record, progress), decides what a lazy build can skip
+//!   (`lazy`) and says why a step missed (`explain`).
+//! * [`ops`] is the *worker* (`ops::exec::Executor`): base layers fetched
+//!   lazily and unpacked once per diff_id into `<root>/snapshots/layer-<hex>`,
+//!   RUN in the runtime's sandbox over a snapshot of those layer
+//!   directories, COPY/ADD/WORKDIR written straight into a new layer
+//!   directory, and `COPY --from` read in place from the source's layer
+//!   directories inside the build's user namespace. A layer built here
+//!   *is* its directory plus a streamed diff_id (`ops::commit`): nothing is
+//!   compressed while building; [`output`] makes the blobs an output
+//!   needs, once each.
 
 pub mod cli;
 pub mod context;
@@ -23,10 +36,18 @@ pub mod pipeline;
 pub mod platform;
 pub mod progress;
 pub mod solver;
+pub(crate) mod vertex;
 
 /// The one refusal for a path that is not built yet, worded like the CLI's
 /// (`cli::not_yet`), so a library module can refuse without reaching into
 /// the command line.
 pub(crate) fn not_supported(what: &str) -> anyhow::Error {
     anyhow::anyhow!("not supported yet: {what}")
+}
+
+/// Locks a mutex, also when a thread panicked while holding it: the data
+/// behind the build's mutexes (results, records, output tails) stays
+/// usable, and one panicking step must not hide every other step's error.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -52,7 +52,7 @@ pub fn render(graph: &BuildGraph) -> String {
                         "  {} -> {to} [style=dashed, label=\"--from\"];",
                         last_node(graph, id)
                     )),
-                    CopySource::Image { reference } => {
+                    CopySource::Image { reference } | CopySource::Named { name: reference } => {
                         let n = images.len();
                         images.push(format!(
                             "  image_{n} [shape=ellipse, label=\"{}\"];",

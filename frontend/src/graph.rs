@@ -111,6 +111,9 @@ pub struct BuildOptions {
     pub build_platform: Platform,
     /// The Dockerfile's name, for diagnostics.
     pub file_name: String,
+    /// The `--build-context` names (lowercase) that `COPY --from=` may
+    /// read when no stage has that name.
+    pub named_contexts: std::collections::BTreeSet<String>,
 }
 
 impl Default for BuildOptions {
@@ -121,6 +124,7 @@ impl Default for BuildOptions {
             platform: Platform::default(),
             build_platform: Platform::default(),
             file_name: "Dockerfile".into(),
+            named_contexts: Default::default(),
         }
     }
 }
@@ -442,6 +446,18 @@ pub enum CopySource {
     Stage { id: usize },
     /// `--from=<image>` that names no stage: a registry image.
     Image { reference: String },
+    /// `--from=<name>` of a `--build-context` the caller named (a
+    /// directory or an image; the caller knows which).
+    Named { name: String },
+    /// ADD of URLs to download (the op's `sources`), checked against its
+    /// `checksum`.
+    Http,
+    /// ADD of a git repository at a ref, optionally one directory of it.
+    Git {
+        repository: String,
+        reference: Option<String>,
+        subdir: Option<String>,
+    },
     /// Nothing to read (Mkdir, heredoc-only COPY).
     None,
 }

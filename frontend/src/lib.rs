@@ -10,7 +10,9 @@
 //! as warnings and [`check()`] runs over every stage; the facts they need
 //! from disk (the context's `.dockerignore`) come in as parameters, as do
 //! the target and build platforms ([`BuildOptions`]): the crate keeps no
-//! table of host architectures.
+//! table of host architectures. What a COPY/ADD reads is decided here too ([`CopySource`]: the context, a stage,
+//! an image, a named context, URLs to download or a git repository, told
+//! apart by [`source::classify`]), so the builder plans each as what it is.
 
 pub mod ast;
 pub mod diagnostic;
@@ -24,6 +26,7 @@ pub mod config;
 pub mod graph;
 mod lower;
 pub mod runmount;
+pub mod source;
 
 pub use config::{Healthcheck, ImageConfig};
 pub use graph::{

@@ -12,6 +12,7 @@ use super::GlobalOpts;
 use super::not_yet::not_supported;
 use crate::options::{
     BuildRequest, DockerfileSource, OutputKind, OutputSpec, parse_build_args, parse_labels,
+    parse_sandbox_flag,
 };
 use crate::progress::Mode;
 
@@ -184,12 +185,10 @@ fn parse_all<T: std::str::FromStr<Err = anyhow::Error>>(
 }
 
 impl BuildFlags {
-    /// Validates every option into a [`BuildRequest`].
-    pub fn into_request(mut self, g: &GlobalOpts) -> anyhow::Result<BuildRequest> {
-        let root = g.root()?;
-        let compat = std::mem::take(&mut self.compat).validate()?;
-        insecure_for_this_process(&compat.insecure_registries);
-        let mut stdin_context = None;
+    /// `-` as the context: reads the tar (or Dockerfile) on standard input
+    /// into a scratch directory, which becomes the context, kept alive for
+    /// the build.
+    fn take_stdin_context(&mut self) -> anyhow::Result<Option<std::sync::Arc<tempfile::TempDir>>> {
         if self.context == Path::new("-") {
             if self.file.as_deref() == Some("-") {
                 bail!(
@@ -207,8 +206,17 @@ impl BuildFlags {
                     self.file = Some(inside.display().to_string());
                 }
             }
-            stdin_context = Some(std::sync::Arc::new(s.dir));
+            return Ok(Some(std::sync::Arc::new(s.dir)));
         }
+        Ok(None)
+    }
+
+    /// Validates every option into a [`BuildRequest`].
+    pub fn into_request(mut self, g: &GlobalOpts) -> anyhow::Result<BuildRequest> {
+        let root = g.root()?;
+        let compat = std::mem::take(&mut self.compat).validate()?;
+        insecure_for_this_process(&compat.insecure_registries);
+        let stdin_context = self.take_stdin_context()?;
         if !self.context.is_dir() {
             bail!(
                 "the build context {} is not a directory: pass the directory holding your sources (often `.`), or - to read a tar or a Dockerfile from standard input",
@@ -231,16 +239,7 @@ impl BuildFlags {
         for t in &self.tags {
             check_tag(t)?;
         }
-        if let Some(p) = &self.platform {
-            let want: frontend::graph::Platform =
-                p.parse().map_err(|e| anyhow::anyhow!("--platform: {e}"))?;
-            let native = crate::platform::host();
-            if want.os != native.os || want.architecture != native.architecture {
-                return Err(not_supported(&format!(
-                    "--platform {want}: strata builds only for the native platform {native} (no emulation)"
-                )));
-            }
-        }
+        check_platform(self.platform.as_deref())?;
         let jobs = match self.jobs {
             Some(0) => bail!("--jobs: must be at least 1"),
             Some(n) => n,
@@ -300,7 +299,7 @@ impl BuildFlags {
             labels: parse_labels(&self.labels)?,
             secrets: parse_all(&self.secrets)?,
             ssh: parse_all(&self.ssh)?,
-            network: self.network.as_deref().unwrap_or("default").parse()?,
+            network: parse_sandbox_flag("--network", self.network.as_deref().unwrap_or(""))?,
             progress,
             iidfile: self.iidfile,
             metadata_file: self.metadata_file,
@@ -308,9 +307,9 @@ impl BuildFlags {
             jobs,
             build_contexts: parse_all(&self.build_contexts)?,
             explain_cache: self.explain_cache,
-            snapshotter: self.snapshotter.parse()?,
-            userns: self.userns.parse()?,
-            isolation: self.isolation.parse()?,
+            snapshotter: parse_sandbox_flag("--snapshotter", &self.snapshotter)?,
+            userns: parse_sandbox_flag("--userns", &self.userns)?,
+            isolation: parse_sandbox_flag("--isolation", &self.isolation)?,
             verbose: g.verbose,
             step_sandbox: compat.sandbox,
             annotations: compat.annotations,
@@ -376,6 +375,21 @@ fn check_only(req: &BuildRequest) -> anyhow::Result<ExitCode> {
         ..crate::platform::host_build_options()
     };
     super::check::check(&req.context, path, &name, &text, &opts)
+}
+
+/// `--platform`: only the native one (no emulation).
+fn check_platform(platform: Option<&str>) -> anyhow::Result<()> {
+    if let Some(p) = platform {
+        let want: frontend::graph::Platform =
+            p.parse().map_err(|e| anyhow::anyhow!("--platform: {e}"))?;
+        let native = crate::platform::host();
+        if want.os != native.os || want.architecture != native.architecture {
+            return Err(not_supported(&format!(
+                "--platform {want}: strata builds only for the native platform {native} (no emulation)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

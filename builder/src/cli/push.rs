@@ -15,7 +15,6 @@ use clap::Args;
 use super::GlobalOpts;
 use super::pull::{ENV_HELP, registry_client};
 use crate::ops::exec::Executor;
-use crate::options::{Isolation, Snapshotter, Userns};
 use crate::output::encode::{self, Want};
 
 #[derive(Debug, Args)]
@@ -81,7 +80,13 @@ fn with_stored_layers(store: &Store, source: &Reference) -> anyhow::Result<Refer
     {
         return Ok(source.clone());
     }
-    let executor = Executor::new(store, Userns::Auto, Isolation::Auto, Snapshotter::Auto, 0);
+    let executor = Executor::new(
+        store,
+        Default::default(),
+        Default::default(),
+        Default::default(),
+        0,
+    );
     let encoded = encode::encode(store, &executor, &img, &layers, Want::Gzip, true)?;
     Ok(source.with_digest(encoded.manifest_digest))
 }

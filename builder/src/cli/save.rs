@@ -14,7 +14,6 @@ use super::GlobalOpts;
 use super::images::{find_image, open_store};
 use crate::ops::commit::DirLayers;
 use crate::ops::exec::Executor;
-use crate::options::{Isolation, Snapshotter, Userns};
 use crate::output::encode::{self, Want};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -57,7 +56,13 @@ pub fn run(g: &GlobalOpts, args: SaveArgs) -> anyhow::Result<ExitCode> {
     // Layers built here are kept as directories: a docker-archive streams
     // them uncompressed, as `docker save` writes layers; an OCI layout gets
     // them gzip-compressed (made once and remembered).
-    let executor = Executor::new(&store, Userns::Auto, Isolation::Auto, Snapshotter::Auto, 0);
+    let executor = Executor::new(
+        &store,
+        Default::default(),
+        Default::default(),
+        Default::default(),
+        0,
+    );
     let made = DirLayers {
         store: &store,
         executor: &executor,

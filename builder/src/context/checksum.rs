@@ -15,6 +15,7 @@
 //! content digest — never mtime, and never the host's umask bits (see
 //! [`super::select::Entry::key_mode`]).
 
+use crate::lock;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
@@ -137,10 +138,6 @@ impl ChecksumIndex {
         *lock(&self.dirty) = false;
         Ok(())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// How COPY/ADD rewrites ownership and mode, part of the checksum because it

@@ -24,33 +24,19 @@ pub struct GitSource {
     pub subdir: Option<String>,
 }
 
-/// Whether an ADD source names a git repository.
-pub fn is_git(src: &str) -> bool {
-    let base = src.split('#').next().unwrap_or("");
-    src.starts_with("git@")
-        || src.starts_with("git://")
-        || src.starts_with("ssh://")
-        || base.ends_with(".git")
-        || base.ends_with(".git/")
+impl GitSource {
+    /// The frontend's reading of `URL#ref:subdir` (`frontend::source`).
+    pub fn parse(src: &str) -> GitSource {
+        GitSource::from(frontend::source::git_ref(src))
+    }
 }
 
-impl GitSource {
-    pub fn parse(src: &str) -> GitSource {
-        let (url, fragment) = match src.split_once('#') {
-            Some((u, f)) => (u, Some(f)),
-            None => (src, None),
-        };
-        let (reference, subdir) = match fragment {
-            None => (None, None),
-            Some(f) => match f.split_once(':') {
-                Some((r, d)) => (Some(r.to_string()), Some(d.to_string())),
-                None => (Some(f.to_string()), None),
-            },
-        };
+impl From<frontend::source::GitRef> for GitSource {
+    fn from(g: frontend::source::GitRef) -> GitSource {
         GitSource {
-            url: url.to_string(),
-            reference: reference.filter(|r| !r.is_empty()),
-            subdir: subdir.filter(|d| !d.trim_matches('/').is_empty()),
+            url: g.repository,
+            reference: g.reference,
+            subdir: g.subdir,
         }
     }
 }
@@ -160,8 +146,6 @@ mod tests {
             }
         );
         assert_eq!(GitSource::parse("git@x.org:o/r.git").reference, None);
-        assert!(is_git("git@x.org:o/r.git") && is_git("https://x.org/r.git#main"));
-        assert!(!is_git("https://x.org/file.tar.gz"));
     }
 
     #[test]

@@ -16,11 +16,6 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use cache::digest::{Digest, Sha256};
 
-/// Whether an ADD source is remote (a URL or a git repository).
-pub fn is_remote(src: &str) -> bool {
-    src.contains("://") || src.starts_with("git@")
-}
-
 /// One fetched file: its name in the download directory and its digest.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -75,9 +70,6 @@ pub fn fetch_all(
 }
 
 fn fetch(agent: &ureq::Agent, url: &str, dir: &Path) -> anyhow::Result<Fetched> {
-    if super::git::is_git(url) {
-        bail!("internal: a git repository reached the URL fetcher");
-    }
     let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
         bail!("unsupported URL scheme {scheme:?}: ADD fetches http:// and https:// URLs");
@@ -173,11 +165,5 @@ mod tests {
         let h = ureq::http::HeaderValue::from_static("attachment; filename=\"r.zip\"");
         assert_eq!(file_name("https://x.org/", Some(&h)), "r.zip");
         assert_eq!(file_name("https://x.org", None), "download");
-    }
-
-    #[test]
-    fn remote_sources_are_told_apart() {
-        assert!(is_remote("https://x.org/f") && is_remote("git@x.org:o/r.git"));
-        assert!(!is_remote("./f"));
     }
 }

@@ -210,7 +210,7 @@ pub fn is_dir_layer(store: &Store, layer: &Layer) -> bool {
     layer.desc.digest == layer.diff_id && store.layer_dir_of(&layer.desc.digest).is_some()
 }
 
-impl Executor {
+impl Executor<'_> {
     /// Runs `f` where layer directories are read and written: in a
     /// user-namespace child when the host has user namespaces, else here.
     pub(super) fn in_layer_ns<T, F>(&self, f: F) -> anyhow::Result<T>
@@ -371,7 +371,7 @@ impl Drop for MadeLayer {
 /// archives (`cache::transport::LayerSource`).
 pub struct DirLayers<'a> {
     pub store: &'a Store,
-    pub executor: &'a Executor,
+    pub executor: &'a Executor<'a>,
 }
 
 impl cache::transport::LayerSource for DirLayers<'_> {

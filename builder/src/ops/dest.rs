@@ -23,7 +23,6 @@ use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::anyhow;
-use cache::store::Store;
 use runtime::diff::LowerView;
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +67,7 @@ impl Dest {
     }
 }
 
-impl Executor {
+impl Executor<'_> {
     /// Resolves `dest` in the image made of `layers` (bottom first).
     /// `into_dir`: the destination is a directory whatever the image holds
     /// (WORKDIR), as a trailing `/` says too.
@@ -78,7 +77,6 @@ impl Executor {
     /// image were empty.
     pub fn resolve_dest(
         &self,
-        store: &Store,
         layers: &[Layer],
         dest: &str,
         into_dir: bool,
@@ -89,7 +87,7 @@ impl Executor {
         let Ok((sandbox, _)) = self.get() else {
             return Dest::literal(dest, into_dir);
         };
-        let lowers = self.lowers(store, layers)?;
+        let lowers = self.lowers(layers)?;
         let json = sandbox
             .as_owner(|| -> Result<String, String> {
                 let d = plan(&LowerView::new(lowers), dest, into_dir)?;

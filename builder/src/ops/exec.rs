@@ -25,8 +25,10 @@ use super::Layer;
 use super::source::{ensure_blob, layer_dir, layer_dir_ready};
 
 /// The sandbox and snapshotter, made on first use (a build with no RUN, or
-/// a fully cached one, never probes user namespaces).
-pub struct Executor {
+/// a fully cached one, never probes user namespaces). It is the build's
+/// worker: it holds the store it works on.
+pub struct Executor<'s> {
+    store: &'s Store,
     root: PathBuf,
     /// This process's scratch directory in the store (`Store::scratch_dir`):
     /// locked while the build runs, so another strata process opening the
@@ -48,7 +50,7 @@ pub struct Executor {
     pub step_sandbox: crate::options::StepSandbox,
 }
 
-impl Drop for Executor {
+impl Drop for Executor<'_> {
     /// `-v` for a build that never needed a sandbox: say so, instead of
     /// leaving the promised choice unexplained.
     fn drop(&mut self) {
@@ -64,37 +66,22 @@ impl Drop for Executor {
 /// Makes temp names unique between threads of one process.
 pub(super) static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
-impl Executor {
+impl<'s> Executor<'s> {
     pub fn new(
-        store: &Store,
-        userns: crate::options::Userns,
-        isolation: crate::options::Isolation,
-        snap: crate::options::Snapshotter,
+        store: &'s Store,
+        userns: runtime::sandbox::UsernsMode,
+        isolation: runtime::sandbox::IsolationRequest,
+        snapshotter: SnapshotterRequest,
         verbose: u8,
-    ) -> Executor {
-        use crate::options::{Isolation as I, Snapshotter as S, Userns as U};
-        use runtime::sandbox::IsolationRequest as R;
+    ) -> Executor<'s> {
         Executor {
+            store,
             root: store.root().to_path_buf(),
             scratch: store.scratch_dir().to_path_buf(),
-            userns: match userns {
-                U::Auto => runtime::sandbox::UsernsMode::Auto,
-                U::Single => runtime::sandbox::UsernsMode::Single,
-                U::Subuid => runtime::sandbox::UsernsMode::Subuid,
-            },
-            isolation: match isolation {
-                I::Auto => R::Auto,
-                I::Userns => R::Userns,
-                I::Chroot => R::Chroot,
-            },
+            userns,
+            isolation,
             verbose: verbose > 0,
-            snapshotter: match snap {
-                S::Auto => SnapshotterRequest::Auto,
-                S::Overlay => {
-                    SnapshotterRequest::Force(runtime::snapshot::SnapshotterKind::Overlay)
-                }
-                S::Native => SnapshotterRequest::Force(runtime::snapshot::SnapshotterKind::Native),
-            },
+            snapshotter,
             state: OnceLock::new(),
             unpacking: Mutex::new(HashMap::new()),
             cancel: runtime::sandbox::CancelToken::new(),
@@ -148,16 +135,17 @@ impl Executor {
     }
 
     /// Unpacks a layer into its shared directory once (temp dir + rename).
-    fn materialize(&self, store: &Store, layer: &Layer) -> anyhow::Result<PathBuf> {
+    fn materialize(&self, layer: &Layer) -> anyhow::Result<PathBuf> {
+        let store = self.store;
         let dir = layer_dir(store, layer);
         if layer_dir_ready(&dir) {
             return Ok(dir);
         }
         let lock = {
-            let mut m = self.unpacking.lock().unwrap_or_else(|p| p.into_inner());
+            let mut m = crate::lock(&self.unpacking);
             Arc::clone(m.entry(layer.diff_id.to_string()).or_default())
         };
-        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _held = crate::lock(&lock);
         if layer_dir_ready(&dir) {
             return Ok(dir);
         }
@@ -201,12 +189,13 @@ impl Executor {
 
     /// The layer directories of `layers` (bottom first), topmost first as
     /// snapshotters want them, each unpacked once.
-    pub(super) fn lowers(&self, store: &Store, layers: &[Layer]) -> anyhow::Result<Vec<PathBuf>> {
-        layers
-            .iter()
-            .rev()
-            .map(|l| self.materialize(store, l))
-            .collect()
+    pub(super) fn lowers(&self, layers: &[Layer]) -> anyhow::Result<Vec<PathBuf>> {
+        layers.iter().rev().map(|l| self.materialize(l)).collect()
+    }
+
+    /// The store this worker works on.
+    pub fn store(&self) -> &'s Store {
+        self.store
     }
 
     /// A snapshot name no other step of any process on this store uses.
@@ -232,15 +221,15 @@ impl Executor {
     #[allow(clippy::too_many_arguments)] // each is a distinct input of the step
     pub fn run(
         &self,
-        store: &Store,
         layers: &[Layer],
         op: &frontend::ExecOp,
-        network: crate::options::Network,
+        network: Network,
         mounts: Vec<runtime::run_mounts::RunMount>,
         key: &str,
         epoch: Option<i64>,
         output: &mut dyn FnMut(&str),
     ) -> anyhow::Result<Option<Layer>> {
+        let store = self.store;
         if matches!(op.security, Some(frontend::Security::Insecure)) {
             return Err(crate::not_supported("RUN --security=insecure"));
         }
@@ -248,7 +237,7 @@ impl Executor {
         let pipes = super::pipes::Pipes::write(store, &op.inline_files)?;
         let mut mounts = mounts;
         mounts.extend(pipes.as_ref().map(|p| p.mount()));
-        let lowers = self.lowers(store, layers)?;
+        let lowers = self.lowers(layers)?;
         let (sandbox, choice) = self.get()?;
         let snap = &choice.snapshotter;
         let snap_key = self.snapshot_key(key);
@@ -258,9 +247,8 @@ impl Executor {
             .as_owner(|| snap.prepare(&k2, &l2))
             .map_err(|e| anyhow!("preparing the step's root filesystem: {e}"))?;
         let net = match (op.network, network) {
-            (Some(frontend::NetworkMode::None), _) | (None, crate::options::Network::None) => {
-                Network::None
-            }
+            (Some(frontend::NetworkMode::None), _) => Network::None,
+            (None, network) => network,
             _ => Network::Host,
         };
         let mut spec = RunSpec::new(active.rootfs.clone(), op.argv.clone());

@@ -24,7 +24,6 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use anyhow::{Context as _, anyhow};
-use cache::store::Store;
 use runtime::RootfsSpec;
 use runtime::run_mounts::BindFrom;
 
@@ -43,7 +42,7 @@ const MERGED_DIR: &str = "merged";
 /// the step.
 pub struct MountSource<'a> {
     pub from: BindFrom,
-    executor: &'a Executor,
+    executor: &'a Executor<'a>,
     key: String,
 }
 
@@ -53,7 +52,7 @@ impl Drop for MountSource<'_> {
     }
 }
 
-impl Executor {
+impl Executor<'_> {
     /// `COPY --from`: the layer of `spec`'s sources read from `layers`
     /// (bottom first), with the source's modes and owners unless
     /// `--chown`/`--chmod` (`ov`), plus the directories `missing` in the
@@ -62,7 +61,6 @@ impl Executor {
     #[allow(clippy::too_many_arguments)] // each is a distinct input of the step
     pub fn copy_from(
         &self,
-        store: &Store,
         layers: &[Layer],
         spec: &CopySpec,
         ov: &Overrides,
@@ -70,7 +68,8 @@ impl Executor {
         parents: &[DirMeta],
         epoch: Option<i64>,
     ) -> anyhow::Result<Option<Layer>> {
-        let lowers = self.lowers(store, layers)?;
+        let store = self.store();
+        let lowers = self.lowers(layers)?;
         let (sandbox, choice) = self.get()?;
         let snap = &choice.snapshotter;
         let key = self.snapshot_key("copy-from");
@@ -123,8 +122,8 @@ impl Executor {
 
     /// `RUN --mount=type=bind,from=`: `layers` (bottom first) prepared for
     /// the sandbox to mount.
-    pub fn mount_source(&self, store: &Store, layers: &[Layer]) -> anyhow::Result<MountSource<'_>> {
-        let lowers = self.lowers(store, layers)?;
+    pub fn mount_source(&self, layers: &[Layer]) -> anyhow::Result<MountSource<'_>> {
+        let lowers = self.lowers(layers)?;
         let (sandbox, choice) = self.get()?;
         let snap = &choice.snapshotter;
         let key = self.snapshot_key("mount-from");

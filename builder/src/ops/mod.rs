@@ -1,6 +1,9 @@
-//! Executing one vertex of a build: a source (base image layers), an exec
-//! (RUN in the runtime's sandbox) or a file op (COPY/ADD/WORKDIR). Each
-//! returns at most one new layer; the solver chains them.
+//! The worker (BuildKit's word): what executes a vertex's work on the
+//! store — a source (base image layers), an exec (RUN in the runtime's
+//! sandbox) or a file op (COPY/ADD/WORKDIR). Each returns at most one new
+//! layer; the ops with keys (`crate::vertex`) call it, the solver chains
+//! them. [`exec::Executor`] holds the sandbox, the snapshotter and the
+//! layer directories being unpacked.
 //!
 //! [`source`] finds base layers, [`exec`] unpacks layers into their shared
 //! directories and runs RUN, [`mounts`] turns RUN `--mount`s into the

@@ -60,34 +60,7 @@ pub(super) fn finish_image(
         .cloned()
         .or(base_created)
         .unwrap_or_else(|| image::created_at(ctx.epoch));
-    // Steps that made no layer are recorded as empty layers; metadata
-    // entries take the time of the step before them.
-    let mut made = state.made_layer.iter().zip(state.created.iter());
-    let mut history = Vec::new();
-    let mut last_time = created.clone();
-    for st in &chain {
-        for h in &st.history {
-            let empty = if h.empty_layer {
-                true
-            } else {
-                match made.next() {
-                    Some((m, t)) => {
-                        if !t.is_empty() {
-                            last_time = t.clone();
-                        }
-                        !m
-                    }
-                    None => false,
-                }
-            };
-            history.push(image::HistoryEntry {
-                created_by: h.created_by.clone(),
-                comment: h.comment.clone(),
-                empty_layer: empty,
-                created: last_time.clone(),
-            });
-        }
-    }
+    let history = history(&chain, state, &created);
     let mut config = target.config.clone();
     for (k, v) in &ctx.req.labels {
         config.labels.insert(k.clone(), v.clone());
@@ -103,24 +76,7 @@ pub(super) fn finish_image(
     if let Some(doc) = inline_cache {
         cfg = remote_cache::with_inline_cache(&cfg, doc)?;
     }
-    // Only outputs that carry bytes need every layer here; the local store
-    // names absent ones through origin records and fetches them when a
-    // later save, push or build needs them.
-    // Layers built here are named through their directories' records.
-    let needs_bytes = crate::output::needs_layer_bytes(&ctx.req.outputs);
-    for l in &state.layers {
-        if crate::ops::commit::is_dir_layer(ctx.store, l)
-            || (l.origin.is_none()
-                && l.desc.digest == l.diff_id
-                && !ctx.store.blobs().has(&l.desc.digest))
-        {
-            crate::ops::commit::record(ctx.store, l)?;
-        } else if needs_bytes {
-            source::ensure_blob(ctx.store, l)?;
-        } else {
-            source::record_origin(ctx.store, l)?;
-        }
-    }
+    keep_layers(ctx, state)?;
     let descs: Vec<cache::image::Descriptor> =
         state.layers.iter().map(|l| l.desc.clone()).collect();
     let img = ctx.store.write_image(
@@ -163,11 +119,7 @@ pub(super) fn finish_image(
         std::fs::write(p, &built.image_id).with_context(|| format!("--iidfile {}", p.display()))?;
     }
     if let Some(p) = &ctx.req.metadata_file {
-        let resolved = resolver
-            .resolved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let resolved = crate::lock(&resolver.resolved).clone();
         let md = serde_json::json!({
             "containerimage.digest": built.manifest_digest,
             "containerimage.config.digest": built.image_id,
@@ -178,4 +130,61 @@ pub(super) fn finish_image(
             .with_context(|| format!("--metadata-file {}", p.display()))?;
     }
     Ok(built)
+}
+
+/// The history of the steps of `chain` (the stages from the image base to
+/// the target). Steps that made no layer are recorded as empty layers;
+/// metadata entries take the time of the step before them.
+fn history(chain: &[&frontend::Stage], state: &FsState, created: &str) -> Vec<image::HistoryEntry> {
+    let mut made = state.made_layer.iter().zip(state.created.iter());
+    let mut history = Vec::new();
+    let mut last_time = created.to_string();
+    for st in chain {
+        for h in &st.history {
+            let empty = if h.empty_layer {
+                true
+            } else {
+                match made.next() {
+                    Some((m, t)) => {
+                        if !t.is_empty() {
+                            last_time = t.clone();
+                        }
+                        !m
+                    }
+                    None => false,
+                }
+            };
+            history.push(image::HistoryEntry {
+                created_by: h.created_by.clone(),
+                comment: h.comment.clone(),
+                empty_layer: empty,
+                created: last_time.clone(),
+            });
+        }
+    }
+    history
+}
+
+/// Makes every layer of the image nameable by the store: records for layers
+/// built here, blobs or origin records for base layers.
+fn keep_layers(ctx: &Ctx, state: &FsState) -> anyhow::Result<()> {
+    // Only outputs that carry bytes need every layer here; the local store
+    // names absent ones through origin records and fetches them when a
+    // later save, push or build needs them.
+    // Layers built here are named through their directories' records.
+    let needs_bytes = crate::output::needs_layer_bytes(&ctx.req.outputs);
+    for l in &state.layers {
+        if crate::ops::commit::is_dir_layer(ctx.store, l)
+            || (l.origin.is_none()
+                && l.desc.digest == l.diff_id
+                && !ctx.store.blobs().has(&l.desc.digest))
+        {
+            crate::ops::commit::record(ctx.store, l)?;
+        } else if needs_bytes {
+            source::ensure_blob(ctx.store, l)?;
+        } else {
+            source::record_origin(ctx.store, l)?;
+        }
+    }
+    Ok(())
 }

@@ -8,10 +8,61 @@ use frontend::{Base, BuildGraph, CopySource, Op};
 use crate::solver::cache_key::definition_digest;
 use crate::solver::schedule::Node;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Vertex {
-    Base { stage: usize },
-    Step { stage: usize, step: usize },
+/// What a vertex does: a source (a stage's base) or a filesystem step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VertexOp {
+    /// `FROM scratch`: no layers.
+    Scratch,
+    /// `FROM <stage>`: that stage's state, passed on (its only input).
+    Stage,
+    /// `FROM <image>` at a manifest digest.
+    Image { reference: String, digest: String },
+    /// RUN (an exec op) or COPY/ADD/WORKDIR (a file op).
+    Step(Box<frontend::Op>),
+}
+
+/// One vertex of the plan: its op and what the build says of it, with no
+/// index back into the frontend's graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vertex {
+    pub op: VertexOp,
+    /// `[stage 2/5] RUN make`, as BuildKit prints it.
+    pub name: String,
+    /// The instruction as written, for `--explain-cache`.
+    pub instruction: String,
+    pub line: usize,
+    pub column: usize,
+    /// Its stage's name, and its id (what `--no-cache-filter` names).
+    pub stage_name: Option<String>,
+    pub stage_id: usize,
+    /// Its index among the stage's steps (a base: none).
+    pub step: Option<usize>,
+}
+
+impl Vertex {
+    /// Whether it is a filesystem step (not a stage's base).
+    pub fn is_step(&self) -> bool {
+        matches!(self.op, VertexOp::Step(_))
+    }
+
+    /// Where the step is in the Dockerfile, without this checkout's paths:
+    /// its stage (name, else id) and index. Its record is compared with
+    /// the last run's under this name (behind the context and Dockerfile
+    /// paths locally; as is in an exported cache).
+    pub fn place(&self) -> String {
+        format!(
+            "{}\0{}",
+            self.stage_name
+                .clone()
+                .unwrap_or_else(|| self.stage_id.to_string()),
+            self.step.unwrap_or_default()
+        )
+    }
+
+    /// `Dockerfile:12:1: [build 2/5] RUN make` for errors.
+    pub fn describe(&self, file: &str) -> String {
+        format!("{file}:{}:{}: {}", self.line, self.column, self.name)
+    }
 }
 
 pub struct Plan {
@@ -35,8 +86,27 @@ pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
                 reference, digest, ..
             } => (vec![], format!("image:{reference}@{digest}")),
         };
+        let op = match &st.base {
+            Base::Stage { .. } => VertexOp::Stage,
+            Base::Scratch => VertexOp::Scratch,
+            Base::Image {
+                reference, digest, ..
+            } => VertexOp::Image {
+                reference: reference.clone(),
+                digest: digest.clone(),
+            },
+        };
         nodes.push(Node {
-            op: Vertex::Base { stage: si },
+            op: Vertex {
+                op,
+                name: base_name(graph, si),
+                instruction: String::new(),
+                line: st.line,
+                column: st.column,
+                stage_name: st.name.clone(),
+                stage_id: st.id,
+                step: None,
+            },
             deps,
             digest: def,
         });
@@ -70,7 +140,22 @@ pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
             );
             let digest = definition_digest(&serde_json::Value::String(digest));
             nodes.push(Node {
-                op: Vertex::Step { stage: si, step: k },
+                op: Vertex {
+                    op: VertexOp::Step(Box::new(step.op.clone())),
+                    name: format!(
+                        "[{}{}/{}] {}",
+                        stage_label(graph, si),
+                        k + 2,
+                        st.steps.len() + 1,
+                        step.original
+                    ),
+                    instruction: step.original.clone(),
+                    line: step.line,
+                    column: step.column,
+                    stage_name: st.name.clone(),
+                    stage_id: st.id,
+                    step: Some(k),
+                },
                 deps,
                 digest,
             });
@@ -98,46 +183,15 @@ fn stage_label(graph: &BuildGraph, stage: usize) -> String {
     }
 }
 
-impl Plan {
-    /// `[stage 2/5] RUN make` as BuildKit prints it.
-    pub fn progress_name(&self, graph: &BuildGraph, v: &Vertex) -> String {
-        match *v {
-            Vertex::Base { stage } => {
-                let st = &graph.stages[stage];
-                let label = stage_label(graph, stage);
-                match &st.base {
-                    Base::Image { reference, .. } => {
-                        format!("[{label}1/{}] FROM {reference}", st.steps.len() + 1)
-                    }
-                    Base::Scratch => format!("[{label}1/{}] FROM scratch", st.steps.len() + 1),
-                    Base::Stage { id } => {
-                        format!("[{label}1/{}] FROM stage {id}", st.steps.len() + 1)
-                    }
-                }
-            }
-            Vertex::Step { stage, step } => {
-                let st = &graph.stages[stage];
-                let label = stage_label(graph, stage);
-                format!(
-                    "[{label}{}/{}] {}",
-                    step + 2,
-                    st.steps.len() + 1,
-                    st.steps[step].original
-                )
-            }
-        }
-    }
-
-    /// `Dockerfile:12:1: [build 2/5] RUN make` for errors.
-    pub fn describe(&self, graph: &BuildGraph, v: &Vertex, file: &str) -> String {
-        let (line, col) = match *v {
-            Vertex::Base { stage } => (graph.stages[stage].line, graph.stages[stage].column),
-            Vertex::Step { stage, step } => {
-                let s = &graph.stages[stage].steps[step];
-                (s.line, s.column)
-            }
-        };
-        format!("{file}:{line}:{col}: {}", self.progress_name(graph, v))
+/// `[stage 1/5] FROM busybox` as BuildKit prints it.
+fn base_name(graph: &BuildGraph, stage: usize) -> String {
+    let st = &graph.stages[stage];
+    let label = stage_label(graph, stage);
+    let n = st.steps.len() + 1;
+    match &st.base {
+        Base::Image { reference, .. } => format!("[{label}1/{n}] FROM {reference}"),
+        Base::Scratch => format!("[{label}1/{n}] FROM scratch"),
+        Base::Stage { id } => format!("[{label}1/{n}] FROM stage {id}"),
     }
 }
 
@@ -166,7 +220,7 @@ mod tests {
         let copy = p
             .nodes
             .iter()
-            .position(|n| matches!(n.op, Vertex::Step { step: 0, .. }) && n.deps.len() == 2)
+            .position(|n| n.op.step == Some(0) && n.deps.len() == 2)
             .expect("the COPY --from vertex has two inputs");
         assert_eq!(p.nodes[copy].deps.len(), 2);
         assert_eq!(p.target, 6);
@@ -174,7 +228,7 @@ mod tests {
         let final_base = p
             .nodes
             .iter()
-            .position(|n| n.op == Vertex::Base { stage: 2 })
+            .position(|n| n.op.step.is_none() && n.op.stage_id == 2)
             .unwrap();
         assert_eq!(p.nodes[final_base].deps, vec![1]);
     }
@@ -197,9 +251,9 @@ mod tests {
     fn progress_names_follow_buildkit() {
         let g = graph("FROM busybox\nRUN echo hi\n", None);
         let p = plan(&g).unwrap();
-        assert_eq!(p.progress_name(&g, &p.nodes[1].op), "[2/2] RUN echo hi");
+        assert_eq!(p.nodes[1].op.name, "[2/2] RUN echo hi");
         assert_eq!(
-            p.describe(&g, &p.nodes[1].op, "Dockerfile"),
+            p.nodes[1].op.describe("Dockerfile"),
             "Dockerfile:2:1: [2/2] RUN echo hi"
         );
     }

@@ -65,10 +65,7 @@ impl<'a> StoreResolver<'a> {
             _ => ImageConfig::default(),
         };
         let digest = img.manifest_digest.to_string();
-        self.resolved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((reference.to_string(), digest.clone()));
+        crate::lock(&self.resolved).push((reference.to_string(), digest.clone()));
         Ok((ResolvedImage { digest, config }, config_platform(&raw)))
     }
 }
@@ -88,10 +85,7 @@ impl ImageResolver for StoreResolver<'_> {
             Some(crate::options::NamedContextSource::Dir(dir)) => {
                 let digest = super::dir_base::image_from_dir(self.store, reference, dir)
                     .map_err(|e| format!("FROM {reference}: {e:#}"))?;
-                self.resolved
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((reference.to_string(), digest.clone()));
+                crate::lock(&self.resolved).push((reference.to_string(), digest.clone()));
                 return Ok(ResolvedImage {
                     digest,
                     config: ImageConfig::default(),
@@ -103,20 +97,13 @@ impl ImageResolver for StoreResolver<'_> {
             .lookup(&target)
             .map_err(|e| format!("cannot resolve base image {target}: {e:#}"))?;
         if let Some(p) = served {
-            self.platforms
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(reference.to_string(), p);
+            crate::lock(&self.platforms).insert(reference.to_string(), p);
         }
         Ok(resolved)
     }
 
     fn resolved_platform(&self, reference: &str, _platform: &Platform) -> Option<Platform> {
-        self.platforms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(reference)
-            .cloned()
+        crate::lock(&self.platforms).get(reference).cloned()
     }
 }
 

@@ -23,7 +23,7 @@ impl JsonSink {
     }
 
     fn write(&self, v: Value) {
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = crate::lock(&self.out);
         let _ = writeln!(out, "{v}");
     }
 }

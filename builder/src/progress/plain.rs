@@ -37,7 +37,7 @@ impl PlainSink {
 
 impl Sink for PlainSink {
     fn event(&self, e: &Event) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = crate::lock(&self.state);
         let st = &mut *st;
         let n = e.step;
         // Progress is best effort: a closed stderr must not fail the build.
@@ -75,7 +75,7 @@ impl Sink for PlainSink {
     }
 
     fn finish(&self, summary: &Summary) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = crate::lock(&self.state);
         let _ = writeln!(st.out, "\n{}", summary.line());
         let _ = st.out.flush();
     }

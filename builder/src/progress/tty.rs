@@ -58,7 +58,7 @@ impl TtySink {
         let ticker = std::thread::spawn(move || {
             loop {
                 std::thread::sleep(Duration::from_millis(100));
-                let mut view = v.lock().unwrap_or_else(|p| p.into_inner());
+                let mut view = crate::lock(&v);
                 if view.done {
                     return;
                 }
@@ -153,11 +153,11 @@ fn redraw(view: &mut View, permanent: &[String]) {
 
 impl Sink for TtySink {
     fn planned(&self, more: usize) {
-        self.view.lock().unwrap_or_else(|p| p.into_inner()).total += more;
+        crate::lock(&self.view).total += more;
     }
 
     fn event(&self, e: &Event) {
-        let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        let mut view = crate::lock(&self.view);
         let mut permanent = Vec::new();
         match &e.kind {
             EventKind::Started { name } => {
@@ -211,13 +211,13 @@ impl Sink for TtySink {
 
     fn finish(&self, summary: &Summary) {
         {
-            let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
+            let mut view = crate::lock(&self.view);
             view.done = true;
             view.running.clear();
             let head = header(&view, !summary.failed);
             redraw(&mut view, &[head, summary.line()]);
         }
-        if let Some(t) = self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(t) = crate::lock(&self.ticker).take() {
             let _ = t.join();
         }
     }

@@ -14,6 +14,7 @@
 //!   finish, and returns that failure with the index of the vertex that
 //!   failed.
 
+use crate::lock;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex};
 
@@ -173,10 +174,6 @@ pub fn reachable<T>(nodes: &[Node<T>], targets: &[usize]) -> Vec<bool> {
         stack.extend(nodes[i].deps.iter().copied());
     }
     seen
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

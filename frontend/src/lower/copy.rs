@@ -9,6 +9,7 @@ use super::paths;
 use super::stage::StageBuilder;
 use super::stages::{find_stage, has_variable};
 use crate::lint::Rule;
+use crate::source::{AddSource, classify};
 
 impl StageBuilder<'_, '_, '_> {
     pub(crate) fn copy(&mut self, ins: &Instruction) -> Result<(), Diagnostic> {
@@ -114,8 +115,21 @@ impl StageBuilder<'_, '_, '_> {
                     self.deps.insert(id);
                     CopySource::Stage { id }
                 }
+                None if self
+                    .ctx
+                    .opts
+                    .named_contexts
+                    .contains(&f.to_ascii_lowercase()) =>
+                {
+                    CopySource::Named { name: f }
+                }
                 None => CopySource::Image { reference: f },
             },
+        };
+        let from = if is_add && from == CopySource::Context {
+            self.remote_source(ins, &sources)?
+        } else {
+            from
         };
         let chown = match self.ctx.flag(ins, "chown") {
             Some(c) if !c.is_empty() => Some(self.expand(ins, &c)?),
@@ -213,8 +227,39 @@ impl StageBuilder<'_, '_, '_> {
     }
 }
 
-/// Whether a source is a URL ADD would download.
 impl StageBuilder<'_, '_, '_> {
+    /// What ADD's sources are: the context, URLs to download, or one git
+    /// repository ([`crate::source::classify`]). Mixing kinds is refused.
+    fn remote_source(
+        &self,
+        ins: &Instruction,
+        sources: &[String],
+    ) -> Result<CopySource, Diagnostic> {
+        let kinds: Vec<AddSource> = sources.iter().map(|s| classify(s)).collect();
+        let remote = kinds.iter().filter(|k| **k != AddSource::Local).count();
+        if remote == 0 {
+            return Ok(CopySource::Context);
+        }
+        if remote != kinds.len() {
+            return Err(self.ctx.error(
+                ins,
+                "not supported yet: ADD of URLs and local files in one instruction; split it in two",
+            ));
+        }
+        match kinds.as_slice() {
+            [AddSource::Git(g)] => Ok(CopySource::Git {
+                repository: g.repository.clone(),
+                reference: g.reference.clone(),
+                subdir: g.subdir.clone(),
+            }),
+            k if k.iter().any(|k| matches!(k, AddSource::Git(_))) => Err(self.ctx.error(
+                ins,
+                "not supported yet: ADD of a git repository together with other sources; split it",
+            )),
+            _ => Ok(CopySource::Http),
+        }
+    }
+
     /// CopyIgnoredFile: a context source `.dockerignore` excludes (only
     /// known when the caller passed the matcher in [`crate::lint::Facts`]).
     fn lint_ignored_sources(&mut self, ins: &Instruction, is_add: bool, sources: &[String]) {

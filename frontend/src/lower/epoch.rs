@@ -84,7 +84,7 @@ pub(crate) fn check_source_stage(
         let ok = match &step.op {
             Op::File(f) => {
                 f.kind == FileKind::Add
-                    && f.from == CopySource::Context
+                    && matches!(f.from, CopySource::Http | CopySource::Git { .. })
                     && f.inline.is_empty()
                     && !f.sources.is_empty()
                     && f.sources.iter().all(|s| is_remote(s))

@@ -10,44 +10,12 @@ use anyhow::{anyhow, bail};
 
 use crate::progress::Mode;
 
-/// `-o/--output type=…`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputKind {
-    /// docker-archive tarball (`docker load`).
-    Docker,
-    /// OCI image layout tarball.
-    Oci,
-    /// The final root filesystem as a tar.
-    Tar,
-    /// The final root filesystem written to a directory.
-    Local,
-    /// The local store (the default), optionally pushed with `push=true`.
-    Image,
-    /// Push to a registry.
-    Registry,
-}
+mod cache_flags;
+mod output;
 
-/// Layer compression of an output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    Gzip,
-    Zstd,
-    Uncompressed,
-}
-
-/// One `--output`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputSpec {
-    pub kind: OutputKind,
-    /// `dest=`: a file (`-` = stdout) or, for `local`, a directory.
-    pub dest: Option<PathBuf>,
-    /// `name=`: image names (comma lists are not allowed inside one key;
-    /// repeat `-t` instead).
-    pub name: Option<String>,
-    pub compression: Option<Compression>,
-    /// `push=true` on `type=image`.
-    pub push: bool,
-}
+use cache_flags::cache_items;
+pub use cache_flags::{CacheFrom, CacheTo};
+pub use output::{Compression, OutputKind, OutputSpec};
 
 fn split_kv(flag: &str, item: &str) -> anyhow::Result<(String, String)> {
     match item.split_once('=') {
@@ -61,285 +29,6 @@ fn parse_bool(flag: &str, key: &str, v: &str) -> anyhow::Result<bool> {
         "true" | "1" | "" => Ok(true),
         "false" | "0" => Ok(false),
         _ => bail!("{flag}: {key}= takes true or false, got {v:?}"),
-    }
-}
-
-impl std::str::FromStr for OutputSpec {
-    type Err = anyhow::Error;
-
-    /// `type=docker,dest=out.tar`, or a bare path (`-o dir` = `type=local,dest=dir`,
-    /// `-o -` = `type=tar,dest=-`), as docker buildx accepts.
-    fn from_str(s: &str) -> anyhow::Result<OutputSpec> {
-        const FLAG: &str = "--output";
-        if !s.contains('=') {
-            let kind = if s == "-" {
-                OutputKind::Tar
-            } else {
-                OutputKind::Local
-            };
-            return Ok(OutputSpec {
-                kind,
-                dest: Some(PathBuf::from(s)),
-                name: None,
-                compression: None,
-                push: false,
-            });
-        }
-        let mut kind = None;
-        let mut spec = OutputSpec {
-            kind: OutputKind::Image,
-            dest: None,
-            name: None,
-            compression: None,
-            push: false,
-        };
-        for item in s.split(',') {
-            let (k, v) = split_kv(FLAG, item)?;
-            match k.as_str() {
-                "type" => {
-                    kind = Some(match v.as_str() {
-                        "docker" => OutputKind::Docker,
-                        "oci" => OutputKind::Oci,
-                        "tar" => OutputKind::Tar,
-                        "local" => OutputKind::Local,
-                        "image" => OutputKind::Image,
-                        "registry" => OutputKind::Registry,
-                        "cacheonly" => return Err(crate::not_supported("--output type=cacheonly")),
-                        other => bail!(
-                            "{FLAG}: unknown type {other:?}: use docker, oci, tar, local, image or registry"
-                        ),
-                    })
-                }
-                "dest" => spec.dest = Some(PathBuf::from(v)),
-                "name" => spec.name = Some(v),
-                "push" => spec.push = parse_bool(FLAG, "push", &v)?,
-                "compression" => {
-                    spec.compression = Some(match v.as_str() {
-                        "gzip" => Compression::Gzip,
-                        "zstd" => Compression::Zstd,
-                        "uncompressed" => Compression::Uncompressed,
-                        other => bail!(
-                            "{FLAG}: unknown compression {other:?}: use gzip, zstd or uncompressed"
-                        ),
-                    })
-                }
-                other => bail!(
-                    "{FLAG}: unknown key {other:?}: use type, dest, name, compression or push"
-                ),
-            }
-        }
-        spec.kind = kind.ok_or_else(|| {
-            anyhow!("{FLAG}: missing type= (docker, oci, tar, local, image or registry)")
-        })?;
-        match spec.kind {
-            OutputKind::Docker | OutputKind::Oci | OutputKind::Tar | OutputKind::Local
-                if spec.dest.is_none() =>
-            {
-                bail!(
-                    "{FLAG}: type={} needs dest=FILE (or dest=- for stdout)",
-                    type_name(spec.kind)
-                )
-            }
-            OutputKind::Local if spec.dest.as_deref() == Some(std::path::Path::new("-")) => {
-                bail!("{FLAG}: type=local writes a directory; use type=tar,dest=- for stdout")
-            }
-            _ => {}
-        }
-        Ok(spec)
-    }
-}
-
-fn type_name(k: OutputKind) -> &'static str {
-    match k {
-        OutputKind::Docker => "docker",
-        OutputKind::Oci => "oci",
-        OutputKind::Tar => "tar",
-        OutputKind::Local => "local",
-        OutputKind::Image => "image",
-        OutputKind::Registry => "registry",
-    }
-}
-
-/// `--cache-from`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheFrom {
-    Local { src: PathBuf },
-    Registry { reference: String },
-}
-
-impl std::fmt::Display for CacheFrom {
-    /// As the user writes it: `type=local,src=DIR` or `type=registry,ref=REF`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CacheFrom::Local { src } => write!(f, "type=local,src={}", src.display()),
-            CacheFrom::Registry { reference } => write!(f, "type=registry,ref={reference}"),
-        }
-    }
-}
-
-/// `--cache-to`. `ignore_error`: a failed export only warns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheTo {
-    Local {
-        dest: PathBuf,
-        max: bool,
-        ignore_error: bool,
-    },
-    Registry {
-        reference: String,
-        max: bool,
-        ignore_error: bool,
-    },
-    Inline,
-}
-
-impl CacheTo {
-    /// Whether a failed export of this cache only warns (`ignore-error=true`).
-    pub fn ignores_errors(&self) -> bool {
-        match self {
-            CacheTo::Local { ignore_error, .. } | CacheTo::Registry { ignore_error, .. } => {
-                *ignore_error
-            }
-            CacheTo::Inline => false,
-        }
-    }
-}
-
-impl std::fmt::Display for CacheTo {
-    /// As the user writes it, for messages.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CacheTo::Local { dest, .. } => write!(f, "type=local,dest={}", dest.display()),
-            CacheTo::Registry { reference, .. } => write!(f, "type=registry,ref={reference}"),
-            CacheTo::Inline => write!(f, "type=inline"),
-        }
-    }
-}
-
-fn cache_items(flag: &str, s: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    s.split(',').map(|i| split_kv(flag, i)).collect()
-}
-
-/// Refuses keys a cache type does not know, naming the key (a typo such
-/// as `ignore-errors` must not be dropped silently). BuildKit's keys that
-/// strata has no use for are listed as not supported yet.
-fn check_cache_keys(
-    flag: &str,
-    m: &BTreeMap<String, String>,
-    known: &[&str],
-) -> anyhow::Result<()> {
-    const BUILDKIT_ONLY: [&str; 8] = [
-        "compression",
-        "compression-level",
-        "force-compression",
-        "oci-mediatypes",
-        "image-manifest",
-        "digest",
-        "tag",
-        "scope",
-    ];
-    for k in m.keys() {
-        if known.contains(&k.as_str()) {
-            continue;
-        }
-        if BUILDKIT_ONLY.contains(&k.as_str()) {
-            return Err(crate::not_supported(&format!("{flag} {k}=")));
-        }
-        bail!("{flag}: unknown key {k:?}: use {}", known.join(", "));
-    }
-    Ok(())
-}
-
-impl std::str::FromStr for CacheFrom {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<CacheFrom> {
-        const FLAG: &str = "--cache-from";
-        if !s.contains('=') {
-            return Ok(CacheFrom::Registry {
-                reference: s.to_string(),
-            });
-        }
-        let m = cache_items(FLAG, s)?;
-        match m.get("type").map(String::as_str) {
-            Some("local") => check_cache_keys(FLAG, &m, &["type", "src"])?,
-            Some("registry") => check_cache_keys(FLAG, &m, &["type", "ref"])?,
-            _ => {}
-        }
-        match m.get("type").map(String::as_str) {
-            Some("local") => Ok(CacheFrom::Local {
-                src: m
-                    .get("src")
-                    .map(PathBuf::from)
-                    .ok_or_else(|| anyhow!("{FLAG}: type=local needs src=DIR"))?,
-            }),
-            Some("registry") => Ok(CacheFrom::Registry {
-                reference: m
-                    .get("ref")
-                    .cloned()
-                    .ok_or_else(|| anyhow!("{FLAG}: type=registry needs ref=IMAGE"))?,
-            }),
-            Some(other) => bail!(
-                "{FLAG}: unknown type {other:?}: use local or registry (or a plain image reference)"
-            ),
-            None => bail!("{FLAG}: missing type= (local or registry)"),
-        }
-    }
-}
-
-impl std::str::FromStr for CacheTo {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<CacheTo> {
-        const FLAG: &str = "--cache-to";
-        // A bare reference is a registry cache, as in buildx.
-        if !s.contains('=') {
-            return Ok(CacheTo::Registry {
-                reference: s.to_string(),
-                max: true,
-                ignore_error: false,
-            });
-        }
-        let m = cache_items(FLAG, s)?;
-        match m.get("type").map(String::as_str) {
-            Some("local") => check_cache_keys(FLAG, &m, &["type", "dest", "mode", "ignore-error"])?,
-            Some("registry") => {
-                check_cache_keys(FLAG, &m, &["type", "ref", "mode", "ignore-error"])?
-            }
-            Some("inline") => check_cache_keys(FLAG, &m, &["type"])?,
-            _ => {}
-        }
-        let ignore_error = match m.get("ignore-error") {
-            Some(v) => parse_bool(FLAG, "ignore-error", v)?,
-            None => false,
-        };
-        let max = match m.get("mode").map(String::as_str) {
-            // max by default (BuildKit's is min): when a change makes the
-            // final stage miss, a fresh runner still finds the stages it
-            // reads (dependency builds) in the cache instead of rebuilding.
-            Some("min") => false,
-            None | Some("max") => true,
-            Some(other) => bail!("{FLAG}: mode={other:?}: use min or max"),
-        };
-        match m.get("type").map(String::as_str) {
-            Some("local") => Ok(CacheTo::Local {
-                dest: m
-                    .get("dest")
-                    .map(PathBuf::from)
-                    .ok_or_else(|| anyhow!("{FLAG}: type=local needs dest=DIR"))?,
-                max,
-                ignore_error,
-            }),
-            Some("registry") => Ok(CacheTo::Registry {
-                reference: m
-                    .get("ref")
-                    .cloned()
-                    .ok_or_else(|| anyhow!("{FLAG}: type=registry needs ref=IMAGE"))?,
-                max,
-                ignore_error,
-            }),
-            Some("inline") => Ok(CacheTo::Inline),
-            Some(other) => bail!("{FLAG}: unknown type {other:?}: use local, registry or inline"),
-            None => bail!("{FLAG}: missing type= (local, registry or inline)"),
-        }
     }
 }
 
@@ -420,24 +109,19 @@ impl std::str::FromStr for SshSpec {
     }
 }
 
-/// `--network`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Network {
-    Default,
-    None,
-    Host,
-}
+/// The sandbox's settings are the runtime's own types: `--network`,
+/// `--snapshotter`, `--userns` and `--isolation` parse straight into them.
+pub use runtime::sandbox::{IsolationRequest, Network, UsernsMode};
+pub use runtime::snapshot::SnapshotterRequest;
 
-impl std::str::FromStr for Network {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Network> {
-        match s {
-            "default" | "" => Ok(Network::Default),
-            "none" => Ok(Network::None),
-            "host" => Ok(Network::Host),
-            other => bail!("--network: unknown mode {other:?}: use default, none or host"),
-        }
-    }
+/// Parses a sandbox flag's value into the runtime's type, naming the flag
+/// in the error (`--network` also takes an empty value, the default).
+pub fn parse_sandbox_flag<T>(flag: &str, value: &str) -> anyhow::Result<T>
+where
+    T: std::str::FromStr<Err = String>,
+{
+    let value = if value.is_empty() { "default" } else { value };
+    value.parse().map_err(|e| anyhow!("{flag}: {e}"))
 }
 
 /// `--build-context name=…`.
@@ -518,66 +202,6 @@ impl StepSandbox {
     }
 }
 
-/// `--snapshotter`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Snapshotter {
-    Auto,
-    Overlay,
-    Native,
-}
-
-impl std::str::FromStr for Snapshotter {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Snapshotter> {
-        match s {
-            "auto" => Ok(Snapshotter::Auto),
-            "overlay" => Ok(Snapshotter::Overlay),
-            "native" => Ok(Snapshotter::Native),
-            other => bail!("--snapshotter: unknown value {other:?}: use auto, overlay or native"),
-        }
-    }
-}
-
-/// `--isolation`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isolation {
-    Auto,
-    Userns,
-    Chroot,
-}
-
-impl std::str::FromStr for Isolation {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Isolation> {
-        match s {
-            "auto" => Ok(Isolation::Auto),
-            "userns" => Ok(Isolation::Userns),
-            "chroot" => Ok(Isolation::Chroot),
-            other => bail!("--isolation: unknown value {other:?}: use auto, userns or chroot"),
-        }
-    }
-}
-
-/// `--userns`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Userns {
-    Auto,
-    Single,
-    Subuid,
-}
-
-impl std::str::FromStr for Userns {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Userns> {
-        match s {
-            "auto" => Ok(Userns::Auto),
-            "single" => Ok(Userns::Single),
-            "subuid" => Ok(Userns::Subuid),
-            other => bail!("--userns: unknown value {other:?}: use auto, single or subuid"),
-        }
-    }
-}
-
 /// `--build-arg K=V` / `--build-arg K` (value from the environment; like
 /// Docker, a K that is not set in the environment is left out).
 pub fn parse_build_args(
@@ -647,9 +271,9 @@ pub struct BuildRequest {
     pub jobs: usize,
     pub build_contexts: Vec<NamedContext>,
     pub explain_cache: bool,
-    pub snapshotter: Snapshotter,
-    pub userns: Userns,
-    pub isolation: Isolation,
+    pub snapshotter: SnapshotterRequest,
+    pub userns: UsernsMode,
+    pub isolation: IsolationRequest,
     pub verbose: u8,
     /// `--add-host`, `--shm-size`, `--ulimit`.
     pub step_sandbox: StepSandbox,

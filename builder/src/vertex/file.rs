@@ -1,0 +1,341 @@
+//! The file op (COPY, ADD, WORKDIR): its key — the definition, the inputs'
+//! keys, and the checksums of what it reads (the selected context files, a
+//! named context's, downloads, a git checkout) or the digest of the image
+//! it copies from — and its execution: the selected files placed in the
+//! image below and committed as a layer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail};
+use frontend::{CopySource, FileKind, FileOp};
+
+use super::Step;
+use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
+use crate::context::dockerignore::{self, Matcher};
+use crate::context::select::{CopySpec, Selection, select};
+use crate::context::{git, remote};
+use crate::ops::commit::FileLayer;
+use crate::ops::{Layer, file, source};
+use crate::options::NamedContextSource;
+use crate::solver::cache_key::{KeyInputs, cache_key};
+use crate::solver::solve::Keyed;
+
+/// What a file op's key selected, for running it.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    /// The files a COPY/ADD from a directory selected (context, named
+    /// context, downloads, git checkout).
+    pub context_sel: Option<Selection>,
+    pub ov: Overrides,
+    /// `(reference, digest)` of an image the step copies from.
+    pub image_source: Option<(String, String)>,
+    /// The directory `context_sel` is relative to.
+    pub sel_root: PathBuf,
+    /// The sources selected, relative to `sel_root`.
+    pub sel_sources: Vec<String>,
+    /// ADD <url>/<git>: the downloaded files, kept until the layer is written.
+    pub downloads: Option<Arc<tempfile::TempDir>>,
+    /// The `.dockerignore` of a `--build-context name=DIR` copied from.
+    pub named_ignore: Option<Matcher>,
+}
+
+/// The key of a COPY/ADD/WORKDIR. `probe`: only if that needs no download
+/// and no layers to read `--chown` names from; `None` when it cannot be
+/// known so.
+pub fn key(
+    step: &Step,
+    f: &FileOp,
+    def: &str,
+    mut facts: BTreeMap<String, String>,
+    probe: bool,
+) -> anyhow::Result<Option<Keyed<super::Prepared>>> {
+    let ctx = step.ctx;
+    let mut p = Prepared {
+        sel_root: ctx.req.context.clone(),
+        // The sources the key's selection used (`sel_root`-relative), so
+        // the step can select them again for a destination the image moves.
+        sel_sources: f.sources.clone(),
+        ..Prepared::default()
+    };
+    let mut ctx_sum = None;
+    p.ov.chmod = file::chmod_of(f)?;
+    if let Some(c) = &f.chown {
+        // A name needs the image's /etc/passwd: unknown to a probe that
+        // has no layers.
+        let Some(layers) = &step.prev_layers else {
+            return Ok(None);
+        };
+        (p.ov.uid, p.ov.gid) = file::resolve_owner(ctx.store, &ctx.executor, layers, c)?;
+        p.ov.explicit_owner = true;
+    }
+    match &f.from {
+        // `--build-context name=DIR`: COPY --from=name reads that directory
+        // like a second context (with its own .dockerignore).
+        CopySource::Named { name } => match ctx.named.get(&name.to_ascii_lowercase()) {
+            Some(NamedContextSource::Dir(dir)) => {
+                let (ignore, _) = dockerignore::load_for_build(dir, None)?;
+                let prefix = format!("context:{}:", dir.display());
+                let (sel, sum) = select_for_key(
+                    dir,
+                    &ignore,
+                    &copy_spec(f, &key_dest(f)),
+                    &p.ov,
+                    &ChecksumIndex::in_memory(),
+                    Some((&mut facts, &prefix)),
+                )?;
+                (ctx_sum, p.context_sel, p.sel_root) = (Some(sum), Some(sel), dir.clone());
+                p.named_ignore = Some(ignore);
+            }
+            // An image or OCI layout: resolved like `--from=<image>`.
+            _ => p.image_source = Some(image_source(step, name, &mut facts)?),
+        },
+        CopySource::Image { reference } => {
+            p.image_source = Some(image_source(step, reference, &mut facts)?);
+        }
+        // ADD <url>… / ADD <git repository>: downloaded; a probe does not
+        // download, so the key stays unknown.
+        CopySource::Http | CopySource::Git { .. } if f.kind != FileKind::Mkdir => {
+            if probe {
+                return Ok(None);
+            }
+            ctx_sum = Some(download_key(step, f, &mut p, &mut facts)?);
+        }
+        CopySource::Context if f.kind != FileKind::Mkdir && !f.sources.is_empty() => {
+            let (sel, sum) = select_for_key(
+                &ctx.req.context,
+                &ctx.ignore,
+                &copy_spec(f, &key_dest(f)),
+                &p.ov,
+                &ctx.index,
+                Some((&mut facts, "context:")),
+            )?;
+            (ctx_sum, p.context_sel) = (Some(sum), Some(sel));
+        }
+        _ => {}
+    }
+    let key = cache_key(&KeyInputs {
+        definition: def,
+        inputs: &step.input_keys,
+        context: ctx_sum.as_deref(),
+        base_digest: p.image_source.as_ref().map(|(_, d)| d.as_str()),
+    });
+    Ok(Some(Keyed {
+        key,
+        facts,
+        prepared: super::Prepared::File(p),
+    }))
+}
+
+/// `(reference, digest)` of the image a `--from` names, with the digest
+/// among the key's facts.
+fn image_source(
+    step: &Step,
+    reference: &str,
+    facts: &mut BTreeMap<String, String>,
+) -> anyhow::Result<(String, String)> {
+    let r = step.ctx.resolve_image(reference, "--from")?;
+    facts.insert("base".into(), r.clone());
+    Ok((reference.to_string(), r))
+}
+
+/// ADD <url>… or ADD <git repository>: downloads them into a scratch
+/// directory, which becomes the step's context; returns its checksum.
+fn download_key(
+    step: &Step,
+    f: &FileOp,
+    p: &mut Prepared,
+    facts: &mut BTreeMap<String, String>,
+) -> anyhow::Result<String> {
+    let dir = tempfile::Builder::new()
+        .prefix("add-url-")
+        .tempdir_in(step.ctx.store.scratch_dir())?;
+    let sum;
+    if let CopySource::Git {
+        repository,
+        reference,
+        subdir,
+    } = &f.from
+    {
+        let source = f
+            .sources
+            .first()
+            .map_or(repository.as_str(), |s| s.as_str());
+        let src = git::GitSource {
+            url: repository.clone(),
+            reference: reference.clone(),
+            subdir: subdir.clone(),
+        };
+        let co = git::checkout(&src, dir.path(), f.keep_git_dir)?;
+        // The tree is copied into `dest` as a directory.
+        let into = format!("{}/", f.dest.trim_end_matches('/'));
+        let (sel, s) = select_for_key(
+            &co.dir,
+            &Matcher::default(),
+            &CopySpec::new(vec![".".into()], &into),
+            &p.ov,
+            &ChecksumIndex::in_memory(),
+            None,
+        )?;
+        facts.insert(format!("git:{source}"), co.commit.clone());
+        (sum, p.context_sel, p.sel_root) = (s, Some(sel), co.dir);
+        p.sel_sources = vec![".".into()];
+    } else {
+        let fetched = remote::fetch_all(&f.sources, dir.path(), f.checksum.as_deref())?;
+        let names: Vec<String> = fetched.iter().map(|d| d.name.clone()).collect();
+        let (sel, s) = select_for_key(
+            dir.path(),
+            &Matcher::default(),
+            &CopySpec::new(names.clone(), &f.dest),
+            &p.ov,
+            &ChecksumIndex::in_memory(),
+            None,
+        )?;
+        p.sel_sources = names;
+        for d in &fetched {
+            facts.insert(format!("url:{}", d.url), d.digest.to_string());
+        }
+        (sum, p.context_sel, p.sel_root) = (s, Some(sel), dir.path().to_path_buf());
+    }
+    p.downloads = Some(Arc::new(dir));
+    Ok(sum)
+}
+
+/// Selects `spec` under `root` and checksums the selection for the key;
+/// with `facts`, records each file's checksum and mode under the prefix
+/// for `--explain-cache`.
+fn select_for_key(
+    root: &Path,
+    ignore: &Matcher,
+    spec: &CopySpec,
+    ov: &Overrides,
+    index: &ChecksumIndex,
+    facts: Option<(&mut BTreeMap<String, String>, &str)>,
+) -> anyhow::Result<(Selection, String)> {
+    let sel = select(root, ignore, spec)?;
+    let sum = checksum_selection(root, &sel, ov, index)?;
+    if let Some((facts, prefix)) = facts {
+        for (e, c) in sel.entries.iter().zip(&sum.contents) {
+            facts.insert(
+                format!("{prefix}{}", e.rel),
+                format!("{c} {:o}", e.key_mode()),
+            );
+        }
+    }
+    Ok((sel, sum.checksum))
+}
+
+/// Runs a COPY/ADD/WORKDIR on the state it runs on: the files it selected
+/// (again, if the image below moves the destination) become a layer.
+pub fn run(step: &Step, f: &FileOp, p: Prepared) -> anyhow::Result<Option<Layer>> {
+    let ctx = step.ctx;
+    let prev = step
+        .inputs
+        .first()
+        .ok_or_else(|| anyhow!("internal: a file op has no state to run on"))?;
+    let ov = &p.ov;
+    if f.kind == FileKind::Mkdir {
+        let dest = ctx.executor.resolve_dest(&prev.layers, &f.dest, true)?;
+        let files = FileLayer {
+            entries: file::with_dirs(Vec::new(), &dest.missing, ov.uid, ov.gid),
+            archives: Vec::new(),
+            parents: dest.parents,
+        };
+        return ctx.executor.commit_files(ctx.store, files, ctx.epoch);
+    }
+    // Where the files land in the image below: through its symlinks, into
+    // an existing directory, with the parents it lacks.
+    let dest = ctx.executor.resolve_dest(&prev.layers, &f.dest, false)?;
+    if several_sources(f) && !dest.path.ends_with('/') && !f.parents {
+        bail!(
+            "when copying more than one source (or a wildcard) the destination must be a directory: {} is not one in the image; write {}/",
+            f.dest,
+            f.dest
+        );
+    }
+    let (root, sel) = match (&f.from, p.context_sel) {
+        // Selected for the cache key with the destination as written;
+        // again if the image moves it.
+        (_, Some(sel)) if dest.path == f.dest => (p.sel_root.clone(), sel),
+        (_, Some(_)) => {
+            let no_ignore = Matcher::default();
+            let ignore = match (&p.downloads, &p.named_ignore) {
+                (Some(_), _) => &no_ignore,
+                (None, Some(n)) => n,
+                (None, None) => &ctx.ignore,
+            };
+            let mut spec = copy_spec(f, &dest.path);
+            spec.sources = p.sel_sources.clone();
+            let sel = select(&p.sel_root, ignore, &spec)?;
+            (p.sel_root.clone(), sel)
+        }
+        (CopySource::Stage { .. } | CopySource::Image { .. } | CopySource::Named { .. }, _) => {
+            let layers = match &p.image_source {
+                Some((reference, digest)) => {
+                    source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?
+                }
+                None => step
+                    .inputs
+                    .get(1)
+                    .ok_or_else(|| anyhow!("internal: COPY --from has no source input"))?
+                    .layers
+                    .clone(),
+            };
+            return ctx.executor.copy_from(
+                &layers,
+                &copy_spec(f, &dest.path),
+                ov,
+                &dest.missing,
+                &dest.parents,
+                ctx.epoch,
+            );
+        }
+        _ => (ctx.req.context.clone(), Default::default()),
+    };
+    let (entries, archives) = file::copy_entries(
+        &root,
+        &sel,
+        ov,
+        false,
+        // Remote files are unpacked only when asked (`--unpack`).
+        f.kind == FileKind::Add && f.unpack.unwrap_or(p.downloads.is_none()),
+        &f.inline,
+        &dest.path,
+    )?;
+    let files = FileLayer {
+        entries: file::with_dirs(entries, &dest.missing, ov.uid, ov.gid),
+        archives,
+        parents: dest.parents,
+    };
+    ctx.executor.commit_files(ctx.store, files, ctx.epoch)
+}
+
+/// Whether a COPY/ADD names several sources (or a wildcard): Docker then
+/// needs a directory destination.
+fn several_sources(f: &FileOp) -> bool {
+    f.sources.len() + f.inline.len() > 1
+        || f.sources
+            .iter()
+            .any(|s| crate::context::select::is_wildcard(s))
+}
+
+/// The destination the cache key's selection uses. `COPY a b /dir` without
+/// a trailing `/` is allowed when `/dir` is a directory of the image, which
+/// only the step itself can see; the key selects as if the `/` were there
+/// and the step refuses if the image has no such directory.
+fn key_dest(f: &FileOp) -> String {
+    if several_sources(f) && !f.dest.ends_with('/') && !f.parents {
+        format!("{}/", f.dest)
+    } else {
+        f.dest.clone()
+    }
+}
+
+/// What a COPY/ADD selects, copied to `dest`.
+fn copy_spec(f: &FileOp, dest: &str) -> CopySpec {
+    let mut spec = CopySpec::new(f.sources.clone(), dest);
+    spec.excludes = f.exclude.clone();
+    spec.parents = f.parents;
+    spec
+}
