@@ -108,6 +108,77 @@ impl FileLayer {
         Ok(())
     }
 
+    /// The entries of the tar that the directory [`FileLayer::write`]
+    /// makes will hold, as `write_dir` reads them back: the entries with
+    /// the metadata the disk keeps (a symlink is 0777 with no xattrs; the
+    /// xattrs `write_dir` skips are dropped), plus every parent directory
+    /// the write creates (the image's metadata for the existing ones,
+    /// unpack's 0755, root, time 0 for the others). `None` when it cannot
+    /// be known before writing: ADD's archives.
+    fn dir_entries(&self) -> Option<Vec<Entry>> {
+        if !self.archives.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.entries.len());
+        let mut named = std::collections::HashSet::new();
+        for e in &self.entries {
+            // The root itself is not written (unpack skips it); `..` fails
+            // the write, so no prediction either.
+            let Some(path) = cache::layer::clean_path(&e.path).ok()? else {
+                continue;
+            };
+            let mut e = e.clone();
+            e.path = path.clone();
+            if matches!(e.kind, cache::layer::EntryKind::Symlink(_)) {
+                e.meta.mode = 0o777;
+                e.meta.xattrs.clear();
+            }
+            e.meta.xattrs.retain(|(k, _)| kept_xattr(k));
+            named.insert(path);
+            out.push(e);
+        }
+        let metas: std::collections::HashMap<PathBuf, &DirMeta> = self
+            .parents
+            .iter()
+            .filter_map(|m| Some((cache::layer::clean_path(Path::new(&m.path)).ok()??, m)))
+            .collect();
+        let mut implied = std::collections::BTreeSet::new();
+        for p in &named {
+            for a in p.ancestors().skip(1) {
+                if a.as_os_str().is_empty() || named.contains(a) {
+                    continue;
+                }
+                implied.insert(a.to_path_buf());
+            }
+        }
+        for a in implied {
+            let e = match metas.get(&a) {
+                Some(m) => Entry::dir(a)
+                    .mode(m.mode)
+                    .owner(m.uid, m.gid)
+                    .mtime(m.mtime),
+                None => Entry::dir(a).mode(0o755).owner(0, 0).mtime(0),
+            };
+            out.push(e);
+        }
+        Some(out)
+    }
+
+    /// The diff_id and tar size the layer directory of these files will
+    /// have, computed from the sources without writing anything: the tar
+    /// [`FileLayer::dir_entries`] makes, streamed through SHA-256. `None`
+    /// when it cannot be known (archives) or a source cannot be read here
+    /// (the write, in the layer namespace, may still read it).
+    fn predict(&self, epoch: Option<i64>) -> Option<(Digest, u64)> {
+        let entries = self.dir_entries()?;
+        let opts = WriteOptions {
+            source_date_epoch: epoch,
+            ..dir_tar_options()
+        };
+        let d = cache::layer::write_layer(entries, &opts, std::io::sink()).ok()?;
+        Some((d.diff_id, d.size))
+    }
+
     /// Gives the parents a layer written elsewhere holds (`COPY --from`)
     /// the image's metadata. Its entries name no existing directory of the
     /// image's path to the destination, so every one is implicit.
@@ -117,6 +188,15 @@ impl FileLayer {
         }
         Ok(())
     }
+}
+
+/// Whether `write_dir` puts an xattr of a written file into the tar
+/// (it skips overlay bookkeeping, ownership records and SELinux labels).
+fn kept_xattr(name: &str) -> bool {
+    name != cache::layer::ROOTLESS_XATTR
+        && !name.starts_with("user.overlay.")
+        && !name.starts_with("trusted.overlay.")
+        && name != "security.selinux"
 }
 
 /// Gives an implicit parent of a file layer the image's metadata (if the
@@ -277,6 +357,13 @@ impl Executor {
         if files.is_empty() {
             return Ok(None);
         }
+        // The same files made before (a --no-cache rebuild, a COPY under a
+        // changed step): the layer is there, nothing is written.
+        if let Some((diff_id, size)) = files.predict(epoch)
+            && store.layer_dir_of(&diff_id).is_some()
+        {
+            return layer_from(store, diff_id, size).map(Some);
+        }
         let dir = self.new_layer_dir(store)?;
         let d = dir.clone();
         let written = self.in_layer_ns(move || files.write(&d).map_err(|e| format!("{e:#}")));
@@ -396,5 +483,113 @@ impl cache::transport::LayerSource for DirLayers<'_> {
             .open_dir_layer(self.store, &layer)
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         Ok(Box::new(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+    use crate::context::checksum::Overrides;
+    use crate::context::dockerignore::Matcher;
+    use crate::context::select::{CopySpec, select};
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A context with every kind a COPY writes: nested and odd-mode
+    /// directories, setuid/read-only files, an empty file, a long name
+    /// (PAX), symlinks, a hardlink pair, xattrs on a file and a directory.
+    fn context() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir_all(p.join("src/deep/er")).unwrap();
+        std::fs::create_dir_all(p.join("shared")).unwrap();
+        std::fs::write(p.join("src/a.txt"), "alpha\n").unwrap();
+        std::fs::write(p.join("src/deep/er/b.bin"), vec![7u8; 70_000]).unwrap();
+        std::fs::write(p.join("src/empty"), "").unwrap();
+        std::fs::write(p.join("src/suid"), "#!/bin/sh\n").unwrap();
+        std::fs::write(p.join("src/ro"), "read only").unwrap();
+        std::fs::write(p.join(format!("src/{}", "n".repeat(120))), "long").unwrap();
+        std::os::unix::fs::symlink("a.txt", p.join("src/link")).unwrap();
+        std::os::unix::fs::symlink("/nowhere/at/all", p.join("src/dangling")).unwrap();
+        std::fs::hard_link(p.join("src/a.txt"), p.join("src/deep/hard")).unwrap();
+        xattr::set(p.join("src/a.txt"), "user.note", b"kept").unwrap();
+        xattr::set(p.join("src/deep"), "user.dir", b"d").unwrap();
+        chmod(&p.join("src/suid"), 0o4755);
+        chmod(&p.join("src/ro"), 0o444);
+        chmod(&p.join("src/deep/er"), 0o2750);
+        chmod(&p.join("shared"), 0o1777);
+        d
+    }
+
+    fn layer(ctx: &Path, ov: &Overrides) -> FileLayer {
+        let spec = CopySpec::new(vec!["src".into(), "shared".into()], "/srv/app/");
+        let sel = select(ctx, &Matcher::default(), &spec).unwrap();
+        let inline = [frontend::InlineFile {
+            path: "motd".into(),
+            content: "hello\n".into(),
+            mode: 0o640,
+        }];
+        let (entries, _) =
+            super::super::file::copy_entries(ctx, &sel, ov, false, false, &inline, "/srv/app/")
+                .unwrap();
+        FileLayer {
+            entries: super::super::file::with_dirs(entries, &["/srv/app".into()], ov.uid, ov.gid),
+            archives: Vec::new(),
+            parents: vec![DirMeta {
+                path: "srv".into(),
+                mode: 0o750,
+                uid: 0,
+                gid: 0,
+                mtime: 1_600_000_000,
+            }],
+        }
+    }
+
+    /// What `commit_files` predicts before writing is byte for byte what
+    /// the written directory makes, with and without an epoch and with
+    /// `--chmod`: a rebuild may take the existing layer on its word.
+    #[test]
+    fn predicted_diff_id_is_the_written_directorys() {
+        let ctx = context();
+        let chmod = Overrides {
+            chmod: Some(crate::context::chmod::Chmod::Octal(0o751)),
+            ..Default::default()
+        };
+        for (ov, epoch) in [
+            (Overrides::default(), None),
+            (Overrides::default(), Some(1_000_000)),
+            (chmod, None),
+        ] {
+            let predicted = layer(ctx.path(), &ov).predict(epoch).expect("a prediction");
+            let out = tempfile::tempdir().unwrap();
+            layer(ctx.path(), &ov).write(out.path()).unwrap();
+            let written = seal(out.path(), epoch).unwrap();
+            assert_eq!(predicted, written, "{ov:?} epoch {epoch:?}");
+            // Read-only directories stay removable for the tempdir.
+            let _ = runtime::userns::remove_tree(out.path());
+        }
+    }
+
+    /// A different file gives a different prediction, and an ADD archive
+    /// gives none (its members are only known by unpacking it).
+    #[test]
+    fn prediction_follows_content_and_skips_archives() {
+        let ctx = context();
+        let before = layer(ctx.path(), &Overrides::default()).predict(None);
+        std::fs::write(ctx.path().join("src/deep/er/b.bin"), vec![8u8; 70_000]).unwrap();
+        let after = layer(ctx.path(), &Overrides::default()).predict(None);
+        assert!(before.is_some() && after.is_some());
+        assert_ne!(before, after);
+        let mut l = layer(ctx.path(), &Overrides::default());
+        l.archives.push(ArchiveAdd {
+            path: ctx.path().join("src/a.txt"),
+            into: PathBuf::from("srv/app"),
+            owner: None,
+        });
+        assert_eq!(l.predict(None), None);
     }
 }
