@@ -100,6 +100,8 @@ pub struct Entry {
     /// tree read inside the build's user namespace (`COPY --from`), where
     /// on-disk ids are container ids; a copy from the context ignores it.
     pub owner: (u32, u32),
+    /// Whether `owner` came from a `user.rootlesscontainers` record.
+    pub owner_recorded: bool,
     /// A file the instruction names itself (or a wildcard matched), not one
     /// found inside a named directory: the only files ADD unpacks.
     pub named_source: bool,
@@ -130,9 +132,76 @@ pub struct Selection {
     pub entries: Vec<Entry>,
 }
 
+/// What a selected entry carries besides its stat, read with a syscall or
+/// two per entry (`llistxattr`, `lgetxattr`): kept in the checksum index
+/// so that a rebuild reads it again only for entries whose stat changed
+/// (setting an xattr moves ctime, which the stat key holds).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExtraMeta {
+    /// See [`Entry::xattrs`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    /// The owner recorded in `user.rootlesscontainers`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_owner: Option<(u32, u32)>,
+}
+
 /// Selects the entries of `spec` from `context`, skipping what `ignore`
 /// excludes.
 pub fn select(context: &Path, ignore: &Matcher, spec: &CopySpec) -> anyhow::Result<Selection> {
+    select_known(context, ignore, spec, &|_, _| None)
+}
+
+/// [`select`], taking each entry's [`ExtraMeta`] from `known` (context
+/// path, stat → what was read when the entry last had that stat) where it
+/// knows it, and reading it from the disk otherwise.
+pub fn select_known(
+    context: &Path,
+    ignore: &Matcher,
+    spec: &CopySpec,
+    known: &(dyn Fn(&str, &StatKey) -> Option<ExtraMeta> + Sync),
+) -> anyhow::Result<Selection> {
+    let mut sel = select_stat_only(context, ignore, spec)?;
+    fill_extra_meta(context, &mut sel.entries, known)?;
+    Ok(sel)
+}
+
+/// Fills in the xattrs and recorded owners of `entries`: from `known`, or
+/// read (in parallel) for the entries it does not know.
+fn fill_extra_meta(
+    context: &Path,
+    entries: &mut [Entry],
+    known: &(dyn Fn(&str, &StatKey) -> Option<ExtraMeta> + Sync),
+) -> anyhow::Result<()> {
+    use rayon::prelude::*;
+    entries.par_iter_mut().try_for_each(|e| {
+        let m = match known(&e.rel, &e.stat) {
+            Some(m) => m,
+            None => read_extra_meta(&join_rel(context, &e.rel))?,
+        };
+        e.xattrs = m.xattrs;
+        if let Some(o) = m.recorded_owner {
+            e.owner = o;
+            e.owner_recorded = true;
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// Reads what [`ExtraMeta`] holds from the entry at `abs`.
+fn read_extra_meta(abs: &Path) -> anyhow::Result<ExtraMeta> {
+    Ok(ExtraMeta {
+        xattrs: read_xattrs(abs),
+        recorded_owner: recorded_owner(abs)?,
+    })
+}
+
+/// The entries of `spec`, stat only: no xattrs yet, the on-disk owner.
+fn select_stat_only(
+    context: &Path,
+    ignore: &Matcher,
+    spec: &CopySpec,
+) -> anyhow::Result<Selection> {
     if spec.sources.is_empty() {
         bail!("COPY/ADD needs at least one source");
     }
@@ -445,8 +514,10 @@ fn entry_for(
         kind,
         host_mode: md.mode() & 0o7777,
         stat: StatKey::of(md),
-        xattrs: read_xattrs(abs),
-        owner: recorded_owner(abs)?.unwrap_or((md.uid(), md.gid())),
+        // Filled in by `fill_extra_meta`.
+        xattrs: Vec::new(),
+        owner: (md.uid(), md.gid()),
+        owner_recorded: false,
         named_source: false,
     }))
 }

@@ -14,7 +14,7 @@ use frontend::{CopySource, FileKind, Op};
 use super::{Ctx, copy_spec, f_sources, key_dest};
 use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
 use crate::context::dockerignore::{self, Matcher};
-use crate::context::select::{CopySpec, Selection, select};
+use crate::context::select::{CopySpec, Selection, select_known};
 use crate::context::{git, remote};
 use crate::ops::{Layer, file};
 use crate::options::NamedContextSource;
@@ -264,7 +264,7 @@ fn select_for_key(
     index: &ChecksumIndex,
     facts: Option<(&mut BTreeMap<String, String>, &str)>,
 ) -> anyhow::Result<(Selection, String)> {
-    let sel = select(root, ignore, spec)?;
+    let sel = select_known(root, ignore, spec, &|rel, stat| index.known_meta(rel, stat))?;
     let sum = checksum_selection(root, &sel, ov, index)?;
     if let Some((facts, prefix)) = facts {
         for (e, c) in sel.entries.iter().zip(&sum.contents) {
