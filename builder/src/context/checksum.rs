@@ -149,10 +149,8 @@ impl ChecksumIndex {
             };
             match records.get_mut(&e.rel) {
                 Some(r) if r.stat == e.stat => {
-                    if r.meta.as_ref() != Some(&meta) {
-                        r.meta = Some(meta);
-                        changed = true;
-                    }
+                    changed |= r.meta.as_ref() != Some(&meta);
+                    r.meta = Some(meta);
                 }
                 _ if e.kind != EntryKind::File => {
                     records.insert(

@@ -5,7 +5,10 @@
 //! moved, never copied, to `<root>/snapshots/layer-<diff_id hex>`, where
 //! later steps stack on it as they do on unpacked base layers. Its diff_id
 //! is the SHA-256 of the tar the directory makes, streamed through the
-//! hasher with no temp file and no compression ([`seal`]).
+//! hasher with no temp file and no compression ([`seal`]). A file layer's
+//! diff_id is known before it is written (`super::predict`): when the
+//! store has that layer already nothing is written, and a new one is not
+//! read back when the write applied exactly what was predicted.
 //!
 //! That tar is the layer's blob: digest = diff_id, an uncompressed media
 //! type, its size recorded. It is never stored. The store keeps an origin
@@ -42,6 +45,7 @@ use super::Layer;
 use super::archive::ArchiveAdd;
 use super::dest::DirMeta;
 use super::exec::{Executor, TMP_SEQ};
+use super::predict::Sources;
 
 /// How a layer directory is written as a tar: overlay whiteouts, owners
 /// as the user namespace (or the xattr records) show them, nothing
@@ -85,8 +89,12 @@ impl FileLayer {
         self.entries.is_empty() && self.archives.is_empty()
     }
 
-    /// Writes everything into `dir` (in the layer namespace).
-    fn write(self, dir: &Path) -> anyhow::Result<()> {
+    /// Writes everything into `dir` (in the layer namespace). Returns
+    /// whether every piece of metadata was applied as the entries say (no
+    /// xattr, owner or device node left out; see
+    /// [`super::predict`]), so that the directory makes the tar the entries
+    /// make.
+    pub(super) fn write(self, dir: &Path) -> anyhow::Result<bool> {
         let opts = UnpackOptions {
             whiteouts: WhiteoutMode::Overlay,
             ..Default::default()
@@ -96,87 +104,19 @@ impl FileLayer {
             .iter()
             .filter_map(|e| cache::layer::clean_path(&e.path).ok().flatten())
             .collect();
-        cache::layer::unpack_entries(self.entries, dir, &opts).context("writing the layer")?;
+        let stats =
+            cache::layer::unpack_entries(self.entries, dir, &opts).context("writing the layer")?;
+        let mut faithful =
+            stats.xattrs_skipped == 0 && stats.ownership_lost == 0 && stats.placeholders == 0;
         for a in &self.archives {
             a.unpack_into(dir, &opts)?;
         }
         for p in &self.parents {
             if !named.contains(Path::new(&p.path)) {
-                set_dir_meta(&dir.join(&p.path), p)?;
+                faithful &= set_dir_meta(&dir.join(&p.path), p)?;
             }
         }
-        Ok(())
-    }
-
-    /// The entries of the tar that the directory [`FileLayer::write`]
-    /// makes will hold, as `write_dir` reads them back: the entries with
-    /// the metadata the disk keeps (a symlink is 0777 with no xattrs; the
-    /// xattrs `write_dir` skips are dropped), plus every parent directory
-    /// the write creates (the image's metadata for the existing ones,
-    /// unpack's 0755, root, time 0 for the others). `None` when it cannot
-    /// be known before writing: ADD's archives.
-    fn dir_entries(&self) -> Option<Vec<Entry>> {
-        if !self.archives.is_empty() {
-            return None;
-        }
-        let mut out = Vec::with_capacity(self.entries.len());
-        let mut named = std::collections::HashSet::new();
-        for e in &self.entries {
-            // The root itself is not written (unpack skips it); `..` fails
-            // the write, so no prediction either.
-            let Some(path) = cache::layer::clean_path(&e.path).ok()? else {
-                continue;
-            };
-            let mut e = e.clone();
-            e.path = path.clone();
-            if matches!(e.kind, cache::layer::EntryKind::Symlink(_)) {
-                e.meta.mode = 0o777;
-                e.meta.xattrs.clear();
-            }
-            e.meta.xattrs.retain(|(k, _)| kept_xattr(k));
-            named.insert(path);
-            out.push(e);
-        }
-        let metas: std::collections::HashMap<PathBuf, &DirMeta> = self
-            .parents
-            .iter()
-            .filter_map(|m| Some((cache::layer::clean_path(Path::new(&m.path)).ok()??, m)))
-            .collect();
-        let mut implied = std::collections::BTreeSet::new();
-        for p in &named {
-            for a in p.ancestors().skip(1) {
-                if a.as_os_str().is_empty() || named.contains(a) {
-                    continue;
-                }
-                implied.insert(a.to_path_buf());
-            }
-        }
-        for a in implied {
-            let e = match metas.get(&a) {
-                Some(m) => Entry::dir(a)
-                    .mode(m.mode)
-                    .owner(m.uid, m.gid)
-                    .mtime(m.mtime),
-                None => Entry::dir(a).mode(0o755).owner(0, 0).mtime(0),
-            };
-            out.push(e);
-        }
-        Some(out)
-    }
-
-    /// The diff_id and tar size the layer directory of these files will
-    /// have, computed from the sources without writing anything: the tar
-    /// [`FileLayer::dir_entries`] makes, streamed through SHA-256. `None`
-    /// when it cannot be known (archives) or a source cannot be read here
-    /// (the write, in the layer namespace, may still read it).
-    fn predict(&self, epoch: Option<i64>) -> Option<(Digest, u64)> {
-        let entries = self.dir_entries()?;
-        let opts = WriteOptions {
-            source_date_epoch: epoch,
-            ..dir_tar_options()
-        };
-        let d = cache::layer::write_layer(entries, &opts, std::io::sink()).ok()?;
-        Some((d.diff_id, d.size))
+        Ok(faithful && !super::predict::has_default_acl(dir))
     }
 
     /// Gives the parents a layer written elsewhere holds (`COPY --from`)
@@ -190,29 +130,21 @@ impl FileLayer {
     }
 }
 
-/// Whether `write_dir` puts an xattr of a written file into the tar
-/// (it skips overlay bookkeeping, ownership records and SELinux labels).
-fn kept_xattr(name: &str) -> bool {
-    name != cache::layer::ROOTLESS_XATTR
-        && !name.starts_with("user.overlay.")
-        && !name.starts_with("trusted.overlay.")
-        && name != "security.selinux"
-}
-
 /// Gives an implicit parent of a file layer the image's metadata (if the
-/// layer has it at all).
-fn set_dir_meta(path: &Path, m: &DirMeta) -> anyhow::Result<()> {
+/// layer has it at all). Returns whether the owner was applied too.
+fn set_dir_meta(path: &Path, m: &DirMeta) -> anyhow::Result<bool> {
     use std::os::unix::fs::PermissionsExt as _;
     if !path.is_dir() {
-        return Ok(());
+        return Ok(true);
     }
     // Ids outside the namespace's mapping stay as they are (EINVAL).
-    let _ = std::os::unix::fs::lchown(path, Some(m.uid), Some(m.gid));
+    let owned = std::os::unix::fs::lchown(path, Some(m.uid), Some(m.gid)).is_ok();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(m.mode))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     let t = filetime::FileTime::from_unix_time(m.mtime, 0);
     filetime::set_symlink_file_times(path, t, t)
-        .with_context(|| format!("setting the time of {}", path.display()))
+        .with_context(|| format!("setting the time of {}", path.display()))?;
+    Ok(owned)
 }
 
 /// Clamps every mtime in `dir` later than `epoch` to it, children before
@@ -235,7 +167,7 @@ fn clamp_mtimes(dir: &Path, epoch: i64) -> Result<(), String> {
 
 /// Clamps (with an epoch) and hashes a layer directory: its diff_id and
 /// tar size. Runs in the layer namespace.
-fn seal(dir: &Path, epoch: Option<i64>) -> Result<(Digest, u64), String> {
+pub(super) fn seal(dir: &Path, epoch: Option<i64>) -> Result<(Digest, u64), String> {
     if let Some(e) = epoch {
         clamp_mtimes(dir, e)?;
     }
@@ -260,6 +192,17 @@ fn adopt(dir: &Path, snapshots: &Path, diff_id: &Digest) -> Result<(), String> {
             dest.display()
         )),
     }
+}
+
+/// The layer a layer-namespace child committed (`"<diff_id> <size>"`),
+/// recorded in the store.
+fn committed(store: &Store, out: &str) -> anyhow::Result<Layer> {
+    let (d, s) = out
+        .split_once(' ')
+        .ok_or_else(|| anyhow!("internal: bad commit result {out:?}"))?;
+    let diff_id: Digest = d.parse().map_err(|e| anyhow!("internal: {e}"))?;
+    let size: u64 = s.parse().map_err(|e| anyhow!("internal: {e}"))?;
+    layer_from(store, diff_id, size)
 }
 
 /// The layer a sealed directory is, recorded in the store so that images
@@ -320,12 +263,7 @@ impl Executor {
                 Ok(format!("{diff_id} {size}"))
             })
             .context("committing the layer")?;
-        let (d, s) = out
-            .split_once(' ')
-            .ok_or_else(|| anyhow!("internal: bad commit result {out:?}"))?;
-        let diff_id: Digest = d.parse().map_err(|e| anyhow!("internal: {e}"))?;
-        let size: u64 = s.parse().map_err(|e| anyhow!("internal: {e}"))?;
-        layer_from(store, diff_id, size)
+        committed(store, &out)
     }
 
     /// A fresh directory to write a layer into, beside the layer
@@ -351,27 +289,46 @@ impl Executor {
     pub fn commit_files(
         &self,
         store: &Store,
-        files: FileLayer,
+        mut files: FileLayer,
         epoch: Option<i64>,
     ) -> anyhow::Result<Option<Layer>> {
         if files.is_empty() {
             return Ok(None);
         }
+        if let Some(e) = epoch {
+            files.clamp_mtimes(e);
+        }
+        let sources = Sources::of(&files);
+        let predicted = files.predict();
         // The same files made before (a --no-cache rebuild, a COPY under a
         // changed step): the layer is there, nothing is written.
-        if let Some((diff_id, size)) = files.predict(epoch)
-            && store.layer_dir_of(&diff_id).is_some()
+        if let Some((diff_id, size)) = &predicted
+            && store.layer_dir_of(diff_id).is_some()
         {
-            return layer_from(store, diff_id, size).map(Some);
+            return layer_from(store, diff_id.clone(), *size).map(Some);
         }
+        let trusted = predicted.filter(|_| files.only_user_xattrs());
         let dir = self.new_layer_dir(store)?;
+        let snapshots = store.snapshots_dir();
         let d = dir.clone();
-        let written = self.in_layer_ns(move || files.write(&d).map_err(|e| format!("{e:#}")));
-        if let Err(e) = written {
-            self.discard(&dir);
-            return Err(e);
+        let out = self.in_layer_ns(move || -> Result<String, String> {
+            let faithful = files.write(&d).map_err(|e| format!("{e:#}"))?;
+            // The prediction stands when the write applied all of it and
+            // no source changed since it was read; else hash what is there.
+            let (diff_id, size) = match trusted {
+                Some(p) if faithful && sources.unchanged() => p,
+                _ => seal(&d, epoch)?,
+            };
+            adopt(&d, &snapshots, &diff_id)?;
+            Ok(format!("{diff_id} {size}"))
+        });
+        match out {
+            Ok(out) => committed(store, &out).map(Some),
+            Err(e) => {
+                self.discard(&dir);
+                Err(e.context("committing the layer"))
+            }
         }
-        self.commit_dir(store, dir, epoch).map(Some)
     }
 
     /// The tar of a layer kept as a directory, streamed from a layer-
@@ -483,113 +440,5 @@ impl cache::transport::LayerSource for DirLayers<'_> {
             .open_dir_layer(self.store, &layer)
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         Ok(Box::new(r))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-
-    use super::*;
-    use crate::context::checksum::Overrides;
-    use crate::context::dockerignore::Matcher;
-    use crate::context::select::{CopySpec, select};
-
-    fn chmod(p: &Path, mode: u32) {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-
-    /// A context with every kind a COPY writes: nested and odd-mode
-    /// directories, setuid/read-only files, an empty file, a long name
-    /// (PAX), symlinks, a hardlink pair, xattrs on a file and a directory.
-    fn context() -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path();
-        std::fs::create_dir_all(p.join("src/deep/er")).unwrap();
-        std::fs::create_dir_all(p.join("shared")).unwrap();
-        std::fs::write(p.join("src/a.txt"), "alpha\n").unwrap();
-        std::fs::write(p.join("src/deep/er/b.bin"), vec![7u8; 70_000]).unwrap();
-        std::fs::write(p.join("src/empty"), "").unwrap();
-        std::fs::write(p.join("src/suid"), "#!/bin/sh\n").unwrap();
-        std::fs::write(p.join("src/ro"), "read only").unwrap();
-        std::fs::write(p.join(format!("src/{}", "n".repeat(120))), "long").unwrap();
-        std::os::unix::fs::symlink("a.txt", p.join("src/link")).unwrap();
-        std::os::unix::fs::symlink("/nowhere/at/all", p.join("src/dangling")).unwrap();
-        std::fs::hard_link(p.join("src/a.txt"), p.join("src/deep/hard")).unwrap();
-        xattr::set(p.join("src/a.txt"), "user.note", b"kept").unwrap();
-        xattr::set(p.join("src/deep"), "user.dir", b"d").unwrap();
-        chmod(&p.join("src/suid"), 0o4755);
-        chmod(&p.join("src/ro"), 0o444);
-        chmod(&p.join("src/deep/er"), 0o2750);
-        chmod(&p.join("shared"), 0o1777);
-        d
-    }
-
-    fn layer(ctx: &Path, ov: &Overrides) -> FileLayer {
-        let spec = CopySpec::new(vec!["src".into(), "shared".into()], "/srv/app/");
-        let sel = select(ctx, &Matcher::default(), &spec).unwrap();
-        let inline = [frontend::InlineFile {
-            path: "motd".into(),
-            content: "hello\n".into(),
-            mode: 0o640,
-        }];
-        let (entries, _) =
-            super::super::file::copy_entries(ctx, &sel, ov, false, false, &inline, "/srv/app/")
-                .unwrap();
-        FileLayer {
-            entries: super::super::file::with_dirs(entries, &["/srv/app".into()], ov.uid, ov.gid),
-            archives: Vec::new(),
-            parents: vec![DirMeta {
-                path: "srv".into(),
-                mode: 0o750,
-                uid: 0,
-                gid: 0,
-                mtime: 1_600_000_000,
-            }],
-        }
-    }
-
-    /// What `commit_files` predicts before writing is byte for byte what
-    /// the written directory makes, with and without an epoch and with
-    /// `--chmod`: a rebuild may take the existing layer on its word.
-    #[test]
-    fn predicted_diff_id_is_the_written_directorys() {
-        let ctx = context();
-        let chmod = Overrides {
-            chmod: Some(crate::context::chmod::Chmod::Octal(0o751)),
-            ..Default::default()
-        };
-        for (ov, epoch) in [
-            (Overrides::default(), None),
-            (Overrides::default(), Some(1_000_000)),
-            (chmod, None),
-        ] {
-            let predicted = layer(ctx.path(), &ov).predict(epoch).expect("a prediction");
-            let out = tempfile::tempdir().unwrap();
-            layer(ctx.path(), &ov).write(out.path()).unwrap();
-            let written = seal(out.path(), epoch).unwrap();
-            assert_eq!(predicted, written, "{ov:?} epoch {epoch:?}");
-            // Read-only directories stay removable for the tempdir.
-            let _ = runtime::userns::remove_tree(out.path());
-        }
-    }
-
-    /// A different file gives a different prediction, and an ADD archive
-    /// gives none (its members are only known by unpacking it).
-    #[test]
-    fn prediction_follows_content_and_skips_archives() {
-        let ctx = context();
-        let before = layer(ctx.path(), &Overrides::default()).predict(None);
-        std::fs::write(ctx.path().join("src/deep/er/b.bin"), vec![8u8; 70_000]).unwrap();
-        let after = layer(ctx.path(), &Overrides::default()).predict(None);
-        assert!(before.is_some() && after.is_some());
-        assert_ne!(before, after);
-        let mut l = layer(ctx.path(), &Overrides::default());
-        l.archives.push(ArchiveAdd {
-            path: ctx.path().join("src/a.txt"),
-            into: PathBuf::from("srv/app"),
-            owner: None,
-        });
-        assert_eq!(l.predict(None), None);
     }
 }
