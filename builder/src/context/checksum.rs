@@ -37,11 +37,18 @@ struct Record {
     meta: Option<ExtraMeta>,
 }
 
+type Records = BTreeMap<String, Record>;
+
 /// The per-context index of file digests.
 #[derive(Debug)]
 pub struct ChecksumIndex {
     file: Option<PathBuf>,
-    records: Mutex<BTreeMap<String, Record>>,
+    /// Filled by `loader` on first use.
+    records: std::sync::OnceLock<Mutex<Records>>,
+    /// The index file being read and parsed in the background (tens of
+    /// milliseconds for a 20,000-file context), while the build walks the
+    /// context, which does not need it.
+    loader: Mutex<Option<std::thread::JoinHandle<Records>>>,
     dirty: Mutex<bool>,
     /// Files actually read (for tests and `-v`: a warm build reads none).
     reads: std::sync::atomic::AtomicUsize,
@@ -52,7 +59,8 @@ impl ChecksumIndex {
     pub fn in_memory() -> ChecksumIndex {
         ChecksumIndex {
             file: None,
-            records: Mutex::new(BTreeMap::new()),
+            records: std::sync::OnceLock::from(Mutex::new(BTreeMap::new())),
+            loader: Mutex::new(None),
             dirty: Mutex::new(false),
             reads: Default::default(),
         }
@@ -68,16 +76,35 @@ impl ChecksumIndex {
         })?;
         let key = blake3::hash(abs.as_os_str().as_encoded_bytes()).to_hex();
         let file = root.join("index/context").join(format!("{key}.json"));
-        let records = std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let path = file.clone();
+        let read = move || -> Records {
+            std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
+        };
+        let (records, loader) = match std::thread::Builder::new()
+            .name("context-index".into())
+            .spawn(read.clone())
+        {
+            Ok(handle) => (std::sync::OnceLock::new(), Some(handle)),
+            Err(_) => (std::sync::OnceLock::from(Mutex::new(read())), None),
+        };
         Ok(ChecksumIndex {
             file: Some(file),
-            records: Mutex::new(records),
+            records,
+            loader: Mutex::new(loader),
             dirty: Mutex::new(false),
             reads: Default::default(),
         })
+    }
+
+    /// The records, waiting for the background read the first time.
+    fn records(&self) -> std::sync::MutexGuard<'_, Records> {
+        lock(self.records.get_or_init(|| {
+            let handle = lock(&self.loader).take();
+            Mutex::new(handle.and_then(|h| h.join().ok()).unwrap_or_default())
+        }))
     }
 
     /// How many files were read (not served from the index) so far.
@@ -88,7 +115,7 @@ impl ChecksumIndex {
     /// The blake3 digest of the regular file `rel` (context-relative) at
     /// `abs`, from the index when its stat is unchanged.
     pub fn file_digest(&self, rel: &str, abs: &Path, stat: &StatKey) -> anyhow::Result<String> {
-        if let Some(r) = lock(&self.records).get(rel)
+        if let Some(r) = self.records().get(rel)
             && r.stat == *stat
         {
             return Ok(r.digest.clone());
@@ -110,7 +137,7 @@ impl ChecksumIndex {
         // under the old stat.
         let after = std::fs::symlink_metadata(abs).map(|m| StatKey::of(&m)).ok();
         if after.as_ref() == Some(stat) {
-            lock(&self.records).insert(
+            self.records().insert(
                 rel.to_string(),
                 Record {
                     stat: *stat,
@@ -126,7 +153,7 @@ impl ChecksumIndex {
     /// The xattrs and recorded owner of the context entry `rel` when it
     /// still has the stat they were read with.
     pub fn known_meta(&self, rel: &str, stat: &StatKey) -> Option<ExtraMeta> {
-        let records = lock(&self.records);
+        let records = self.records();
         let r = records.get(rel)?;
         if r.stat == *stat {
             r.meta.clone()
@@ -140,7 +167,7 @@ impl ChecksumIndex {
     /// was recorded under the same stat), or on a record of its own for a
     /// directory or symlink.
     fn remember_meta(&self, sel: &Selection) {
-        let mut records = lock(&self.records);
+        let mut records = self.records();
         let mut changed = false;
         for e in &sel.entries {
             let meta = ExtraMeta {
@@ -184,7 +211,7 @@ impl ChecksumIndex {
         let dir = file.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, &*lock(&self.records))?;
+        serde_json::to_writer(&mut tmp, &*self.records())?;
         tmp.flush()?;
         tmp.as_file().sync_all()?;
         tmp.persist(file)

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-use super::dockerignore::Matcher;
+use super::dockerignore::{DirRules, Matcher, go_dir};
 use super::pattern::{Glob, clean};
 use super::resolve::{Resolved, resolve};
 
@@ -446,6 +446,10 @@ fn walk_dir(
         out.insert(e.dest.clone(), e);
     }
     let skip_dirs = !ignore.has_exceptions() && !excludes.has_exceptions();
+    // The rules matching each directory's parents, worked out once per
+    // directory rather than once per file.
+    let mut dir_rules: std::collections::HashMap<String, (DirRules, DirRules)> =
+        std::collections::HashMap::new();
     let mut it = walkdir::WalkDir::new(&root)
         .min_depth(1)
         .follow_links(false)
@@ -463,7 +467,11 @@ fn walk_dir(
             format!("{rel}/{inner}")
         };
         let is_dir = ent.file_type().is_dir();
-        if ignore.excludes(&ctx_rel) || excludes.excludes(&inner) {
+        let (ctx_dir, inner_dir) = (go_dir(&ctx_rel), go_dir(&inner));
+        let (in_ctx, in_inner) = dir_rules
+            .entry(ctx_dir)
+            .or_insert_with_key(|d| (ignore.in_dir(d), excludes.in_dir(&inner_dir)));
+        if ignore.excludes_in(in_ctx, &ctx_rel) || excludes.excludes_in(in_inner, &inner) {
             if is_dir && skip_dirs {
                 it.skip_current_dir();
             }
