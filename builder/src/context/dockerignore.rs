@@ -130,7 +130,7 @@ impl Matcher {
         self.excludes_in(&self.in_dir(&go_dir(path)), path)
     }
 
-    /// Which rules match directory `dir` (cleaned, `.` for the root) or
+    /// Which rules match directory `dir` (cleaned, `.` or empty for the root) or
     /// one of its parents: computed once for all the paths of a directory
     /// ([`Matcher::excludes_in`]) instead of once per path.
     pub fn in_dir(&self, dir: &str) -> DirRules {
@@ -192,7 +192,7 @@ impl Matcher {
 pub struct DirRules(Vec<bool>);
 
 /// Go's `filepath.Dir`: everything before the last `/`, cleaned.
-pub fn go_dir(path: &str) -> String {
+fn go_dir(path: &str) -> String {
     match path.rfind('/') {
         Some(i) => clean(&path[..=i]),
         None => ".".to_string(),

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-use super::dockerignore::{DirRules, Matcher, go_dir};
+use super::dockerignore::Matcher;
 use super::pattern::{Glob, clean};
 use super::resolve::{Resolved, resolve};
 
@@ -446,42 +446,54 @@ fn walk_dir(
         out.insert(e.dest.clone(), e);
     }
     let skip_dirs = !ignore.has_exceptions() && !excludes.has_exceptions();
-    // The rules matching each directory's parents, worked out once per
-    // directory rather than once per file.
-    let mut dir_rules: std::collections::HashMap<String, (DirRules, DirRules)> =
-        std::collections::HashMap::new();
-    let mut it = walkdir::WalkDir::new(&root)
-        .min_depth(1)
-        .follow_links(false)
-        .into_iter();
-    while let Some(ent) = it.next() {
-        let ent = ent.with_context(|| format!("cannot walk {}", root.display()))?;
-        let inner = ent
-            .path()
-            .strip_prefix(&root)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let ctx_rel = if rel.is_empty() {
-            inner.clone()
-        } else {
-            format!("{rel}/{inner}")
-        };
-        let is_dir = ent.file_type().is_dir();
-        let (ctx_dir, inner_dir) = (go_dir(&ctx_rel), go_dir(&inner));
-        let (in_ctx, in_inner) = dir_rules
-            .entry(ctx_dir)
-            .or_insert_with_key(|d| (ignore.in_dir(d), excludes.in_dir(&inner_dir)));
-        if ignore.excludes_in(in_ctx, &ctx_rel) || excludes.excludes_in(in_inner, &inner) {
-            if is_dir && skip_dirs {
-                it.skip_current_dir();
+    // Each directory is listed and its entries stat'ed relative to its
+    // open descriptor (`std::fs::DirEntry::metadata` is an `fstatat` on
+    // the directory), not by a path looked up from `/` again per file.
+    let mut pending = vec![(root.clone(), String::new())];
+    while let Some((dir, inner_dir)) = pending.pop() {
+        let list =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot walk {}", dir.display()))?;
+        // The rules matching this directory or its parents, worked out
+        // once for all its entries.
+        let parts: Vec<&str> = [rel, inner_dir.as_str()]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        let in_ctx = ignore.in_dir(&parts.join("/"));
+        let in_inner = excludes.in_dir(&inner_dir);
+        for ent in list {
+            let ent = ent.with_context(|| format!("cannot walk {}", dir.display()))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let inner = if inner_dir.is_empty() {
+                name
+            } else {
+                format!("{inner_dir}/{name}")
+            };
+            let ctx_rel = if rel.is_empty() {
+                inner.clone()
+            } else {
+                format!("{rel}/{inner}")
+            };
+            let path = ent.path();
+            let is_dir = ent
+                .file_type()
+                .with_context(|| format!("cannot stat {}", path.display()))?
+                .is_dir();
+            if ignore.excludes_in(&in_ctx, &ctx_rel) || excludes.excludes_in(&in_inner, &inner) {
+                if is_dir && !skip_dirs {
+                    pending.push((path, inner));
+                }
+                continue;
             }
-            continue;
-        }
-        let md = ent
-            .metadata()
-            .with_context(|| format!("cannot stat {}", ent.path().display()))?;
-        if let Some(e) = entry_for(ent.path(), &ctx_rel, &join_dest(dest, &inner), &md)? {
-            out.insert(e.dest.clone(), e);
+            let md = ent
+                .metadata()
+                .with_context(|| format!("cannot stat {}", path.display()))?;
+            if let Some(e) = entry_for(&path, &ctx_rel, &join_dest(dest, &inner), &md)? {
+                out.insert(e.dest.clone(), e);
+            }
+            if is_dir {
+                pending.push((path, inner));
+            }
         }
     }
     Ok(())
