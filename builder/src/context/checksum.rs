@@ -211,8 +211,12 @@ impl ChecksumIndex {
         let dir = file.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, &*self.records())?;
-        tmp.flush()?;
+        // Buffered: serde_json writes every token on its own, and an index
+        // of 20,000 files would be as many write calls.
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut tmp);
+        serde_json::to_writer(&mut out, &*self.records())?;
+        out.flush()?;
+        drop(out);
         tmp.as_file().sync_all()?;
         tmp.persist(file)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {}", file.display(), e.error))?;
