@@ -159,7 +159,7 @@ pub fn select_known(
     context: &Path,
     ignore: &Matcher,
     spec: &CopySpec,
-    known: &(dyn Fn(&str, &StatKey) -> Option<ExtraMeta> + Sync),
+    known: &dyn Fn(&str, &StatKey) -> Option<ExtraMeta>,
 ) -> anyhow::Result<Selection> {
     let mut sel = select_stat_only(context, ignore, spec)?;
     fill_extra_meta(context, &mut sel.entries, known)?;
@@ -167,14 +167,14 @@ pub fn select_known(
 }
 
 /// Fills in the xattrs and recorded owners of `entries`: from `known`, or
-/// read (in parallel) for the entries it does not know.
+/// read for the entries it does not know. Sequential: `COPY --from`
+/// selects in a forked child, where a thread pool's workers do not exist.
 fn fill_extra_meta(
     context: &Path,
     entries: &mut [Entry],
-    known: &(dyn Fn(&str, &StatKey) -> Option<ExtraMeta> + Sync),
+    known: &dyn Fn(&str, &StatKey) -> Option<ExtraMeta>,
 ) -> anyhow::Result<()> {
-    use rayon::prelude::*;
-    entries.par_iter_mut().try_for_each(|e| {
+    entries.iter_mut().try_for_each(|e| {
         let m = match known(&e.rel, &e.stat) {
             Some(m) => m,
             None => read_extra_meta(&join_rel(context, &e.rel))?,
