@@ -14,7 +14,7 @@ use frontend::{CopySource, FileKind, FileOp};
 use super::Step;
 use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
 use crate::context::dockerignore::{self, Matcher};
-use crate::context::select::{CopySpec, Selection, select};
+use crate::context::select::{CopySpec, Selection, select, select_known};
 use crate::context::{git, remote};
 use crate::ops::commit::FileLayer;
 use crate::ops::{Layer, file, source};
@@ -213,7 +213,7 @@ fn select_for_key(
     index: &ChecksumIndex,
     facts: Option<(&mut BTreeMap<String, String>, &str)>,
 ) -> anyhow::Result<(Selection, String)> {
-    let sel = select(root, ignore, spec)?;
+    let sel = select_known(root, ignore, spec, &|rel, stat| index.known_meta(rel, stat))?;
     let sum = checksum_selection(root, &sel, ov, index)?;
     if let Some((facts, prefix)) = facts {
         for (e, c) in sel.entries.iter().zip(&sum.contents) {
