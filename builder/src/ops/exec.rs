@@ -18,10 +18,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::{anyhow, bail};
 use cache::layer::{UnpackOptions, WhiteoutMode};
 use cache::store::Store;
+use cache::transport::registry::RegistryClient;
 use runtime::snapshot::{Choice, SnapshotterRequest};
 use runtime::{Network, OutputStream, RunSpec, Sandbox, SandboxOptions, sandbox_mount_points};
 
 use super::Layer;
+use super::pull_unpack::{Streamed, fetch_and_unpack};
 use super::source::{ensure_blob, layer_dir, layer_dir_ready};
 
 /// The sandbox and snapshotter, made on first use (a build with no RUN, or
@@ -46,6 +48,8 @@ pub struct Executor {
     cancel: runtime::sandbox::CancelToken,
     /// `--add-host`, `--shm-size`, `--ulimit` for every RUN step.
     pub step_sandbox: crate::options::StepSandbox,
+    /// The command's registry client (`--insecure-registry` included).
+    pub registry: Arc<crate::Registry>,
 }
 
 impl Drop for Executor {
@@ -99,6 +103,7 @@ impl Executor {
             unpacking: Mutex::new(HashMap::new()),
             cancel: runtime::sandbox::CancelToken::new(),
             step_sandbox: Default::default(),
+            registry: Arc::new(crate::Registry::new(&[])),
         }
     }
 
@@ -138,6 +143,12 @@ impl Executor {
             .map_err(|e| anyhow!("cannot run RUN steps here: {e}"))
     }
 
+    /// The registry client of this command: the environment's settings
+    /// plus the `--insecure-registry` hosts.
+    pub fn registry(&self) -> anyhow::Result<&RegistryClient> {
+        self.registry.client()
+    }
+
     /// Stops every step that is running now or starts later.
     /// Returns whether this call was the first to cancel (the step that
     /// failed on its own, not one stopped because of another).
@@ -147,8 +158,9 @@ impl Executor {
         first
     }
 
-    /// Unpacks a layer into its shared directory once (temp dir + rename).
-    fn materialize(&self, store: &Store, layer: &Layer) -> anyhow::Result<PathBuf> {
+    /// Unpacks a layer into its shared directory once (temp dir + rename);
+    /// a layer whose blob is not here yet is unpacked while it downloads.
+    pub(crate) fn materialize(&self, store: &Store, layer: &Layer) -> anyhow::Result<PathBuf> {
         let dir = layer_dir(store, layer);
         if layer_dir_ready(&dir) {
             return Ok(dir);
@@ -161,7 +173,6 @@ impl Executor {
         if layer_dir_ready(&dir) {
             return Ok(dir);
         }
-        ensure_blob(store, layer)?;
         let (sandbox, _) = self.get()?;
         let parent = dir
             .parent()
@@ -174,6 +185,21 @@ impl Executor {
             TMP_SEQ.fetch_add(1, Ordering::Relaxed),
             layer.diff_id.hex()
         ));
+        if !store.blobs().has(&layer.desc.digest) {
+            let isolation = sandbox.isolation().clone();
+            let streamed = fetch_and_unpack(
+                self.registry()?,
+                store,
+                layer,
+                tmp.clone(),
+                dir.clone(),
+                move |job| isolation.as_owner(move || job.run()).map_err(|e| e.to_string()),
+            )?;
+            if let Streamed::Done = streamed {
+                return Ok(dir);
+            }
+        }
+        ensure_blob(store, self.registry()?, layer)?;
         let blob = store.blobs().path(&layer.desc.digest);
         let (t, d) = (tmp.clone(), dir.clone());
         sandbox

@@ -116,7 +116,7 @@ pub(super) fn finish_image(
         {
             crate::ops::commit::record(ctx.store, l)?;
         } else if needs_bytes {
-            source::ensure_blob(ctx.store, l)?;
+            source::ensure_blob(ctx.store, ctx.executor.registry()?, l)?;
         } else {
             source::record_origin(ctx.store, l)?;
         }

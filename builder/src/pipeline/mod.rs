@@ -246,7 +246,12 @@ impl Ctx<'_> {
             bail!("{e}");
         }
         // Not under the lock: other steps resolve their images meanwhile.
-        resolver::resolve_for_copy(self.store, &self.real_ref(reference), self.req.pull).map_err(
+        resolver::resolve_for_copy(
+            self.store,
+            &self.executor.registry,
+            &self.real_ref(reference),
+            self.req.pull,
+        ).map_err(
             |e| {
                 let e = resolver::not_a_stage(&self.stage_names, flag, reference, e);
                 failed().insert(reference.to_string(), format!("{e:#}"));
@@ -295,7 +300,8 @@ fn build_inner(
     let store = Store::open(&req.root)
         .with_context(|| format!("opening the store {}", req.root.display()))?;
     let df = frontend::parse(&file_name, &text).map_err(|d| anyhow!("{d}"))?;
-    let mut resolver = resolver::StoreResolver::new(&store, req.pull);
+    let registry = std::sync::Arc::new(crate::Registry::new(&req.insecure_registries));
+    let mut resolver = resolver::StoreResolver::new(&store, &registry, req.pull);
     for (name, src) in &named {
         resolver.aliases.insert(name.clone(), src.clone());
     }
@@ -320,6 +326,7 @@ fn build_inner(
         req.verbose,
     );
     executor.step_sandbox = req.step_sandbox.clone();
+    executor.registry = registry.clone();
     let ctx = Ctx {
         req,
         store: &store,
@@ -349,7 +356,9 @@ fn build_inner(
         imported: if req.no_cache {
             remote_cache::Imported::default()
         } else {
-            remote_cache::Imported::load(&store, &req.cache_from, &|w| warn(req, &w))
+            remote_cache::Imported::load(&store, &registry, &req.cache_from, &|w| {
+                warn(req, &w)
+            })
         },
         results: Mutex::new(BTreeMap::new()),
         records_out: Mutex::new(BTreeMap::new()),
@@ -431,6 +440,7 @@ fn build_inner(
     }
     remote_cache::export(
         &store,
+        &registry,
         &req.cache_to,
         &exported,
         &state.chain_keys,
@@ -490,14 +500,14 @@ fn run_vertex(
                     emit(ctx, i, EventKind::Started { name: name.clone() });
                     let layers = source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?;
                     // The next step runs on these layers: download them
-                    // here, so the pull shows with its time and bytes.
-                    // Layers already unpacked (built here, or pulled
-                    // before) need no download.
+                    // here, unpacking while they arrive, so the pull shows
+                    // with its time and bytes. Layers already unpacked
+                    // (built here, or pulled before) need no download.
                     if prefetch {
                         let mut bytes = 0;
                         for l in &layers {
                             if needs_download(ctx.store, l) {
-                                source::ensure_blob(ctx.store, l)?;
+                                ctx.executor.materialize(ctx.store, l)?;
                                 bytes += l.desc.size;
                                 emit(ctx, i, EventKind::Bytes { bytes });
                             }
@@ -598,7 +608,7 @@ fn run_step(
     }
     let hit = match local_hit {
         Some(h) => Some(h),
-        None if !disabled => ctx.imported.take(ctx.store, &key).inspect(|h| {
+        None if !disabled => ctx.imported.take(ctx.store, &ctx.executor.registry, &key).inspect(|h| {
             // Remember the imported result locally: the next build is offline.
             if let Ok(value) = serde_json::to_vec(h) {
                 let refs = cache::index::CacheRefs {
@@ -707,7 +717,12 @@ fn run_step(
                         )
                     }) {
                         let real = ctx.real_ref(reference);
-                        let digest = resolver::resolve_for_copy(ctx.store, &real, ctx.req.pull)?;
+                        let digest = resolver::resolve_for_copy(
+                            ctx.store,
+                            &ctx.executor.registry,
+                            &real,
+                            ctx.req.pull,
+                        )?;
                         Some(source::image_layers(ctx.store, &real, &digest)?)
                     } else {
                         None

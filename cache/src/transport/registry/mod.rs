@@ -35,7 +35,7 @@ pub use artifact::{Artifact, SmallBlob, get_artifact, get_small_blob, put_artifa
 pub use client::{BlobDeadline, ClientOptions, RegistryClient, Repo};
 pub use error::{RegistryError, Result};
 pub use fetch::{FetchedManifest, ManifestHead};
-pub use lazy::{ensure_blob, ensure_blob_with, ensure_image_blobs};
+pub use lazy::{Teed, ensure_blob, ensure_blob_with, ensure_image_blobs, fetch_blob_teed};
 pub use pull::{
     PullEvent, PullReport, RemoteImage, fetch_blob, fetch_blob_by_digest,
     fetch_manifest_and_config, pull, pull_with_progress, resolve_remote,
