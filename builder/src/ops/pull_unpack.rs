@@ -240,7 +240,8 @@ mod tests {
     #[test]
     fn frames_carry_the_bytes_and_end_at_the_verdict() {
         let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
-        let mut r = FrameReader::new(&framed(&data, true)[..]);
+        let bytes = framed(&data, true);
+        let mut r = FrameReader::new(&bytes[..]);
         let mut got = Vec::new();
         r.read_to_end(&mut got).expect("read");
         assert_eq!(got, data);
@@ -250,7 +251,8 @@ mod tests {
     #[test]
     fn an_abandoned_download_is_an_error_not_an_end() {
         let data = b"part of a layer".to_vec();
-        let mut r = FrameReader::new(&framed(&data, false)[..]);
+        let bytes = framed(&data, false);
+        let mut r = FrameReader::new(&bytes[..]);
         let mut got = Vec::new();
         assert!(r.read_to_end(&mut got).is_err());
         assert_eq!(got, data);
@@ -265,7 +267,8 @@ mod tests {
     #[test]
     fn unread_data_is_drained_up_to_the_verdict() {
         let data = vec![7u8; 5000];
-        let mut r = FrameReader::new(&framed(&data, true)[..]);
+        let bytes = framed(&data, true);
+        let mut r = FrameReader::new(&bytes[..]);
         let mut first = [0u8; 10];
         r.read_exact(&mut first).expect("some");
         assert_eq!(r.finish(), Ok(()));
