@@ -6,7 +6,8 @@
 //! Layout: [`client`] is the HTTP engine (auth, retries), [`endpoint`] picks
 //! scheme and host, [`auth`] reads credentials and challenges, [`manifest`]
 //! knows the media types, [`fetch`] downloads with verification, [`upload`]
-//! sends blobs and manifests. On top: [`pull`] and [`push`] move images
+//! sends blobs and manifests, [`streamed`] sends a blob while it is being
+//! made (its digest known only at the end). On top: [`pull`] and [`push`] move images
 //! between a registry and the local [`crate::store::Store`], [`lazy`] fetches
 //! a blob the store only has an origin record for, and [`artifact`] stores
 //! small OCI artifacts (the builder's registry cache).
@@ -29,6 +30,7 @@ pub mod parallel;
 pub mod pull;
 pub mod push;
 pub mod retry;
+pub mod streamed;
 pub mod upload;
 
 pub use artifact::{Artifact, SmallBlob, get_artifact, get_small_blob, put_artifact};
@@ -41,4 +43,5 @@ pub use pull::{
     fetch_manifest_and_config, pull, pull_with_progress, resolve_remote,
 };
 pub use push::{PushReport, push, push_store_blob, push_with_origins};
+pub use streamed::StreamedUpload;
 pub use upload::{BlobPushed, BlobSource, MountOutcome};
