@@ -45,7 +45,7 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
     };
     let client = registry_client(&args.insecure_registry)?;
     let store = Store::open(g.root()?)?;
-    let report = match with_dir_layers(&store, &source)? {
+    let (report, streamed) = match with_dir_layers(&store, &source)? {
         Some((img, layers)) => {
             let executor =
                 Executor::new(&store, Userns::Auto, Isolation::Auto, Snapshotter::Auto, 0);
@@ -53,11 +53,15 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
                 source: &source,
                 dest: &dest,
             };
-            crate::output::push::push(&store, &executor, &client, &img, &layers, Want::Gzip, to)?
-                .report
+            let p =
+                crate::output::push::push(&store, &executor, &client, &img, &layers, Want::Gzip, to)?;
+            (p.report, p.streamed)
         }
-        None => push(&client, &store, &source, &dest)
-            .with_context(|| format!("pushing {source} to {dest}"))?,
+        None => (
+            push(&client, &store, &source, &dest)
+                .with_context(|| format!("pushing {source} to {dest}"))?,
+            0,
+        ),
     };
     let digest = report
         .digest
@@ -69,7 +73,7 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
     }
     let count = |k: BlobPushed| report.blobs.iter().filter(|(_, h)| *h == k).count();
     eprintln!(
-        "{}: {} blob(s) uploaded, {} mounted, {} already there",
+        "{}: {} blob(s) uploaded ({streamed} compressed while uploading), {} mounted, {} already there",
         dest.familiar(),
         count(BlobPushed::Monolithic) + count(BlobPushed::Chunked),
         count(BlobPushed::Mounted),

@@ -160,10 +160,22 @@ impl Executor {
 
     /// Unpacks a layer into its shared directory once (temp dir + rename);
     /// a layer whose blob is not here yet is unpacked while it downloads.
-    pub(crate) fn materialize(&self, store: &Store, layer: &Layer) -> anyhow::Result<PathBuf> {
+    fn materialize(&self, store: &Store, layer: &Layer) -> anyhow::Result<PathBuf> {
+        self.unpack_layer(store, layer).map(|(dir, _)| dir)
+    }
+
+    /// Downloads (if needed) and unpacks a base layer a RUN will need;
+    /// true when it was unpacked while it downloaded.
+    pub(crate) fn fetch_unpacked(&self, store: &Store, layer: &Layer) -> anyhow::Result<bool> {
+        self.unpack_layer(store, layer).map(|(_, streamed)| streamed)
+    }
+
+    /// [`Self::materialize`], saying whether the layer was unpacked while
+    /// it downloaded.
+    fn unpack_layer(&self, store: &Store, layer: &Layer) -> anyhow::Result<(PathBuf, bool)> {
         let dir = layer_dir(store, layer);
         if layer_dir_ready(&dir) {
-            return Ok(dir);
+            return Ok((dir, false));
         }
         let lock = {
             let mut m = self.unpacking.lock().unwrap_or_else(|p| p.into_inner());
@@ -171,7 +183,7 @@ impl Executor {
         };
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         if layer_dir_ready(&dir) {
-            return Ok(dir);
+            return Ok((dir, false));
         }
         let (sandbox, _) = self.get()?;
         let parent = dir
@@ -196,7 +208,7 @@ impl Executor {
                 move |job| isolation.as_owner(move || job.run()).map_err(|e| e.to_string()),
             )?;
             if let Streamed::Done = streamed {
-                return Ok(dir);
+                return Ok((dir, true));
             }
         }
         ensure_blob(store, self.registry()?, layer)?;
@@ -222,7 +234,7 @@ impl Executor {
                 }
             })
             .map_err(|e| anyhow!("unpacking layer {}: {e}", layer.desc.digest))?;
-        Ok(dir)
+        Ok((dir, false))
     }
 
     /// The layer directories of `layers` (bottom first), topmost first as

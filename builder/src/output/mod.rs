@@ -113,8 +113,9 @@ fn push_one(
             .sum();
         task.bytes(sent);
         task.line(format!(
-            "{} blobs uploaded, {} mounted, {} already there; manifest {}",
+            "{} blobs uploaded ({} compressed while uploading), {} mounted, {} already there; manifest {}",
             count(&|h| matches!(h, BlobPushed::Monolithic | BlobPushed::Chunked)),
+            pushed.streamed,
             count(&|h| matches!(h, BlobPushed::Mounted)),
             count(&|h| matches!(h, BlobPushed::Existed)),
             img.manifest_digest

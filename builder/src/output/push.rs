@@ -27,6 +27,8 @@ pub struct Pushed {
     /// Every blob and how it got there; layers encoded into their upload
     /// count as uploaded.
     pub report: PushReport,
+    /// How many layers were compressed while they uploaded.
+    pub streamed: usize,
 }
 
 /// Where a push goes and what it is called locally.
@@ -97,6 +99,7 @@ fn push_stored(
 ) -> anyhow::Result<Pushed> {
     let dest = to.dest;
     let source = to.source.with_digest(image.manifest_digest.clone());
+    let streamed_count = streamed.len();
     let mut report = cache::transport::registry::push(client, store, &source, dest)
         .with_context(|| format!("pushing {}", dest.familiar()))?;
     for (digest, how) in &mut report.blobs {
@@ -107,5 +110,9 @@ fn push_stored(
     if report.digest.is_none() {
         return Err(anyhow!("the push finished without a manifest digest"));
     }
-    Ok(Pushed { image, report })
+    Ok(Pushed {
+        image,
+        report,
+        streamed: streamed_count,
+    })
 }

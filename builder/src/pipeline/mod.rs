@@ -507,7 +507,13 @@ fn run_vertex(
                         let mut bytes = 0;
                         for l in &layers {
                             if needs_download(ctx.store, l) {
-                                ctx.executor.materialize(ctx.store, l)?;
+                                if ctx.executor.fetch_unpacked(ctx.store, l)? {
+                                    let line = format!(
+                                        "{}: unpacked while downloading",
+                                        &l.desc.digest.hex()[..12]
+                                    );
+                                    emit(ctx, i, EventKind::Output { line });
+                                }
                                 bytes += l.desc.size;
                                 emit(ctx, i, EventKind::Bytes { bytes });
                             }

@@ -3,8 +3,8 @@
 //!
 //! The distribution API fits a stream whose digest is known only at the
 //! end: `POST` opens an upload, `PATCH`es with `Content-Range` carry the
-//! chunks as they fill, and the closing `PUT ?digest=` names the digest,
-//! which the registry checks. A blob that fits in one chunk goes in that
+//! chunks as they fill, and the closing `PUT ?digest=` carries the rest and
+//! names the digest, which the registry checks. A blob that fits in one chunk goes in that
 //! single `PUT`. Memory is one chunk per upload.
 //!
 //! The [`Write`] side never fails: the same bytes usually also go to the
@@ -69,11 +69,10 @@ impl StreamedUpload<'_> {
         let how = if self.sent == 0 {
             BlobPushed::Monolithic
         } else {
-            if !self.buf.is_empty() {
-                self.patch()?;
-            }
             BlobPushed::Chunked
         };
+        // The last bytes ride on the closing PUT (the API allows a final
+        // chunk there), saving a round trip.
         let body = std::mem::take(&mut self.buf);
         let call = Call {
             method: "PUT",
