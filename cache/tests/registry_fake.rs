@@ -916,12 +916,18 @@ fn a_one_pass_fetch_hands_every_byte_once_and_keeps_the_blob() {
     let teed = fetch_blob_teed(&client, &store, &desc, Some(&r), &mut got).expect("fetch");
     assert!(matches!(teed, Teed::Fetched), "{teed:?}");
     assert_eq!(got, layer, "the consumer gets the bytes exactly once");
-    assert!(store.blobs().has(&desc.digest), "the blob is kept for a re-push");
+    assert!(
+        store.blobs().has(&desc.digest),
+        "the blob is kept for a re-push"
+    );
     // Present now: the consumer gets nothing and nothing is downloaded.
     let before = reg.seen().len();
     let mut again = Vec::new();
     let teed = fetch_blob_teed(&client, &store, &desc, Some(&r), &mut again).expect("present");
-    assert!(matches!(teed, Teed::Present) && again.is_empty(), "{teed:?}");
+    assert!(
+        matches!(teed, Teed::Present) && again.is_empty(),
+        "{teed:?}"
+    );
     assert_eq!(reg.seen().len(), before);
 }
 
@@ -997,7 +1003,9 @@ fn a_streamed_upload_is_one_put_when_small_chunks_when_big_and_digest_checked() 
     // The digest is the registry's to check.
     let mut up = client.start_streamed_upload(&repo).expect("start");
     up.write_all(&big).expect("write");
-    let err = up.finish(&Digest::of(b"other bytes")).expect_err("wrong digest");
+    let err = up
+        .finish(&Digest::of(b"other bytes"))
+        .expect_err("wrong digest");
     assert!(err.to_string().contains("DIGEST_INVALID"), "{err}");
 }
 

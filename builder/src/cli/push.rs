@@ -53,8 +53,15 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
                 source: &source,
                 dest: &dest,
             };
-            let p =
-                crate::output::push::push(&store, &executor, &client, &img, &layers, Want::Gzip, to)?;
+            let p = crate::output::push::push(
+                &store,
+                &executor,
+                &client,
+                &img,
+                &layers,
+                Want::Gzip,
+                to,
+            )?;
             (p.report, p.streamed)
         }
         None => (

@@ -167,7 +167,8 @@ impl Executor {
     /// Downloads (if needed) and unpacks a base layer a RUN will need;
     /// true when it was unpacked while it downloaded.
     pub(crate) fn fetch_unpacked(&self, store: &Store, layer: &Layer) -> anyhow::Result<bool> {
-        self.unpack_layer(store, layer).map(|(_, streamed)| streamed)
+        self.unpack_layer(store, layer)
+            .map(|(_, streamed)| streamed)
     }
 
     /// [`Self::materialize`], saying whether the layer was unpacked while
@@ -205,7 +206,11 @@ impl Executor {
                 layer,
                 tmp.clone(),
                 dir.clone(),
-                move |job| isolation.as_owner(move || job.run()).map_err(|e| e.to_string()),
+                move |job| {
+                    isolation
+                        .as_owner(move || job.run())
+                        .map_err(|e| e.to_string())
+                },
             )?;
             if let Streamed::Done = streamed {
                 return Ok((dir, true));

@@ -112,12 +112,14 @@ impl Unpack {
         // Always read to the verdict, so the parent never blocks on a full
         // pipe; its verdict wins over a tar error caused by its abort.
         let verdict = frames.finish();
-        let kept = verdict.and(unpacked).and_then(|_| match std::fs::rename(&tmp, &dir) {
-            Ok(()) => Ok(()),
-            // Another build unpacked it first.
-            Err(_) if dir.is_dir() => Err(String::new()),
-            Err(e) => Err(format!("moving {} into place: {e}", dir.display())),
-        });
+        let kept = verdict
+            .and(unpacked)
+            .and_then(|_| match std::fs::rename(&tmp, &dir) {
+                Ok(()) => Ok(()),
+                // Another build unpacked it first.
+                Err(_) if dir.is_dir() => Err(String::new()),
+                Err(e) => Err(format!("moving {} into place: {e}", dir.display())),
+            });
         match kept {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -213,7 +215,10 @@ impl<R: Read> Read for FrameReader<R> {
             }
             let mut len = [0u8; 4];
             self.inner.read_exact(&mut len).map_err(|e| {
-                io::Error::new(e.kind(), "the download stopped before its end was confirmed")
+                io::Error::new(
+                    e.kind(),
+                    "the download stopped before its end was confirmed",
+                )
             })?;
             match u32::from_le_bytes(len) {
                 END => self.verdict = Some(true),

@@ -62,15 +62,13 @@ pub fn ensure_blob(
         ));
     }
     cache::transport::registry::ensure_blob_with(client, store, &layer.desc, hint.as_ref())
-        .with_context(
-        || {
+        .with_context(|| {
             format!(
                 "fetching layer {} of {}",
                 layer.desc.digest,
                 layer.origin.as_deref().unwrap_or("a base image")
             )
-        },
-    )?;
+        })?;
     Ok(())
 }
 

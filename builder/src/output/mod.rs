@@ -88,10 +88,7 @@ fn push_one(
     use cache::transport::registry::BlobPushed;
     let task = tasks.start(format!("pushing {}", r.familiar()));
     let result = (|| {
-        let to = push::Target {
-            source: r,
-            dest: r,
-        };
+        let to = push::Target { source: r, dest: r };
         push::push(store, executor, executor.registry()?, img, layers, want, to)
     })();
     if let Ok(pushed) = &result {

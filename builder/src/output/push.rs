@@ -64,8 +64,8 @@ pub fn push(
             return Ok((d, None));
         }
         let mut upload = client.start_streamed_upload(&repo)?;
-        let d = encode::encode_now(store, executor, l, codec, flavor, &mut upload)
-            .map_err(other)?;
+        let d =
+            encode::encode_now(store, executor, l, codec, flavor, &mut upload).map_err(other)?;
         // A broken upload leaves the blob in the store: the ordinary push
         // below sends it again (with restarts).
         let how = upload.finish(&d.digest).ok();

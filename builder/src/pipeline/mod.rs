@@ -251,13 +251,12 @@ impl Ctx<'_> {
             &self.executor.registry,
             &self.real_ref(reference),
             self.req.pull,
-        ).map_err(
-            |e| {
-                let e = resolver::not_a_stage(&self.stage_names, flag, reference, e);
-                failed().insert(reference.to_string(), format!("{e:#}"));
-                e
-            },
         )
+        .map_err(|e| {
+            let e = resolver::not_a_stage(&self.stage_names, flag, reference, e);
+            failed().insert(reference.to_string(), format!("{e:#}"));
+            e
+        })
     }
 
     /// The image a name stands for (`--build-context name=docker-image://REF`).
@@ -356,9 +355,7 @@ fn build_inner(
         imported: if req.no_cache {
             remote_cache::Imported::default()
         } else {
-            remote_cache::Imported::load(&store, &registry, &req.cache_from, &|w| {
-                warn(req, &w)
-            })
+            remote_cache::Imported::load(&store, &registry, &req.cache_from, &|w| warn(req, &w))
         },
         results: Mutex::new(BTreeMap::new()),
         records_out: Mutex::new(BTreeMap::new()),
@@ -614,16 +611,19 @@ fn run_step(
     }
     let hit = match local_hit {
         Some(h) => Some(h),
-        None if !disabled => ctx.imported.take(ctx.store, &ctx.executor.registry, &key).inspect(|h| {
-            // Remember the imported result locally: the next build is offline.
-            if let Ok(value) = serde_json::to_vec(h) {
-                let refs = cache::index::CacheRefs {
-                    blobs: stored_blobs(ctx.store, h.layer.as_ref()),
-                    snapshots: layer_dirs_kept(prev, h),
-                };
-                let _ = ctx.store.cache_put_with_refs(&key, &value, &refs);
-            }
-        }),
+        None if !disabled => ctx
+            .imported
+            .take(ctx.store, &ctx.executor.registry, &key)
+            .inspect(|h| {
+                // Remember the imported result locally: the next build is offline.
+                if let Ok(value) = serde_json::to_vec(h) {
+                    let refs = cache::index::CacheRefs {
+                        blobs: stored_blobs(ctx.store, h.layer.as_ref()),
+                        snapshots: layer_dirs_kept(prev, h),
+                    };
+                    let _ = ctx.store.cache_put_with_refs(&key, &value, &refs);
+                }
+            }),
         None => None,
     };
     if let Some(hit) = hit {

@@ -79,10 +79,8 @@ impl Imported {
                 CacheFrom::Local { src } => read_dir(src).map(|d| (d, Origin::Dir(src.clone()))),
                 CacheFrom::Registry { reference } => match read_local_image(store, reference) {
                     Some(doc) => Ok((doc, Origin::Store)),
-                    None => {
-                        read_registry(reg, reference)
-                            .map(|d| (d, Origin::Registry(reference.clone())))
-                    }
+                    None => read_registry(reg, reference)
+                        .map(|d| (d, Origin::Registry(reference.clone()))),
                 },
             };
             match r {
@@ -114,12 +112,7 @@ impl Imported {
     }
 
     /// The result for `key`, with its blob brought into the store.
-    pub fn take(
-        &self,
-        store: &Store,
-        reg: &crate::Registry,
-        key: &str,
-    ) -> Option<CachedResult> {
+    pub fn take(&self, store: &Store, reg: &crate::Registry, key: &str) -> Option<CachedResult> {
         let (res, origin) = self.entries.get(key)?;
         let ok = match (&res.layer, origin) {
             (None, _) => true,

@@ -71,7 +71,11 @@ pub fn ensure_blob_with(
 }
 
 /// Where a blob may be fetched from: the recorded origins, then `hint`.
-fn candidates(store: &Store, desc: &Descriptor, hint: Option<&Reference>) -> Result<Vec<Reference>> {
+fn candidates(
+    store: &Store,
+    desc: &Descriptor,
+    hint: Option<&Reference>,
+) -> Result<Vec<Reference>> {
     let mut candidates = store
         .origins()
         .get(&desc.digest)?

@@ -326,7 +326,11 @@ fn location(resp: &ureq::http::Response<ureq::Body>, ep: &Endpoint, url: &str) -
         })
 }
 
-pub(super) fn location_or(resp: &ureq::http::Response<ureq::Body>, ep: &Endpoint, old: &str) -> String {
+pub(super) fn location_or(
+    resp: &ureq::http::Response<ureq::Body>,
+    ep: &Endpoint,
+    old: &str,
+) -> String {
     header(resp, "location")
         .map(|l| ep.resolve(&l))
         .unwrap_or_else(|| old.to_string())
