@@ -4,7 +4,9 @@
 //! kept (a re-push sends nothing new); a push compresses the layers built
 //! here straight into their uploads, remembers them, and a second push
 //! sends nothing; a build killed while its base streams in leaves no layer
-//! directory a later build would trust.
+//! directory a later build would trust; a base layer whose bytes do not
+//! match its digest (a fake registry serves it) fails the build naming the
+//! registry and the digest, and nothing of it is kept.
 //!
 //! Needs the `.ci/test.sh` environment (local registry with the busybox
 //! and debian bases), so every test is ignored by default.
@@ -238,4 +240,141 @@ fn files_seen(log: &str) -> String {
     log.lines()
         .find_map(|l| l.split_once("files=").map(|(_, rest)| rest.to_string()))
         .unwrap_or_else(|| panic!("no files= line in:\n{log}"))
+}
+
+/// GETs a registry path with curl (the test registry speaks plain HTTP).
+fn curl(url: &str) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-fsS", "-H"])
+        .arg(
+            "Accept: application/vnd.oci.image.manifest.v1+json, \
+             application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A registry on 127.0.0.1:0 serving one image, `tamper/img:1`, whose
+/// layer bytes have one byte changed: what the real registry will not do.
+struct TamperedRegistry {
+    addr: String,
+    layer: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TamperedRegistry {
+    fn start() -> TamperedRegistry {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let src = format!("http://{}/v2/library/busybox", registry());
+        let manifest = curl(&format!("{src}/manifests/latest"));
+        let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        let media_type = m["mediaType"]
+            .as_str()
+            .unwrap_or("application/vnd.oci.image.manifest.v1+json")
+            .to_string();
+        let config_digest = m["config"]["digest"].as_str().unwrap().to_string();
+        let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+        let config = curl(&format!("{src}/blobs/{config_digest}"));
+        let mut blob = curl(&format!("{src}/blobs/{layer}"));
+        let mid = blob.len() / 2;
+        blob[mid] ^= 0x55;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let layer2 = layer.clone();
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                let mut line = String::new();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                if r.read_line(&mut line).is_err() {
+                    continue;
+                }
+                // Skip the headers.
+                let mut h = String::new();
+                while r.read_line(&mut h).map(|n| n > 2).unwrap_or(false) {
+                    h.clear();
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let (status, ctype, body): (u16, &str, &[u8]) = match path.as_str() {
+                    "/v2/" => (200, "application/json", b"{}"),
+                    "/v2/tamper/img/manifests/1" => (200, media_type.as_str(), &manifest),
+                    p if p == format!("/v2/tamper/img/blobs/{config_digest}") => {
+                        (200, "application/octet-stream", &config)
+                    }
+                    p if p == format!("/v2/tamper/img/blobs/{layer2}") => {
+                        (200, "application/octet-stream", &blob)
+                    }
+                    _ => (404, "application/json", b"{\"errors\":[]}"),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes());
+                if !line.starts_with("HEAD") {
+                    let _ = s.write_all(body);
+                }
+            }
+        });
+        TamperedRegistry { addr, layer, stop }
+    }
+}
+
+impl Drop for TamperedRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+#[ignore = "needs the local registry (CI runs it with --include-ignored)"]
+fn a_base_layer_that_does_not_match_its_digest_is_refused_and_nothing_kept() {
+    let reg = TamperedRegistry::start();
+    let tmp = Scratch::new("xfer-tamper");
+    let root = tmp.0.join("root");
+    let ctx = context(
+        &tmp.0,
+        &format!("FROM {}/tamper/img:1\nRUN echo never > /never\n", reg.addr),
+    );
+    let out = strata_cmd(&root, &["build", "--progress", "plain"])
+        .arg(&ctx)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a tampered base was accepted:\n{err}"
+    );
+    assert!(
+        err.contains(&reg.layer) && err.contains(&reg.addr),
+        "the error names the digest and the registry:\n{err}"
+    );
+    let hex = reg.layer.trim_start_matches("sha256:");
+    assert!(
+        !names(&root.join("blobs/sha256")).iter().any(|n| n == hex),
+        "the tampered blob was kept"
+    );
+    assert!(
+        !names(&root.join("snapshots"))
+            .iter()
+            .any(|n| n.starts_with("layer-")),
+        "a layer directory was made from tampered bytes: {:?}",
+        names(&root.join("snapshots"))
+    );
 }
