@@ -989,23 +989,29 @@ fn a_streamed_upload_is_one_put_when_small_chunks_when_big_and_digest_checked() 
         (&big, BlobPushed::Chunked),
     ] {
         let d = Digest::of(data);
-        let mut up = client.start_streamed_upload(&repo).expect("start");
-        // Writes of odd sizes, as an encoder makes them.
-        for piece in data.chunks(77) {
-            up.write_all(piece).expect("write");
-        }
-        assert_eq!(up.finish(&d).expect("finish"), want);
+        let ((), how) = client
+            .upload_while_made(&repo, |up| {
+                // Writes of odd sizes, as an encoder makes them.
+                for piece in data.chunks(77) {
+                    up.write_all(piece)?;
+                }
+                Ok::<_, std::io::Error>(((), d.clone()))
+            })
+            .expect("made");
+        assert_eq!(how.expect("uploaded"), want);
         assert_eq!(stored.lock().expect("lock").get(&d.to_string()), Some(data));
     }
     // 2500 bytes in 300-byte chunks: 8 full PATCHes; the last 100 bytes
     // ride on the closing PUT.
     assert_eq!(reg.count("PATCH", "/v2/up/blobs/uploads/"), 8);
     // The digest is the registry's to check.
-    let mut up = client.start_streamed_upload(&repo).expect("start");
-    up.write_all(&big).expect("write");
-    let err = up
-        .finish(&Digest::of(b"other bytes"))
-        .expect_err("wrong digest");
+    let ((), how) = client
+        .upload_while_made(&repo, |up| {
+            up.write_all(&big)?;
+            Ok::<_, std::io::Error>(((), Digest::of(b"other bytes")))
+        })
+        .expect("made");
+    let err = how.expect_err("wrong digest");
     assert!(err.to_string().contains("DIGEST_INVALID"), "{err}");
 }
 
@@ -1022,10 +1028,15 @@ fn a_broken_streamed_upload_keeps_accepting_bytes_and_reports_at_the_end() {
     let client = RegistryClient::new(o);
     let repo = Repo::new(reg.addr.clone(), "up");
     let big: Vec<u8> = (0..2500u32).map(|i| (i * 3 % 251) as u8).collect();
-    let mut up = client.start_streamed_upload(&repo).expect("start");
-    // The tee's other half (the store) must not see an error mid-stream.
-    up.write_all(&big).expect("writes never fail");
-    assert!(up.finish(&Digest::of(&big)).is_err());
+    let ((), how) = client
+        .upload_while_made(&repo, |up| {
+            // The tee's other half (the store) must not see an error
+            // mid-stream: writes never fail.
+            up.write_all(&big)?;
+            Ok::<_, std::io::Error>(((), Digest::of(&big)))
+        })
+        .expect("the maker is not stopped by a broken upload");
+    assert!(how.is_err());
     assert_eq!(
         reg.count("PATCH", "/v2/up/blobs/uploads/"),
         1,

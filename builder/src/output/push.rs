@@ -63,14 +63,17 @@ pub fn push(
         if let Some(d) = found {
             return Ok((d, None));
         }
-        let mut upload = client.start_streamed_upload(&repo)?;
-        let d =
-            encode::encode_now(store, executor, l, codec, flavor, &mut upload).map_err(other)?;
+        let (d, how) = client
+            .upload_while_made(&repo, |up| {
+                let d = encode::encode_now(store, executor, l, codec, flavor, up)?;
+                let digest = d.digest.clone();
+                Ok::<_, anyhow::Error>((d, digest))
+            })
+            .map_err(other)?;
         // A broken upload leaves the blob in the store: the ordinary push
         // below sends it again (with restarts).
-        let how = upload.finish(&d.digest).ok();
         let digest = d.digest.clone();
-        Ok((d, how.map(|h| (digest, h))))
+        Ok((d, how.ok().map(|h| (digest, h))))
     })
     .with_context(|| format!("pushing to {}", dest.familiar()))?;
     let descs: Vec<Descriptor> = done.iter().map(|(d, _)| d.clone()).collect();

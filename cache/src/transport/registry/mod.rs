@@ -43,5 +43,4 @@ pub use pull::{
     fetch_manifest_and_config, pull, pull_with_progress, resolve_remote,
 };
 pub use push::{PushReport, push, push_store_blob, push_with_origins};
-pub use streamed::StreamedUpload;
 pub use upload::{BlobPushed, BlobSource, MountOutcome};
