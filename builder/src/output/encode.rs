@@ -23,7 +23,8 @@ use cache::image::media_type::ManifestFormat;
 use cache::image::{Descriptor, Image};
 use cache::layer::{Compression as Codec, Decompressed, LayerSink, MediaFlavor, WriteOptions};
 use cache::store::Store;
-use rayon::prelude::*;
+use cache::transport::registry::RegistryError;
+use cache::transport::registry::parallel::{TRANSFER_WORKERS, for_each_bounded};
 
 use crate::ops::Layer;
 use crate::ops::exec::Executor;
@@ -96,15 +97,22 @@ pub fn encode(
     if layers.iter().all(|l| keeps(store, l, codec, stored)) {
         return Ok(img.clone());
     }
-    let descs: Vec<Descriptor> = layers
-        .par_iter()
-        .map(|l| {
+    // Plain threads, not the rayon pool: an encoder waiting for its share
+    // of the budget must not hold a worker the gzip members need.
+    let budget = Budget::new();
+    let descs = for_each_bounded(layers, TRANSFER_WORKERS, |l| {
+        let one = || {
             if keeps(store, l, codec, stored) {
                 return Ok(l.desc.clone());
             }
-            layer(store, executor, l, codec, flavor)
-        })
-        .collect::<anyhow::Result<_>>()?;
+            if let Some(d) = remembered(store, l, codec, flavor)? {
+                return Ok(d);
+            }
+            let _share = budget.take(l);
+            encode_now(store, executor, l, codec, flavor, &mut io::sink())
+        };
+        one().map_err(|e: anyhow::Error| RegistryError::Other(format!("{e:#}")))
+    })?;
     image_over(store, img, &descs, format)
 }
 
@@ -125,6 +133,59 @@ pub(crate) fn image_over(
         &out,
         &img.manifest.annotations,
     )?)
+}
+
+/// Memory for layers being encoded at once. An encoder holds about three
+/// times `min(layer, 24 MiB)` (gzip members in flight, their output, the
+/// upload's chunks; untouched capacity is not resident), so one big layer
+/// and a few small ones fit, and a push or export of many big layers stays
+/// under 100 MiB. Encoders share the CPUs anyway: a gzip layer already
+/// keeps every core busy.
+const ENCODE_BUDGET: u64 = 72 << 20;
+
+/// The memory one layer's encoder may take (see [`ENCODE_BUDGET`]).
+fn encode_cost(l: &Layer) -> u64 {
+    3 * l.desc.size.clamp(1 << 16, 24 << 20)
+}
+
+/// A share of [`ENCODE_BUDGET`], waited for and given back on drop.
+pub(crate) struct Budget {
+    left: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+}
+
+impl Budget {
+    pub(crate) fn new() -> Budget {
+        Budget {
+            left: std::sync::Mutex::new(ENCODE_BUDGET),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits until `l`'s encoder fits (it always fits alone).
+    pub(crate) fn take(&self, l: &Layer) -> Share<'_> {
+        let cost = encode_cost(l).min(ENCODE_BUDGET);
+        let mut left = self.left.lock().unwrap_or_else(|p| p.into_inner());
+        while *left < cost {
+            left = self.freed.wait(left).unwrap_or_else(|p| p.into_inner());
+        }
+        *left -= cost;
+        Share { budget: self, cost }
+    }
+}
+
+/// A layer encoder's share of the budget.
+pub(crate) struct Share<'a> {
+    budget: &'a Budget,
+    cost: u64,
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        let mut left = self.budget.left.lock().unwrap_or_else(|p| p.into_inner());
+        *left += self.cost;
+        self.budget.freed.notify_all();
+    }
 }
 
 /// `l` as a gzip blob of the store (encoded once, remembered).

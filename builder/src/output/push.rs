@@ -3,7 +3,8 @@
 //! zstd) straight into its upload, hashed on the way, instead of being
 //! written to a temp blob first and read back. The same bytes go into the
 //! store once (a tee) and the encoding is remembered, so the next push or
-//! export costs nothing. Layers go a few at a time; a layer whose blob
+//! export costs nothing. Layers go a few at a time, as many encoding at
+//! once as fit a memory budget (`encode::Budget`); a layer whose blob
 //! exists already (a base layer, or one encoded before) goes through the
 //! ordinary push, which skips what the registry has or can mount.
 
@@ -55,6 +56,7 @@ pub fn push(
         return push_stored(store, client, img.clone(), to, Vec::new());
     };
     let repo = repo_of(dest);
+    let budget = encode::Budget::new();
     let done = for_each_bounded(layers, TRANSFER_WORKERS, |l| {
         if encode::keeps(store, l, codec, true) {
             return Ok((l.desc.clone(), None));
@@ -63,6 +65,7 @@ pub fn push(
         if let Some(d) = found {
             return Ok((d, None));
         }
+        let share = budget.take(l);
         let (d, how) = client
             .upload_while_made(&repo, |up| {
                 let d = encode::encode_now(store, executor, l, codec, flavor, up)?;
@@ -70,6 +73,7 @@ pub fn push(
                 Ok::<_, anyhow::Error>((d, digest))
             })
             .map_err(other)?;
+        drop(share);
         // A broken upload leaves the blob in the store: the ordinary push
         // below sends it again (with restarts).
         let digest = d.digest.clone();
