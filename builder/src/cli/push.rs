@@ -47,8 +47,10 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(g.root()?)?;
     let (report, streamed) = match with_dir_layers(&store, &source)? {
         Some((img, layers)) => {
-            let executor =
+            let mut executor =
                 Executor::new(&store, Userns::Auto, Isolation::Auto, Snapshotter::Auto, 0);
+            // A base layer fetched to be re-encoded honours the flag too.
+            executor.registry = std::sync::Arc::new(crate::Registry::new(&args.insecure_registry));
             let to = Target {
                 source: &source,
                 dest: &dest,
