@@ -47,10 +47,11 @@ pub(super) type ProbedKey = (Vec<String>, Keyed<Prepared>);
 /// Probes every vertex the target reaches, in plan order (inputs first).
 pub(super) fn probe(ctx: &Ctx, plan: &Plan) -> Vec<Probe> {
     let reach = reachable(&plan.nodes, &[plan.target]);
-    let mut out: Vec<Probe> = Vec::with_capacity(plan.nodes.len());
+    // A URL or git source vertex (planned after the steps reading it)
+    // cannot be known without fetching: it stays a default probe.
+    let mut out: Vec<Probe> = vec![Probe::default(); plan.nodes.len()];
     for (i, node) in plan.nodes.iter().enumerate() {
         if !reach[i] {
-            out.push(Probe::default());
             continue;
         }
         let p = match &node.op.op {
@@ -75,7 +76,7 @@ pub(super) fn probe(ctx: &Ctx, plan: &Plan) -> Vec<Probe> {
                 })
                 .unwrap_or_default(),
         };
-        out.push(p);
+        out[i] = p;
     }
     out
 }

@@ -1,6 +1,10 @@
 //! The build graph as solver vertices: one source vertex per stage (its
 //! base) and one vertex per filesystem step, chained in order; a stage base
 //! or `COPY --from` of another stage depends on that stage's last vertex.
+//! An `ADD` of URLs or of a git repository reads a source vertex of its
+//! own (one per distinct source, however many steps add it), which fetches
+//! it; those come after every stage's vertices, so a step's index (its
+//! progress number) does not depend on them.
 
 use anyhow::anyhow;
 use frontend::{Base, BuildGraph, CopySource, Op};
@@ -19,6 +23,64 @@ pub enum VertexOp {
     Image { reference: String, digest: String },
     /// RUN (an exec op) or COPY/ADD/WORKDIR (a file op).
     Step(Box<frontend::Op>),
+    /// `ADD <url>…`: the files downloaded, checked against `checksum`.
+    Http {
+        urls: Vec<String>,
+        checksum: Option<String>,
+    },
+    /// `ADD <git repository>`: the tree at `reference` (under `subdir`).
+    Git {
+        repository: String,
+        reference: Option<String>,
+        subdir: Option<String>,
+        keep_git_dir: bool,
+    },
+}
+
+impl VertexOp {
+    /// The fetched source an `ADD` step reads, if it reads one.
+    fn fetched_source(step: &frontend::Op) -> Option<VertexOp> {
+        let Op::File(f) = step else { return None };
+        if f.kind == frontend::FileKind::Mkdir {
+            return None;
+        }
+        match &f.from {
+            CopySource::Http => Some(VertexOp::Http {
+                urls: f.sources.clone(),
+                checksum: f.checksum.clone(),
+            }),
+            CopySource::Git {
+                repository,
+                reference,
+                subdir,
+            } => Some(VertexOp::Git {
+                repository: repository.clone(),
+                reference: reference.clone(),
+                subdir: subdir.clone(),
+                keep_git_dir: f.keep_git_dir,
+            }),
+            _ => None,
+        }
+    }
+
+    /// A fetch's definition: what it is, whatever it fetches.
+    pub(crate) fn fetch_definition(&self) -> serde_json::Value {
+        match self {
+            VertexOp::Http { urls, checksum } => {
+                serde_json::json!({"source": "http", "urls": urls, "checksum": checksum})
+            }
+            VertexOp::Git {
+                repository,
+                reference,
+                subdir,
+                keep_git_dir,
+            } => serde_json::json!({
+                "source": "git", "repository": repository, "ref": reference,
+                "subdir": subdir, "keep_git_dir": keep_git_dir,
+            }),
+            _ => serde_json::Value::Null,
+        }
+    }
 }
 
 /// One vertex of the plan: its op and what the build says of it, with no
@@ -72,6 +134,10 @@ pub struct Plan {
 
 pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
     let mut nodes: Vec<Node<Vertex>> = Vec::new();
+    // The fetch vertices, placed after the stages' vertices (index
+    // `staged + k`), one per distinct definition.
+    let staged: usize = graph.stages.iter().map(|s| s.steps.len() + 1).sum();
+    let mut fetches: Vec<Node<Vertex>> = Vec::new();
     let mut last_of: std::collections::HashMap<usize, usize> = Default::default();
     for (si, st) in graph.stages.iter().enumerate() {
         let (deps, def) = match &st.base {
@@ -130,32 +196,39 @@ pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
                         .ok_or_else(|| anyhow!("internal: stage {id} used before it is planned"))?,
                 );
             }
+            let vertex = Vertex {
+                op: VertexOp::Step(Box::new(step.op.clone())),
+                name: format!(
+                    "[{}{}/{}] {}",
+                    stage_label(graph, si),
+                    k + 2,
+                    st.steps.len() + 1,
+                    step.original
+                ),
+                instruction: step.original.clone(),
+                line: step.line,
+                column: step.column,
+                stage_name: st.name.clone(),
+                stage_id: st.id,
+                step: Some(k),
+            };
+            if let Some(op) = VertexOp::fetched_source(&step.op) {
+                deps.push(staged + fetch_vertex(&mut fetches, op, &vertex));
+            }
             let op_digest = definition_digest(&serde_json::to_value(&step.op)?);
             let digest = format!(
                 "{op_digest}<-{}",
                 deps.iter()
-                    .map(|d| nodes[*d].digest.as_str())
+                    .map(|d| match d.checked_sub(staged) {
+                        Some(k) => fetches[k].digest.as_str(),
+                        None => nodes[*d].digest.as_str(),
+                    })
                     .collect::<Vec<_>>()
                     .join(",")
             );
             let digest = definition_digest(&serde_json::Value::String(digest));
             nodes.push(Node {
-                op: Vertex {
-                    op: VertexOp::Step(Box::new(step.op.clone())),
-                    name: format!(
-                        "[{}{}/{}] {}",
-                        stage_label(graph, si),
-                        k + 2,
-                        st.steps.len() + 1,
-                        step.original
-                    ),
-                    instruction: step.original.clone(),
-                    line: step.line,
-                    column: step.column,
-                    stage_name: st.name.clone(),
-                    stage_id: st.id,
-                    step: Some(k),
-                },
+                op: vertex,
                 deps,
                 digest,
             });
@@ -163,6 +236,10 @@ pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
         }
         last_of.insert(st.id, prev);
     }
+    if nodes.len() != staged {
+        return Err(anyhow!("internal: the plan's stages have {} vertices, not {staged}", nodes.len()));
+    }
+    nodes.extend(fetches);
     let target_stage = graph
         .target_stage()
         .ok_or_else(|| anyhow!("internal: the graph has no target stage"))?;
@@ -170,6 +247,26 @@ pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
         .get(&target_stage.id)
         .ok_or_else(|| anyhow!("internal: target not planned"))?;
     Ok(Plan { nodes, target })
+}
+
+/// The index among `fetches` of the vertex fetching `op` (added, named
+/// after the first step reading it, if it is new): a URL or repository
+/// several steps add is fetched once.
+fn fetch_vertex(fetches: &mut Vec<Node<Vertex>>, op: VertexOp, reader: &Vertex) -> usize {
+    let digest = definition_digest(&op.fetch_definition());
+    if let Some(k) = fetches.iter().position(|n| n.digest == digest) {
+        return k;
+    }
+    fetches.push(Node {
+        op: Vertex {
+            op,
+            step: None,
+            ..reader.clone()
+        },
+        deps: Vec::new(),
+        digest,
+    });
+    fetches.len() - 1
 }
 
 /// BuildKit's step prefix: the stage name, `stage-N` for an unnamed stage
@@ -245,6 +342,40 @@ mod tests {
             "the two RUN make run once"
         );
         assert_ne!(p.nodes[5].digest, p.nodes[6].digest);
+    }
+
+    #[test]
+    fn a_url_or_repository_added_twice_is_one_source_vertex_after_the_steps() {
+        let g = graph(
+            "FROM scratch AS a\nADD http://h/f /f\nFROM scratch\nADD http://h/f /g\nADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 http://h/f /h\nADD https://x.org/r.git#v1:sub /src\nCOPY --from=a /f /a\n",
+            None,
+        );
+        let p = plan(&g).unwrap();
+        // a: base + ADD; final: base + 3 ADD + COPY; then two URL sets
+        // (with and without a checksum) and the repository.
+        assert_eq!(p.nodes.len(), 10);
+        assert_eq!(p.target, 6);
+        let fetch = |i: usize| p.nodes[i].deps[1];
+        assert_eq!(fetch(1), 7, "the first fetch follows every stage vertex");
+        assert_eq!(fetch(3), 7, "the same URL in another stage: the same vertex");
+        assert_eq!(fetch(4), 8, "a checksum makes another source");
+        assert_eq!(fetch(5), 9);
+        assert_eq!(
+            p.nodes[7].op.op,
+            VertexOp::Http {
+                urls: vec!["http://h/f".into()],
+                checksum: None
+            }
+        );
+        assert!(matches!(
+            &p.nodes[9].op.op,
+            VertexOp::Git { repository, reference: Some(r), subdir: Some(s), .. }
+                if repository == "https://x.org/r.git" && r == "v1" && s == "sub"
+        ));
+        assert!(p.nodes[7..].iter().all(|n| n.deps.is_empty()));
+        // Its errors read as the first step adding it.
+        assert_eq!(p.nodes[7].op.describe("D"), "D:2:1: [a 2/2] ADD http://h/f /f");
+        assert_eq!(p.nodes[1].op.name, "[a 2/2] ADD http://h/f /f");
     }
 
     #[test]

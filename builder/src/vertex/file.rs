@@ -1,6 +1,6 @@
 //! The file op (COPY, ADD, WORKDIR): its key — the definition, the inputs'
 //! keys, and the checksums of what it reads (the selected context files, a
-//! named context's, downloads, a git checkout) or the digest of the image
+//! named context's, what a URL or git source vertex fetched) or the digest of the image
 //! it copies from — and its execution: the selected files placed in the
 //! image below and committed as a layer.
 
@@ -12,10 +12,10 @@ use anyhow::{anyhow, bail};
 use frontend::{CopySource, FileKind, FileOp};
 
 use super::Step;
+use super::source::{Fetched, FetchedWhat};
 use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
 use crate::context::dockerignore::{self, Matcher};
 use crate::context::select::{CopySpec, Selection, select};
-use crate::context::{git, remote};
 use crate::ops::commit::FileLayer;
 use crate::ops::{Layer, file, source};
 use crate::options::NamedContextSource;
@@ -94,13 +94,17 @@ pub fn key(
         CopySource::Image { reference } => {
             p.image_source = Some(image_source(step, reference, &mut facts)?);
         }
-        // ADD <url>… / ADD <git repository>: downloaded; a probe does not
-        // download, so the key stays unknown.
+        // ADD <url>… / ADD <git repository>: fetched by the source vertex
+        // that is this step's second input (unknown to a probe, which does
+        // not fetch).
         CopySource::Http | CopySource::Git { .. } if f.kind != FileKind::Mkdir => {
-            if probe {
-                return Ok(None);
-            }
-            ctx_sum = Some(download_key(step, f, &mut p, &mut facts)?);
+            let Some(fetched) = step.inputs.get(1).and_then(|s| s.fetched.as_ref()) else {
+                if probe {
+                    return Ok(None);
+                }
+                bail!("internal: ADD of a URL or git repository has no fetched input");
+            };
+            ctx_sum = Some(fetched_key(f, fetched, &mut p, &mut facts)?);
         }
         CopySource::Context if f.kind != FileKind::Mkdir && !f.sources.is_empty() => {
             let (sel, sum) = select_for_key(
@@ -140,65 +144,47 @@ fn image_source(
     Ok((reference.to_string(), r))
 }
 
-/// ADD <url>… or ADD <git repository>: downloads them into a scratch
-/// directory, which becomes the step's context; returns its checksum.
-fn download_key(
-    step: &Step,
+/// ADD <url>… or ADD <git repository>: what its source vertex fetched
+/// becomes the step's context; returns the checksum of its selection.
+fn fetched_key(
     f: &FileOp,
+    fetched: &Fetched,
     p: &mut Prepared,
     facts: &mut BTreeMap<String, String>,
 ) -> anyhow::Result<String> {
-    let dir = tempfile::Builder::new()
-        .prefix("add-url-")
-        .tempdir_in(step.ctx.store.scratch_dir())?;
-    let sum;
-    if let CopySource::Git {
-        repository,
-        reference,
-        subdir,
-    } = &f.from
-    {
-        let source = f
-            .sources
-            .first()
-            .map_or(repository.as_str(), |s| s.as_str());
-        let src = git::GitSource {
-            url: repository.clone(),
-            reference: reference.clone(),
-            subdir: subdir.clone(),
-        };
-        let co = git::checkout(&src, dir.path(), f.keep_git_dir)?;
+    let spec = match &fetched.what {
         // The tree is copied into `dest` as a directory.
-        let into = format!("{}/", f.dest.trim_end_matches('/'));
-        let (sel, s) = select_for_key(
-            &co.dir,
-            &Matcher::default(),
-            &CopySpec::new(vec![".".into()], &into),
-            &p.ov,
-            &ChecksumIndex::in_memory(),
-            None,
-        )?;
-        facts.insert(format!("git:{source}"), co.commit.clone());
-        (sum, p.context_sel, p.sel_root) = (s, Some(sel), co.dir);
-        p.sel_sources = vec![".".into()];
-    } else {
-        let fetched = remote::fetch_all(&f.sources, dir.path(), f.checksum.as_deref())?;
-        let names: Vec<String> = fetched.iter().map(|d| d.name.clone()).collect();
-        let (sel, s) = select_for_key(
-            dir.path(),
-            &Matcher::default(),
-            &CopySpec::new(names.clone(), &f.dest),
-            &p.ov,
-            &ChecksumIndex::in_memory(),
-            None,
-        )?;
-        p.sel_sources = names;
-        for d in &fetched {
-            facts.insert(format!("url:{}", d.url), d.digest.to_string());
+        FetchedWhat::Commit(commit) => {
+            let source = f.sources.first().map(String::as_str);
+            let source = match (&f.from, source) {
+                (_, Some(s)) => s,
+                (CopySource::Git { repository, .. }, None) => repository.as_str(),
+                _ => "",
+            };
+            facts.insert(format!("git:{source}"), commit.clone());
+            CopySpec::new(
+                fetched.names.clone(),
+                &format!("{}/", f.dest.trim_end_matches('/')),
+            )
         }
-        (sum, p.context_sel, p.sel_root) = (s, Some(sel), dir.path().to_path_buf());
-    }
-    p.downloads = Some(Arc::new(dir));
+        FetchedWhat::Urls(files) => {
+            for d in files {
+                facts.insert(format!("url:{}", d.url), d.digest.to_string());
+            }
+            CopySpec::new(fetched.names.clone(), &f.dest)
+        }
+    };
+    let (sel, sum) = select_for_key(
+        &fetched.root,
+        &Matcher::default(),
+        &spec,
+        &p.ov,
+        &ChecksumIndex::in_memory(),
+        None,
+    )?;
+    p.sel_sources = fetched.names.clone();
+    (p.context_sel, p.sel_root) = (Some(sel), fetched.root.clone());
+    p.downloads = Some(fetched.dir.clone());
     Ok(sum)
 }
 
