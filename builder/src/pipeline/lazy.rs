@@ -47,10 +47,14 @@ pub(super) type ProbedKey = (Vec<String>, Keyed<Prepared>);
 /// Probes every vertex the target reaches, in plan order (inputs first).
 pub(super) fn probe(ctx: &Ctx, plan: &Plan) -> Vec<Probe> {
     let reach = reachable(&plan.nodes, &[plan.target]);
-    // A URL or git source vertex (planned after the steps reading it)
-    // cannot be known without fetching: it stays a default probe.
-    let mut out: Vec<Probe> = vec![Probe::default(); plan.nodes.len()];
-    for (i, node) in plan.nodes.iter().enumerate() {
+    // The sources steps read are planned after them: probed first (a URL
+    // or git source cannot be known without fetching: it stays unknown).
+    let n = plan.nodes.len();
+    let read = |i: &usize| plan.nodes[*i].op.op.is_read_source();
+    let order = (0..n).filter(read).chain((0..n).filter(|i| !read(i)));
+    let mut out: Vec<Probe> = vec![Probe::default(); n];
+    for i in order {
+        let node = &plan.nodes[i];
         if !reach[i] {
             continue;
         }

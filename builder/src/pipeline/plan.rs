@@ -1,10 +1,11 @@
 //! The build graph as solver vertices: one source vertex per stage (its
 //! base) and one vertex per filesystem step, chained in order; a stage base
 //! or `COPY --from` of another stage depends on that stage's last vertex.
-//! An `ADD` of URLs or of a git repository reads a source vertex of its
-//! own (one per distinct source, however many steps add it), which fetches
-//! it; those come after every stage's vertices, so a step's index (its
-//! progress number) does not depend on them.
+//! An `ADD` of URLs or of a git repository, and a `COPY --from=<image>`,
+//! reads a source vertex of its own (one per distinct source, however many
+//! steps read it), which fetches or resolves it; those come after every
+//! stage's vertices, so a step's index (its progress number) does not
+//! depend on them.
 
 use anyhow::anyhow;
 use frontend::{Base, BuildGraph, CopySource, Op};
@@ -35,11 +36,14 @@ pub enum VertexOp {
         subdir: Option<String>,
         keep_git_dir: bool,
     },
+    /// `COPY --from=<image>`: the image, resolved when the build runs.
+    CopyImage { reference: String },
 }
 
 impl VertexOp {
-    /// The fetched source an `ADD` step reads, if it reads one.
-    fn fetched_source(step: &frontend::Op) -> Option<VertexOp> {
+    /// The source vertex a step reads (a URL, git repository or image),
+    /// if it reads one.
+    fn read_source(step: &frontend::Op) -> Option<VertexOp> {
         let Op::File(f) = step else { return None };
         if f.kind == frontend::FileKind::Mkdir {
             return None;
@@ -59,11 +63,22 @@ impl VertexOp {
                 subdir: subdir.clone(),
                 keep_git_dir: f.keep_git_dir,
             }),
+            CopySource::Image { reference } => Some(VertexOp::CopyImage {
+                reference: reference.clone(),
+            }),
             _ => None,
         }
     }
 
-    /// A fetch's definition: what it is, whatever it fetches.
+    /// Whether it is a source a step reads (planned after the steps).
+    pub(crate) fn is_read_source(&self) -> bool {
+        matches!(
+            self,
+            VertexOp::Http { .. } | VertexOp::Git { .. } | VertexOp::CopyImage { .. }
+        )
+    }
+
+    /// A read source's definition: what it is, whatever it fetches.
     pub(crate) fn fetch_definition(&self) -> serde_json::Value {
         match self {
             VertexOp::Http { urls, checksum } => {
@@ -78,6 +93,9 @@ impl VertexOp {
                 "source": "git", "repository": repository, "ref": reference,
                 "subdir": subdir, "keep_git_dir": keep_git_dir,
             }),
+            VertexOp::CopyImage { reference } => {
+                serde_json::json!({"source": "copy-image", "ref": reference})
+            }
             _ => serde_json::Value::Null,
         }
     }
@@ -134,7 +152,7 @@ pub struct Plan {
 
 pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
     let mut nodes: Vec<Node<Vertex>> = Vec::new();
-    // The fetch vertices, placed after the stages' vertices (index
+    // The sources steps read, placed after the stages' vertices (index
     // `staged + k`), one per distinct definition.
     let staged: usize = graph.stages.iter().map(|s| s.steps.len() + 1).sum();
     let mut fetches: Vec<Node<Vertex>> = Vec::new();
@@ -212,7 +230,7 @@ pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
                 stage_id: st.id,
                 step: Some(k),
             };
-            if let Some(op) = VertexOp::fetched_source(&step.op) {
+            if let Some(op) = VertexOp::read_source(&step.op) {
                 deps.push(staged + fetch_vertex(&mut fetches, op, &vertex));
             }
             let op_digest = definition_digest(&serde_json::to_value(&step.op)?);
@@ -237,7 +255,10 @@ pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
         last_of.insert(st.id, prev);
     }
     if nodes.len() != staged {
-        return Err(anyhow!("internal: the plan's stages have {} vertices, not {staged}", nodes.len()));
+        return Err(anyhow!(
+            "internal: the plan's stages have {} vertices, not {staged}",
+            nodes.len()
+        ));
     }
     nodes.extend(fetches);
     let target_stage = graph
@@ -249,9 +270,9 @@ pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
     Ok(Plan { nodes, target })
 }
 
-/// The index among `fetches` of the vertex fetching `op` (added, named
-/// after the first step reading it, if it is new): a URL or repository
-/// several steps add is fetched once.
+/// The index among `fetches` of the source vertex `op` (added, named
+/// after the first step reading it, if it is new): a URL, repository or
+/// image several steps read is fetched or resolved once.
 fn fetch_vertex(fetches: &mut Vec<Node<Vertex>>, op: VertexOp, reader: &Vertex) -> usize {
     let digest = definition_digest(&op.fetch_definition());
     if let Some(k) = fetches.iter().position(|n| n.digest == digest) {
@@ -357,7 +378,11 @@ mod tests {
         assert_eq!(p.target, 6);
         let fetch = |i: usize| p.nodes[i].deps[1];
         assert_eq!(fetch(1), 7, "the first fetch follows every stage vertex");
-        assert_eq!(fetch(3), 7, "the same URL in another stage: the same vertex");
+        assert_eq!(
+            fetch(3),
+            7,
+            "the same URL in another stage: the same vertex"
+        );
         assert_eq!(fetch(4), 8, "a checksum makes another source");
         assert_eq!(fetch(5), 9);
         assert_eq!(
@@ -374,8 +399,30 @@ mod tests {
         ));
         assert!(p.nodes[7..].iter().all(|n| n.deps.is_empty()));
         // Its errors read as the first step adding it.
-        assert_eq!(p.nodes[7].op.describe("D"), "D:2:1: [a 2/2] ADD http://h/f /f");
+        assert_eq!(
+            p.nodes[7].op.describe("D"),
+            "D:2:1: [a 2/2] ADD http://h/f /f"
+        );
         assert_eq!(p.nodes[1].op.name, "[a 2/2] ADD http://h/f /f");
+    }
+
+    #[test]
+    fn an_image_copied_from_is_one_source_vertex() {
+        let g = graph(
+            "FROM scratch AS a\nCOPY --from=busybox /bin/sh /sh\nFROM scratch\nCOPY --from=busybox /bin/ls /ls\nCOPY --from=a /sh /sh\n",
+            None,
+        );
+        let p = plan(&g).unwrap();
+        assert_eq!(p.nodes.len(), 6);
+        assert_eq!(p.nodes[1].deps, vec![0, 5]);
+        assert_eq!(p.nodes[3].deps, vec![2, 5]);
+        assert_eq!(p.nodes[4].deps, vec![3, 1], "a stage is read as itself");
+        assert_eq!(
+            p.nodes[5].op.op,
+            VertexOp::CopyImage {
+                reference: "busybox".into()
+            }
+        );
     }
 
     #[test]

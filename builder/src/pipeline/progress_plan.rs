@@ -25,7 +25,8 @@ pub(super) fn shown(plan: &Plan, needed: &[bool], probes: &[Probe]) -> usize {
                     VertexOp::Scratch
                     | VertexOp::Stage
                     | VertexOp::Http { .. }
-                    | VertexOp::Git { .. } => false,
+                    | VertexOp::Git { .. }
+                    | VertexOp::CopyImage { .. } => false,
                 }
         })
         .count()

@@ -257,11 +257,13 @@ pub fn run(step: &Step, f: &FileOp, p: Prepared) -> anyhow::Result<Option<Layer>
             (p.sel_root.clone(), sel)
         }
         (CopySource::Stage { .. } | CopySource::Image { .. } | CopySource::Named { .. }, _) => {
-            let layers = match &p.image_source {
-                Some((reference, digest)) => {
+            // A stage or `--from=<image>` is the step's second input; a
+            // named context standing for an image is read here.
+            let layers = match (&f.from, &p.image_source) {
+                (CopySource::Named { .. }, Some((reference, digest))) => {
                     source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?
                 }
-                None => step
+                _ => step
                     .inputs
                     .get(1)
                     .ok_or_else(|| anyhow!("internal: COPY --from has no source input"))?

@@ -1,8 +1,9 @@
 //! The source ops: a stage's base — `FROM scratch` (no layers), `FROM
 //! <image>` (its layers, keyed by the manifest digest) or `FROM <stage>`
-//! (that stage's state, passed on) — and what `ADD` fetches: URLs (keyed by
+//! (that stage's state, passed on) — and what steps read: URLs (keyed by
 //! the downloaded content's digests) and git repositories (keyed by the
-//! commit the reference resolves to). An image's layers stay lazy unless
+//! commit the reference resolves to) that `ADD` fetches, and images
+//! `COPY --from=` names (keyed by their manifest digest). An image's layers stay lazy unless
 //! the step on top certainly reads them; then they are downloaded here, so
 //! the pull shows in its own progress entry with its time and bytes.
 
@@ -45,6 +46,13 @@ pub fn probe(ctx: &Ctx, op: &VertexOp) -> Option<(String, Option<Vec<Layer>>)> {
             image_key(reference, digest),
             source::image_layers(ctx.store, &ctx.real_ref(reference), digest).ok(),
         )),
+        VertexOp::CopyImage { reference } => {
+            let digest = ctx.resolve_image(reference, "--from").ok()?;
+            Some((
+                image_key(reference, &digest),
+                source::image_layers(ctx.store, &ctx.real_ref(reference), &digest).ok(),
+            ))
+        }
         _ => None,
     }
 }
@@ -63,6 +71,7 @@ pub fn run(
         VertexOp::Scratch => return Ok(FsState::empty(scratch_key())),
         VertexOp::Image { reference, digest } => (reference, digest),
         VertexOp::Http { .. } | VertexOp::Git { .. } => return fetch(ctx, op),
+        VertexOp::CopyImage { reference } => return copy_image(ctx, reference),
         VertexOp::Stage | VertexOp::Step(_) => {
             return inputs
                 .first()
@@ -99,6 +108,18 @@ fn needs_download(store: &Store, l: &crate::ops::Layer) -> bool {
     !store.blobs().has(&l.desc.digest)
         && !crate::ops::commit::is_dir_layer(store, l)
         && !source::layer_dir_ready(&source::layer_dir(store, l))
+}
+
+/// `COPY --from=<image>`: the image resolved (once per build, whichever
+/// steps and probes ask) and its layers, left lazy (the copy reads them).
+/// Like a fetch, it shows no progress entry of its own.
+fn copy_image(ctx: &Ctx, reference: &str) -> anyhow::Result<FsState> {
+    let digest = ctx.resolve_image(reference, "--from")?;
+    let layers = source::image_layers(ctx.store, &ctx.real_ref(reference), &digest)?;
+    Ok(FsState {
+        layers,
+        ..FsState::empty(image_key(reference, &digest))
+    })
 }
 
 /// What a URL or git source vertex fetched, for the `ADD` steps reading it.
@@ -166,7 +187,12 @@ fn fetch(ctx: &Ctx, op: &VertexOp) -> anyhow::Result<FsState> {
                 base_digest: Some(&co.commit),
                 ..Default::default()
             });
-            (co.dir, vec![".".into()], FetchedWhat::Commit(co.commit), key)
+            (
+                co.dir,
+                vec![".".into()],
+                FetchedWhat::Commit(co.commit),
+                key,
+            )
         }
         _ => anyhow::bail!("internal: not a URL or git source"),
     };
