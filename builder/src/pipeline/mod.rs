@@ -121,7 +121,7 @@ fn build_inner(
     for w in &graph.warnings {
         warn(req, &w.to_string());
     }
-    let plan = plan::plan(&graph)?;
+    let plan = plan::plan(&graph, &named)?;
     let index = ChecksumIndex::open(&req.root, &req.context)?;
     let epoch = image::source_date_epoch(graph.source_date_epoch.as_ref())?;
     let mut executor = Executor::new(

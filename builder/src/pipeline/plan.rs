@@ -10,8 +10,12 @@
 use anyhow::anyhow;
 use frontend::{Base, BuildGraph, CopySource, Op};
 
+use crate::options::NamedContextSource;
 use crate::solver::cache_key::definition_digest;
 use crate::solver::schedule::Node;
+
+/// The `--build-context` sources by (lower-case) name.
+pub type Named = std::collections::BTreeMap<String, NamedContextSource>;
 
 /// What a vertex does: a source (a stage's base) or a filesystem step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +45,9 @@ pub enum VertexOp {
 }
 
 impl VertexOp {
-    /// The source vertex a step reads (a URL, git repository or image),
-    /// if it reads one.
-    fn read_source(step: &frontend::Op) -> Option<VertexOp> {
+    /// The source vertex a step reads (a URL, git repository or image,
+    /// also a `--build-context` standing for an image), if it reads one.
+    fn read_source(step: &frontend::Op, named: &Named) -> Option<VertexOp> {
         let Op::File(f) = step else { return None };
         if f.kind == frontend::FileKind::Mkdir {
             return None;
@@ -66,6 +70,15 @@ impl VertexOp {
             CopySource::Image { reference } => Some(VertexOp::CopyImage {
                 reference: reference.clone(),
             }),
+            // Resolved through the name (`Ctx::real_ref`).
+            CopySource::Named { name } => match named.get(&name.to_ascii_lowercase()) {
+                Some(NamedContextSource::Image(_) | NamedContextSource::OciLayout(_)) => {
+                    Some(VertexOp::CopyImage {
+                        reference: name.clone(),
+                    })
+                }
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -150,7 +163,8 @@ pub struct Plan {
     pub target: usize,
 }
 
-pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
+/// Plans `graph`; `named`: the `--build-context` sources by name.
+pub fn plan(graph: &BuildGraph, named: &Named) -> anyhow::Result<Plan> {
     let mut nodes: Vec<Node<Vertex>> = Vec::new();
     // The sources steps read, placed after the stages' vertices (index
     // `staged + k`), one per distinct definition.
@@ -230,7 +244,7 @@ pub fn plan(graph: &BuildGraph) -> anyhow::Result<Plan> {
                 stage_id: st.id,
                 step: Some(k),
             };
-            if let Some(op) = VertexOp::read_source(&step.op) {
+            if let Some(op) = VertexOp::read_source(&step.op, named) {
                 deps.push(staged + fetch_vertex(&mut fetches, op, &vertex));
             }
             let op_digest = definition_digest(&serde_json::to_value(&step.op)?);
@@ -332,7 +346,7 @@ mod tests {
             "FROM busybox AS a\nRUN echo a\nFROM busybox AS b\nRUN echo b\nFROM a\nCOPY --from=b /x /x\nRUN echo c\n",
             None,
         );
-        let p = plan(&g).unwrap();
+        let p = plan(&g, &Named::new()).unwrap();
         // a: base + run; b: base + run; final: base(stage a) + copy + run
         assert_eq!(p.nodes.len(), 7);
         let copy = p
@@ -357,7 +371,7 @@ mod tests {
             "FROM busybox AS a\nRUN make\nFROM busybox AS b\nRUN make\nFROM scratch\nCOPY --from=a /o /a\nCOPY --from=b /o /b\n",
             None,
         );
-        let p = plan(&g).unwrap();
+        let p = plan(&g, &Named::new()).unwrap();
         assert_eq!(
             p.nodes[1].digest, p.nodes[3].digest,
             "the two RUN make run once"
@@ -371,7 +385,7 @@ mod tests {
             "FROM scratch AS a\nADD http://h/f /f\nFROM scratch\nADD http://h/f /g\nADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 http://h/f /h\nADD https://x.org/r.git#v1:sub /src\nCOPY --from=a /f /a\n",
             None,
         );
-        let p = plan(&g).unwrap();
+        let p = plan(&g, &Named::new()).unwrap();
         // a: base + ADD; final: base + 3 ADD + COPY; then two URL sets
         // (with and without a checksum) and the repository.
         assert_eq!(p.nodes.len(), 10);
@@ -412,7 +426,7 @@ mod tests {
             "FROM scratch AS a\nCOPY --from=busybox /bin/sh /sh\nFROM scratch\nCOPY --from=busybox /bin/ls /ls\nCOPY --from=a /sh /sh\n",
             None,
         );
-        let p = plan(&g).unwrap();
+        let p = plan(&g, &Named::new()).unwrap();
         assert_eq!(p.nodes.len(), 6);
         assert_eq!(p.nodes[1].deps, vec![0, 5]);
         assert_eq!(p.nodes[3].deps, vec![2, 5]);
@@ -426,9 +440,37 @@ mod tests {
     }
 
     #[test]
+    fn a_named_context_standing_for_an_image_is_an_image_source() {
+        let parsed = frontend::parse(
+            "Dockerfile",
+            "FROM scratch\nCOPY --from=tools /t /t\nCOPY --from=dir /d /d\n",
+        )
+        .expect("parses");
+        let opts = frontend::BuildOptions {
+            named_contexts: ["tools".to_string(), "dir".to_string()].into(),
+            ..Default::default()
+        };
+        let g = frontend::lower(&parsed, &opts, &frontend::EmptyResolver).expect("lowers");
+        let named = Named::from([
+            ("tools".into(), NamedContextSource::Image("alpine:3".into())),
+            ("dir".into(), NamedContextSource::Dir("/d".into())),
+        ]);
+        let p = plan(&g, &named).unwrap();
+        assert_eq!(p.nodes.len(), 4);
+        assert_eq!(p.nodes[1].deps, vec![0, 3]);
+        assert_eq!(p.nodes[2].deps, vec![1], "a directory is read by the step");
+        assert_eq!(
+            p.nodes[3].op.op,
+            VertexOp::CopyImage {
+                reference: "tools".into()
+            }
+        );
+    }
+
+    #[test]
     fn progress_names_follow_buildkit() {
         let g = graph("FROM busybox\nRUN echo hi\n", None);
-        let p = plan(&g).unwrap();
+        let p = plan(&g, &Named::new()).unwrap();
         assert_eq!(p.nodes[1].op.name, "[2/2] RUN echo hi");
         assert_eq!(
             p.nodes[1].op.describe("Dockerfile"),

@@ -1,8 +1,10 @@
 //! The file op (COPY, ADD, WORKDIR): its key — the definition, the inputs'
 //! keys, and the checksums of what it reads (the selected context files, a
-//! named context's, what a URL or git source vertex fetched) or the digest of the image
-//! it copies from — and its execution: the selected files placed in the
-//! image below and committed as a layer.
+//! named context's, what a URL or git source vertex fetched) or the digest
+//! of the image it copies from — and its execution: the selected files
+//! placed in the image below and committed as a layer. A stage, an image,
+//! a URL or a git repository it reads is its second input (a source vertex
+//! of the plan), never fetched here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,7 @@ use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
 use crate::context::dockerignore::{self, Matcher};
 use crate::context::select::{CopySpec, Selection, select};
 use crate::ops::commit::FileLayer;
-use crate::ops::{Layer, file, source};
+use crate::ops::{Layer, file};
 use crate::options::NamedContextSource;
 use crate::solver::cache_key::{KeyInputs, cache_key};
 use crate::solver::solve::Keyed;
@@ -29,8 +31,6 @@ pub struct Prepared {
     /// context, downloads, git checkout).
     pub context_sel: Option<Selection>,
     pub ov: Overrides,
-    /// `(reference, digest)` of an image the step copies from.
-    pub image_source: Option<(String, String)>,
     /// The directory `context_sel` is relative to.
     pub sel_root: PathBuf,
     /// The sources selected, relative to `sel_root`.
@@ -59,7 +59,7 @@ pub fn key(
         sel_sources: f.sources.clone(),
         ..Prepared::default()
     };
-    let mut ctx_sum = None;
+    let (mut ctx_sum, mut base) = (None, None);
     p.ov.chmod = file::chmod_of(f)?;
     if let Some(c) = &f.chown {
         // A name needs the image's /etc/passwd: unknown to a probe that
@@ -89,10 +89,10 @@ pub fn key(
                 p.named_ignore = Some(ignore);
             }
             // An image or OCI layout: resolved like `--from=<image>`.
-            _ => p.image_source = Some(image_source(step, name, &mut facts)?),
+            _ => base = Some(image_digest(step, name, &mut facts)?),
         },
         CopySource::Image { reference } => {
-            p.image_source = Some(image_source(step, reference, &mut facts)?);
+            base = Some(image_digest(step, reference, &mut facts)?);
         }
         // ADD <url>… / ADD <git repository>: fetched by the source vertex
         // that is this step's second input (unknown to a probe, which does
@@ -123,7 +123,7 @@ pub fn key(
         definition: def,
         inputs: &step.input_keys,
         context: ctx_sum.as_deref(),
-        base_digest: p.image_source.as_ref().map(|(_, d)| d.as_str()),
+        base_digest: base.as_deref(),
     });
     Ok(Some(Keyed {
         key,
@@ -132,16 +132,17 @@ pub fn key(
     }))
 }
 
-/// `(reference, digest)` of the image a `--from` names, with the digest
-/// among the key's facts.
-fn image_source(
+/// The manifest digest of the image a `--from` names (the step's source
+/// vertex resolved it: this is the build's memo of it), among the key's
+/// facts as `base` for `--explain-cache`.
+fn image_digest(
     step: &Step,
     reference: &str,
     facts: &mut BTreeMap<String, String>,
-) -> anyhow::Result<(String, String)> {
+) -> anyhow::Result<String> {
     let r = step.ctx.resolve_image(reference, "--from")?;
     facts.insert("base".into(), r.clone());
-    Ok((reference.to_string(), r))
+    Ok(r)
 }
 
 /// ADD <url>… or ADD <git repository>: what its source vertex fetched
@@ -257,19 +258,14 @@ pub fn run(step: &Step, f: &FileOp, p: Prepared) -> anyhow::Result<Option<Layer>
             (p.sel_root.clone(), sel)
         }
         (CopySource::Stage { .. } | CopySource::Image { .. } | CopySource::Named { .. }, _) => {
-            // A stage or `--from=<image>` is the step's second input; a
-            // named context standing for an image is read here.
-            let layers = match (&f.from, &p.image_source) {
-                (CopySource::Named { .. }, Some((reference, digest))) => {
-                    source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?
-                }
-                _ => step
-                    .inputs
-                    .get(1)
-                    .ok_or_else(|| anyhow!("internal: COPY --from has no source input"))?
-                    .layers
-                    .clone(),
-            };
+            // A stage or an image (`--from=<image>`, a named context
+            // standing for one) is the step's second input.
+            let layers = step
+                .inputs
+                .get(1)
+                .ok_or_else(|| anyhow!("internal: COPY --from has no source input"))?
+                .layers
+                .clone();
             return ctx.executor.copy_from(
                 &layers,
                 &copy_spec(f, &dest.path),
