@@ -67,6 +67,12 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "sizes: files and functions of builder/src within limits; the solver knows no Dockerfile"
+bash .ci/sizes.sh builder/src 600 120
+if grep -rn 'frontend' builder/src/solver --include='*.rs' | grep -v '^\S*:[0-9]*: *//'; then
+    echo "builder/src/solver must not use the frontend crate" >&2; exit 1
+fi
+
 step "build test binaries"
 cargo build --workspace --locked --bins
 cargo test --workspace --locked --no-run

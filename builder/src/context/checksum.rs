@@ -26,19 +26,30 @@ use anyhow::Context as _;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::select::{EntryKind, Selection, StatKey};
+use super::select::{EntryKind, ExtraMeta, Selection, StatKey};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
     stat: StatKey,
+    /// Empty for directories and symlinks.
     digest: String,
+    /// The xattrs and recorded owner read when the entry had `stat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    meta: Option<ExtraMeta>,
 }
+
+type Records = BTreeMap<String, Record>;
 
 /// The per-context index of file digests.
 #[derive(Debug)]
 pub struct ChecksumIndex {
     file: Option<PathBuf>,
-    records: Mutex<BTreeMap<String, Record>>,
+    /// Filled by `loader` on first use.
+    records: std::sync::OnceLock<Mutex<Records>>,
+    /// The index file being read and parsed in the background (tens of
+    /// milliseconds for a 20,000-file context), while the build walks the
+    /// context, which does not need it.
+    loader: Mutex<Option<std::thread::JoinHandle<Records>>>,
     dirty: Mutex<bool>,
     /// Files actually read (for tests and `-v`: a warm build reads none).
     reads: std::sync::atomic::AtomicUsize,
@@ -49,7 +60,8 @@ impl ChecksumIndex {
     pub fn in_memory() -> ChecksumIndex {
         ChecksumIndex {
             file: None,
-            records: Mutex::new(BTreeMap::new()),
+            records: std::sync::OnceLock::from(Mutex::new(BTreeMap::new())),
+            loader: Mutex::new(None),
             dirty: Mutex::new(false),
             reads: Default::default(),
         }
@@ -65,16 +77,35 @@ impl ChecksumIndex {
         })?;
         let key = blake3::hash(abs.as_os_str().as_encoded_bytes()).to_hex();
         let file = root.join("index/context").join(format!("{key}.json"));
-        let records = std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let path = file.clone();
+        let read = move || -> Records {
+            std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
+        };
+        let (records, loader) = match std::thread::Builder::new()
+            .name("context-index".into())
+            .spawn(read.clone())
+        {
+            Ok(handle) => (std::sync::OnceLock::new(), Some(handle)),
+            Err(_) => (std::sync::OnceLock::from(Mutex::new(read())), None),
+        };
         Ok(ChecksumIndex {
             file: Some(file),
-            records: Mutex::new(records),
+            records,
+            loader: Mutex::new(loader),
             dirty: Mutex::new(false),
             reads: Default::default(),
         })
+    }
+
+    /// The records, waiting for the background read the first time.
+    fn records(&self) -> std::sync::MutexGuard<'_, Records> {
+        lock(self.records.get_or_init(|| {
+            let handle = lock(&self.loader).take();
+            Mutex::new(handle.and_then(|h| h.join().ok()).unwrap_or_default())
+        }))
     }
 
     /// How many files were read (not served from the index) so far.
@@ -85,7 +116,7 @@ impl ChecksumIndex {
     /// The blake3 digest of the regular file `rel` (context-relative) at
     /// `abs`, from the index when its stat is unchanged.
     pub fn file_digest(&self, rel: &str, abs: &Path, stat: &StatKey) -> anyhow::Result<String> {
-        if let Some(r) = lock(&self.records).get(rel)
+        if let Some(r) = self.records().get(rel)
             && r.stat == *stat
         {
             return Ok(r.digest.clone());
@@ -107,16 +138,67 @@ impl ChecksumIndex {
         // under the old stat.
         let after = std::fs::symlink_metadata(abs).map(|m| StatKey::of(&m)).ok();
         if after.as_ref() == Some(stat) {
-            lock(&self.records).insert(
+            self.records().insert(
                 rel.to_string(),
                 Record {
                     stat: *stat,
                     digest: digest.clone(),
+                    meta: None,
                 },
             );
             *lock(&self.dirty) = true;
         }
         Ok(digest)
+    }
+
+    /// The xattrs and recorded owner of the context entry `rel` when it
+    /// still has the stat they were read with.
+    pub fn known_meta(&self, rel: &str, stat: &StatKey) -> Option<ExtraMeta> {
+        let records = self.records();
+        let r = records.get(rel)?;
+        if r.stat == *stat {
+            r.meta.clone()
+        } else {
+            None
+        }
+    }
+
+    /// Remembers each entry's xattrs and recorded owner under its stat, for
+    /// [`ChecksumIndex::known_meta`]: on the file's record (when its digest
+    /// was recorded under the same stat), or on a record of its own for a
+    /// directory or symlink.
+    fn remember_meta(&self, sel: &Selection) {
+        let mut records = self.records();
+        let mut changed = false;
+        for e in &sel.entries {
+            let meta = ExtraMeta {
+                xattrs: e.xattrs.clone(),
+                recorded_owner: e.owner_recorded.then_some(e.owner),
+            };
+            match records.get_mut(&e.rel) {
+                Some(r) if r.stat == e.stat => {
+                    changed |= r.meta.as_ref() != Some(&meta);
+                    r.meta = Some(meta);
+                }
+                _ if e.kind != EntryKind::File => {
+                    records.insert(
+                        e.rel.clone(),
+                        Record {
+                            stat: e.stat,
+                            digest: String::new(),
+                            meta: Some(meta),
+                        },
+                    );
+                    changed = true;
+                }
+                // A file that changed while it was hashed: no record.
+                _ => {}
+            }
+        }
+        drop(records);
+        if changed {
+            *lock(&self.dirty) = true;
+        }
     }
 
     /// Writes the index back if anything changed: temp file, fsync, rename.
@@ -130,8 +212,12 @@ impl ChecksumIndex {
         let dir = file.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, &*lock(&self.records))?;
-        tmp.flush()?;
+        // Buffered: serde_json writes every token on its own, and an index
+        // of 20,000 files would be as many write calls.
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut tmp);
+        serde_json::to_writer(&mut out, &*self.records())?;
+        out.flush()?;
+        drop(out);
         tmp.as_file().sync_all()?;
         tmp.persist(file)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {}", file.display(), e.error))?;
@@ -191,6 +277,7 @@ pub fn checksum_selection(
             _ => Ok(String::new()),
         })
         .collect::<anyhow::Result<_>>()?;
+    index.remember_meta(sel);
     let mut h = blake3::Hasher::new();
     for (e, c) in sel.entries.iter().zip(&contents) {
         let (kind, extra) = match &e.kind {
@@ -308,5 +395,63 @@ mod tests {
         std::fs::write(ctx.path().join("f3"), "changed").unwrap();
         assert_ne!(cold, sum(ctx.path(), &warm_idx, &Overrides::default()));
         assert_eq!(warm_idx.files_read(), 1);
+    }
+
+    /// A rebuild takes xattrs from the index for every entry whose stat is
+    /// unchanged (files, directories and symlinks alike) and reads them
+    /// again where an xattr was set since (which moves ctime).
+    #[test]
+    fn xattrs_are_read_again_only_where_the_stat_changed() {
+        use crate::context::select::select_known;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let root = tempfile::tempdir().unwrap();
+        let ctx = tempfile::tempdir().unwrap();
+        std::fs::create_dir(ctx.path().join("d")).unwrap();
+        for i in 0..5 {
+            std::fs::write(ctx.path().join(format!("d/f{i}")), format!("{i}")).unwrap();
+        }
+        std::os::unix::fs::symlink("f0", ctx.path().join("d/l")).unwrap();
+        let f1 = ctx.path().join("d/f1");
+        xattr::set(&f1, "user.a", b"1").unwrap();
+        let spec = CopySpec::new(vec![".".into()], "/app");
+        let pass = |known: &AtomicUsize| {
+            let idx = ChecksumIndex::open(root.path(), ctx.path()).unwrap();
+            let sel = select_known(ctx.path(), &Matcher::default(), &spec, &|r, st| {
+                let m = idx.known_meta(r, st);
+                if m.is_some() {
+                    known.fetch_add(1, Ordering::Relaxed);
+                }
+                m
+            })
+            .unwrap();
+            let sum = checksum_selection(ctx.path(), &sel, &Overrides::default(), &idx).unwrap();
+            idx.save().unwrap();
+            let x = sel
+                .entries
+                .iter()
+                .find(|e| e.rel == "d/f1")
+                .unwrap()
+                .xattrs
+                .clone();
+            (sel.entries.len(), sum.checksum, x)
+        };
+        let cold = AtomicUsize::new(0);
+        let (n, first, x) = pass(&cold);
+        assert_eq!(cold.load(Ordering::Relaxed), 0);
+        assert_eq!(x, [("user.a".to_string(), b"1".to_vec())]);
+        let warm = AtomicUsize::new(0);
+        let (_, again, x) = pass(&warm);
+        assert_eq!(
+            warm.load(Ordering::Relaxed),
+            n,
+            "every entry from the index"
+        );
+        assert_eq!((again.as_str(), x.len()), (first.as_str(), 1));
+        xattr::set(&f1, "user.a", b"2").unwrap();
+        let touched = AtomicUsize::new(0);
+        let (_, changed, x) = pass(&touched);
+        assert_eq!(touched.load(Ordering::Relaxed), n - 1);
+        assert_eq!(x, [("user.a".to_string(), b"2".to_vec())]);
+        assert_ne!(changed, first);
     }
 }

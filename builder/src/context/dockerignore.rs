@@ -127,22 +127,35 @@ impl Matcher {
     /// excluded: the current Docker semantics, where a pattern applies when
     /// it matches the path or any of its parent directories.
     pub fn excludes(&self, path: &str) -> bool {
-        let parent = go_dir(path);
-        let parents: Vec<&str> = if parent == "." {
+        self.excludes_in(&self.in_dir(&go_dir(path)), path)
+    }
+
+    /// Which rules match directory `dir` (cleaned, `.` or empty for the root) or
+    /// one of its parents: computed once for all the paths of a directory
+    /// ([`Matcher::excludes_in`]) instead of once per path.
+    pub fn in_dir(&self, dir: &str) -> DirRules {
+        let parents: Vec<&str> = if dir == "." || dir.is_empty() {
             Vec::new()
         } else {
-            parent.split('/').collect()
+            dir.split('/').collect()
         };
+        DirRules(
+            self.rules
+                .iter()
+                .map(|r| (1..=parents.len()).any(|n| r.glob.is_match(&parents[..n].join("/"))))
+                .collect(),
+        )
+    }
+
+    /// [`Matcher::excludes`] for a `path` whose parent directory's rules
+    /// are `dir` (from [`Matcher::in_dir`]).
+    pub fn excludes_in(&self, dir: &DirRules, path: &str) -> bool {
         let mut matched = false;
-        for r in &self.rules {
+        for (r, parent_hit) in self.rules.iter().zip(&dir.0) {
             if r.exception != matched {
                 continue;
             }
-            let mut hit = r.glob.is_match(path);
-            if !hit {
-                hit = (1..=parents.len()).any(|n| r.glob.is_match(&parents[..n].join("/")));
-            }
-            if hit {
+            if *parent_hit || r.glob.is_match(path) {
                 matched = !r.exception;
             }
         }
@@ -173,6 +186,10 @@ impl Matcher {
         matched
     }
 }
+
+/// Which rules of a [`Matcher`] match a directory or one of its parents.
+#[derive(Debug, Clone, Default)]
+pub struct DirRules(Vec<bool>);
 
 /// Go's `filepath.Dir`: everything before the last `/`, cleaned.
 fn go_dir(path: &str) -> String {

@@ -11,3 +11,4 @@ pub mod pattern;
 pub mod remote;
 pub mod resolve;
 pub mod select;
+mod walk;

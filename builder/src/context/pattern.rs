@@ -59,6 +59,23 @@ enum Token {
 pub struct Glob {
     source: String,
     tokens: Vec<Token>,
+    /// The literal characters the pattern starts and ends with: a path
+    /// without them cannot match, which rules out most paths of a context
+    /// without running the matcher (`**/*.log` against `src/a.txt`).
+    prefix: String,
+    suffix: String,
+    /// The pattern is all literal: a match is equality.
+    literal: bool,
+}
+
+/// The literal run of characters `tokens` start with.
+fn literal_run<'a>(tokens: impl Iterator<Item = &'a Token>) -> String {
+    tokens
+        .map_while(|t| match t {
+            Token::Lit(c) => Some(*c),
+            _ => None,
+        })
+        .collect()
 }
 
 impl Glob {
@@ -126,9 +143,21 @@ impl Glob {
             }
             i += 1;
         }
+        let prefix = literal_run(tokens.iter());
+        let literal = prefix.chars().count() == tokens.len();
+        let suffix = if literal {
+            String::new()
+        } else {
+            let mut s: Vec<char> = literal_run(tokens.iter().rev()).chars().collect();
+            s.reverse();
+            s.into_iter().collect()
+        };
         Ok(Glob {
             source: pattern.to_string(),
             tokens,
+            prefix,
+            suffix,
+            literal,
         })
     }
 
@@ -139,6 +168,12 @@ impl Glob {
 
     /// Whether the whole of `path` matches (anchored at both ends).
     pub fn is_match(&self, path: &str) -> bool {
+        if self.literal {
+            return path == self.prefix;
+        }
+        if !path.starts_with(&self.prefix) || !path.ends_with(&self.suffix) {
+            return false;
+        }
         let s: Vec<char> = path.chars().collect();
         let width = s.len() + 1;
         let mut failed = vec![false; (self.tokens.len() + 1) * width];

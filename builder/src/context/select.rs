@@ -26,6 +26,7 @@ use anyhow::{Context as _, bail};
 use super::dockerignore::Matcher;
 use super::pattern::{Glob, clean};
 use super::resolve::{Resolved, resolve};
+use super::walk::{entry_for, read_xattrs, recorded_owner, walk_dir};
 
 /// What one COPY/ADD asks for, with the destination already made absolute
 /// (WORKDIR applied) by the caller.
@@ -100,6 +101,8 @@ pub struct Entry {
     /// tree read inside the build's user namespace (`COPY --from`), where
     /// on-disk ids are container ids; a copy from the context ignores it.
     pub owner: (u32, u32),
+    /// Whether `owner` came from a `user.rootlesscontainers` record.
+    pub owner_recorded: bool,
     /// A file the instruction names itself (or a wildcard matched), not one
     /// found inside a named directory: the only files ADD unpacks.
     pub named_source: bool,
@@ -130,9 +133,76 @@ pub struct Selection {
     pub entries: Vec<Entry>,
 }
 
+/// What a selected entry carries besides its stat, read with a syscall or
+/// two per entry (`llistxattr`, `lgetxattr`): kept in the checksum index
+/// so that a rebuild reads it again only for entries whose stat changed
+/// (setting an xattr moves ctime, which the stat key holds).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExtraMeta {
+    /// See [`Entry::xattrs`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    /// The owner recorded in `user.rootlesscontainers`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_owner: Option<(u32, u32)>,
+}
+
 /// Selects the entries of `spec` from `context`, skipping what `ignore`
 /// excludes.
 pub fn select(context: &Path, ignore: &Matcher, spec: &CopySpec) -> anyhow::Result<Selection> {
+    select_known(context, ignore, spec, &|_, _| None)
+}
+
+/// [`select`], taking each entry's [`ExtraMeta`] from `known` (context
+/// path, stat → what was read when the entry last had that stat) where it
+/// knows it, and reading it from the disk otherwise.
+pub fn select_known(
+    context: &Path,
+    ignore: &Matcher,
+    spec: &CopySpec,
+    known: &dyn Fn(&str, &StatKey) -> Option<ExtraMeta>,
+) -> anyhow::Result<Selection> {
+    let mut sel = select_stat_only(context, ignore, spec)?;
+    fill_extra_meta(context, &mut sel.entries, known)?;
+    Ok(sel)
+}
+
+/// Fills in the xattrs and recorded owners of `entries`: from `known`, or
+/// read for the entries it does not know. Sequential: `COPY --from`
+/// selects in a forked child, where a thread pool's workers do not exist.
+fn fill_extra_meta(
+    context: &Path,
+    entries: &mut [Entry],
+    known: &dyn Fn(&str, &StatKey) -> Option<ExtraMeta>,
+) -> anyhow::Result<()> {
+    entries.iter_mut().try_for_each(|e| {
+        let m = match known(&e.rel, &e.stat) {
+            Some(m) => m,
+            None => read_extra_meta(&join_rel(context, &e.rel))?,
+        };
+        e.xattrs = m.xattrs;
+        if let Some(o) = m.recorded_owner {
+            e.owner = o;
+            e.owner_recorded = true;
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// Reads what [`ExtraMeta`] holds from the entry at `abs`.
+fn read_extra_meta(abs: &Path) -> anyhow::Result<ExtraMeta> {
+    Ok(ExtraMeta {
+        xattrs: read_xattrs(abs),
+        recorded_owner: recorded_owner(abs)?,
+    })
+}
+
+/// The entries of `spec`, stat only: no xattrs yet, the on-disk owner.
+fn select_stat_only(
+    context: &Path,
+    ignore: &Matcher,
+    spec: &CopySpec,
+) -> anyhow::Result<Selection> {
     if spec.sources.is_empty() {
         bail!("COPY/ADD needs at least one source");
     }
@@ -263,11 +333,11 @@ fn scoped(rel: &str) -> String {
     c.trim_start_matches('/').to_string()
 }
 
-fn join_rel(context: &Path, rel: &str) -> PathBuf {
+pub(super) fn join_rel(context: &Path, rel: &str) -> PathBuf {
     super::resolve::join(context, rel)
 }
 
-fn join_dest(dest: &str, rel: &str) -> String {
+pub(super) fn join_dest(dest: &str, rel: &str) -> String {
     let d = dest.trim_end_matches('/');
     if rel.is_empty() {
         d.to_string()
@@ -356,135 +426,6 @@ fn is_dir(p: &Path) -> bool {
     std::fs::symlink_metadata(p)
         .map(|m| m.is_dir())
         .unwrap_or(false)
-}
-
-/// Walks a directory source, adding the directory itself (it gives the
-/// destination its mode) and everything below that is not excluded.
-fn walk_dir(
-    context: &Path,
-    rel: &str,
-    dest: &str,
-    ignore: &Matcher,
-    excludes: &Matcher,
-    with_root: bool,
-    out: &mut BTreeMap<String, Entry>,
-) -> anyhow::Result<()> {
-    let root = join_rel(context, rel);
-    // `rel` is resolved: no symlink in it, so this stats the directory.
-    let md = std::fs::symlink_metadata(&root)
-        .with_context(|| format!("cannot stat {}", root.display()))?;
-    if with_root && let Some(e) = entry_for(&root, rel, dest, &md)? {
-        out.insert(e.dest.clone(), e);
-    }
-    let skip_dirs = !ignore.has_exceptions() && !excludes.has_exceptions();
-    let mut it = walkdir::WalkDir::new(&root)
-        .min_depth(1)
-        .follow_links(false)
-        .into_iter();
-    while let Some(ent) = it.next() {
-        let ent = ent.with_context(|| format!("cannot walk {}", root.display()))?;
-        let inner = ent
-            .path()
-            .strip_prefix(&root)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let ctx_rel = if rel.is_empty() {
-            inner.clone()
-        } else {
-            format!("{rel}/{inner}")
-        };
-        let is_dir = ent.file_type().is_dir();
-        if ignore.excludes(&ctx_rel) || excludes.excludes(&inner) {
-            if is_dir && skip_dirs {
-                it.skip_current_dir();
-            }
-            continue;
-        }
-        let md = ent
-            .metadata()
-            .with_context(|| format!("cannot stat {}", ent.path().display()))?;
-        if let Some(e) = entry_for(ent.path(), &ctx_rel, &join_dest(dest, &inner), &md)? {
-            out.insert(e.dest.clone(), e);
-        }
-    }
-    Ok(())
-}
-
-fn entry_for(
-    abs: &Path,
-    rel: &str,
-    dest: &str,
-    md: &std::fs::Metadata,
-) -> anyhow::Result<Option<Entry>> {
-    let ft = md.file_type();
-    let kind = if ft.is_dir() {
-        EntryKind::Dir
-    } else if ft.is_file() {
-        EntryKind::File
-    } else if ft.is_symlink() {
-        let t = std::fs::read_link(abs)
-            .with_context(|| format!("cannot read link {}", abs.display()))?;
-        EntryKind::Symlink(t.to_string_lossy().into_owned())
-    } else {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_socket() {
-            // Docker leaves sockets out of the context too.
-            return Ok(None);
-        }
-        return Err(crate::not_supported(&format!(
-            "copying the device or fifo {rel:?} from the build context"
-        )));
-    };
-    Ok(Some(Entry {
-        rel: rel.to_string(),
-        dest: if dest.is_empty() {
-            "/".into()
-        } else {
-            dest.to_string()
-        },
-        kind,
-        host_mode: md.mode() & 0o7777,
-        stat: StatKey::of(md),
-        xattrs: read_xattrs(abs),
-        owner: recorded_owner(abs)?.unwrap_or((md.uid(), md.gid())),
-        named_source: false,
-    }))
-}
-
-/// The owner recorded by a rootless unpack, if any.
-fn recorded_owner(p: &Path) -> anyhow::Result<Option<(u32, u32)>> {
-    match xattr::get(p, cache::layer::ROOTLESS_XATTR) {
-        Ok(Some(v)) => {
-            let r = cache::layer::Record::decode(&v)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-            Ok(Some((r.uid, r.gid)))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// The extended attributes an image keeps: `user.*` and file capabilities.
-/// Others (`security.selinux`, `system.*`) describe the host, not the file.
-fn read_xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
-    let Ok(names) = xattr::list(p) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(String, Vec<u8>)> = names
-        .filter_map(|n| {
-            let name = n.to_string_lossy().into_owned();
-            // Overlayfs' own markers (`user.overlay.*`) describe a layer
-            // directory, never a file of the image.
-            if name == cache::layer::ROOTLESS_XATTR
-                || name.starts_with("user.overlay.")
-                || !(name.starts_with("user.") || name == "security.capability")
-            {
-                return None;
-            }
-            xattr::get(p, &n).ok().flatten().map(|v| (name, v))
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 //! moved, never copied, to `<root>/snapshots/layer-<diff_id hex>`, where
 //! later steps stack on it as they do on unpacked base layers. Its diff_id
 //! is the SHA-256 of the tar the directory makes, streamed through the
-//! hasher with no temp file and no compression ([`seal`]).
+//! hasher with no temp file and no compression ([`seal`]). A file layer's
+//! diff_id is known before it is written (`super::predict`): when the
+//! store has that layer already nothing is written, and a new one is not
+//! read back when the write applied exactly what was predicted.
 //!
 //! That tar is the layer's blob: digest = diff_id, an uncompressed media
 //! type, its size recorded. It is never stored. The store keeps an origin
@@ -42,6 +45,7 @@ use super::Layer;
 use super::archive::ArchiveAdd;
 use super::dest::DirMeta;
 use super::exec::{Executor, TMP_SEQ};
+use super::predict::Sources;
 
 /// How a layer directory is written as a tar: overlay whiteouts, owners
 /// as the user namespace (or the xattr records) show them, nothing
@@ -85,8 +89,12 @@ impl FileLayer {
         self.entries.is_empty() && self.archives.is_empty()
     }
 
-    /// Writes everything into `dir` (in the layer namespace).
-    fn write(self, dir: &Path) -> anyhow::Result<()> {
+    /// Writes everything into `dir` (in the layer namespace). Returns
+    /// whether every piece of metadata was applied as the entries say (no
+    /// xattr, owner or device node left out; see
+    /// [`super::predict`]), so that the directory makes the tar the entries
+    /// make.
+    pub(super) fn write(self, dir: &Path) -> anyhow::Result<bool> {
         let opts = UnpackOptions {
             whiteouts: WhiteoutMode::Overlay,
             ..Default::default()
@@ -96,16 +104,19 @@ impl FileLayer {
             .iter()
             .filter_map(|e| cache::layer::clean_path(&e.path).ok().flatten())
             .collect();
-        cache::layer::unpack_entries(self.entries, dir, &opts).context("writing the layer")?;
+        let stats =
+            cache::layer::unpack_entries(self.entries, dir, &opts).context("writing the layer")?;
+        let mut faithful =
+            stats.xattrs_skipped == 0 && stats.ownership_lost == 0 && stats.placeholders == 0;
         for a in &self.archives {
             a.unpack_into(dir, &opts)?;
         }
         for p in &self.parents {
             if !named.contains(Path::new(&p.path)) {
-                set_dir_meta(&dir.join(&p.path), p)?;
+                faithful &= set_dir_meta(&dir.join(&p.path), p)?;
             }
         }
-        Ok(())
+        Ok(faithful && !super::predict::has_default_acl(dir))
     }
 
     /// Gives the parents a layer written elsewhere holds (`COPY --from`)
@@ -120,19 +131,20 @@ impl FileLayer {
 }
 
 /// Gives an implicit parent of a file layer the image's metadata (if the
-/// layer has it at all).
-fn set_dir_meta(path: &Path, m: &DirMeta) -> anyhow::Result<()> {
+/// layer has it at all). Returns whether the owner was applied too.
+fn set_dir_meta(path: &Path, m: &DirMeta) -> anyhow::Result<bool> {
     use std::os::unix::fs::PermissionsExt as _;
     if !path.is_dir() {
-        return Ok(());
+        return Ok(true);
     }
     // Ids outside the namespace's mapping stay as they are (EINVAL).
-    let _ = std::os::unix::fs::lchown(path, Some(m.uid), Some(m.gid));
+    let owned = std::os::unix::fs::lchown(path, Some(m.uid), Some(m.gid)).is_ok();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(m.mode))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     let t = filetime::FileTime::from_unix_time(m.mtime, 0);
     filetime::set_symlink_file_times(path, t, t)
-        .with_context(|| format!("setting the time of {}", path.display()))
+        .with_context(|| format!("setting the time of {}", path.display()))?;
+    Ok(owned)
 }
 
 /// Clamps every mtime in `dir` later than `epoch` to it, children before
@@ -155,7 +167,7 @@ fn clamp_mtimes(dir: &Path, epoch: i64) -> Result<(), String> {
 
 /// Clamps (with an epoch) and hashes a layer directory: its diff_id and
 /// tar size. Runs in the layer namespace.
-fn seal(dir: &Path, epoch: Option<i64>) -> Result<(Digest, u64), String> {
+pub(super) fn seal(dir: &Path, epoch: Option<i64>) -> Result<(Digest, u64), String> {
     if let Some(e) = epoch {
         clamp_mtimes(dir, e)?;
     }
@@ -180,6 +192,17 @@ fn adopt(dir: &Path, snapshots: &Path, diff_id: &Digest) -> Result<(), String> {
             dest.display()
         )),
     }
+}
+
+/// The layer a layer-namespace child committed (`"<diff_id> <size>"`),
+/// recorded in the store.
+fn committed(store: &Store, out: &str) -> anyhow::Result<Layer> {
+    let (d, s) = out
+        .split_once(' ')
+        .ok_or_else(|| anyhow!("internal: bad commit result {out:?}"))?;
+    let diff_id: Digest = d.parse().map_err(|e| anyhow!("internal: {e}"))?;
+    let size: u64 = s.parse().map_err(|e| anyhow!("internal: {e}"))?;
+    layer_from(store, diff_id, size)
 }
 
 /// The layer a sealed directory is, recorded in the store so that images
@@ -240,12 +263,7 @@ impl Executor<'_> {
                 Ok(format!("{diff_id} {size}"))
             })
             .context("committing the layer")?;
-        let (d, s) = out
-            .split_once(' ')
-            .ok_or_else(|| anyhow!("internal: bad commit result {out:?}"))?;
-        let diff_id: Digest = d.parse().map_err(|e| anyhow!("internal: {e}"))?;
-        let size: u64 = s.parse().map_err(|e| anyhow!("internal: {e}"))?;
-        layer_from(store, diff_id, size)
+        committed(store, &out)
     }
 
     /// A fresh directory to write a layer into, beside the layer
@@ -271,20 +289,46 @@ impl Executor<'_> {
     pub fn commit_files(
         &self,
         store: &Store,
-        files: FileLayer,
+        mut files: FileLayer,
         epoch: Option<i64>,
     ) -> anyhow::Result<Option<Layer>> {
         if files.is_empty() {
             return Ok(None);
         }
-        let dir = self.new_layer_dir(store)?;
-        let d = dir.clone();
-        let written = self.in_layer_ns(move || files.write(&d).map_err(|e| format!("{e:#}")));
-        if let Err(e) = written {
-            self.discard(&dir);
-            return Err(e);
+        if let Some(e) = epoch {
+            files.clamp_mtimes(e);
         }
-        self.commit_dir(store, dir, epoch).map(Some)
+        let sources = Sources::of(&files);
+        let predicted = files.predict();
+        // The same files made before (a --no-cache rebuild, a COPY under a
+        // changed step): the layer is there, nothing is written.
+        if let Some((diff_id, size)) = &predicted
+            && store.layer_dir_of(diff_id).is_some()
+        {
+            return layer_from(store, diff_id.clone(), *size).map(Some);
+        }
+        let trusted = predicted.filter(|_| files.only_user_xattrs());
+        let dir = self.new_layer_dir(store)?;
+        let snapshots = store.snapshots_dir();
+        let d = dir.clone();
+        let out = self.in_layer_ns(move || -> Result<String, String> {
+            let faithful = files.write(&d).map_err(|e| format!("{e:#}"))?;
+            // The prediction stands when the write applied all of it and
+            // no source changed since it was read; else hash what is there.
+            let (diff_id, size) = match trusted {
+                Some(p) if faithful && sources.unchanged() => p,
+                _ => seal(&d, epoch)?,
+            };
+            adopt(&d, &snapshots, &diff_id)?;
+            Ok(format!("{diff_id} {size}"))
+        });
+        match out {
+            Ok(out) => committed(store, &out).map(Some),
+            Err(e) => {
+                self.discard(&dir);
+                Err(e.context("committing the layer"))
+            }
+        }
     }
 
     /// The tar of a layer kept as a directory, streamed from a layer-

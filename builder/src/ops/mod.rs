@@ -10,9 +10,10 @@
 //! runtime's (and [`pipes`] adds a heredoc script's), [`from`] reads a
 //! `--from` stage or image in place, [`dest`] places a COPY/WORKDIR in the
 //! image below it, [`file`] turns selected files into layer entries,
-//! [`archive`] unpacks ADD's local tars (told by content), and [`commit`]
+//! [`archive`] unpacks ADD's local tars (told by content), [`commit`]
 //! makes a step's directory the layer (no tar, no compression: outputs make
-//! blobs when they need them).
+//! blobs when they need them), and [`predict`] knows a file layer's diff_id
+//! before it is written.
 
 pub mod archive;
 pub mod commit;
@@ -23,6 +24,7 @@ pub mod file;
 pub mod from;
 pub mod mounts;
 pub mod pipes;
+pub mod predict;
 pub mod source;
 
 use cache::digest::Digest;

@@ -239,8 +239,12 @@ impl RecordStore {
     pub fn save(&self, identity: &str, rec: &StepRecord) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        serde_json::to_writer(&mut tmp, rec)?;
-        tmp.flush()?;
+        // Buffered: a COPY's record names every file it copied, and
+        // serde_json writes each token on its own.
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut tmp);
+        serde_json::to_writer(&mut out, rec)?;
+        out.flush()?;
+        drop(out);
         tmp.persist(self.path(identity))
             .map_err(|e| anyhow::anyhow!("cannot save a cache record: {}", e.error))?;
         Ok(())

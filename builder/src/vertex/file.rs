@@ -17,7 +17,7 @@ use super::Step;
 use super::source::{Fetched, FetchedWhat};
 use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
 use crate::context::dockerignore::{self, Matcher};
-use crate::context::select::{CopySpec, Selection, select};
+use crate::context::select::{CopySpec, Selection, select, select_known};
 use crate::ops::commit::FileLayer;
 use crate::ops::{Layer, file};
 use crate::options::NamedContextSource;
@@ -200,7 +200,7 @@ fn select_for_key(
     index: &ChecksumIndex,
     facts: Option<(&mut BTreeMap<String, String>, &str)>,
 ) -> anyhow::Result<(Selection, String)> {
-    let sel = select(root, ignore, spec)?;
+    let sel = select_known(root, ignore, spec, &|rel, stat| index.known_meta(rel, stat))?;
     let sum = checksum_selection(root, &sel, ov, index)?;
     if let Some((facts, prefix)) = facts {
         for (e, c) in sel.entries.iter().zip(&sum.contents) {
