@@ -136,7 +136,8 @@ fn build_inner(
         req,
         store: &store,
         sink,
-        tasks: crate::progress::Tasks::new(sink, plan.nodes.len() + 1),
+        // Numbered after the steps (sources steps read show no entry).
+        tasks: crate::progress::Tasks::new(sink, plan.staged + 1),
         ignore,
         index,
         records: RecordStore::new(&req.root),

@@ -161,6 +161,9 @@ impl Vertex {
 pub struct Plan {
     pub nodes: Vec<Node<Vertex>>,
     pub target: usize,
+    /// How many vertices the stages have (the sources steps read follow):
+    /// progress numbers the build's later tasks after them.
+    pub staged: usize,
 }
 
 /// Plans `graph`; `named`: the `--build-context` sources by name.
@@ -281,7 +284,11 @@ pub fn plan(graph: &BuildGraph, named: &Named) -> anyhow::Result<Plan> {
     let target = *last_of
         .get(&target_stage.id)
         .ok_or_else(|| anyhow!("internal: target not planned"))?;
-    Ok(Plan { nodes, target })
+    Ok(Plan {
+        nodes,
+        target,
+        staged,
+    })
 }
 
 /// The index among `fetches` of the source vertex `op` (added, named
@@ -389,7 +396,7 @@ mod tests {
         // a: base + ADD; final: base + 3 ADD + COPY; then two URL sets
         // (with and without a checksum) and the repository.
         assert_eq!(p.nodes.len(), 10);
-        assert_eq!(p.target, 6);
+        assert_eq!((p.target, p.staged), (6, 7));
         let fetch = |i: usize| p.nodes[i].deps[1];
         assert_eq!(fetch(1), 7, "the first fetch follows every stage vertex");
         assert_eq!(
