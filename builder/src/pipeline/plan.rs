@@ -175,42 +175,8 @@ pub fn plan(graph: &BuildGraph, named: &Named) -> anyhow::Result<Plan> {
     let mut fetches: Vec<Node<Vertex>> = Vec::new();
     let mut last_of: std::collections::HashMap<usize, usize> = Default::default();
     for (si, st) in graph.stages.iter().enumerate() {
-        let (deps, def) = match &st.base {
-            Base::Stage { id } => {
-                let d = *last_of
-                    .get(id)
-                    .ok_or_else(|| anyhow!("internal: stage {id} used before it is planned"))?;
-                (vec![d], format!("stage:{}", nodes[d].digest))
-            }
-            Base::Scratch => (vec![], "scratch".to_string()),
-            Base::Image {
-                reference, digest, ..
-            } => (vec![], format!("image:{reference}@{digest}")),
-        };
-        let op = match &st.base {
-            Base::Stage { .. } => VertexOp::Stage,
-            Base::Scratch => VertexOp::Scratch,
-            Base::Image {
-                reference, digest, ..
-            } => VertexOp::Image {
-                reference: reference.clone(),
-                digest: digest.clone(),
-            },
-        };
-        nodes.push(Node {
-            op: Vertex {
-                op,
-                name: base_name(graph, si),
-                instruction: String::new(),
-                line: st.line,
-                column: st.column,
-                stage_name: st.name.clone(),
-                stage_id: st.id,
-                step: None,
-            },
-            deps,
-            digest: def,
-        });
+        let base = base_node(graph, si, &last_of, &nodes)?;
+        nodes.push(base);
         let mut prev = nodes.len() - 1;
         for (k, step) in st.steps.iter().enumerate() {
             let mut deps = vec![prev];
@@ -288,6 +254,53 @@ pub fn plan(graph: &BuildGraph, named: &Named) -> anyhow::Result<Plan> {
         nodes,
         target,
         staged,
+    })
+}
+
+/// The vertex of stage `si`'s base: scratch, an image, or another
+/// stage's last vertex (`last_of`) passed on.
+fn base_node(
+    graph: &BuildGraph,
+    si: usize,
+    last_of: &std::collections::HashMap<usize, usize>,
+    nodes: &[Node<Vertex>],
+) -> anyhow::Result<Node<Vertex>> {
+    let st = &graph.stages[si];
+    let (deps, def) = match &st.base {
+        Base::Stage { id } => {
+            let d = *last_of
+                .get(id)
+                .ok_or_else(|| anyhow!("internal: stage {id} used before it is planned"))?;
+            (vec![d], format!("stage:{}", nodes[d].digest))
+        }
+        Base::Scratch => (vec![], "scratch".to_string()),
+        Base::Image {
+            reference, digest, ..
+        } => (vec![], format!("image:{reference}@{digest}")),
+    };
+    let op = match &st.base {
+        Base::Stage { .. } => VertexOp::Stage,
+        Base::Scratch => VertexOp::Scratch,
+        Base::Image {
+            reference, digest, ..
+        } => VertexOp::Image {
+            reference: reference.clone(),
+            digest: digest.clone(),
+        },
+    };
+    Ok(Node {
+        op: Vertex {
+            op,
+            name: base_name(graph, si),
+            instruction: String::new(),
+            line: st.line,
+            column: st.column,
+            stage_name: st.name.clone(),
+            stage_id: st.id,
+            step: None,
+        },
+        deps,
+        digest: def,
     })
 }
 
