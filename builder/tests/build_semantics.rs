@@ -837,12 +837,28 @@ fn a_url_added_in_two_stages_is_downloaded_once() {
     assert_eq!(log.matches("CACHED").count(), 3, "{log}");
     assert_eq!(srv.requests_for("/dl/once.txt"), 2, "once more per build");
 
-    // Changed: both steps read the new content.
+    // Changed: both steps read the new content, and say the URL changed.
     srv.put("/dl/once.txt", b"twice\n");
+    let out = c
+        .strata()
+        .args(["build", "--progress", "plain", "--explain-cache"])
+        .arg(&c.ctx)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let changed = format!("url http://{a}/dl/once.txt changed");
+    assert_eq!(log.matches(&changed).count(), 2, "{log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.contains(&changed))
+            .all(|l| !l.contains("earlier step")),
+        "the URL, not an earlier step: {log}"
+    );
     let b = c.build(&[]);
     assert_eq!(b.text("/one"), "twice\n");
     assert_eq!(b.text("/two/once.txt"), "twice\n");
-    assert_eq!(srv.requests_for("/dl/once.txt"), 3);
+    assert_eq!(srv.requests_for("/dl/once.txt"), 4);
 }
 
 /// `FROM name` with `--build-context name=DIR`: the directory is the root

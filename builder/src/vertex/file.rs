@@ -119,6 +119,12 @@ pub fn key(
         }
         _ => {}
     }
+    // A URL, repository or image read through a source vertex is
+    // explained by its own facts (`url:`, `git:`, `base`), not as "an
+    // earlier step it builds on changed".
+    if base.is_some() || p.downloads.is_some() {
+        facts.remove("input:1");
+    }
     let key = cache_key(&KeyInputs {
         definition: def,
         inputs: &step.input_keys,
