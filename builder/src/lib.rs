@@ -53,3 +53,41 @@ pub(crate) fn not_supported(what: &str) -> anyhow::Error {
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// A registry client from the environment (`STRATA_INSECURE_REGISTRIES`,
+/// credentials, mirror, timeouts) plus `--insecure-registry` hosts, which
+/// are passed down as an option rather than written into the environment.
+pub fn registry_client(
+    insecure: &[String],
+) -> anyhow::Result<cache::transport::registry::RegistryClient> {
+    let mut opts = cache::transport::registry::ClientOptions::from_env()?;
+    for h in insecure {
+        opts.endpoints.add_insecure(h);
+    }
+    Ok(cache::transport::registry::RegistryClient::new(opts))
+}
+
+/// The registry client of one command, made on first use (a build that
+/// touches no registry never reads credentials) and shared by everything
+/// the command does, so tokens are fetched once.
+pub struct Registry {
+    insecure: Vec<String>,
+    client: std::sync::OnceLock<Result<cache::transport::registry::RegistryClient, String>>,
+}
+
+impl Registry {
+    /// With `--insecure-registry` hosts added to the environment's.
+    pub fn new(insecure: &[String]) -> Registry {
+        Registry {
+            insecure: insecure.to_vec(),
+            client: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn client(&self) -> anyhow::Result<&cache::transport::registry::RegistryClient> {
+        self.client
+            .get_or_init(|| registry_client(&self.insecure).map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}

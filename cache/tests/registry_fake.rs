@@ -896,3 +896,150 @@ fn the_deadline_grows_with_the_blob_and_parses_from_the_environment_form() {
         assert!(e.contains("STRATA_BLOB_DEADLINE"), "{e}");
     }
 }
+
+#[test]
+fn a_one_pass_fetch_hands_every_byte_once_and_keeps_the_blob() {
+    use cache::transport::registry::{Teed, fetch_blob_teed};
+    let fx = Fixture::new();
+    let layer = fx.layer.clone();
+    let desc = Descriptor::new(
+        "application/vnd.oci.image.layer.v1.tar",
+        Digest::of(&layer),
+        layer.len() as u64,
+    );
+    let reg = FakeRegistry::start(fx.handler(|_, b| b));
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("store");
+    let r = Reference::parse(&format!("{}/test/img:v1", reg.addr)).expect("ref");
+    let client = fast_client(CredentialStore::default());
+    let mut got = Vec::new();
+    let teed = fetch_blob_teed(&client, &store, &desc, Some(&r), &mut got).expect("fetch");
+    assert!(matches!(teed, Teed::Fetched), "{teed:?}");
+    assert_eq!(got, layer, "the consumer gets the bytes exactly once");
+    assert!(
+        store.blobs().has(&desc.digest),
+        "the blob is kept for a re-push"
+    );
+    // Present now: the consumer gets nothing and nothing is downloaded.
+    let before = reg.seen().len();
+    let mut again = Vec::new();
+    let teed = fetch_blob_teed(&client, &store, &desc, Some(&r), &mut again).expect("present");
+    assert!(
+        matches!(teed, Teed::Present) && again.is_empty(),
+        "{teed:?}"
+    );
+    assert_eq!(reg.seen().len(), before);
+}
+
+#[test]
+fn a_tampered_layer_fetched_in_one_pass_is_refused_and_not_kept() {
+    use cache::transport::registry::fetch_blob_teed;
+    let fx = Fixture::new();
+    let desc = Descriptor::new(
+        "application/vnd.oci.image.layer.v1.tar",
+        Digest::of(&fx.layer),
+        fx.layer.len() as u64,
+    );
+    let reg = FakeRegistry::start(fx.handler(|path, mut b| {
+        if path.contains("/blobs/") && b.starts_with(b"not really") {
+            b[0] = b'N'; // same length, different bytes
+        }
+        b
+    }));
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("store");
+    let r = Reference::parse(&format!("{}/test/img:v1", reg.addr)).expect("ref");
+    let mut got = Vec::new();
+    let err = fetch_blob_teed(
+        &fast_client(CredentialStore::default()),
+        &store,
+        &desc,
+        Some(&r),
+        &mut got,
+    )
+    .expect_err("a tampered layer must fail");
+    assert!(err.is_integrity_error(), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&desc.digest.to_string()) && msg.contains(&reg.addr),
+        "the error names the digest and the registry: {msg}"
+    );
+    assert!(!store.blobs().has(&desc.digest));
+    assert_eq!(stored_blobs(root.path()), Vec::<String>::new());
+    assert_eq!(tmp_files(root.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_streamed_upload_is_one_put_when_small_chunks_when_big_and_digest_checked() {
+    use cache::transport::registry::BlobPushed;
+    let (reg, stored) = upload_registry(false);
+    let mut o = ClientOptions::anonymous();
+    o.chunk_size = 300;
+    o.retry = RetryPolicy {
+        attempts: 1,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+    };
+    let client = RegistryClient::new(o);
+    let repo = Repo::new(reg.addr.clone(), "up");
+    let small: Vec<u8> = (0..200u32).map(|i| (i % 251) as u8).collect();
+    let big: Vec<u8> = (0..2500u32).map(|i| (i * 7 % 253) as u8).collect();
+    for (data, want) in [
+        (&small, BlobPushed::Monolithic),
+        (&big, BlobPushed::Chunked),
+    ] {
+        let d = Digest::of(data);
+        let ((), how) = client
+            .upload_while_made(&repo, |up| {
+                // Writes of odd sizes, as an encoder makes them.
+                for piece in data.chunks(77) {
+                    up.write_all(piece)?;
+                }
+                Ok::<_, std::io::Error>(((), d.clone()))
+            })
+            .expect("made");
+        assert_eq!(how.expect("uploaded"), want);
+        assert_eq!(stored.lock().expect("lock").get(&d.to_string()), Some(data));
+    }
+    // 2500 bytes in 300-byte chunks: 8 full PATCHes; the last 100 bytes
+    // ride on the closing PUT.
+    assert_eq!(reg.count("PATCH", "/v2/up/blobs/uploads/"), 8);
+    // The digest is the registry's to check.
+    let ((), how) = client
+        .upload_while_made(&repo, |up| {
+            up.write_all(&big)?;
+            Ok::<_, std::io::Error>(((), Digest::of(b"other bytes")))
+        })
+        .expect("made");
+    let err = how.expect_err("wrong digest");
+    assert!(err.to_string().contains("DIGEST_INVALID"), "{err}");
+}
+
+#[test]
+fn a_broken_streamed_upload_keeps_accepting_bytes_and_reports_at_the_end() {
+    let (reg, _) = upload_registry(true); // the first PATCH fails
+    let mut o = ClientOptions::anonymous();
+    o.chunk_size = 300;
+    o.retry = RetryPolicy {
+        attempts: 1,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+    };
+    let client = RegistryClient::new(o);
+    let repo = Repo::new(reg.addr.clone(), "up");
+    let big: Vec<u8> = (0..2500u32).map(|i| (i * 3 % 251) as u8).collect();
+    let ((), how) = client
+        .upload_while_made(&repo, |up| {
+            // The tee's other half (the store) must not see an error
+            // mid-stream: writes never fail.
+            up.write_all(&big)?;
+            Ok::<_, std::io::Error>(((), Digest::of(&big)))
+        })
+        .expect("the maker is not stopped by a broken upload");
+    assert!(how.is_err());
+    assert_eq!(
+        reg.count("PATCH", "/v2/up/blobs/uploads/"),
+        1,
+        "nothing more is sent after the failure"
+    );
+}

@@ -215,7 +215,6 @@ impl BuildFlags {
     pub fn into_request(mut self, g: &GlobalOpts) -> anyhow::Result<BuildRequest> {
         let root = g.root()?;
         let compat = std::mem::take(&mut self.compat).validate()?;
-        insecure_for_this_process(&compat.insecure_registries);
         let stdin_context = self.take_stdin_context()?;
         if !self.context.is_dir() {
             bail!(
@@ -314,31 +313,9 @@ impl BuildFlags {
             step_sandbox: compat.sandbox,
             annotations: compat.annotations,
             load: compat.load,
+            insecure_registries: compat.insecure_registries,
         })
     }
-}
-
-/// `build --insecure-registry HOST`: every registry client of this build
-/// (bases, caches, pushes, lazily fetched layers, some made deep in the
-/// cache crate) reads its plain-HTTP hosts from `STRATA_INSECURE_REGISTRIES`,
-/// so the flag adds its hosts there.
-fn insecure_for_this_process(hosts: &[String]) {
-    if hosts.is_empty() {
-        return;
-    }
-    const VAR: &str = "STRATA_INSECURE_REGISTRIES";
-    let mut all: Vec<String> = std::env::var(VAR)
-        .map(|v| {
-            v.split([',', ' '])
-                .filter(|h| !h.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    all.extend(hosts.iter().cloned());
-    // SAFETY: called while the command line is read, before the build
-    // starts any thread; nothing reads the environment concurrently.
-    unsafe { std::env::set_var(VAR, all.join(",")) };
 }
 
 pub fn run(g: &GlobalOpts, args: BuildArgs) -> anyhow::Result<ExitCode> {

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use cache::platform::Platform;
 use cache::reference::Reference;
 use cache::store::Store;
-use cache::transport::registry::{ClientOptions, PullEvent, RegistryClient, pull_with_progress};
+use cache::transport::registry::{PullEvent, RegistryClient, pull_with_progress};
 use clap::Args;
 
 use super::GlobalOpts;
@@ -90,11 +90,7 @@ pub fn run(g: &GlobalOpts, args: PullArgs) -> anyhow::Result<ExitCode> {
 
 /// A registry client from the environment plus `--insecure-registry` hosts.
 pub(super) fn registry_client(insecure: &[String]) -> anyhow::Result<RegistryClient> {
-    let mut opts = ClientOptions::from_env()?;
-    for h in insecure {
-        opts.endpoints.add_insecure(h);
-    }
-    Ok(RegistryClient::new(opts))
+    crate::registry_client(insecure)
 }
 
 /// The first 12 hex digits, as Docker shows layer IDs.

@@ -1,8 +1,8 @@
 //! `strata push REF [DEST]`: send an image from the local store to a
 //! registry, under its own name or another. Manifests go byte for byte, so
 //! the registry's digest is the local one — except for an image with layers
-//! built here, kept as directories: it goes over their gzip blobs, under
-//! the manifest that names those.
+//! built here, kept as directories: it goes over their gzip blobs (made
+//! while they upload, then remembered), under the manifest that names those.
 
 use std::process::ExitCode;
 
@@ -16,6 +16,7 @@ use super::GlobalOpts;
 use super::pull::{ENV_HELP, registry_client};
 use crate::ops::exec::Executor;
 use crate::output::encode::{self, Want};
+use crate::output::push::Target;
 
 #[derive(Debug, Args)]
 #[command(after_help = ENV_HELP)]
@@ -43,9 +44,38 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
     };
     let client = registry_client(&args.insecure_registry)?;
     let store = Store::open(g.root()?)?;
-    let source = with_stored_layers(&store, &source)?;
-    let report = push(&client, &store, &source, &dest)
-        .with_context(|| format!("pushing {source} to {dest}"))?;
+    let (report, streamed) = match with_dir_layers(&store, &source)? {
+        Some((img, layers)) => {
+            let mut executor = Executor::new(
+                &store,
+                Default::default(),
+                Default::default(),
+                Default::default(),
+                0,
+            );
+            // A base layer fetched to be re-encoded honours the flag too.
+            executor.registry = std::sync::Arc::new(crate::Registry::new(&args.insecure_registry));
+            let to = Target {
+                source: &source,
+                dest: &dest,
+            };
+            let p = crate::output::push::push(
+                &store,
+                &executor,
+                &client,
+                &img,
+                &layers,
+                Want::Gzip,
+                to,
+            )?;
+            (p.report, p.streamed)
+        }
+        None => (
+            push(&client, &store, &source, &dest)
+                .with_context(|| format!("pushing {source} to {dest}"))?,
+            0,
+        ),
+    };
     let digest = report
         .digest
         .as_ref()
@@ -56,7 +86,7 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
     }
     let count = |k: BlobPushed| report.blobs.iter().filter(|(_, h)| *h == k).count();
     eprintln!(
-        "{}: {} blob(s) uploaded, {} mounted, {} already there",
+        "{}: {} blob(s) uploaded ({streamed} compressed while uploading), {} mounted, {} already there",
         dest.familiar(),
         count(BlobPushed::Monolithic) + count(BlobPushed::Chunked),
         count(BlobPushed::Mounted),
@@ -66,27 +96,22 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `source`, or — when it names layers built here, kept as directories —
-/// the same image over their gzip blobs (made once and remembered), by
-/// digest: a registry gets compressed layers.
-fn with_stored_layers(store: &Store, source: &Reference) -> anyhow::Result<Reference> {
+/// The image `source` names and its layers, when some of them were built
+/// here and are kept as directories: those are compressed into their
+/// uploads (and remembered), so a registry gets compressed layers.
+fn with_dir_layers(
+    store: &Store,
+    source: &Reference,
+) -> anyhow::Result<Option<(cache::image::Image, Vec<crate::ops::Layer>)>> {
     let Some(img) = store.resolve_image(source)? else {
-        return Ok(source.clone());
+        return Ok(None);
     };
     let layers = encode::layers_of(&img);
     if !layers
         .iter()
         .any(|l| crate::ops::commit::is_dir_layer(store, l))
     {
-        return Ok(source.clone());
+        return Ok(None);
     }
-    let executor = Executor::new(
-        store,
-        Default::default(),
-        Default::default(),
-        Default::default(),
-        0,
-    );
-    let encoded = encode::encode(store, &executor, &img, &layers, Want::Gzip, true)?;
-    Ok(source.with_digest(encoded.manifest_digest))
+    Ok(Some((img, layers)))
 }

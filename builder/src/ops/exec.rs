@@ -18,10 +18,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::{anyhow, bail};
 use cache::layer::{UnpackOptions, WhiteoutMode};
 use cache::store::Store;
+use cache::transport::registry::RegistryClient;
 use runtime::snapshot::{Choice, SnapshotterRequest};
 use runtime::{Network, OutputStream, RunSpec, Sandbox, SandboxOptions, sandbox_mount_points};
 
 use super::Layer;
+use super::pull_unpack::{Streamed, fetch_and_unpack};
 use super::source::{ensure_blob, layer_dir, layer_dir_ready};
 
 /// The sandbox and snapshotter, made on first use (a build with no RUN, or
@@ -48,6 +50,8 @@ pub struct Executor<'s> {
     cancel: runtime::sandbox::CancelToken,
     /// `--add-host`, `--shm-size`, `--ulimit` for every RUN step.
     pub step_sandbox: crate::options::StepSandbox,
+    /// The command's registry client (`--insecure-registry` included).
+    pub registry: Arc<crate::Registry>,
 }
 
 impl Drop for Executor<'_> {
@@ -86,6 +90,7 @@ impl<'s> Executor<'s> {
             unpacking: Mutex::new(HashMap::new()),
             cancel: runtime::sandbox::CancelToken::new(),
             step_sandbox: Default::default(),
+            registry: Arc::new(crate::Registry::new(&[])),
         }
     }
 
@@ -125,6 +130,12 @@ impl<'s> Executor<'s> {
             .map_err(|e| anyhow!("cannot run RUN steps here: {e}"))
     }
 
+    /// The registry client of this command: the environment's settings
+    /// plus the `--insecure-registry` hosts.
+    pub fn registry(&self) -> anyhow::Result<&RegistryClient> {
+        self.registry.client()
+    }
+
     /// Stops every step that is running now or starts later.
     /// Returns whether this call was the first to cancel (the step that
     /// failed on its own, not one stopped because of another).
@@ -134,12 +145,25 @@ impl<'s> Executor<'s> {
         first
     }
 
-    /// Unpacks a layer into its shared directory once (temp dir + rename).
+    /// Unpacks a layer into its shared directory once (temp dir + rename);
+    /// a layer whose blob is not here yet is unpacked while it downloads.
     fn materialize(&self, layer: &Layer) -> anyhow::Result<PathBuf> {
+        self.unpack_layer(layer).map(|(dir, _)| dir)
+    }
+
+    /// Downloads (if needed) and unpacks a base layer a RUN will need;
+    /// true when it was unpacked while it downloaded.
+    pub(crate) fn fetch_unpacked(&self, layer: &Layer) -> anyhow::Result<bool> {
+        self.unpack_layer(layer).map(|(_, streamed)| streamed)
+    }
+
+    /// [`Self::materialize`], saying whether the layer was unpacked while
+    /// it downloaded.
+    fn unpack_layer(&self, layer: &Layer) -> anyhow::Result<(PathBuf, bool)> {
         let store = self.store;
         let dir = layer_dir(store, layer);
         if layer_dir_ready(&dir) {
-            return Ok(dir);
+            return Ok((dir, false));
         }
         let lock = {
             let mut m = crate::lock(&self.unpacking);
@@ -147,9 +171,8 @@ impl<'s> Executor<'s> {
         };
         let _held = crate::lock(&lock);
         if layer_dir_ready(&dir) {
-            return Ok(dir);
+            return Ok((dir, false));
         }
-        ensure_blob(store, layer)?;
         let (sandbox, _) = self.get()?;
         let parent = dir
             .parent()
@@ -162,6 +185,25 @@ impl<'s> Executor<'s> {
             TMP_SEQ.fetch_add(1, Ordering::Relaxed),
             layer.diff_id.hex()
         ));
+        if !store.blobs().has(&layer.desc.digest) {
+            let isolation = sandbox.isolation().clone();
+            let streamed = fetch_and_unpack(
+                self.registry()?,
+                store,
+                layer,
+                tmp.clone(),
+                dir.clone(),
+                move |job| {
+                    isolation
+                        .as_owner(move || job.run())
+                        .map_err(|e| e.to_string())
+                },
+            )?;
+            if let Streamed::Done = streamed {
+                return Ok((dir, true));
+            }
+        }
+        ensure_blob(store, self.registry()?, layer)?;
         let blob = store.blobs().path(&layer.desc.digest);
         let (t, d) = (tmp.clone(), dir.clone());
         sandbox
@@ -184,7 +226,7 @@ impl<'s> Executor<'s> {
                 }
             })
             .map_err(|e| anyhow!("unpacking layer {}: {e}", layer.desc.digest))?;
-        Ok(dir)
+        Ok((dir, false))
     }
 
     /// The layer directories of `layers` (bottom first), topmost first as

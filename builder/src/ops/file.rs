@@ -221,7 +221,7 @@ pub fn open_layer(
     if super::commit::is_dir_layer(store, l) {
         return Ok(Box::new(executor.open_dir_layer(store, l)?));
     }
-    ensure_blob(store, l)?;
+    ensure_blob(store, executor.registry()?, l)?;
     Ok(Box::new(store.blobs().open(&l.desc.digest)?))
 }
 

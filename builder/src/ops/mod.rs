@@ -6,7 +6,7 @@
 //! layer directories being unpacked.
 //!
 //! [`source`] finds base layers, [`exec`] unpacks layers into their shared
-//! directories and runs RUN, [`mounts`] turns RUN `--mount`s into the
+//! directories ([`pull_unpack`] while they download) and runs RUN, [`mounts`] turns RUN `--mount`s into the
 //! runtime's (and [`pipes`] adds a heredoc script's), [`from`] reads a
 //! `--from` stage or image in place, [`dest`] places a COPY/WORKDIR in the
 //! image below it, [`file`] turns selected files into layer entries,
@@ -25,6 +25,7 @@ pub mod from;
 pub mod mounts;
 pub mod pipes;
 pub mod predict;
+pub mod pull_unpack;
 pub mod source;
 
 use cache::digest::Digest;

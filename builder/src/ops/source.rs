@@ -45,7 +45,11 @@ pub fn image_layers(
 /// The recorded ones come first because a layer of a local image (`FROM` a
 /// tag this store built lazily) names that local tag, which no registry
 /// serves.
-pub fn ensure_blob(store: &Store, layer: &Layer) -> anyhow::Result<()> {
+pub fn ensure_blob(
+    store: &Store,
+    client: &cache::transport::registry::RegistryClient,
+    layer: &Layer,
+) -> anyhow::Result<()> {
     if store.blobs().has(&layer.desc.digest) {
         return Ok(());
     }
@@ -57,15 +61,14 @@ pub fn ensure_blob(store: &Store, layer: &Layer) -> anyhow::Result<()> {
             layer.desc.digest
         ));
     }
-    cache::transport::registry::ensure_blob(store, &layer.desc, hint.as_ref()).with_context(
-        || {
+    cache::transport::registry::ensure_blob_with(client, store, &layer.desc, hint.as_ref())
+        .with_context(|| {
             format!(
                 "fetching layer {} of {}",
                 layer.desc.digest,
                 layer.origin.as_deref().unwrap_or("a base image")
             )
-        },
-    )?;
+        })?;
     Ok(())
 }
 

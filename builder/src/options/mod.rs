@@ -281,6 +281,10 @@ pub struct BuildRequest {
     pub annotations: BTreeMap<String, String>,
     /// `--load`: load the image into docker or podman.
     pub load: bool,
+    /// `--insecure-registry`: hosts spoken to over plain HTTP, on top of
+    /// `STRATA_INSECURE_REGISTRIES` (given to the registry client, never
+    /// written into the environment).
+    pub insecure_registries: Vec<String>,
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ use cache::image::media_type::ManifestFormat;
 use cache::image::{Descriptor, Image};
 use cache::layer::{Compression as Codec, Decompressed, LayerSink, MediaFlavor, WriteOptions};
 use cache::store::Store;
-use rayon::prelude::*;
+use cache::transport::registry::RegistryError;
+use cache::transport::registry::parallel::{TRANSFER_WORKERS, for_each_bounded};
 
 use crate::ops::Layer;
 use crate::ops::exec::Executor;
@@ -51,6 +52,33 @@ impl Want {
     }
 }
 
+/// The codec, media-type flavor and manifest format of an encoding
+/// (`None`: as stored).
+pub(crate) fn params(want: Want) -> Option<(Codec, MediaFlavor, ManifestFormat)> {
+    match want {
+        Want::AsStored => None,
+        Want::Gzip => Some((
+            Codec::default(),
+            MediaFlavor::Docker,
+            ManifestFormat::Docker,
+        )),
+        Want::Zstd => Some((
+            Codec::Zstd { level: 3 },
+            MediaFlavor::Oci,
+            ManifestFormat::Oci,
+        )),
+        Want::Uncompressed => Some((Codec::None, MediaFlavor::Docker, ManifestFormat::Docker)),
+    }
+}
+
+/// Whether `l` is in `codec` already. `stored`: every layer must be a
+/// blob of the store (a push), so an uncompressed layer kept as a
+/// directory is not.
+pub(crate) fn keeps(store: &Store, l: &Layer, codec: Codec, stored: bool) -> bool {
+    encoding_of(&l.desc) == Some(codec_kind(codec))
+        && !(stored && crate::ops::commit::is_dir_layer(store, l))
+}
+
 /// `img` (whose layers are `layers`) with every layer in the encoding
 /// `want`: the same image when nothing needs encoding. `stored`: every
 /// layer must be a blob of the store (a push), so an uncompressed layer
@@ -63,39 +91,40 @@ pub fn encode(
     want: Want,
     stored: bool,
 ) -> anyhow::Result<Image> {
-    let (codec, flavor, format) = match want {
-        Want::AsStored => return Ok(img.clone()),
-        Want::Gzip => (
-            Codec::default(),
-            MediaFlavor::Docker,
-            ManifestFormat::Docker,
-        ),
-        Want::Zstd => (
-            Codec::Zstd { level: 3 },
-            MediaFlavor::Oci,
-            ManifestFormat::Oci,
-        ),
-        Want::Uncompressed => (Codec::None, MediaFlavor::Docker, ManifestFormat::Docker),
+    let Some((codec, flavor, format)) = params(want) else {
+        return Ok(img.clone());
     };
-    let keep = |l: &Layer| {
-        encoding_of(&l.desc) == Some(codec_kind(codec))
-            && !(stored && crate::ops::commit::is_dir_layer(store, l))
-    };
-    if layers.iter().all(keep) {
+    if layers.iter().all(|l| keeps(store, l, codec, stored)) {
         return Ok(img.clone());
     }
-    let descs: Vec<Descriptor> = layers
-        .par_iter()
-        .map(|l| {
-            if keep(l) {
+    // Plain threads, not the rayon pool: an encoder waiting for its share
+    // of the budget must not hold a worker the gzip members need.
+    let budget = Budget::new();
+    let descs = for_each_bounded(layers, TRANSFER_WORKERS, |l| {
+        let one = || {
+            if keeps(store, l, codec, stored) {
                 return Ok(l.desc.clone());
             }
-            layer(store, executor, l, codec, flavor)
-                .with_context(|| format!("encoding layer {} as {}", l.diff_id, codec_name(codec)))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let out = store.write_image(img.config.raw(), &descs, format)?;
-    // The encoded image keeps the manifest's annotations (`--annotation`).
+            if let Some(d) = remembered(store, l, codec, flavor)? {
+                return Ok(d);
+            }
+            let _share = budget.take(l);
+            encode_now(store, executor, l, codec, flavor, &mut io::sink())
+        };
+        one().map_err(|e: anyhow::Error| RegistryError::Other(format!("{e:#}")))
+    })?;
+    image_over(store, img, &descs, format)
+}
+
+/// `img` over the layer descriptors `descs` (the same config, so the same
+/// image ID), stored, keeping the manifest's annotations (`--annotation`).
+pub(crate) fn image_over(
+    store: &Store,
+    img: &Image,
+    descs: &[Descriptor],
+    format: ManifestFormat,
+) -> anyhow::Result<Image> {
+    let out = store.write_image(img.config.raw(), descs, format)?;
     if img.manifest.annotations.is_empty() {
         return Ok(out);
     }
@@ -104,6 +133,59 @@ pub fn encode(
         &out,
         &img.manifest.annotations,
     )?)
+}
+
+/// Memory for layers being encoded at once. An encoder holds about three
+/// times `min(layer, 24 MiB)` (gzip members in flight, their output, the
+/// upload's chunks; untouched capacity is not resident), so one big layer
+/// and a few small ones fit, and a push or export of many big layers stays
+/// under 100 MiB. Encoders share the CPUs anyway: a gzip layer already
+/// keeps every core busy.
+const ENCODE_BUDGET: u64 = 72 << 20;
+
+/// The memory one layer's encoder may take (see [`ENCODE_BUDGET`]).
+fn encode_cost(l: &Layer) -> u64 {
+    3 * l.desc.size.clamp(1 << 16, 24 << 20)
+}
+
+/// A share of [`ENCODE_BUDGET`], waited for and given back on drop.
+pub(crate) struct Budget {
+    left: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+}
+
+impl Budget {
+    pub(crate) fn new() -> Budget {
+        Budget {
+            left: std::sync::Mutex::new(ENCODE_BUDGET),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits until `l`'s encoder fits (it always fits alone).
+    pub(crate) fn take(&self, l: &Layer) -> Share<'_> {
+        let cost = encode_cost(l).min(ENCODE_BUDGET);
+        let mut left = self.left.lock().unwrap_or_else(|p| p.into_inner());
+        while *left < cost {
+            left = self.freed.wait(left).unwrap_or_else(|p| p.into_inner());
+        }
+        *left -= cost;
+        Share { budget: self, cost }
+    }
+}
+
+/// A layer encoder's share of the budget.
+pub(crate) struct Share<'a> {
+    budget: &'a Budget,
+    cost: u64,
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        let mut left = self.budget.left.lock().unwrap_or_else(|p| p.into_inner());
+        *left += self.cost;
+        self.budget.freed.notify_all();
+    }
 }
 
 /// `l` as a gzip blob of the store (encoded once, remembered).
@@ -160,7 +242,7 @@ fn encoding_of(d: &Descriptor) -> Option<Kind> {
     }
 }
 
-/// One layer in `codec`: as it is, found encoded before, or encoded now.
+/// One layer in `codec`: found encoded before, or encoded now.
 fn layer(
     store: &Store,
     executor: &Executor,
@@ -168,43 +250,97 @@ fn layer(
     codec: Codec,
     flavor: MediaFlavor,
 ) -> anyhow::Result<Descriptor> {
-    let key = format!(
+    match remembered(store, l, codec, flavor)? {
+        Some(d) => Ok(d),
+        None => encode_now(store, executor, l, codec, flavor, &mut io::sink()),
+    }
+}
+
+/// The cache-index key under which a layer's encoding is remembered.
+fn memo_key(l: &Layer, codec: Codec, flavor: MediaFlavor) -> String {
+    format!(
         "encode:{}:{}",
         cache::layer::media_type(codec, flavor),
         l.diff_id
-    );
-    if let Some(raw) = store.cache_get(&key)?
+    )
+}
+
+/// `l`'s encoding in `codec` if it was made before and its blob is still
+/// in the store.
+pub(crate) fn remembered(
+    store: &Store,
+    l: &Layer,
+    codec: Codec,
+    flavor: MediaFlavor,
+) -> anyhow::Result<Option<Descriptor>> {
+    if let Some(raw) = store.cache_get(&memo_key(l, codec, flavor))?
         && let Ok(d) = serde_json::from_slice::<Descriptor>(&raw)
         && store.blobs().has(&d.digest)
     {
-        return Ok(d);
+        return Ok(Some(d));
     }
-    let input = crate::ops::file::open_layer(store, executor, l)?;
-    let (mut plain, _) = Decompressed::new(io::BufReader::with_capacity(1 << 16, input))?;
-    let mut sink = LayerSink::new(
-        store.blobs().writer()?,
-        codec,
-        flavor,
-        WriteOptions::default().zstd_workers,
-    )?;
-    io::copy(&mut plain, &mut sink)?;
-    let (desc, w) = sink.finish()?;
-    if desc.diff_id != l.diff_id {
-        bail!(
-            "the layer's tar is {} but the image says {}",
-            desc.diff_id,
-            l.diff_id
-        );
-    }
-    let (digest, size) = w.commit(Some(&desc.digest))?;
-    let d = Descriptor::new(desc.media_type.to_string(), digest, size);
+    Ok(None)
+}
+
+/// Encodes `l` in `codec` into a blob of the store — from its directory or
+/// by decompressing its blob — and remembers it; every encoded byte also
+/// goes to `also` as it is made (an upload). The result is checked against
+/// the layer's diff_id.
+pub(crate) fn encode_now(
+    store: &Store,
+    executor: &Executor,
+    l: &Layer,
+    codec: Codec,
+    flavor: MediaFlavor,
+    also: &mut dyn io::Write,
+) -> anyhow::Result<Descriptor> {
+    let encoded = (|| {
+        let input = crate::ops::file::open_layer(store, executor, l)?;
+        let (mut plain, _) = Decompressed::new(io::BufReader::with_capacity(1 << 16, input))?;
+        let out = Tee {
+            blob: store.blobs().writer()?,
+            also,
+        };
+        let mut sink = LayerSink::new(out, codec, flavor, WriteOptions::default().zstd_workers)?;
+        io::copy(&mut plain, &mut sink)?;
+        let (desc, out) = sink.finish()?;
+        if desc.diff_id != l.diff_id {
+            bail!(
+                "the layer's tar is {} but the image says {}",
+                desc.diff_id,
+                l.diff_id
+            );
+        }
+        let (digest, size) = out.blob.commit(Some(&desc.digest))?;
+        Ok(Descriptor::new(desc.media_type.to_string(), digest, size))
+    })()
+    .with_context(|| format!("encoding layer {} as {}", l.diff_id, codec_name(codec)))?;
     let refs = cache::index::CacheRefs {
-        blobs: vec![d.digest.clone()],
+        blobs: vec![encoded.digest.clone()],
         snapshots: Vec::new(),
     };
-    let value = serde_json::to_vec(&d).map_err(|e| anyhow!("{e}"))?;
-    store.cache_put_with_refs(&key, &value, &refs)?;
-    Ok(d)
+    let value = serde_json::to_vec(&encoded).map_err(|e| anyhow!("{e}"))?;
+    store.cache_put_with_refs(&memo_key(l, codec, flavor), &value, &refs)?;
+    Ok(encoded)
+}
+
+/// The encoder's output: the store's blob writer, and a second consumer.
+struct Tee<'a> {
+    blob: cache::cas::BlobWriter,
+    also: &'a mut dyn io::Write,
+}
+
+impl io::Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.blob.write_all(buf)?;
+        self.also.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.blob.flush()?;
+        self.also.flush()
+    }
 }
 
 /// How an error names an encoding.

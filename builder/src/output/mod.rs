@@ -8,6 +8,7 @@
 pub mod encode;
 pub mod load;
 pub mod local_dir;
+pub mod push;
 mod stdout;
 
 use std::path::Path;
@@ -74,19 +75,24 @@ fn type_label(k: OutputKind) -> &'static str {
     }
 }
 
-/// Pushes `img` as `r`, as a progress task with the bytes it uploaded.
-fn push_one(store: &Store, img: &Image, r: &Reference, tasks: &Tasks) -> anyhow::Result<()> {
+/// Pushes `img` (whose layers are `layers`) as `r` in the encoding `want`,
+/// as a progress task with the bytes it uploaded.
+fn push_one(
+    store: &Store,
+    executor: &Executor,
+    (img, layers): (&Image, &[crate::ops::Layer]),
+    want: Want,
+    r: &Reference,
+    tasks: &Tasks,
+) -> anyhow::Result<()> {
     use cache::transport::registry::BlobPushed;
     let task = tasks.start(format!("pushing {}", r.familiar()));
     let result = (|| {
-        let client = cache::transport::registry::RegistryClient::from_env()?;
-        // By digest: the manifest this output encodes, which a
-        // `compression=` output never tags locally.
-        let source = r.with_digest(img.manifest_digest.clone());
-        cache::transport::registry::push(&client, store, &source, r)
-            .with_context(|| format!("pushing {}", r.familiar()))
+        let to = push::Target { source: r, dest: r };
+        push::push(store, executor, executor.registry()?, img, layers, want, to)
     })();
-    if let Ok(report) = &result {
+    if let Ok(pushed) = &result {
+        let (img, report) = (&pushed.image, &pushed.report);
         let size_of = |d: &cache::digest::Digest| {
             img.layers()
                 .iter()
@@ -104,8 +110,9 @@ fn push_one(store: &Store, img: &Image, r: &Reference, tasks: &Tasks) -> anyhow:
             .sum();
         task.bytes(sent);
         task.line(format!(
-            "{} blobs uploaded, {} mounted, {} already there; manifest {}",
+            "{} blobs uploaded ({} compressed while uploading), {} mounted, {} already there; manifest {}",
             count(&|h| matches!(h, BlobPushed::Monolithic | BlobPushed::Chunked)),
+            pushed.streamed,
             count(&|h| matches!(h, BlobPushed::Mounted)),
             count(&|h| matches!(h, BlobPushed::Existed)),
             img.manifest_digest
@@ -134,6 +141,23 @@ fn export_one(
                 );
             }
         }
+        // This output's encoding: its own manifest over encoded layers
+        // when that differs (the image ID stays the same).
+        let want = Want::from_option(o.compression, default_want(o));
+        let pushed = o.kind == OutputKind::Image && o.push || o.kind == OutputKind::Registry;
+        if pushed {
+            // Layers are encoded while they upload (the first push; the
+            // others find them remembered).
+            if refs.is_empty() {
+                return Err(anyhow!(
+                    "--output type=registry needs a name: add -t or name="
+                ));
+            }
+            for r in &refs {
+                push_one(store, executor, (img, layers), want, r, tasks)?;
+            }
+            return Ok(());
+        }
         let items: Vec<SaveItem> = if refs.is_empty() {
             vec![SaveItem {
                 name: None,
@@ -147,12 +171,7 @@ fn export_one(
                 })
                 .collect()
         };
-        // This output's encoding: its own manifest over encoded layers
-        // when that differs (the image ID stays the same).
-        let want = Want::from_option(o.compression, default_want(o));
-        let stored = matches!(o.kind, OutputKind::Image | OutputKind::Registry) && o.push
-            || o.kind == OutputKind::Registry;
-        let encoded = encode::encode(store, executor, img, layers, want, stored)?;
+        let encoded = encode::encode(store, executor, img, layers, want, false)?;
         let converted = (encoded.manifest_digest != img.manifest_digest).then_some(encoded);
         let img = converted.as_ref().unwrap_or(img);
         let made = DirLayers { store, executor };
@@ -173,21 +192,12 @@ fn export_one(
                 cache::transport::oci_layout::export_tar_with(store, &items, d, &made)
                     .with_context(|| format!("writing the OCI layout {}", d.display()))
             })?,
-            OutputKind::Image if !o.push => {
+            // Pushes went above; this is the local store.
+            OutputKind::Image | OutputKind::Registry => {
                 // `name=` names the image in the local store (-t names are
                 // there already); they follow the output's encoding.
                 for r in &refs {
                     store.tag_image(r, &img.manifest_digest)?;
-                }
-            }
-            OutputKind::Image | OutputKind::Registry => {
-                if refs.is_empty() {
-                    return Err(anyhow!(
-                        "--output type=registry needs a name: add -t or name="
-                    ));
-                }
-                for r in &refs {
-                    push_one(store, img, r, tasks)?;
                 }
             }
             // `type=local,dest=-` streams the filesystem as a tar, as

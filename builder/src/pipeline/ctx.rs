@@ -127,8 +127,13 @@ impl Ctx<'_> {
             None => {}
         }
         // Not under the lock: other steps resolve their images meanwhile.
-        let r = resolver::resolve_for_copy(self.store, &self.real_ref(reference), self.req.pull)
-            .map_err(|e| resolver::not_a_stage(&self.stage_names, flag, reference, e));
+        let r = resolver::resolve_for_copy(
+            self.store,
+            &self.executor.registry,
+            &self.real_ref(reference),
+            self.req.pull,
+        )
+        .map_err(|e| resolver::not_a_stage(&self.stage_names, flag, reference, e));
         let kept = r.as_ref().map(String::clone).map_err(|e| format!("{e:#}"));
         known().insert(reference.to_string(), kept);
         r

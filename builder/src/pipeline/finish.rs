@@ -181,7 +181,7 @@ fn keep_layers(ctx: &Ctx, state: &FsState) -> anyhow::Result<()> {
         {
             crate::ops::commit::record(ctx.store, l)?;
         } else if needs_bytes {
-            source::ensure_blob(ctx.store, l)?;
+            source::ensure_blob(ctx.store, ctx.executor.registry()?, l)?;
         } else {
             source::record_origin(ctx.store, l)?;
         }

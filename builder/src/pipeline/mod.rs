@@ -106,7 +106,8 @@ fn build_inner(
     let store = Store::open(&req.root)
         .with_context(|| format!("opening the store {}", req.root.display()))?;
     let df = frontend::parse(&file_name, &text).map_err(|d| anyhow!("{d}"))?;
-    let mut resolver = resolver::StoreResolver::new(&store, req.pull);
+    let registry = std::sync::Arc::new(crate::Registry::new(&req.insecure_registries));
+    let mut resolver = resolver::StoreResolver::new(&store, &registry, req.pull);
     for (name, src) in &named {
         resolver.aliases.insert(name.clone(), src.clone());
     }
@@ -132,6 +133,7 @@ fn build_inner(
         req.verbose,
     );
     executor.step_sandbox = req.step_sandbox.clone();
+    executor.registry = registry.clone();
     let ctx = Ctx {
         req,
         store: &store,
@@ -162,7 +164,7 @@ fn build_inner(
         imported: if req.no_cache {
             remote_cache::Imported::default()
         } else {
-            remote_cache::Imported::load(&store, &req.cache_from, &|w| warn(req, &w))
+            remote_cache::Imported::load(&store, &registry, &req.cache_from, &|w| warn(req, &w))
         },
         results: Mutex::new(BTreeMap::new()),
         records_out: Mutex::new(BTreeMap::new()),
@@ -267,6 +269,7 @@ fn export_cache(ctx: &Ctx, state: &FsState) -> anyhow::Result<Option<serde_json:
     }
     remote_cache::export(
         ctx.store,
+        &ctx.executor.registry,
         &ctx.req.cache_to,
         &exported,
         &state.chain_keys,

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, anyhow};
 use cache::reference::Reference;
 use cache::store::Store;
-use cache::transport::registry::{self, RegistryClient, SmallBlob};
+use cache::transport::registry::{self, SmallBlob};
 use serde::{Deserialize, Serialize};
 
 use crate::ops::{CachedResult, Layer};
@@ -67,16 +67,20 @@ pub struct Imported {
 
 impl Imported {
     /// Reads every source; failures become warnings.
-    pub fn load(store: &Store, sources: &[CacheFrom], warn: &dyn Fn(String)) -> Imported {
+    pub fn load(
+        store: &Store,
+        reg: &crate::Registry,
+        sources: &[CacheFrom],
+        warn: &dyn Fn(String),
+    ) -> Imported {
         let mut out = Imported::default();
         for s in sources {
             let r = match s {
                 CacheFrom::Local { src } => read_dir(src).map(|d| (d, Origin::Dir(src.clone()))),
                 CacheFrom::Registry { reference } => match read_local_image(store, reference) {
                     Some(doc) => Ok((doc, Origin::Store)),
-                    None => {
-                        read_registry(reference).map(|d| (d, Origin::Registry(reference.clone())))
-                    }
+                    None => read_registry(reg, reference)
+                        .map(|d| (d, Origin::Registry(reference.clone()))),
                 },
             };
             match r {
@@ -108,13 +112,16 @@ impl Imported {
     }
 
     /// The result for `key`, with its blob brought into the store.
-    pub fn take(&self, store: &Store, key: &str) -> Option<CachedResult> {
+    pub fn take(&self, store: &Store, reg: &crate::Registry, key: &str) -> Option<CachedResult> {
         let (res, origin) = self.entries.get(key)?;
         let ok = match (&res.layer, origin) {
             (None, _) => true,
             (Some(l), _) if store.blobs().has(&l.desc.digest) => true,
             // A local image's layer may be recorded as fetchable elsewhere.
-            (Some(l), Origin::Store) => crate::ops::source::ensure_blob(store, l).is_ok(),
+            (Some(l), Origin::Store) => reg
+                .client()
+                .and_then(|c| crate::ops::source::ensure_blob(store, c, l))
+                .is_ok(),
             (Some(l), Origin::Dir(d)) => {
                 let p = d.join("blobs/sha256").join(l.desc.digest.hex());
                 std::fs::File::open(&p)
@@ -125,8 +132,7 @@ impl Imported {
             (Some(l), Origin::Registry(r)) => {
                 let fetch = || -> anyhow::Result<()> {
                     let reference = Reference::parse(r)?;
-                    let client = RegistryClient::from_env()?;
-                    registry::fetch_blob(&client, store, &reference, &l.desc)?;
+                    registry::fetch_blob(reg.client()?, store, &reference, &l.desc)?;
                     Ok(())
                 };
                 fetch().is_ok()
@@ -144,11 +150,11 @@ fn read_dir(dir: &Path) -> anyhow::Result<CacheDoc> {
 
 /// A registry reference holds either a cache artifact (`type=registry`) or
 /// an image whose config carries an inline cache (`type=inline`).
-fn read_registry(reference: &str) -> anyhow::Result<CacheDoc> {
+fn read_registry(reg: &crate::Registry, reference: &str) -> anyhow::Result<CacheDoc> {
     let r = Reference::parse(reference)?;
-    let client = RegistryClient::from_env()?;
+    let client = reg.client()?;
     let art = registry::get_artifact(
-        &client,
+        client,
         &registry::pull::repo_of(&r),
         &registry::pull::registry_ref(&r),
     );
@@ -159,7 +165,7 @@ fn read_registry(reference: &str) -> anyhow::Result<CacheDoc> {
         }
         Ok(Some(a)) => a.config.data,
         // An image index: read the native platform's config.
-        Err(_) => registry::resolve_remote(&client, &r, &cache::platform::Platform::host())?.config,
+        Err(_) => registry::resolve_remote(client, &r, &cache::platform::Platform::host())?.config,
     };
     inline_doc(&config)?.ok_or_else(|| {
         anyhow!(
@@ -279,6 +285,7 @@ pub fn with_stored_layers(
 /// and skipped; any other failure fails the build.
 pub fn export(
     store: &Store,
+    reg: &crate::Registry,
     targets: &[CacheTo],
     exported: &Exported,
     chain: &[String],
@@ -296,7 +303,7 @@ pub fn export(
             min_entries(&exported.entries, chain)
         });
         let task = tasks.start(format!("exporting cache to {t}"));
-        let result = export_one(store, t, &doc);
+        let result = export_one(store, reg, t, &doc);
         if let Ok(bytes) = &result {
             task.bytes(*bytes);
             task.line(format!(
@@ -323,7 +330,12 @@ pub fn export(
 
 /// Writes one cache document and its layer blobs to `t`; returns the bytes
 /// of layer blobs written (those already there are not counted).
-fn export_one(store: &Store, t: &CacheTo, doc: &CacheDoc) -> anyhow::Result<u64> {
+fn export_one(
+    store: &Store,
+    reg: &crate::Registry,
+    t: &CacheTo,
+    doc: &CacheDoc,
+) -> anyhow::Result<u64> {
     let mut sent = 0;
     let layers: Vec<&Layer> = doc
         .entries
@@ -337,7 +349,7 @@ fn export_one(store: &Store, t: &CacheTo, doc: &CacheDoc) -> anyhow::Result<u64>
             std::fs::create_dir_all(&blobs)
                 .with_context(|| format!("creating {}", blobs.display()))?;
             for l in &layers {
-                crate::ops::source::ensure_blob(store, l)?;
+                crate::ops::source::ensure_blob(store, reg.client()?, l)?;
                 let to = blobs.join(l.desc.digest.hex());
                 if !to.exists() {
                     sent += l.desc.size;
@@ -358,12 +370,12 @@ fn export_one(store: &Store, t: &CacheTo, doc: &CacheDoc) -> anyhow::Result<u64>
         }
         CacheTo::Registry { reference, .. } => {
             let r = Reference::parse(reference).map_err(|e| anyhow!("ref={reference}: {e}"))?;
-            let client = RegistryClient::from_env()?;
-            let repo = registry::pull::repo_of(&r);
+            let client = reg.client()?;
+            let repo = cache::transport::registry::pull::repo_of(&r);
             let mut descs = Vec::new();
             for l in &layers {
-                crate::ops::source::ensure_blob(store, l)?;
-                let how = registry::push_store_blob(&client, store, &repo, &l.desc, None)
+                crate::ops::source::ensure_blob(store, client, l)?;
+                let how = registry::push_store_blob(client, store, &repo, &l.desc, None)
                     .with_context(|| format!("pushing layer {}", l.desc.digest))?;
                 if matches!(
                     how,
@@ -380,7 +392,7 @@ fn export_one(store: &Store, t: &CacheTo, doc: &CacheDoc) -> anyhow::Result<u64>
                 data: serde_json::to_vec(&doc)?,
             };
             registry::put_artifact(
-                &client,
+                client,
                 &repo,
                 &registry::pull::registry_ref(&r),
                 CACHE_ARTIFACT,

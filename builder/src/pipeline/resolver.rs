@@ -18,12 +18,15 @@ pub struct StoreResolver<'a> {
     /// The platform each resolved image's config names, by the reference
     /// the Dockerfile gave (for the InvalidBaseImagePlatform check).
     platforms: Mutex<std::collections::BTreeMap<String, Platform>>,
+    /// The build's registry client.
+    registry: &'a crate::Registry,
 }
 
 impl<'a> StoreResolver<'a> {
-    pub fn new(store: &'a Store, pull: bool) -> Self {
+    pub fn new(store: &'a Store, registry: &'a crate::Registry, pull: bool) -> Self {
         StoreResolver {
             store,
+            registry,
             pull,
             resolved: Mutex::new(Vec::new()),
             aliases: Default::default(),
@@ -47,9 +50,9 @@ impl<'a> StoreResolver<'a> {
                 match local {
                     Some(i) => i,
                     None => {
-                        let client = cache::transport::registry::RegistryClient::from_env()?;
+                        let client = self.registry.client()?;
                         let remote =
-                            cache::transport::registry::resolve_remote(&client, &r, &platform)?;
+                            cache::transport::registry::resolve_remote(client, &r, &platform)?;
                         remote.store_metadata(self.store)?;
                         self.store.tag_image(&r, remote.top_digest())?;
                         self.store.image(remote.top_digest(), &platform)?
@@ -124,8 +127,13 @@ fn config_platform(raw: &serde_json::Value) -> Option<Platform> {
 
 /// The manifest digest of an image `COPY --from=<image>` reads (the local
 /// store, else the registry's manifest and config).
-pub fn resolve_for_copy(store: &Store, reference: &str, pull: bool) -> anyhow::Result<String> {
-    let r = StoreResolver::new(store, pull);
+pub fn resolve_for_copy(
+    store: &Store,
+    registry: &crate::Registry,
+    reference: &str,
+    pull: bool,
+) -> anyhow::Result<String> {
+    let r = StoreResolver::new(store, registry, pull);
     Ok(r.lookup(reference)?.0.digest)
 }
 

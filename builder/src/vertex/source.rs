@@ -82,14 +82,18 @@ pub fn run(
     let name = name.to_string();
     emit(ctx, i, EventKind::Started { name });
     let layers = source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?;
-    // The next step runs on these layers: download them here, so the pull
-    // shows with its time and bytes. Layers already unpacked (built here,
-    // or pulled before) need no download.
+    // The next step runs on these layers: download them here, unpacking
+    // while they arrive, so the pull shows with its time and bytes. Layers
+    // already unpacked (built here, or pulled before) need no download.
     if prefetch {
         let mut bytes = 0;
         for l in &layers {
             if needs_download(ctx.store, l) {
-                source::ensure_blob(ctx.store, l)?;
+                if ctx.executor.fetch_unpacked(l)? {
+                    let line =
+                        format!("{}: unpacked while downloading", &l.desc.digest.hex()[..12]);
+                    emit(ctx, i, EventKind::Output { line });
+                }
                 bytes += l.desc.size;
                 emit(ctx, i, EventKind::Bytes { bytes });
             }

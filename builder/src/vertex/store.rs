@@ -125,7 +125,7 @@ impl Cache<CachedResult> for StoreCache<'_> {
         // Remembered locally: the next build is offline.
         self.ctx
             .imported
-            .take(self.ctx.store, key)
+            .take(self.ctx.store, &self.ctx.executor.registry, key)
             .inspect(|h| drop(self.put(key, h)))
     }
 

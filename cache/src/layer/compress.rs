@@ -216,11 +216,13 @@ impl<W: Write> GzipMembers<W> {
             level: level.min(9),
             buf: Vec::with_capacity(GZIP_MEMBER_SIZE),
             in_flight: VecDeque::new(),
-            // Enough to keep every worker busy while the producer fills the
-            // next member, and no more: this bounds memory (each member in
-            // flight holds 8 MiB of input and up to 8 MiB of output). Capped
-            // so a many-core machine stays near 100 MiB per layer.
-            max_in_flight: (rayon::current_num_threads().max(1) + 1).min(MAX_IN_FLIGHT),
+            // One per worker, so every worker is busy while the producer
+            // fills the next member, and no more: this bounds memory (each
+            // member in flight holds 8 MiB of input and up to 8 MiB of
+            // output; a push encodes a layer next to its uploads and stays
+            // under 100 MiB on two cores). Capped so a many-core machine
+            // stays near 100 MiB per layer.
+            max_in_flight: rayon::current_num_threads().clamp(1, MAX_IN_FLIGHT),
             members: 0,
             spare_in: Vec::new(),
             spare_out: Vec::new(),

@@ -11,7 +11,7 @@
 use super::client::RegistryClient;
 use super::error::{RegistryError, Result};
 use super::parallel::{TRANSFER_WORKERS, for_each_bounded};
-use super::pull::fetch_blob;
+use super::pull::{fetch_blob, fetch_into_store_teed, repo_of};
 use crate::image::{Descriptor, Image};
 use crate::reference::Reference;
 use crate::store::Store;
@@ -55,6 +55,27 @@ pub fn ensure_blob_with(
     if store.blobs().has(&desc.digest) {
         return Ok(false);
     }
+    let candidates = candidates(store, desc, hint)?;
+    let mut failures = Vec::new();
+    for r in &candidates {
+        match fetch_blob(client, store, r, desc) {
+            Ok(fetched) => return Ok(fetched),
+            Err(e) => failures.push(format!("{r}: {e}")),
+        }
+    }
+    Err(RegistryError::Other(format!(
+        "blob {} is not in the local store and could not be fetched from where it came from ({})",
+        desc.digest,
+        failures.join("; ")
+    )))
+}
+
+/// Where a blob may be fetched from: the recorded origins, then `hint`.
+fn candidates(
+    store: &Store,
+    desc: &Descriptor,
+    hint: Option<&Reference>,
+) -> Result<Vec<Reference>> {
     let mut candidates = store
         .origins()
         .get(&desc.digest)?
@@ -72,11 +93,46 @@ pub fn ensure_blob_with(
             desc.digest
         )));
     }
+    Ok(candidates)
+}
+
+/// How a one-pass download ([`fetch_blob_teed`]) ended.
+#[derive(Debug)]
+pub enum Teed {
+    /// Downloaded, verified and stored; the consumer got every byte once.
+    Fetched,
+    /// The store had the blob already: the consumer got nothing.
+    Present,
+    /// It failed after bytes reached the consumer, for a reason a second
+    /// try may not have (a broken connection, a full disk): the consumer
+    /// must discard what it got, and the caller may fetch again the
+    /// ordinary way ([`ensure_blob_with`], which retries).
+    Broken(RegistryError),
+}
+
+/// [`ensure_blob_with`] in one pass that also hands every byte of the blob
+/// to `also` as it arrives (a layer unpacked while it downloads), so the
+/// blob is read from the network once and never from disk. The blob is
+/// kept only once its digest and size matched; a tampered or truncated
+/// download is an error (nothing kept), naming the registry and digest.
+/// Sources are tried in turn while none of their bytes reached `also`.
+pub fn fetch_blob_teed(
+    client: &RegistryClient,
+    store: &Store,
+    desc: &Descriptor,
+    hint: Option<&Reference>,
+    also: &mut dyn std::io::Write,
+) -> Result<Teed> {
+    if store.blobs().has(&desc.digest) {
+        return Ok(Teed::Present);
+    }
     let mut failures = Vec::new();
-    for r in &candidates {
-        match fetch_blob(client, store, r, desc) {
-            Ok(fetched) => return Ok(fetched),
-            Err(e) => failures.push(format!("{r}: {e}")),
+    for r in &candidates(store, desc, hint)? {
+        match fetch_into_store_teed(client, store, &repo_of(r), desc, also) {
+            Ok(()) => return Ok(Teed::Fetched),
+            Err((e, _)) if e.is_integrity_error() => return Err(e),
+            Err((e, 0)) => failures.push(format!("{r}: {e}")),
+            Err((e, _)) => return Ok(Teed::Broken(e)),
         }
     }
     Err(RegistryError::Other(format!(

@@ -7,6 +7,8 @@
 //! the middle, leaves nothing behind. The tag is written last: a pull that
 //! did not finish never names a half-present image.
 
+use std::io::Write;
+
 use super::client::{RegistryClient, Repo};
 use super::error::{RegistryError, Result};
 use super::fetch::FetchedManifest;
@@ -215,6 +217,57 @@ fn fetch_into_store(
             Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => attempt += 1,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// [`fetch_into_store`] in one pass that also hands every byte, as it
+/// arrives, to `also` (a layer being unpacked while it downloads). One
+/// attempt only: `also` cannot take bytes a second time, so a download that
+/// breaks off is not retried here; the caller starts over. The blob is
+/// committed only once its digest and size matched; on any error nothing
+/// is kept, and `also` must discard what it got. Returns how many bytes
+/// reached `also` (0 when nothing did, so another source may be tried).
+pub(super) fn fetch_into_store_teed(
+    client: &RegistryClient,
+    store: &Store,
+    repo: &Repo,
+    desc: &Descriptor,
+    also: &mut dyn Write,
+) -> std::result::Result<(), (RegistryError, u64)> {
+    let deadline = client.blob_deadline(Some(desc.size));
+    let mut w = store.blobs().writer().map_err(|e| (e.into(), 0))?;
+    let mut tee = Tee {
+        store: &mut w,
+        also,
+        written: 0,
+    };
+    let got = client.get_blob_until(repo, &desc.digest, Some(desc.size), &mut tee, deadline);
+    let written = tee.written;
+    got.map_err(|e| (e, written))?;
+    w.commit(Some(&desc.digest))
+        .map_err(|e| (e.into(), written))?;
+    let _ = store.origins().remove(&desc.digest);
+    Ok(())
+}
+
+/// Writes every byte to the store's blob writer and to a second consumer.
+struct Tee<'a> {
+    store: &'a mut dyn Write,
+    also: &'a mut dyn Write,
+    written: u64,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.store.write_all(buf)?;
+        self.written += buf.len() as u64;
+        self.also.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.store.flush()?;
+        self.also.flush()
     }
 }
 

@@ -6,7 +6,8 @@
 //! upload — one PUT for small blobs, PATCH chunks for big ones so that memory
 //! stays flat and a proxy's body-size limit is not hit. Manifests are PUT
 //! with the exact bytes and media type we hold; their digest therefore stays
-//! the same across registries.
+//! the same across registries. A blob still being made (compressed while it
+//! uploads) goes through [`super::streamed`] instead.
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -157,7 +158,7 @@ impl RegistryClient {
     }
 
     /// `POST /v2/<repo>/blobs/uploads/` → the upload's location.
-    fn start_upload(&self, repo: &Repo, ep: &Endpoint) -> Result<String> {
+    pub(super) fn start_upload(&self, repo: &Repo, ep: &Endpoint) -> Result<String> {
         let call = Call {
             method: "POST",
             url: ep.url(&format!("/v2/{}/blobs/uploads/", repo.repository)),
@@ -325,14 +326,18 @@ fn location(resp: &ureq::http::Response<ureq::Body>, ep: &Endpoint, url: &str) -
         })
 }
 
-fn location_or(resp: &ureq::http::Response<ureq::Body>, ep: &Endpoint, old: &str) -> String {
+pub(super) fn location_or(
+    resp: &ureq::http::Response<ureq::Body>,
+    ep: &Endpoint,
+    old: &str,
+) -> String {
     header(resp, "location")
         .map(|l| ep.resolve(&l))
         .unwrap_or_else(|| old.to_string())
 }
 
 /// Adds `digest=<digest>` to an upload location that may already have a query.
-fn with_digest(location: &str, digest: &Digest) -> String {
+pub(super) fn with_digest(location: &str, digest: &Digest) -> String {
     let sep = if location.contains('?') { '&' } else { '?' };
     format!(
         "{location}{sep}digest={}",
