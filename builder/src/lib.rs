@@ -7,7 +7,9 @@
 //!
 //! * [`pipeline`] reads the Dockerfile, lowers it (`frontend`) and *plans*
 //!   it: a list of vertices, each carrying its op (a stage's base, a RUN,
-//!   a COPY/ADD/WORKDIR) and the indices of its inputs; then it probes
+//!   a COPY/ADD/WORKDIR, or a source a step reads: a URL, a git
+//!   repository, an image `COPY --from` names) and the indices of its
+//!   inputs; then it probes
 //!   which vertices the target needs, runs them and assembles the image.
 //! * `vertex` holds the *ops with keys*: one file per op kind (exec,
 //!   file, source) with its cache map (what its key is made of) and its

@@ -658,6 +658,8 @@ fn add_unpacks_bzip2_and_xz_and_copies_other_files() {
 struct FileServer {
     addr: String,
     files: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<u8>>>>,
+    /// How many times each path was asked for.
+    requests: std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
 }
 
 impl FileServer {
@@ -667,6 +669,8 @@ impl FileServer {
         let addr = listener.local_addr().unwrap().to_string();
         let files = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, Vec<u8>>::new()));
         let served = files.clone();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let counted = requests.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
@@ -680,6 +684,7 @@ impl FileServer {
                         break;
                     }
                 }
+                *counted.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
                 let body = served.lock().unwrap().get(&path).cloned();
                 let _ = match body {
                     Some(b) => conn
@@ -697,7 +702,21 @@ impl FileServer {
                 };
             }
         });
-        FileServer { addr, files }
+        FileServer {
+            addr,
+            files,
+            requests,
+        }
+    }
+
+    /// How many requests asked for `path` so far.
+    fn requests_for(&self, path: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn put(&self, path: &str, body: &[u8]) {
@@ -784,6 +803,62 @@ fn add_from_a_url() {
     .unwrap();
     let err = c.try_build(&[]).err().expect("a 404 must fail");
     assert!(err.contains("/nope") && err.contains("404"), "{err}");
+}
+
+/// The same URL added in two stages is one source vertex: downloaded once
+/// per build, and both steps are keyed by what was downloaded (an
+/// unchanged file: both cached, after one download).
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn a_url_added_in_two_stages_is_downloaded_once() {
+    let srv = FileServer::start();
+    srv.put("/dl/once.txt", b"once\n");
+    let a = &srv.addr;
+    let c = Case::new(
+        &format!(
+            "FROM BASE AS first\nADD http://{a}/dl/once.txt /one\n\
+             FROM BASE\nADD http://{a}/dl/once.txt /two/\nCOPY --from=first /one /one\n"
+        ),
+        &[],
+    );
+    let b = c.build(&[]);
+    assert_eq!(b.text("/one"), "once\n");
+    assert_eq!(b.text("/two/once.txt"), "once\n");
+    assert_eq!(srv.requests_for("/dl/once.txt"), 1, "downloaded once");
+
+    let out = c
+        .strata()
+        .args(["build", "--progress", "plain"])
+        .arg(&c.ctx)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(log.matches("CACHED").count(), 3, "{log}");
+    assert_eq!(srv.requests_for("/dl/once.txt"), 2, "once more per build");
+
+    // Changed: both steps read the new content, and say the URL changed.
+    srv.put("/dl/once.txt", b"twice\n");
+    let out = c
+        .strata()
+        .args(["build", "--progress", "plain", "--explain-cache"])
+        .arg(&c.ctx)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let changed = format!("url http://{a}/dl/once.txt changed");
+    assert_eq!(log.matches(&changed).count(), 2, "{log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.contains(&changed))
+            .all(|l| !l.contains("earlier step")),
+        "the URL, not an earlier step: {log}"
+    );
+    let b = c.build(&[]);
+    assert_eq!(b.text("/one"), "twice\n");
+    assert_eq!(b.text("/two/once.txt"), "twice\n");
+    assert_eq!(srv.requests_for("/dl/once.txt"), 4);
 }
 
 /// `FROM name` with `--build-context name=DIR`: the directory is the root

@@ -35,6 +35,8 @@ pub struct FsState {
     /// A vertex the build did not need (see `lazy.rs`): only its key is
     /// real, its layers are not there.
     pub skipped: bool,
+    /// What a URL or git source vertex fetched (a file op reads it).
+    pub fetched: Option<crate::vertex::source::Fetched>,
 }
 
 impl FsState {
@@ -47,6 +49,7 @@ impl FsState {
             created: Vec::new(),
             chain_keys: Vec::new(),
             skipped: false,
+            fetched: None,
         }
     }
 }

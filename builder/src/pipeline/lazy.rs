@@ -47,10 +47,15 @@ pub(super) type ProbedKey = (Vec<String>, Keyed<Prepared>);
 /// Probes every vertex the target reaches, in plan order (inputs first).
 pub(super) fn probe(ctx: &Ctx, plan: &Plan) -> Vec<Probe> {
     let reach = reachable(&plan.nodes, &[plan.target]);
-    let mut out: Vec<Probe> = Vec::with_capacity(plan.nodes.len());
-    for (i, node) in plan.nodes.iter().enumerate() {
+    // The sources steps read are planned after them: probed first (a URL
+    // or git source cannot be known without fetching: it stays unknown).
+    let n = plan.nodes.len();
+    let read = |i: &usize| plan.nodes[*i].op.op.is_read_source();
+    let order = (0..n).filter(read).chain((0..n).filter(|i| !read(i)));
+    let mut out: Vec<Probe> = vec![Probe::default(); n];
+    for i in order {
+        let node = &plan.nodes[i];
         if !reach[i] {
-            out.push(Probe::default());
             continue;
         }
         let p = match &node.op.op {
@@ -75,7 +80,7 @@ pub(super) fn probe(ctx: &Ctx, plan: &Plan) -> Vec<Probe> {
                 })
                 .unwrap_or_default(),
         };
-        out.push(p);
+        out[i] = p;
     }
     out
 }

@@ -122,7 +122,7 @@ fn build_inner(
     for w in &graph.warnings {
         warn(req, &w.to_string());
     }
-    let plan = plan::plan(&graph)?;
+    let plan = plan::plan(&graph, &named)?;
     let index = ChecksumIndex::open(&req.root, &req.context)?;
     let epoch = image::source_date_epoch(graph.source_date_epoch.as_ref())?;
     let mut executor = Executor::new(
@@ -138,7 +138,8 @@ fn build_inner(
         req,
         store: &store,
         sink,
-        tasks: crate::progress::Tasks::new(sink, plan.nodes.len() + 1),
+        // Numbered after the steps (sources steps read show no entry).
+        tasks: crate::progress::Tasks::new(sink, plan.staged + 1),
         ignore,
         index,
         records: RecordStore::new(&req.root),

@@ -22,7 +22,11 @@ pub(super) fn shown(plan: &Plan, needed: &[bool], probes: &[Probe]) -> usize {
                 && match n.op.op {
                     VertexOp::Step(_) => needed[*i] || probes[*i].hit.is_some(),
                     VertexOp::Image { .. } => needed[*i],
-                    VertexOp::Scratch | VertexOp::Stage => false,
+                    VertexOp::Scratch
+                    | VertexOp::Stage
+                    | VertexOp::Http { .. }
+                    | VertexOp::Git { .. }
+                    | VertexOp::CopyImage { .. } => false,
                 }
         })
         .count()

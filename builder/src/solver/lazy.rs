@@ -108,6 +108,40 @@ mod tests {
         assert!(n[5] && n[1] && n[0], "{n:?}");
     }
 
+    /// A source two steps read (an `ADD` URL), planned after them: needed
+    /// only while a reader misses, and run once for both.
+    #[test]
+    fn a_source_planned_after_its_readers_is_needed_and_run_once() {
+        // 0: base, 1: ADD url (reads 3), 2: ADD url again (reads 3, the
+        // target), 3: the URL's source vertex.
+        let nodes = vec![
+            node(vec![], "s0"),
+            node(vec![0, 3], "s1"),
+            node(vec![1, 3], "s2"),
+            node(vec![], "url"),
+        ];
+        assert_eq!(needed(&nodes, 2, &hits(4, &[])), [true; 4]);
+        assert_eq!(
+            needed(&nodes, 2, &hits(4, &[1, 2])),
+            [true, true, true, false],
+            "both readers hit: nothing is fetched"
+        );
+        assert_eq!(needed(&nodes, 2, &hits(4, &[2])), [true; 4]);
+        let runs: Vec<std::sync::atomic::AtomicUsize> =
+            (0..4).map(|_| Default::default()).collect();
+        let out = schedule::run(&nodes, &[2], 2, |i, _, inputs: &[String]| {
+            runs[i].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, anyhow::Error>(format!("{i}({})", inputs.join(",")))
+        })
+        .unwrap();
+        assert_eq!(out[2].as_deref(), Some("2(1(0(),3()),3())"));
+        let runs: Vec<usize> = runs
+            .iter()
+            .map(|r| r.load(std::sync::atomic::Ordering::SeqCst))
+            .collect();
+        assert_eq!(runs, [1, 1, 1, 1]);
+    }
+
     /// The whole lazy solve with fake ops: probe every key, keep what is
     /// needed, schedule, and solve each needed vertex with the cache
     /// protocol. A target that hits never executes the stage it copies

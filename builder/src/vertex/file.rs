@@ -1,8 +1,10 @@
 //! The file op (COPY, ADD, WORKDIR): its key — the definition, the inputs'
 //! keys, and the checksums of what it reads (the selected context files, a
-//! named context's, downloads, a git checkout) or the digest of the image
-//! it copies from — and its execution: the selected files placed in the
-//! image below and committed as a layer.
+//! named context's, what a URL or git source vertex fetched) or the digest
+//! of the image it copies from — and its execution: the selected files
+//! placed in the image below and committed as a layer. A stage, an image,
+//! a URL or a git repository it reads is its second input (a source vertex
+//! of the plan), never fetched here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,12 +14,12 @@ use anyhow::{anyhow, bail};
 use frontend::{CopySource, FileKind, FileOp};
 
 use super::Step;
+use super::source::{Fetched, FetchedWhat};
 use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
 use crate::context::dockerignore::{self, Matcher};
 use crate::context::select::{CopySpec, Selection, select, select_known};
-use crate::context::{git, remote};
 use crate::ops::commit::FileLayer;
-use crate::ops::{Layer, file, source};
+use crate::ops::{Layer, file};
 use crate::options::NamedContextSource;
 use crate::solver::cache_key::{KeyInputs, cache_key};
 use crate::solver::solve::Keyed;
@@ -29,8 +31,6 @@ pub struct Prepared {
     /// context, downloads, git checkout).
     pub context_sel: Option<Selection>,
     pub ov: Overrides,
-    /// `(reference, digest)` of an image the step copies from.
-    pub image_source: Option<(String, String)>,
     /// The directory `context_sel` is relative to.
     pub sel_root: PathBuf,
     /// The sources selected, relative to `sel_root`.
@@ -59,7 +59,7 @@ pub fn key(
         sel_sources: f.sources.clone(),
         ..Prepared::default()
     };
-    let mut ctx_sum = None;
+    let (mut ctx_sum, mut base) = (None, None);
     p.ov.chmod = file::chmod_of(f)?;
     if let Some(c) = &f.chown {
         // A name needs the image's /etc/passwd: unknown to a probe that
@@ -89,18 +89,22 @@ pub fn key(
                 p.named_ignore = Some(ignore);
             }
             // An image or OCI layout: resolved like `--from=<image>`.
-            _ => p.image_source = Some(image_source(step, name, &mut facts)?),
+            _ => base = Some(image_digest(step, name, &mut facts)?),
         },
         CopySource::Image { reference } => {
-            p.image_source = Some(image_source(step, reference, &mut facts)?);
+            base = Some(image_digest(step, reference, &mut facts)?);
         }
-        // ADD <url>… / ADD <git repository>: downloaded; a probe does not
-        // download, so the key stays unknown.
+        // ADD <url>… / ADD <git repository>: fetched by the source vertex
+        // that is this step's second input (unknown to a probe, which does
+        // not fetch).
         CopySource::Http | CopySource::Git { .. } if f.kind != FileKind::Mkdir => {
-            if probe {
-                return Ok(None);
-            }
-            ctx_sum = Some(download_key(step, f, &mut p, &mut facts)?);
+            let Some(fetched) = step.inputs.get(1).and_then(|s| s.fetched.as_ref()) else {
+                if probe {
+                    return Ok(None);
+                }
+                bail!("internal: ADD of a URL or git repository has no fetched input");
+            };
+            ctx_sum = Some(fetched_key(f, fetched, &mut p, &mut facts)?);
         }
         CopySource::Context if f.kind != FileKind::Mkdir && !f.sources.is_empty() => {
             let (sel, sum) = select_for_key(
@@ -115,11 +119,17 @@ pub fn key(
         }
         _ => {}
     }
+    // A URL, repository or image read through a source vertex is
+    // explained by its own facts (`url:`, `git:`, `base`), not as "an
+    // earlier step it builds on changed".
+    if base.is_some() || p.downloads.is_some() {
+        facts.remove("input:1");
+    }
     let key = cache_key(&KeyInputs {
         definition: def,
         inputs: &step.input_keys,
         context: ctx_sum.as_deref(),
-        base_digest: p.image_source.as_ref().map(|(_, d)| d.as_str()),
+        base_digest: base.as_deref(),
     });
     Ok(Some(Keyed {
         key,
@@ -128,77 +138,60 @@ pub fn key(
     }))
 }
 
-/// `(reference, digest)` of the image a `--from` names, with the digest
-/// among the key's facts.
-fn image_source(
+/// The manifest digest of the image a `--from` names (the step's source
+/// vertex resolved it: this is the build's memo of it), among the key's
+/// facts as `base` for `--explain-cache`.
+fn image_digest(
     step: &Step,
     reference: &str,
     facts: &mut BTreeMap<String, String>,
-) -> anyhow::Result<(String, String)> {
+) -> anyhow::Result<String> {
     let r = step.ctx.resolve_image(reference, "--from")?;
     facts.insert("base".into(), r.clone());
-    Ok((reference.to_string(), r))
+    Ok(r)
 }
 
-/// ADD <url>… or ADD <git repository>: downloads them into a scratch
-/// directory, which becomes the step's context; returns its checksum.
-fn download_key(
-    step: &Step,
+/// ADD <url>… or ADD <git repository>: what its source vertex fetched
+/// becomes the step's context; returns the checksum of its selection.
+fn fetched_key(
     f: &FileOp,
+    fetched: &Fetched,
     p: &mut Prepared,
     facts: &mut BTreeMap<String, String>,
 ) -> anyhow::Result<String> {
-    let dir = tempfile::Builder::new()
-        .prefix("add-url-")
-        .tempdir_in(step.ctx.store.scratch_dir())?;
-    let sum;
-    if let CopySource::Git {
-        repository,
-        reference,
-        subdir,
-    } = &f.from
-    {
-        let source = f
-            .sources
-            .first()
-            .map_or(repository.as_str(), |s| s.as_str());
-        let src = git::GitSource {
-            url: repository.clone(),
-            reference: reference.clone(),
-            subdir: subdir.clone(),
-        };
-        let co = git::checkout(&src, dir.path(), f.keep_git_dir)?;
+    let spec = match &fetched.what {
         // The tree is copied into `dest` as a directory.
-        let into = format!("{}/", f.dest.trim_end_matches('/'));
-        let (sel, s) = select_for_key(
-            &co.dir,
-            &Matcher::default(),
-            &CopySpec::new(vec![".".into()], &into),
-            &p.ov,
-            &ChecksumIndex::in_memory(),
-            None,
-        )?;
-        facts.insert(format!("git:{source}"), co.commit.clone());
-        (sum, p.context_sel, p.sel_root) = (s, Some(sel), co.dir);
-        p.sel_sources = vec![".".into()];
-    } else {
-        let fetched = remote::fetch_all(&f.sources, dir.path(), f.checksum.as_deref())?;
-        let names: Vec<String> = fetched.iter().map(|d| d.name.clone()).collect();
-        let (sel, s) = select_for_key(
-            dir.path(),
-            &Matcher::default(),
-            &CopySpec::new(names.clone(), &f.dest),
-            &p.ov,
-            &ChecksumIndex::in_memory(),
-            None,
-        )?;
-        p.sel_sources = names;
-        for d in &fetched {
-            facts.insert(format!("url:{}", d.url), d.digest.to_string());
+        FetchedWhat::Commit(commit) => {
+            let source = f.sources.first().map(String::as_str);
+            let source = match (&f.from, source) {
+                (_, Some(s)) => s,
+                (CopySource::Git { repository, .. }, None) => repository.as_str(),
+                _ => "",
+            };
+            facts.insert(format!("git:{source}"), commit.clone());
+            CopySpec::new(
+                fetched.names.clone(),
+                &format!("{}/", f.dest.trim_end_matches('/')),
+            )
         }
-        (sum, p.context_sel, p.sel_root) = (s, Some(sel), dir.path().to_path_buf());
-    }
-    p.downloads = Some(Arc::new(dir));
+        FetchedWhat::Urls(files) => {
+            for d in files {
+                facts.insert(format!("url:{}", d.url), d.digest.to_string());
+            }
+            CopySpec::new(fetched.names.clone(), &f.dest)
+        }
+    };
+    let (sel, sum) = select_for_key(
+        &fetched.root,
+        &Matcher::default(),
+        &spec,
+        &p.ov,
+        &ChecksumIndex::in_memory(),
+        None,
+    )?;
+    p.sel_sources = fetched.names.clone();
+    (p.context_sel, p.sel_root) = (Some(sel), fetched.root.clone());
+    p.downloads = Some(fetched.dir.clone());
     Ok(sum)
 }
 
@@ -271,17 +264,14 @@ pub fn run(step: &Step, f: &FileOp, p: Prepared) -> anyhow::Result<Option<Layer>
             (p.sel_root.clone(), sel)
         }
         (CopySource::Stage { .. } | CopySource::Image { .. } | CopySource::Named { .. }, _) => {
-            let layers = match &p.image_source {
-                Some((reference, digest)) => {
-                    source::image_layers(ctx.store, &ctx.real_ref(reference), digest)?
-                }
-                None => step
-                    .inputs
-                    .get(1)
-                    .ok_or_else(|| anyhow!("internal: COPY --from has no source input"))?
-                    .layers
-                    .clone(),
-            };
+            // A stage or an image (`--from=<image>`, a named context
+            // standing for one) is the step's second input.
+            let layers = step
+                .inputs
+                .get(1)
+                .ok_or_else(|| anyhow!("internal: COPY --from has no source input"))?
+                .layers
+                .clone();
             return ctx.executor.copy_from(
                 &layers,
                 &copy_spec(f, &dest.path),

@@ -1,7 +1,8 @@
 //! The build's vertices as ops with keys (BuildKit's `llbsolver/ops`): each
 //! op kind has one file holding its cache map — what its key is made of —
 //! and its execution: [`exec`] (RUN), [`file`] (COPY/ADD/WORKDIR) and
-//! [`source`] (a stage's base: scratch, an image, another stage).
+//! [`source`] (a stage's base: scratch, an image, another stage; and what
+//! a step reads: a URL, a git repository, an image `COPY --from` names).
 //!
 //! [`Step`] is a filesystem step as the solver's [`Op`]: the solver's
 //! cache protocol (`solver::solve`) computes its key, asks [`store`]'s

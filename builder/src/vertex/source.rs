@@ -1,9 +1,16 @@
 //! The source ops: a stage's base — `FROM scratch` (no layers), `FROM
 //! <image>` (its layers, keyed by the manifest digest) or `FROM <stage>`
-//! (that stage's state, passed on). An image's layers stay lazy unless the
-//! step on top certainly reads them; then they are downloaded here, so the
-//! pull shows in its own progress entry with its time and bytes.
+//! (that stage's state, passed on) — and what steps read: URLs (keyed by
+//! the downloaded content's digests) and git repositories (keyed by the
+//! commit the reference resolves to) that `ADD` fetches, and images
+//! `COPY --from=` names (keyed by their manifest digest). An image's layers stay lazy unless
+//! the step on top certainly reads them; then they are downloaded here, so
+//! the pull shows in its own progress entry with its time and bytes.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::context::{git, remote};
 use crate::ops::{Layer, source};
 use crate::pipeline::plan::VertexOp;
 use cache::store::Store;
@@ -39,6 +46,13 @@ pub fn probe(ctx: &Ctx, op: &VertexOp) -> Option<(String, Option<Vec<Layer>>)> {
             image_key(reference, digest),
             source::image_layers(ctx.store, &ctx.real_ref(reference), digest).ok(),
         )),
+        VertexOp::CopyImage { reference } => {
+            let digest = ctx.resolve_image(reference, "--from").ok()?;
+            Some((
+                image_key(reference, &digest),
+                source::image_layers(ctx.store, &ctx.real_ref(reference), &digest).ok(),
+            ))
+        }
         _ => None,
     }
 }
@@ -56,6 +70,8 @@ pub fn run(
     let (reference, digest) = match op {
         VertexOp::Scratch => return Ok(FsState::empty(scratch_key())),
         VertexOp::Image { reference, digest } => (reference, digest),
+        VertexOp::Http { .. } | VertexOp::Git { .. } => return fetch(ctx, op),
+        VertexOp::CopyImage { reference } => return copy_image(ctx, reference),
         VertexOp::Stage | VertexOp::Step(_) => {
             return inputs
                 .first()
@@ -96,4 +112,101 @@ fn needs_download(store: &Store, l: &crate::ops::Layer) -> bool {
     !store.blobs().has(&l.desc.digest)
         && !crate::ops::commit::is_dir_layer(store, l)
         && !source::layer_dir_ready(&source::layer_dir(store, l))
+}
+
+/// `COPY --from=<image>`: the image resolved (once per build, whichever
+/// steps and probes ask) and its layers, left lazy (the copy reads them).
+/// Like a fetch, it shows no progress entry of its own.
+fn copy_image(ctx: &Ctx, reference: &str) -> anyhow::Result<FsState> {
+    let digest = ctx.resolve_image(reference, "--from")?;
+    let layers = source::image_layers(ctx.store, &ctx.real_ref(reference), &digest)?;
+    Ok(FsState {
+        layers,
+        ..FsState::empty(image_key(reference, &digest))
+    })
+}
+
+/// What a URL or git source vertex fetched, for the `ADD` steps reading it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The scratch directory holding the files, kept while a step may read
+    /// them (removed when the build ends).
+    pub dir: Arc<tempfile::TempDir>,
+    /// Where the files are (a checkout: its directory, under `subdir`).
+    pub root: PathBuf,
+    /// The files, relative to `root` (a checkout: `.`).
+    pub names: Vec<String>,
+    pub what: FetchedWhat,
+}
+
+/// The result a fetch is keyed by.
+#[derive(Debug, Clone)]
+pub enum FetchedWhat {
+    /// Each URL with its file's name and content digest.
+    Urls(Vec<remote::Fetched>),
+    /// The commit a git reference resolved to.
+    Commit(String),
+}
+
+/// Runs a URL or git source vertex: downloads (or clones) into a scratch
+/// directory of the store. Its state's key is made of its definition and
+/// what it fetched (contents, commit), so a step reading it is keyed by
+/// what was fetched, not by where from. It shows no progress entry of its
+/// own: its time is the `ADD` step's, as before.
+fn fetch(ctx: &Ctx, op: &VertexOp) -> anyhow::Result<FsState> {
+    let dir = tempfile::Builder::new()
+        .prefix("add-url-")
+        .tempdir_in(ctx.store.scratch_dir())?;
+    let def = definition_digest(&op.fetch_definition());
+    let (root, names, what, key) = match op {
+        VertexOp::Http { urls, checksum } => {
+            let fetched = remote::fetch_all(urls, dir.path(), checksum.as_deref())?;
+            let got: Vec<String> = fetched
+                .iter()
+                .map(|f| format!("{} {}", f.name, f.digest))
+                .collect();
+            let key = cache_key(&KeyInputs {
+                definition: &def,
+                context: Some(&got.join("\n")),
+                ..Default::default()
+            });
+            let names = fetched.iter().map(|f| f.name.clone()).collect();
+            let root = dir.path().to_path_buf();
+            (root, names, FetchedWhat::Urls(fetched), key)
+        }
+        VertexOp::Git {
+            repository,
+            reference,
+            subdir,
+            keep_git_dir,
+        } => {
+            let src = git::GitSource {
+                url: repository.clone(),
+                reference: reference.clone(),
+                subdir: subdir.clone(),
+            };
+            let co = git::checkout(&src, dir.path(), *keep_git_dir)?;
+            let key = cache_key(&KeyInputs {
+                definition: &def,
+                base_digest: Some(&co.commit),
+                ..Default::default()
+            });
+            (
+                co.dir,
+                vec![".".into()],
+                FetchedWhat::Commit(co.commit),
+                key,
+            )
+        }
+        _ => anyhow::bail!("internal: not a URL or git source"),
+    };
+    Ok(FsState {
+        fetched: Some(Fetched {
+            dir: Arc::new(dir),
+            root,
+            names,
+            what,
+        }),
+        ..FsState::empty(key)
+    })
 }
