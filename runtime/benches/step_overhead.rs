@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use runtime::diff::{LowerView, diff_overlay_upper};
 use runtime::sandbox::{RunSpec, Sandbox, SandboxOptions, UsernsMode};
-use runtime::{RootfsSpec, userns::remove_tree};
+use runtime::{RootfsSpec, sandbox::userns::remove_tree};
 
 fn busybox_tree(dir: &Path) {
     fs::create_dir_all(dir.join("bin")).expect("mkdir bin");

@@ -22,14 +22,9 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod snapshot;
 
-// `run_mounts` and `userns` live under `sandbox/` (they are the sandbox's
-// RUN mounts and its fork-into-a-user-namespace helper); their old paths
-// stay valid for the builder.
-pub use sandbox::{run_mounts, userns};
-
 pub use rootfs::RootfsSpec;
+pub use sandbox::userns::{remove_tree_in_userns, run_in_userns};
 pub use sandbox::{
     ExitStatus, Isolation, IsolationRequest, Network, OutputStream, RunOutcome, RunSpec, Sandbox,
     SandboxError, SandboxOptions, sandbox_mount_points,
 };
-pub use userns::{remove_tree_in_userns, run_in_userns};

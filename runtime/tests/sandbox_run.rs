@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-use runtime::run_mounts::{
+use runtime::sandbox::run_mounts::{
     BindFrom, BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount,
     TmpfsMount,
 };

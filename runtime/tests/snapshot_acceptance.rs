@@ -13,7 +13,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use runtime::diff::{Change, ChangeKind, EntryType};
-use runtime::run_mounts::{RunMount, TmpfsMount};
+use runtime::sandbox::run_mounts::{RunMount, TmpfsMount};
 use runtime::sandbox::{
     IdMapping, OutputStream, RunSpec, Sandbox, SandboxOptions, UsernsMode, sandbox_mount_points,
 };

@@ -101,7 +101,7 @@ fn remove_leftovers(root: &std::path::Path, report: &mut PruneReport) {
     for left in std::mem::take(&mut report.leftovers) {
         let removed = match &sandbox {
             Ok(sb) => sb
-                .as_owner(|| runtime::userns::remove_tree(&left.path))
+                .as_owner(|| runtime::sandbox::userns::remove_tree(&left.path))
                 .map_err(|e| e.to_string()),
             Err(e) => Err(format!(
                 "{} (and no user namespace to retry in: {e})",

@@ -39,7 +39,7 @@ use cache::digest::Digest;
 use cache::image::Descriptor;
 use cache::layer::{Entry, OwnerSource, UnpackOptions, WhiteoutMode, WriteOptions};
 use cache::store::Store;
-use runtime::userns::PipeCodec;
+use runtime::sandbox::userns::PipeCodec;
 
 use super::Layer;
 use super::archive::ArchiveAdd;
@@ -181,11 +181,13 @@ pub(super) fn seal(dir: &Path, epoch: Option<i64>) -> Result<(Digest, u64), Stri
 fn adopt(dir: &Path, snapshots: &Path, diff_id: &Digest) -> Result<(), String> {
     let dest = snapshots.join(format!("layer-{}", diff_id.hex()));
     if dest.is_dir() {
-        return runtime::userns::remove_tree(dir).map_err(|e| e.to_string());
+        return runtime::sandbox::userns::remove_tree(dir).map_err(|e| e.to_string());
     }
     match std::fs::rename(dir, &dest) {
         Ok(()) => Ok(()),
-        Err(_) if dest.is_dir() => runtime::userns::remove_tree(dir).map_err(|e| e.to_string()),
+        Err(_) if dest.is_dir() => {
+            runtime::sandbox::userns::remove_tree(dir).map_err(|e| e.to_string())
+        }
         Err(e) => Err(format!(
             "moving {} to {}: {e}",
             dir.display(),
@@ -281,8 +283,9 @@ impl Executor<'_> {
     /// Removes a directory that did not become a layer.
     pub(super) fn discard(&self, dir: &Path) {
         let d = dir.to_path_buf();
-        let _ =
-            self.in_layer_ns(move || runtime::userns::remove_tree(&d).map_err(|e| e.to_string()));
+        let _ = self.in_layer_ns(move || {
+            runtime::sandbox::userns::remove_tree(&d).map_err(|e| e.to_string())
+        });
     }
 
     /// The layer of a COPY, ADD or WORKDIR; none when it holds nothing.

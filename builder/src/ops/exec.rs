@@ -220,7 +220,7 @@ impl<'s> Executor<'s> {
                     Ok(()) => Ok(()),
                     // Another build unpacked it first.
                     Err(_) if d.is_dir() => {
-                        runtime::userns::remove_tree(&t).map_err(|e| e.to_string())
+                        runtime::sandbox::userns::remove_tree(&t).map_err(|e| e.to_string())
                     }
                     Err(e) => Err(e.to_string()),
                 }
@@ -266,7 +266,7 @@ impl<'s> Executor<'s> {
         layers: &[Layer],
         op: &frontend::ExecOp,
         network: Network,
-        mounts: Vec<runtime::run_mounts::RunMount>,
+        mounts: Vec<runtime::sandbox::run_mounts::RunMount>,
         key: &str,
         epoch: Option<i64>,
         output: &mut dyn FnMut(&str),

@@ -25,7 +25,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, anyhow};
 use runtime::RootfsSpec;
-use runtime::run_mounts::BindFrom;
+use runtime::sandbox::run_mounts::BindFrom;
 
 use super::dest::DirMeta;
 use super::exec::Executor;

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use frontend::runmount::{MountType, RunMount as FeMount, Sharing};
-use runtime::run_mounts::{
+use runtime::sandbox::run_mounts::{
     BindFrom, BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount,
     TmpfsMount,
 };

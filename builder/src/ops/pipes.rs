@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use cache::store::Store;
-use runtime::run_mounts::{BindFrom, BindMount, RunMount};
+use runtime::sandbox::run_mounts::{BindFrom, BindMount, RunMount};
 
 /// Where the scripts appear inside the step.
 const PIPES_DIR: &str = "/dev/pipes";

@@ -259,10 +259,10 @@ mod tests {
                 let again = tempfile::tempdir().unwrap();
                 layer(ctx.path(), &ov).write(again.path()).unwrap();
                 assert_eq!(seal(again.path(), Some(e)).unwrap(), predicted);
-                let _ = runtime::userns::remove_tree(again.path());
+                let _ = runtime::sandbox::userns::remove_tree(again.path());
             }
             // Read-only directories stay removable for the tempdir.
-            let _ = runtime::userns::remove_tree(out.path());
+            let _ = runtime::sandbox::userns::remove_tree(out.path());
         }
     }
 

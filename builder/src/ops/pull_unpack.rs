@@ -123,7 +123,7 @@ impl Unpack {
         match kept {
             Ok(()) => Ok(()),
             Err(e) => {
-                let _ = runtime::userns::remove_tree(&tmp);
+                let _ = runtime::sandbox::userns::remove_tree(&tmp);
                 if e.is_empty() { Ok(()) } else { Err(e) }
             }
         }

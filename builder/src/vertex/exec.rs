@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::anyhow;
 use frontend::ExecOp;
 use frontend::runmount::MountType;
-use runtime::run_mounts::BindFrom;
+use runtime::sandbox::run_mounts::BindFrom;
 
 use super::Step;
 use crate::lock;
