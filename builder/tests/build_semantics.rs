@@ -97,6 +97,20 @@ impl Case {
         self.try_build(args)
             .unwrap_or_else(|e| panic!("build failed:\n{e}"))
     }
+
+    /// Builds with no output and returns the plain progress log; the build
+    /// must succeed.
+    fn build_log(&self) -> String {
+        let out = self
+            .strata()
+            .args(["build", "--progress", "plain"])
+            .arg(&self.ctx)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        log
+    }
 }
 
 fn config_of(archive: &Path) -> serde_json::Value {
@@ -779,14 +793,7 @@ fn add_from_a_url() {
 
     // Unchanged: every step cached. Changed: the steps that fetch it re-run
     // and the checksum no longer matches.
-    let out = c
-        .strata()
-        .args(["build", "--progress", "plain"])
-        .arg(&c.ctx)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let log = c.build_log();
     assert_eq!(log.matches("CACHED").count(), 5, "{log}");
     srv.put("/dl/hello.txt", b"changed\n");
     let err = c.try_build(&[]).err().expect("the checksum must fail");
@@ -826,14 +833,7 @@ fn a_url_added_in_two_stages_is_downloaded_once() {
     assert_eq!(b.text("/two/once.txt"), "once\n");
     assert_eq!(srv.requests_for("/dl/once.txt"), 1, "downloaded once");
 
-    let out = c
-        .strata()
-        .args(["build", "--progress", "plain"])
-        .arg(&c.ctx)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let log = c.build_log();
     assert_eq!(log.matches("CACHED").count(), 3, "{log}");
     assert_eq!(srv.requests_for("/dl/once.txt"), 2, "once more per build");
 

@@ -231,6 +231,23 @@ impl Fixture {
     }
 }
 
+/// A client for the upload tests: 300-byte chunks (blobs over
+/// `chunk_threshold` go in chunks) and no per-request retry, so a broken
+/// upload shows as the whole upload failing or restarting.
+fn chunking_client(chunk_threshold: Option<u64>) -> RegistryClient {
+    let mut o = ClientOptions::anonymous();
+    if let Some(t) = chunk_threshold {
+        o.chunk_threshold = t;
+    }
+    o.chunk_size = 300;
+    o.retry = RetryPolicy {
+        attempts: 1,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+    };
+    RegistryClient::new(o)
+}
+
 fn fast_client(creds: CredentialStore) -> RegistryClient {
     let mut o = ClientOptions::anonymous();
     o.credentials = creds;
@@ -654,15 +671,8 @@ fn uploads_are_monolithic_when_small_chunked_when_big_and_restart_after_a_failur
     use cache::transport::registry::BlobPushed;
     for flaky in [false, true] {
         let (reg, stored) = upload_registry(flaky);
-        let mut o = ClientOptions::anonymous();
-        o.chunk_threshold = 1000;
-        o.chunk_size = 300;
-        o.retry = RetryPolicy {
-            attempts: 1, // no per-request retry: the whole upload restarts
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(1),
-        };
-        let client = RegistryClient::new(o);
+        // No per-request retry: the whole upload restarts.
+        let client = chunking_client(Some(1000));
         let repo = Repo::new(reg.addr.clone(), "up");
         let small: Vec<u8> = (0..200u32).map(|i| (i % 251) as u8).collect();
         let big: Vec<u8> = (0..2500u32).map(|i| (i * 7 % 253) as u8).collect();
@@ -973,14 +983,7 @@ fn a_tampered_layer_fetched_in_one_pass_is_refused_and_not_kept() {
 fn a_streamed_upload_is_one_put_when_small_chunks_when_big_and_digest_checked() {
     use cache::transport::registry::BlobPushed;
     let (reg, stored) = upload_registry(false);
-    let mut o = ClientOptions::anonymous();
-    o.chunk_size = 300;
-    o.retry = RetryPolicy {
-        attempts: 1,
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(1),
-    };
-    let client = RegistryClient::new(o);
+    let client = chunking_client(None);
     let repo = Repo::new(reg.addr.clone(), "up");
     let small: Vec<u8> = (0..200u32).map(|i| (i % 251) as u8).collect();
     let big: Vec<u8> = (0..2500u32).map(|i| (i * 7 % 253) as u8).collect();
@@ -1018,14 +1021,7 @@ fn a_streamed_upload_is_one_put_when_small_chunks_when_big_and_digest_checked() 
 #[test]
 fn a_broken_streamed_upload_keeps_accepting_bytes_and_reports_at_the_end() {
     let (reg, _) = upload_registry(true); // the first PATCH fails
-    let mut o = ClientOptions::anonymous();
-    o.chunk_size = 300;
-    o.retry = RetryPolicy {
-        attempts: 1,
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(1),
-    };
-    let client = RegistryClient::new(o);
+    let client = chunking_client(None);
     let repo = Repo::new(reg.addr.clone(), "up");
     let big: Vec<u8> = (0..2500u32).map(|i| (i * 3 % 251) as u8).collect();
     let ((), how) = client
