@@ -251,12 +251,8 @@ impl Executor<'_> {
 
     /// Makes `dir` (a finished step's directory on the store's filesystem)
     /// a layer: clamped, hashed, moved into place and recorded.
-    pub fn commit_dir(
-        &self,
-        store: &Store,
-        dir: PathBuf,
-        epoch: Option<i64>,
-    ) -> anyhow::Result<Layer> {
+    pub fn commit_dir(&self, dir: PathBuf, epoch: Option<i64>) -> anyhow::Result<Layer> {
+        let store = self.store();
         let snapshots = store.snapshots_dir();
         let out = self
             .in_layer_ns(move || -> Result<String, String> {
@@ -270,8 +266,8 @@ impl Executor<'_> {
 
     /// A fresh directory to write a layer into, beside the layer
     /// directories (a crash leaves it for `strata prune`).
-    pub(super) fn new_layer_dir(&self, store: &Store) -> anyhow::Result<PathBuf> {
-        let dir = store.snapshots_dir().join(format!(
+    pub(super) fn new_layer_dir(&self) -> anyhow::Result<PathBuf> {
+        let dir = self.store().snapshots_dir().join(format!(
             ".tmp-{}-{}-files",
             std::process::id(),
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
@@ -291,10 +287,10 @@ impl Executor<'_> {
     /// The layer of a COPY, ADD or WORKDIR; none when it holds nothing.
     pub fn commit_files(
         &self,
-        store: &Store,
         mut files: FileLayer,
         epoch: Option<i64>,
     ) -> anyhow::Result<Option<Layer>> {
+        let store = self.store();
         if files.is_empty() {
             return Ok(None);
         }
@@ -311,7 +307,7 @@ impl Executor<'_> {
             return layer_from(store, diff_id.clone(), *size).map(Some);
         }
         let trusted = predicted.filter(|_| files.only_user_xattrs());
-        let dir = self.new_layer_dir(store)?;
+        let dir = self.new_layer_dir()?;
         let snapshots = store.snapshots_dir();
         let d = dir.clone();
         let out = self.in_layer_ns(move || -> Result<String, String> {
@@ -338,8 +334,9 @@ impl Executor<'_> {
     /// namespace child (or a thread, without user namespaces): exactly
     /// `layer.desc.size` bytes, which the reader checks against the
     /// diff_id at the end.
-    pub fn open_dir_layer(&self, store: &Store, layer: &Layer) -> anyhow::Result<MadeLayer> {
-        let dir = store
+    pub fn open_dir_layer(&self, layer: &Layer) -> anyhow::Result<MadeLayer> {
+        let dir = self
+            .store()
             .layer_dir_of(&layer.desc.digest)
             .ok_or_else(|| anyhow!("layer {} has no directory in the store", layer.diff_id))?;
         let (reader, writer) = std::io::pipe().context("a pipe for the layer")?;
@@ -440,7 +437,7 @@ impl cache::transport::LayerSource for DirLayers<'_> {
         };
         let r = self
             .executor
-            .open_dir_layer(self.store, &layer)
+            .open_dir_layer(&layer)
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         Ok(Box::new(r))
     }

@@ -339,7 +339,7 @@ impl<'s> Executor<'s> {
             .as_owner(|| snap.commit(&a3, &changes).map(|_| ()))
             .map_err(|e| anyhow!("committing the step's changes: {e}"))?;
         let src = active.layer_dir();
-        let layer = self.commit_dir(store, src.clone(), epoch);
+        let layer = self.commit_dir(src.clone(), epoch);
         if let Ok(l) = &layer {
             // The tree snapshotter's parked tree names the committed
             // directory; tell it where the layer now lives.

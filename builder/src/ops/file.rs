@@ -219,7 +219,7 @@ pub fn open_layer(
     l: &Layer,
 ) -> anyhow::Result<Box<dyn std::io::Read>> {
     if super::commit::is_dir_layer(store, l) {
-        return Ok(Box::new(executor.open_dir_layer(store, l)?));
+        return Ok(Box::new(executor.open_dir_layer(l)?));
     }
     ensure_blob(store, executor.registry()?, l)?;
     Ok(Box::new(store.blobs().open(&l.desc.digest)?))

@@ -68,12 +68,11 @@ impl Executor<'_> {
         parents: &[DirMeta],
         epoch: Option<i64>,
     ) -> anyhow::Result<Option<Layer>> {
-        let store = self.store();
         let lowers = self.lowers(layers)?;
         let (sandbox, choice) = self.get()?;
         let snap = &choice.snapshotter;
         let key = self.snapshot_key("copy-from");
-        let out_dir = self.new_layer_dir(store)?;
+        let out_dir = self.new_layer_dir()?;
         let out = out_dir.clone();
         let parents = parents.to_vec();
         // Prepared as the store's owner (in-process in chroot isolation,
@@ -117,7 +116,7 @@ impl Executor<'_> {
         };
         let d = out_dir.clone();
         self.in_layer_ns(move || files.fix_parents(&d).map_err(|e| format!("{e:#}")))?;
-        self.commit_dir(store, out_dir, epoch).map(Some)
+        self.commit_dir(out_dir, epoch).map(Some)
     }
 
     /// `RUN --mount=type=bind,from=`: `layers` (bottom first) prepared for

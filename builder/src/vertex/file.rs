@@ -235,7 +235,7 @@ pub fn run(step: &Step, f: &FileOp, p: Prepared) -> anyhow::Result<Option<Layer>
             archives: Vec::new(),
             parents: dest.parents,
         };
-        return ctx.executor.commit_files(ctx.store, files, ctx.epoch);
+        return ctx.executor.commit_files(files, ctx.epoch);
     }
     // Where the files land in the image below: through its symlinks, into
     // an existing directory, with the parents it lacks.
@@ -298,7 +298,7 @@ pub fn run(step: &Step, f: &FileOp, p: Prepared) -> anyhow::Result<Option<Layer>
         archives,
         parents: dest.parents,
     };
-    ctx.executor.commit_files(ctx.store, files, ctx.epoch)
+    ctx.executor.commit_files(files, ctx.epoch)
 }
 
 /// Whether a COPY/ADD names several sources (or a wildcard): Docker then
