@@ -48,7 +48,8 @@ pub(super) type ProbedKey = (Vec<String>, Keyed<Prepared>);
 pub(super) fn probe(ctx: &Ctx, plan: &Plan) -> Vec<Probe> {
     let reach = reachable(&plan.nodes, &[plan.target]);
     // The sources steps read are planned after them: probed first (a URL
-    // or git source cannot be known without fetching: it stays unknown).
+    // or git source cannot be known without fetching: it stays unknown; a
+    // local one is selected and checksummed, once, for the step too).
     let n = plan.nodes.len();
     let read = |i: &usize| plan.nodes[*i].op.op.is_read_source();
     let order = (0..n).filter(read).chain((0..n).filter(|i| !read(i)));
