@@ -143,9 +143,21 @@ pub(super) fn needed(plan: &Plan, probes: &[Probe]) -> Vec<bool> {
     crate::solver::lazy::needed(&plan.nodes, plan.target, &hits)
 }
 
-/// The state of a vertex that is not run: its key only. A step that hits
-/// is reported CACHED, and a local hit is kept for `--cache-to`.
+/// The state of a vertex that is not run: its key only (a local source:
+/// its selection too). A step that hits is reported CACHED, and a local
+/// hit is kept for `--cache-to`.
 pub(super) fn skipped(ctx: &Ctx, i: usize, v: &Vertex, probe: &Probe) -> FsState {
+    // A local source the probe selected is there already (memoized):
+    // passed on, so a step that was to hit and then misses (its entry
+    // pruned meanwhile) still has its files.
+    if let (VertexOp::Local { .. }, Some(_)) = (&v.op, &probe.key)
+        && let Ok(local) = crate::vertex::local::selected(ctx, &v.op)
+    {
+        return FsState {
+            local: Some(local.clone()),
+            ..FsState::empty(local.key.clone())
+        };
+    }
     if let (true, Some(hit), Some(key)) = (v.is_step(), &probe.hit, &probe.key) {
         ctx.cached.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let name = v.name.clone();
