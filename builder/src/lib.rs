@@ -8,11 +8,12 @@
 //! * [`pipeline`] reads the Dockerfile, lowers it (`frontend`) and *plans*
 //!   it: a list of vertices, each carrying its op (a stage's base, a RUN,
 //!   a COPY/ADD/WORKDIR, or a source a step reads: a URL, a git
-//!   repository, an image `COPY --from` names) and the indices of its
+//!   repository, an image `COPY --from` names, the files a COPY/ADD
+//!   selects from the context or a named directory) and the indices of its
 //!   inputs; then it probes
 //!   which vertices the target needs, runs them and assembles the image.
 //! * `vertex` holds the *ops with keys*: one file per op kind (exec,
-//!   file, source) with its cache map (what its key is made of) and its
+//!   file, source, local) with its cache map (what its key is made of) and its
 //!   execution, plus the store-backed cache the solver asks.
 //! * [`solver`] knows no Dockerfile: it schedules vertices in parallel
 //!   (`schedule`), runs each one's *cache protocol* (`solve`: key, local

@@ -37,6 +37,8 @@ pub struct FsState {
     pub skipped: bool,
     /// What a URL or git source vertex fetched (a file op reads it).
     pub fetched: Option<crate::vertex::source::Fetched>,
+    /// What a local source vertex selected (a file op reads it).
+    pub local: Option<std::sync::Arc<crate::vertex::local::Selected>>,
 }
 
 impl FsState {
@@ -50,6 +52,7 @@ impl FsState {
             chain_keys: Vec::new(),
             skipped: false,
             fetched: None,
+            local: None,
         }
     }
 }
@@ -88,6 +91,10 @@ pub(crate) struct Ctx<'a> {
     /// the manifest digest, or the error (the probe and the steps ask
     /// once, not again with retries each).
     pub(crate) images: Mutex<BTreeMap<String, Result<String, String>>>,
+    /// What the local sources selected, by definition digest: once per
+    /// build, whether the probe or the vertex asks first.
+    pub(crate) local_sources:
+        Mutex<BTreeMap<String, std::sync::Arc<crate::vertex::local::Selected>>>,
     /// The step that failed first (others may fail after, cancelled).
     pub(crate) first_failure: Mutex<Option<(usize, String)>>,
     /// The context without its `.dockerignore`d files, for RUN bind mounts

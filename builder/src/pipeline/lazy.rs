@@ -48,7 +48,8 @@ pub(super) type ProbedKey = (Vec<String>, Keyed<Prepared>);
 pub(super) fn probe(ctx: &Ctx, plan: &Plan) -> Vec<Probe> {
     let reach = reachable(&plan.nodes, &[plan.target]);
     // The sources steps read are planned after them: probed first (a URL
-    // or git source cannot be known without fetching: it stays unknown).
+    // or git source cannot be known without fetching: it stays unknown; a
+    // local one is selected and checksummed, once, for the step too).
     let n = plan.nodes.len();
     let read = |i: &usize| plan.nodes[*i].op.op.is_read_source();
     let order = (0..n).filter(read).chain((0..n).filter(|i| !read(i)));
@@ -142,9 +143,21 @@ pub(super) fn needed(plan: &Plan, probes: &[Probe]) -> Vec<bool> {
     crate::solver::lazy::needed(&plan.nodes, plan.target, &hits)
 }
 
-/// The state of a vertex that is not run: its key only. A step that hits
-/// is reported CACHED, and a local hit is kept for `--cache-to`.
+/// The state of a vertex that is not run: its key only (a local source:
+/// its selection too). A step that hits is reported CACHED, and a local
+/// hit is kept for `--cache-to`.
 pub(super) fn skipped(ctx: &Ctx, i: usize, v: &Vertex, probe: &Probe) -> FsState {
+    // A local source the probe selected is there already (memoized):
+    // passed on, so a step that was to hit and then misses (its entry
+    // pruned meanwhile) still has its files.
+    if let (VertexOp::Local { .. }, Some(_)) = (&v.op, &probe.key)
+        && let Ok(local) = crate::vertex::local::selected(ctx, &v.op)
+    {
+        return FsState {
+            local: Some(local.clone()),
+            ..FsState::empty(local.key.clone())
+        };
+    }
     if let (true, Some(hit), Some(key)) = (v.is_step(), &probe.hit, &probe.key) {
         ctx.cached.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let name = v.name.clone();

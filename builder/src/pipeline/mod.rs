@@ -171,6 +171,7 @@ fn build_inner(
         named,
         stage_names: resolver::stage_names(&df),
         images: Mutex::new(BTreeMap::new()),
+        local_sources: Mutex::new(BTreeMap::new()),
         first_failure: Mutex::new(None),
         context_view: std::sync::OnceLock::new(),
     };

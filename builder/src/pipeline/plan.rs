@@ -1,9 +1,11 @@
 //! The build graph as solver vertices: one source vertex per stage (its
 //! base) and one vertex per filesystem step, chained in order; a stage base
 //! or `COPY --from` of another stage depends on that stage's last vertex.
-//! An `ADD` of URLs or of a git repository, and a `COPY --from=<image>`,
-//! reads a source vertex of its own (one per distinct source, however many
-//! steps read it), which fetches or resolves it; those come after every
+//! An `ADD` of URLs or of a git repository, a `COPY --from=<image>`, and a
+//! COPY/ADD from the build context or a `--build-context name=DIR` (what it
+//! selects there: sources, excludes, destination) reads a source vertex of
+//! its own (one per distinct source, however many steps read it), which
+//! fetches, resolves or selects it; those come after every
 //! stage's vertices, so a step's index (its progress number) does not
 //! depend on them.
 
@@ -42,12 +44,22 @@ pub enum VertexOp {
     },
     /// `COPY --from=<image>`: the image, resolved when the build runs.
     CopyImage { reference: String },
+    /// What a COPY/ADD selects from the build context (`dir`: none) or a
+    /// `--build-context name=DIR` (`vertex::local`).
+    Local {
+        dir: Option<std::path::PathBuf>,
+        sources: Vec<String>,
+        /// The destination the selection is made for.
+        dest: String,
+        excludes: Vec<String>,
+        parents: bool,
+    },
 }
 
 impl VertexOp {
     /// The source vertex a step reads (a URL, git repository or image,
     /// also a `--build-context` standing for an image), if it reads one.
-    fn read_source(step: &frontend::Op, named: &Named) -> Option<VertexOp> {
+    pub(crate) fn read_source(step: &frontend::Op, named: &Named) -> Option<VertexOp> {
         let Op::File(f) = step else { return None };
         if f.kind == frontend::FileKind::Mkdir {
             return None;
@@ -70,6 +82,7 @@ impl VertexOp {
             CopySource::Image { reference } => Some(VertexOp::CopyImage {
                 reference: reference.clone(),
             }),
+            CopySource::Context if !f.sources.is_empty() => Some(Self::local(f, None)),
             // Resolved through the name (`Ctx::real_ref`).
             CopySource::Named { name } => match named.get(&name.to_ascii_lowercase()) {
                 Some(NamedContextSource::Image(_) | NamedContextSource::OciLayout(_)) => {
@@ -77,9 +90,21 @@ impl VertexOp {
                         reference: name.clone(),
                     })
                 }
+                Some(NamedContextSource::Dir(dir)) => Some(Self::local(f, Some(dir.clone()))),
                 _ => None,
             },
             _ => None,
+        }
+    }
+
+    /// The local source of a COPY/ADD reading `dir` (none: the context).
+    fn local(f: &frontend::FileOp, dir: Option<std::path::PathBuf>) -> VertexOp {
+        VertexOp::Local {
+            dir,
+            sources: f.sources.clone(),
+            dest: crate::vertex::file::key_dest(f),
+            excludes: f.exclude.clone(),
+            parents: f.parents,
         }
     }
 
@@ -87,7 +112,10 @@ impl VertexOp {
     pub(crate) fn is_read_source(&self) -> bool {
         matches!(
             self,
-            VertexOp::Http { .. } | VertexOp::Git { .. } | VertexOp::CopyImage { .. }
+            VertexOp::Http { .. }
+                | VertexOp::Git { .. }
+                | VertexOp::CopyImage { .. }
+                | VertexOp::Local { .. }
         )
     }
 
@@ -109,6 +137,16 @@ impl VertexOp {
             VertexOp::CopyImage { reference } => {
                 serde_json::json!({"source": "copy-image", "ref": reference})
             }
+            VertexOp::Local {
+                dir,
+                sources,
+                dest,
+                excludes,
+                parents,
+            } => serde_json::json!({
+                "source": "local", "dir": dir, "sources": sources, "dest": dest,
+                "excludes": excludes, "parents": parents,
+            }),
             _ => serde_json::Value::Null,
         }
     }
@@ -476,15 +514,64 @@ mod tests {
             ("dir".into(), NamedContextSource::Dir("/d".into())),
         ]);
         let p = plan(&g, &named).unwrap();
-        assert_eq!(p.nodes.len(), 4);
+        assert_eq!(p.nodes.len(), 5);
         assert_eq!(p.nodes[1].deps, vec![0, 3]);
-        assert_eq!(p.nodes[2].deps, vec![1], "a directory is read by the step");
+        assert_eq!(p.nodes[2].deps, vec![1, 4], "a directory is a local source");
         assert_eq!(
             p.nodes[3].op.op,
             VertexOp::CopyImage {
                 reference: "tools".into()
             }
         );
+        assert!(matches!(
+            &p.nodes[4].op.op,
+            VertexOp::Local { dir: Some(d), sources, .. }
+                if d == std::path::Path::new("/d") && sources == &["/d".to_string()]
+        ));
+    }
+
+    #[test]
+    fn a_context_read_by_identical_copies_is_one_local_source() {
+        let g = graph(
+            "FROM scratch AS a\nCOPY f /f\nFROM scratch\nCOPY f /f\nCOPY f /g\nCOPY --exclude=*.o f /f\nCOPY g /f\nCOPY --from=a /f /h\n",
+            None,
+        );
+        let p = plan(&g, &Named::new()).unwrap();
+        // a: base + COPY; final: base + 5 steps; then four local sources.
+        assert_eq!((p.nodes.len(), p.staged, p.target), (12, 8, 7));
+        let source = |i: usize| p.nodes[i].deps[1];
+        assert_eq!(source(1), 8, "the first source follows every stage vertex");
+        assert_eq!(
+            source(3),
+            8,
+            "the same selection in another stage: one vertex"
+        );
+        assert_eq!(source(4), 9, "another destination: another selection");
+        assert_eq!(source(5), 10, "excludes make another selection");
+        assert_eq!(source(6), 11, "other sources: another vertex");
+        assert_eq!(source(7), 1, "a stage is read as itself");
+        assert_eq!(
+            p.nodes[8].op.op,
+            VertexOp::Local {
+                dir: None,
+                sources: vec!["f".into()],
+                dest: "/f".into(),
+                excludes: vec![],
+                parents: false,
+            }
+        );
+        assert!(p.nodes[8..].iter().all(|n| n.deps.is_empty()));
+        assert_eq!(p.nodes[8].op.describe("D"), "D:2:1: [a 2/2] COPY f /f");
+        // Steps reading different sources differ even on the same base.
+        assert_ne!(p.nodes[3].digest, p.nodes[4].digest);
+    }
+
+    #[test]
+    fn a_workdir_or_heredoc_only_copy_reads_no_local_source() {
+        let g = graph("FROM scratch\nWORKDIR /w\nCOPY <<EOF /x\nhi\nEOF\n", None);
+        let p = plan(&g, &Named::new()).unwrap();
+        assert_eq!(p.nodes.len(), 3);
+        assert!(p.nodes.iter().all(|n| n.deps.len() <= 1));
     }
 
     #[test]

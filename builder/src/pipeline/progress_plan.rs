@@ -26,7 +26,8 @@ pub(super) fn shown(plan: &Plan, needed: &[bool], probes: &[Probe]) -> usize {
                     | VertexOp::Stage
                     | VertexOp::Http { .. }
                     | VertexOp::Git { .. }
-                    | VertexOp::CopyImage { .. } => false,
+                    | VertexOp::CopyImage { .. }
+                    | VertexOp::Local { .. } => false,
                 }
         })
         .count()

@@ -1,10 +1,12 @@
 //! The file op (COPY, ADD, WORKDIR): its key — the definition, the inputs'
-//! keys, and the checksums of what it reads (the selected context files, a
-//! named context's, what a URL or git source vertex fetched) or the digest
-//! of the image it copies from — and its execution: the selected files
-//! placed in the image below and committed as a layer. A stage, an image,
-//! a URL or a git repository it reads is its second input (a source vertex
-//! of the plan), never fetched here.
+//! keys (among them a local source's: the checksum of the context or named
+//! directory files it selected), the checksum of what a URL or git source
+//! vertex fetched, or the digest of the image it copies from — and its
+//! execution: the selected files placed in the image below and committed
+//! as a layer. A stage, an image, a URL, a git repository or the files it
+//! reads from a local directory is its second input (a source vertex of
+//! the plan), never fetched or selected here (only selected again when the
+//! image below moves the destination).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,11 +18,12 @@ use frontend::{CopySource, FileKind, FileOp};
 use super::Step;
 use super::source::{Fetched, FetchedWhat};
 use crate::context::checksum::{ChecksumIndex, Overrides, checksum_selection};
-use crate::context::dockerignore::{self, Matcher};
+use crate::context::dockerignore::Matcher;
 use crate::context::select::{CopySpec, Selection, select, select_known};
 use crate::ops::commit::FileLayer;
 use crate::ops::{Layer, file};
 use crate::options::NamedContextSource;
+use crate::pipeline::plan::VertexOp;
 use crate::solver::cache_key::{KeyInputs, cache_key};
 use crate::solver::solve::Keyed;
 
@@ -29,7 +32,7 @@ use crate::solver::solve::Keyed;
 pub struct Prepared {
     /// The files a COPY/ADD from a directory selected (context, named
     /// context, downloads, git checkout).
-    pub context_sel: Option<Selection>,
+    pub context_sel: Option<Arc<Selection>>,
     pub ov: Overrides,
     /// The directory `context_sel` is relative to.
     pub sel_root: PathBuf,
@@ -59,7 +62,7 @@ pub fn key(
         sel_sources: f.sources.clone(),
         ..Prepared::default()
     };
-    let (mut ctx_sum, mut base) = (None, None);
+    let (mut ctx_sum, mut base, mut local) = (None, None, false);
     p.ov.chmod = file::chmod_of(f)?;
     if let Some(c) = &f.chown {
         // A name needs the image's /etc/passwd: unknown to a probe that
@@ -71,23 +74,10 @@ pub fn key(
         p.ov.explicit_owner = true;
     }
     match &f.from {
-        // `--build-context name=DIR`: COPY --from=name reads that directory
-        // like a second context (with its own .dockerignore).
+        // `--build-context name=DIR`: a second context, read through its
+        // local source vertex (below).
         CopySource::Named { name } => match ctx.named.get(&name.to_ascii_lowercase()) {
-            Some(NamedContextSource::Dir(dir)) => {
-                let (ignore, _) = dockerignore::load_for_build(dir, None)?;
-                let prefix = format!("context:{}:", dir.display());
-                let (sel, sum) = select_for_key(
-                    dir,
-                    &ignore,
-                    &copy_spec(f, &key_dest(f)),
-                    &p.ov,
-                    &ChecksumIndex::in_memory(),
-                    Some((&mut facts, &prefix)),
-                )?;
-                (ctx_sum, p.context_sel, p.sel_root) = (Some(sum), Some(sel), dir.clone());
-                p.named_ignore = Some(ignore);
-            }
+            Some(NamedContextSource::Dir(_)) => local = true,
             // An image or OCI layout: resolved like `--from=<image>`.
             _ => base = Some(image_digest(step, name, &mut facts)?),
         },
@@ -107,22 +97,17 @@ pub fn key(
             ctx_sum = Some(fetched_key(f, fetched, &mut p, &mut facts)?);
         }
         CopySource::Context if f.kind != FileKind::Mkdir && !f.sources.is_empty() => {
-            let (sel, sum) = select_for_key(
-                &ctx.req.context,
-                &ctx.ignore,
-                &copy_spec(f, &key_dest(f)),
-                &p.ov,
-                &ctx.index,
-                Some((&mut facts, "context:")),
-            )?;
-            (ctx_sum, p.context_sel) = (Some(sum), Some(sel));
+            local = true;
         }
         _ => {}
     }
-    // A URL, repository or image read through a source vertex is
-    // explained by its own facts (`url:`, `git:`, `base`), not as "an
-    // earlier step it builds on changed".
-    if base.is_some() || p.downloads.is_some() {
+    if local {
+        local_selection(step, f, &mut p, &mut facts, probe)?;
+    }
+    // A URL, repository, image or local directory read through a source
+    // vertex is explained by its own facts (`url:`, `git:`, `base`,
+    // `context:`), not as "an earlier step it builds on changed".
+    if base.is_some() || p.downloads.is_some() || local {
         facts.remove("input:1");
     }
     let key = cache_key(&KeyInputs {
@@ -149,6 +134,33 @@ fn image_digest(
     let r = step.ctx.resolve_image(reference, "--from")?;
     facts.insert("base".into(), r.clone());
     Ok(r)
+}
+
+/// COPY/ADD from the context or a named directory: the selection its local
+/// source vertex (the step's second input) made, with each file's facts;
+/// the step is keyed on that input's key. A probe, which has no inputs,
+/// takes the same selection from the build's memo of it.
+fn local_selection(
+    step: &Step,
+    f: &FileOp,
+    p: &mut Prepared,
+    facts: &mut BTreeMap<String, String>,
+    probe: bool,
+) -> anyhow::Result<()> {
+    let s = match step.inputs.get(1).and_then(|s| s.local.clone()) {
+        Some(s) => s,
+        None if probe => {
+            let op = VertexOp::read_source(&frontend::Op::File(f.clone()), &step.ctx.named)
+                .ok_or_else(|| anyhow!("internal: COPY from a directory has no local source"))?;
+            super::local::selected(step.ctx, &op)?
+        }
+        None => bail!("internal: COPY from a directory has no local source input"),
+    };
+    facts.extend(s.facts.iter().map(|(k, v)| (k.clone(), v.clone())));
+    p.context_sel = Some(s.sel.clone());
+    p.sel_root = s.root.clone();
+    p.named_ignore = s.named_ignore.clone();
+    Ok(())
 }
 
 /// ADD <url>… or ADD <git repository>: what its source vertex fetched
@@ -181,41 +193,24 @@ fn fetched_key(
             CopySpec::new(fetched.names.clone(), &f.dest)
         }
     };
-    let (sel, sum) = select_for_key(
-        &fetched.root,
-        &Matcher::default(),
-        &spec,
-        &p.ov,
-        &ChecksumIndex::in_memory(),
-        None,
-    )?;
+    let (sel, sum) = select_for_key(&fetched.root, &spec, &p.ov)?;
     p.sel_sources = fetched.names.clone();
-    (p.context_sel, p.sel_root) = (Some(sel), fetched.root.clone());
+    (p.context_sel, p.sel_root) = (Some(Arc::new(sel)), fetched.root.clone());
     p.downloads = Some(fetched.dir.clone());
     Ok(sum)
 }
 
-/// Selects `spec` under `root` and checksums the selection for the key;
-/// with `facts`, records each file's checksum and mode under the prefix
-/// for `--explain-cache`.
+/// Selects `spec` under `root` and checksums the selection for the key.
 fn select_for_key(
     root: &Path,
-    ignore: &Matcher,
     spec: &CopySpec,
     ov: &Overrides,
-    index: &ChecksumIndex,
-    facts: Option<(&mut BTreeMap<String, String>, &str)>,
 ) -> anyhow::Result<(Selection, String)> {
-    let sel = select_known(root, ignore, spec, &|rel, stat| index.known_meta(rel, stat))?;
-    let sum = checksum_selection(root, &sel, ov, index)?;
-    if let Some((facts, prefix)) = facts {
-        for (e, c) in sel.entries.iter().zip(&sum.contents) {
-            facts.insert(
-                format!("{prefix}{}", e.rel),
-                format!("{c} {:o}", e.key_mode()),
-            );
-        }
-    }
+    let index = ChecksumIndex::in_memory();
+    let sel = select_known(root, &Matcher::default(), spec, &|rel, stat| {
+        index.known_meta(rel, stat)
+    })?;
+    let sum = checksum_selection(root, &sel, ov, &index)?;
     Ok((sel, sum.checksum))
 }
 
@@ -261,7 +256,7 @@ pub fn run(step: &Step, f: &FileOp, p: Prepared) -> anyhow::Result<Option<Layer>
             let mut spec = copy_spec(f, &dest.path);
             spec.sources = p.sel_sources.clone();
             let sel = select(&p.sel_root, ignore, &spec)?;
-            (p.sel_root.clone(), sel)
+            (p.sel_root.clone(), Arc::new(sel))
         }
         (CopySource::Stage { .. } | CopySource::Image { .. } | CopySource::Named { .. }, _) => {
             // A stage or an image (`--from=<image>`, a named context
@@ -314,7 +309,7 @@ fn several_sources(f: &FileOp) -> bool {
 /// a trailing `/` is allowed when `/dir` is a directory of the image, which
 /// only the step itself can see; the key selects as if the `/` were there
 /// and the step refuses if the image has no such directory.
-fn key_dest(f: &FileOp) -> String {
+pub(crate) fn key_dest(f: &FileOp) -> String {
     if several_sources(f) && !f.dest.ends_with('/') && !f.parents {
         format!("{}/", f.dest)
     } else {

@@ -1,8 +1,10 @@
 //! The build's vertices as ops with keys (BuildKit's `llbsolver/ops`): each
 //! op kind has one file holding its cache map — what its key is made of —
-//! and its execution: [`exec`] (RUN), [`file`] (COPY/ADD/WORKDIR) and
+//! and its execution: [`exec`] (RUN), [`file`] (COPY/ADD/WORKDIR),
 //! [`source`] (a stage's base: scratch, an image, another stage; and what
-//! a step reads: a URL, a git repository, an image `COPY --from` names).
+//! a step reads: a URL, a git repository, an image `COPY --from` names)
+//! and [`local`] (the files a COPY/ADD selects from the build context or
+//! a `--build-context name=DIR`, keyed by their checksum).
 //!
 //! [`Step`] is a filesystem step as the solver's [`Op`]: the solver's
 //! cache protocol (`solver::solve`) computes its key, asks [`store`]'s
@@ -12,6 +14,7 @@
 
 pub mod exec;
 pub mod file;
+pub mod local;
 pub mod source;
 pub mod store;
 

@@ -3,7 +3,8 @@
 //! (that stage's state, passed on) — and what steps read: URLs (keyed by
 //! the downloaded content's digests) and git repositories (keyed by the
 //! commit the reference resolves to) that `ADD` fetches, and images
-//! `COPY --from=` names (keyed by their manifest digest). An image's layers stay lazy unless
+//! `COPY --from=` names (keyed by their manifest digest); the local
+//! sources (the context, a named directory) are `local.rs`. An image's layers stay lazy unless
 //! the step on top certainly reads them; then they are downloaded here, so
 //! the pull shows in its own progress entry with its time and bytes.
 
@@ -46,6 +47,12 @@ pub fn probe(ctx: &Ctx, op: &VertexOp) -> Option<(String, Option<Vec<Layer>>)> {
             image_key(reference, digest),
             source::image_layers(ctx.store, &ctx.real_ref(reference), digest).ok(),
         )),
+        // Local: selected and checksummed now (once: the vertex and the
+        // step reading it take the same selection).
+        VertexOp::Local { .. } => Some((
+            super::local::selected(ctx, op).ok()?.key.clone(),
+            Some(Vec::new()),
+        )),
         VertexOp::CopyImage { reference } => {
             let digest = ctx.resolve_image(reference, "--from").ok()?;
             Some((
@@ -72,6 +79,15 @@ pub fn run(
         VertexOp::Image { reference, digest } => (reference, digest),
         VertexOp::Http { .. } | VertexOp::Git { .. } => return fetch(ctx, op),
         VertexOp::CopyImage { reference } => return copy_image(ctx, reference),
+        // Like a fetch, it shows no progress entry of its own: its time is
+        // the step's.
+        VertexOp::Local { .. } => {
+            let local = super::local::selected(ctx, op)?;
+            return Ok(FsState {
+                local: Some(local.clone()),
+                ..FsState::empty(local.key.clone())
+            });
+        }
         VertexOp::Stage | VertexOp::Step(_) => {
             return inputs
                 .first()
