@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use cache::platform::Platform;
 use cache::reference::Reference;
 use cache::store::Store;
-use cache::transport::registry::{PullEvent, RegistryClient, pull_with_progress};
+use cache::transport::registry::{PullEvent, pull_with_progress};
 use clap::Args;
 
 use super::GlobalOpts;
@@ -46,7 +46,7 @@ pub fn run(g: &GlobalOpts, args: PullArgs) -> anyhow::Result<ExitCode> {
         Some(p) => p.parse::<Platform>()?,
         None => Platform::default(),
     };
-    let client = registry_client(&args.insecure_registry)?;
+    let client = crate::registry_client(&args.insecure_registry)?;
     let store = Store::open(g.root()?)?;
     let quiet = args.quiet;
     // One line per event on stderr: readable in CI logs, no terminal tricks.
@@ -86,11 +86,6 @@ pub fn run(g: &GlobalOpts, args: PullArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A registry client from the environment plus `--insecure-registry` hosts.
-pub(super) fn registry_client(insecure: &[String]) -> anyhow::Result<RegistryClient> {
-    crate::registry_client(insecure)
 }
 
 /// The first 12 hex digits, as Docker shows layer IDs.

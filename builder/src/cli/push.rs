@@ -13,7 +13,7 @@ use cache::transport::registry::{BlobPushed, push};
 use clap::Args;
 
 use super::GlobalOpts;
-use super::pull::{ENV_HELP, registry_client};
+use super::pull::ENV_HELP;
 use crate::ops::exec::Executor;
 use crate::output::encode::{self, Want};
 use crate::output::push::Target;
@@ -42,7 +42,10 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
         Some(d) => Reference::parse(d)?,
         None => source.clone(),
     };
-    let client = registry_client(&args.insecure_registry)?;
+    // One client for the push and for any base layer fetched to be
+    // re-encoded, so both honour the flag and tokens are fetched once.
+    let registry = std::sync::Arc::new(crate::Registry::new(&args.insecure_registry));
+    let client = registry.client()?;
     let store = Store::open(g.root()?)?;
     let (report, streamed) = match with_dir_layers(&store, &source)? {
         Some((img, layers)) => {
@@ -53,8 +56,7 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
                 Default::default(),
                 0,
             );
-            // A base layer fetched to be re-encoded honours the flag too.
-            executor.registry = std::sync::Arc::new(crate::Registry::new(&args.insecure_registry));
+            executor.registry = registry.clone();
             let to = Target {
                 source: &source,
                 dest: &dest,
@@ -62,7 +64,7 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
             let p = crate::output::push::push(
                 &store,
                 &executor,
-                &client,
+                client,
                 &img,
                 &layers,
                 Want::Gzip,
@@ -71,7 +73,7 @@ pub fn run(g: &GlobalOpts, args: PushArgs) -> anyhow::Result<ExitCode> {
             (p.report, p.streamed)
         }
         None => (
-            push(&client, &store, &source, &dest)
+            push(client, &store, &source, &dest)
                 .with_context(|| format!("pushing {source} to {dest}"))?,
             0,
         ),
