@@ -89,9 +89,13 @@ fn describe_fact(name: &str, before: &Option<String>, after: &Option<String>) ->
 }
 
 /// The words of a variable name that mark it as a secret, and the one that
-/// clears it: BuildKit's `SecretsUsedInArgOrEnv` rule, which matches a
-/// whole `_`-separated word, case-insensitively (`GITHUB_TOKEN`, `api_key`,
-/// `AUTH`; not `MONKEY`, not `PUBLIC_KEY`).
+/// clears it: the words of BuildKit's `SecretsUsedInArgOrEnv` rule, matched
+/// as a whole `_`-separated word, case-insensitively (`GITHUB_TOKEN`,
+/// `api_key`, `AUTH`; not `MONKEY`, not `PUBLIC_KEY`). Stricter than the
+/// build check (`frontend::lint::syntax::looks_secret`, which also clears
+/// `file` and `version`): a record redacts `KEY_FILE` too, since hiding a
+/// value costs only a clearer `--explain-cache`. The solver may not use the
+/// frontend, hence the second list.
 const SECRET_WORDS: &[&str] = &[
     "apikey",
     "auth",
@@ -106,8 +110,8 @@ const SECRET_WORDS: &[&str] = &[
 ];
 const NOT_SECRET_WORDS: &[&str] = &["public"];
 
-/// Whether a build arg or environment variable name looks like it holds a
-/// secret, by BuildKit's rule.
+/// Whether a build arg or environment variable name looks like it may hold
+/// a secret (see `SECRET_WORDS`).
 pub fn looks_secret(name: &str) -> bool {
     let has = |words: &[&str]| {
         name.split('_')
