@@ -6,33 +6,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
 
 use cache::digest::Digest;
 
 mod support;
-use support::{Scratch, nanos, registry, strata_cmd};
+use support::kill_clock::{KillClock, fastest_of};
+use support::{Scratch, registry, strata_cmd};
 
 /// Pulls that must be killed while still running.
 const CRASHES: usize = 20;
 /// Upper bound on attempts (a kill after the pull finished is not a crash).
 const MAX_RUNS: usize = 60;
-
-/// xorshift64*: enough randomness for kill times, and the seed is printed so
-/// a failing run can be replayed with STRATA_CRASH_SEED.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-}
 
 fn run_ok(root: &Path, args: &[&str]) -> Output {
     let out = strata_cmd(root, args).output().expect("run strata");
@@ -115,33 +99,32 @@ fn sigkill_during_pull_never_breaks_the_store() {
         format!("{reg}/library/debian:bookworm-slim"),
         format!("{reg}/library/busybox:latest"),
     ];
-    // Reference digests and how long an undisturbed pull takes.
-    let warm = Scratch::new("reference");
+    // Reference digests, and how long an undisturbed pull of each image
+    // into a fresh root takes (the fastest of three).
     let mut want = Vec::new();
     let mut took = Vec::new();
     for img in &images {
-        let t = Instant::now();
-        let out = strata_cmd(&warm.0, &["pull", img])
-            .output()
-            .expect("run strata");
-        assert!(
-            out.status.success(),
-            "reference pull of {img} failed (is the registry up? bash .ci/registry.sh):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        took.push(t.elapsed());
-        want.push(digest_line(&out));
+        took.push(fastest_of(3, || {
+            let fresh = Scratch::new("reference");
+            let out = strata_cmd(&fresh.0, &["pull", img])
+                .output()
+                .expect("run strata");
+            assert!(
+                out.status.success(),
+                "reference pull of {img} failed (is the registry up? bash .ci/registry.sh):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            want.push(digest_line(&out));
+        }));
     }
-    drop(warm);
+    want.dedup();
+    assert_eq!(want.len(), images.len(), "reference digests: {want:?}");
 
-    let seed = std::env::var("STRATA_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(nanos() as u64 | 1);
+    let mut clock = KillClock::new(took.clone());
+    let seed = clock.seed();
     eprintln!(
         "crash seed {seed} (set STRATA_CRASH_SEED to replay); undisturbed pulls took {took:?}"
     );
-    let mut rng = Rng(seed);
     let mut killed_in_flight = 0;
     let mut run = 0;
     while killed_in_flight < CRASHES && run < MAX_RUNS {
@@ -156,7 +139,7 @@ fn sigkill_during_pull_never_breaks_the_store() {
             run_ok(&root.0, &["pull", &images[1 - which]]);
         }
         // Somewhere inside what an undisturbed pull of this image takes.
-        let delay = Duration::from_micros(rng.below(took[which].as_micros() as u64 + 1));
+        let delay = clock.delay(which);
         let mut child = strata_cmd(&root.0, &["pull", img])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -165,6 +148,8 @@ fn sigkill_during_pull_never_breaks_the_store() {
         std::thread::sleep(delay);
         if child.try_wait().expect("try_wait").is_none() {
             killed_in_flight += 1;
+        } else {
+            clock.ended_before(which, delay);
         }
         // Child::kill sends SIGKILL on Unix.
         let _ = child.kill();
@@ -188,8 +173,13 @@ fn sigkill_during_pull_never_breaks_the_store() {
             "{context}: temp files left after the follow-up pull: {leftovers:?}"
         );
     }
+    eprintln!(
+        "{killed_in_flight} of {run} pulls were killed while running (kill bounds at the end {:?})",
+        clock.bounds()
+    );
     assert!(
         killed_in_flight >= CRASHES,
-        "only {killed_in_flight} of {run} pulls were still running when killed; the test did not test enough crashes"
+        "only {killed_in_flight} of {run} pulls were still running when killed (kill bounds at the end {:?}); the test did not test enough crashes",
+        clock.bounds()
     );
 }

@@ -7,29 +7,15 @@
 
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
 
 mod support;
-use support::{Scratch, nanos, registry, strata_cmd};
+use support::kill_clock::{KillClock, fastest_of};
+use support::{Scratch, registry, strata_cmd};
 
 /// Saves that must be killed while still running.
 const CRASHES: usize = 20;
 /// Upper bound on attempts (a kill after the save finished is not a crash).
 const MAX_RUNS: usize = 60;
-
-/// xorshift64*, seeded and printed so a failure can be replayed with
-/// STRATA_CRASH_SEED.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        if n == 0 { 0 } else { x % n }
-    }
-}
 
 fn run_ok(root: &Path, args: &[&str], context: &str) -> Output {
     let out = strata_cmd(root, args).output().expect("run strata");
@@ -87,26 +73,14 @@ fn sigkill_during_save_never_leaves_a_partial_archive_or_a_broken_store() {
     let args: Vec<&str> = save_args.iter().map(String::as_str).collect();
     run_ok(&root.0, &args, "reference save");
     loads_completely(&reference, &names, "reference save");
-    // The kill delays are drawn below the fastest of a few undisturbed
-    // saves (the first one also warms the page cache, so it alone would
-    // put many kills after the save has ended).
-    let took = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            run_ok(&root.0, &args, "undisturbed save");
-            t.elapsed()
-        })
-        .min()
-        .unwrap_or_default();
-
-    let seed = std::env::var("STRATA_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(nanos() as u64 | 1);
+    let took = fastest_of(3, || {
+        run_ok(&root.0, &args, "undisturbed save");
+    });
+    let mut clock = KillClock::new(vec![took]);
+    let seed = clock.seed();
     eprintln!(
         "crash seed {seed} (set STRATA_CRASH_SEED to replay); an undisturbed save took {took:?}"
     );
-    let mut rng = Rng(seed);
     let mut killed_in_flight = 0;
     let mut run = 0;
     while killed_in_flight < CRASHES && run < MAX_RUNS {
@@ -114,7 +88,7 @@ fn sigkill_during_save_never_leaves_a_partial_archive_or_a_broken_store() {
         let dest = out_dir.0.join(format!("run-{run}.tar"));
         save_args[2] = dest.to_string_lossy().into_owned();
         let args: Vec<&str> = save_args.iter().map(String::as_str).collect();
-        let delay = Duration::from_micros(rng.below(took.as_micros() as u64 + 1));
+        let delay = clock.delay(0);
         let mut child = strata_cmd(&root.0, &args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -127,6 +101,8 @@ fn sigkill_during_save_never_leaves_a_partial_archive_or_a_broken_store() {
         let _ = child.wait();
         if in_flight {
             killed_in_flight += 1;
+        } else {
+            clock.ended_before(0, delay);
         }
         let context = format!("run {run} (seed {seed}, killed after {delay:?})");
         run_ok(&root.0, &["store", "verify"], &context);
@@ -150,9 +126,14 @@ fn sigkill_during_save_never_leaves_a_partial_archive_or_a_broken_store() {
         }
         let _ = std::fs::remove_file(&dest);
     }
+    eprintln!(
+        "{killed_in_flight} of {run} saves were killed while running (kill bounds at the end {:?})",
+        clock.bounds()
+    );
     assert!(
         killed_in_flight >= CRASHES,
-        "only {killed_in_flight} of {run} saves were still running when killed; the test did not test enough crashes"
+        "only {killed_in_flight} of {run} saves were still running when killed (kill bound at the end {:?}); the test did not test enough crashes",
+        clock.bounds()
     );
     run_ok(&root.0, &["store", "verify"], "after all runs");
 }

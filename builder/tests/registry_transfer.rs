@@ -177,11 +177,14 @@ fn a_multi_layer_push_compresses_while_uploading_and_a_second_push_skips_everyth
     build(&root2, &ctx2, &[]);
 }
 
-/// When each build is killed after it starts, plus up to 100 ms at
-/// random: from before its base download (a debian base: about 30 MB)
-/// starts until after it ends. The loop stops at the first build that
-/// finishes; no build gets through its download in 250 ms.
-const KILL_AFTER_MS: [u64; 8] = [100, 250, 400, 550, 700, 850, 1000, 1200];
+/// When each build is killed, in tenths of what an undisturbed build into a
+/// fresh root takes here (plus up to a twentieth at random): from before
+/// its base download (a debian base: about 30 MB) starts until after it
+/// ends. Relative to the measured time, so a fast machine kills as early
+/// in the build as a slow one. The loop stops at the first build that
+/// finishes; the first two kills land well inside the build, because a
+/// killed build can only have kept what it finished before its kill.
+const KILL_AT_TENTHS: [u32; 8] = [1, 2, 3, 4, 5, 6, 7, 9];
 
 #[test]
 #[ignore = "needs the local registry (CI runs it with --include-ignored)"]
@@ -195,14 +198,18 @@ fn a_build_killed_while_its_base_streams_in_leaves_no_layer_a_later_build_trusts
             "FROM {base}\nRUN echo \"files=$(find / -xdev | wc -l) bytes=$(du -sx / | cut -f1)\"\n"
         ),
     );
+    // What a build in a fresh root sees, and how long it takes.
+    let t = Instant::now();
+    let fresh = files_seen(&build(&tmp.0.join("fresh"), &ctx, &["--no-cache"]));
+    let took = t.elapsed();
     let seed = nanos() as u64 | 1;
     let mut rng = seed;
     let mut killed = 0;
-    for after in KILL_AFTER_MS {
+    for tenths in KILL_AT_TENTHS {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let wait = Duration::from_millis(after + rng % 100);
+        let wait = took * tenths / 10 + took * (rng % 1000) as u32 / 20_000;
         let mut child = strata_cmd(&root, &["build", "--progress", "plain", "--no-cache"])
             .arg(&ctx)
             .stdin(Stdio::null())
@@ -223,12 +230,11 @@ fn a_build_killed_while_its_base_streams_in_leaves_no_layer_a_later_build_trusts
     }
     assert!(
         killed >= 2,
-        "too few builds were killed while running (seed {seed})"
+        "too few builds were killed while running (seed {seed}, an undisturbed build took {took:?})"
     );
     // Whatever the kills left, a build on top must see the whole base: the
-    // same files as a build in a fresh root.
+    // same files as the build in a fresh root.
     let after_kills = files_seen(&build(&root, &ctx, &["--no-cache"]));
-    let fresh = files_seen(&build(&tmp.0.join("fresh"), &ctx, &["--no-cache"]));
     assert_eq!(
         after_kills, fresh,
         "a layer half-written by a killed build was trusted ({killed} kills, seed {seed})"

@@ -4,6 +4,8 @@
 //! with `mod support;` and uses only some of it.
 #![allow(dead_code)]
 
+pub mod kill_clock;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
