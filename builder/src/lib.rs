@@ -48,6 +48,16 @@ pub(crate) fn not_supported(what: &str) -> anyhow::Error {
     anyhow::anyhow!("not supported yet: {what}")
 }
 
+/// An I/O error's words for a message a user reads (`Permission denied`),
+/// without Rust's ` (os error 13)` suffix.
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s,
+    }
+}
+
 /// Locks a mutex, also when a thread panicked while holding it: the data
 /// behind the build's mutexes (results, records, output tails) stays
 /// usable, and one panicking step must not hide every other step's error.

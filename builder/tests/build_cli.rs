@@ -185,7 +185,8 @@ fn annotations_and_image_output_names() {
 }
 
 /// `--load` hands the image to the engine on PATH (here a podman with its
-/// own throw-away store); with none on PATH it says what to do.
+/// own throw-away store), also when a docker CLI comes first whose daemon
+/// is not there; with none on PATH, or none taking it, it says what to do.
 #[test]
 #[ignore = "needs the .ci/test.sh environment"]
 fn load_goes_to_the_engine_on_path() {
@@ -213,6 +214,14 @@ fn load_goes_to_the_engine_on_path() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    // A docker CLI without its daemon, as in many CI images.
+    let docker = bin.join("docker");
+    std::fs::write(
+        &docker,
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&docker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let name = format!("localhost/strata-load/app:{}", unique());
     let out = strata_cmd(
         &root,
@@ -226,6 +235,10 @@ fn load_goes_to_the_engine_on_path() {
     .unwrap();
     let log = ok(&out);
     assert!(log.contains("loading the image (--load)"), "{log}");
+    assert!(
+        log.contains(&format!("loaded into {}", wrapper.display())),
+        "{log}"
+    );
     let listed =
         stdout(Command::new(&wrapper).args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
     assert!(listed.lines().any(|l| l == name), "podman has {listed:?}");
@@ -239,6 +252,22 @@ fn load_goes_to_the_engine_on_path() {
     ]));
     assert_eq!(catted, "from the context\n");
     let _ = Command::new(&wrapper).args(["rmi", "-a", "-f"]).output();
+
+    // Only the daemon-less docker: the build fails with docker's words.
+    std::fs::remove_file(&wrapper).unwrap();
+    let out = strata_cmd(&root, &["build", "--progress", "plain", "--load"])
+        .arg(&ctx)
+        .env("PATH", &bin)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        error_of(&out),
+        format!(
+            "error: --load: `{}/docker load` failed: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?; start the engine's daemon or service, or write an archive with -o type=docker,dest=image.tar and load it where you need it",
+            bin.display()
+        )
+    );
 
     let empty = tmp.0.join("empty");
     std::fs::create_dir_all(&empty).unwrap();

@@ -70,7 +70,7 @@ pub fn resolve(root: &Path, rel: &str, follow_last: bool) -> anyhow::Result<Reso
         let md = match std::fs::symlink_metadata(&abs) {
             Ok(md) => md,
             Err(e) if missing(&e) => return Ok(Resolved::Missing { via_link }),
-            Err(e) => bail!("cannot read {}: {}", abs.display(), plain(&e)),
+            Err(e) => bail!("cannot read {}: {}", abs.display(), crate::io_reason(&e)),
         };
         if !md.file_type().is_symlink() || (todo.is_empty() && !follow_last) {
             continue;
@@ -83,8 +83,13 @@ pub fn resolve(root: &Path, rel: &str, follow_last: bool) -> anyhow::Result<Reso
                 root.display()
             );
         }
-        let target = std::fs::read_link(&abs)
-            .map_err(|e| anyhow::anyhow!("cannot read link {}: {}", abs.display(), plain(&e)))?;
+        let target = std::fs::read_link(&abs).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read link {}: {}",
+                abs.display(),
+                crate::io_reason(&e)
+            )
+        })?;
         let target = target.to_string_lossy().into_owned();
         done.pop();
         if target.starts_with('/') {
@@ -106,15 +111,6 @@ fn components(p: &str) -> impl DoubleEndedIterator<Item = &str> {
 /// Not there, or a component on the way is not a directory.
 fn missing(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
-}
-
-/// An I/O error's words without Rust's `(os error N)` suffix.
-fn plain(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
 }
 
 #[cfg(test)]

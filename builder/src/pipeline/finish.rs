@@ -107,6 +107,9 @@ pub(super) fn finish_image(
     if ctx.req.load {
         let task = ctx.tasks.start("loading the image (--load)");
         let r = crate::output::load::into_engine(ctx.store, &ctx.executor, &img, &names);
+        if let Ok(engine) = &r {
+            task.line(format!("loaded into {}", engine.display()));
+        }
         task.end(&r);
         r?;
     }

@@ -10,15 +10,6 @@ use anyhow::bail;
 
 use crate::options::{BuildRequest, OutputKind, OutputSpec};
 
-/// `Permission denied` for an io error, without Rust's ` (os error 13)`.
-fn reason(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
-}
-
 /// Whether this process may create entries in `dir` (`access(W_OK|X_OK)`,
 /// which also sees a read-only mount).
 fn writable_dir(dir: &Path) -> Result<(), io::Error> {
@@ -68,7 +59,7 @@ fn check_file(label: &str, path: &Path) -> anyhow::Result<()> {
         bail!(
             "{label}: cannot write in {} ({}); choose a place you can write",
             dir.display(),
-            reason(&e)
+            crate::io_reason(&e)
         );
     }
     Ok(())
@@ -84,7 +75,7 @@ fn check_dir(label: &str, path: &Path, hint: &str) -> anyhow::Result<()> {
         bail!(
             "{label}: cannot write in {} ({}); {hint}",
             at.display(),
-            reason(&e)
+            crate::io_reason(&e)
         );
     }
     Ok(())
@@ -121,7 +112,7 @@ fn check_paths(
                 "--root {}: cannot write in {} ({}); pass --root DIR (or set STRATA_ROOT) to a store you can write",
                 root.display(),
                 p.display(),
-                reason(&e)
+                crate::io_reason(&e)
             );
         }
     }
@@ -163,7 +154,7 @@ mod tests {
     #[test]
     fn io_reasons_lose_the_os_error_number() {
         assert_eq!(
-            reason(&io::Error::from_raw_os_error(libc::EACCES)),
+            crate::io_reason(&io::Error::from_raw_os_error(libc::EACCES)),
             "Permission denied"
         );
     }
