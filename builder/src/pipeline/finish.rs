@@ -105,13 +105,7 @@ pub(super) fn finish_image(
         &ctx.tasks,
     )?;
     if ctx.req.load {
-        let task = ctx.tasks.start("loading the image (--load)");
-        let r = crate::output::load::into_engine(ctx.store, &ctx.executor, &img, &names);
-        if let Ok(engine) = &r {
-            task.line(format!("loaded into {}", engine.display()));
-        }
-        task.end(&r);
-        r?;
+        load(ctx, &img, &names)?;
     }
     let built = Built {
         image_id: img.id().to_string(),
@@ -190,4 +184,15 @@ fn keep_layers(ctx: &Ctx, state: &FsState) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--load`, as a task of its own that names the engine that took the image.
+fn load(ctx: &Ctx, img: &cache::image::Image, names: &[Reference]) -> anyhow::Result<()> {
+    let task = ctx.tasks.start("loading the image (--load)");
+    let r = crate::output::load::into_engine(ctx.store, &ctx.executor, img, names);
+    if let Ok(engine) = &r {
+        task.line(format!("loaded into {}", engine.display()));
+    }
+    task.end(&r);
+    r.map(|_| ())
 }
