@@ -164,17 +164,27 @@ fn a_multi_layer_push_compresses_while_uploading_and_a_second_push_skips_everyth
         "{elsewhere}"
     );
     assert_eq!(remote_layers(&dest), remote_layers(&other));
-    // The pushed layers are whole: a fresh store pulls them and checks the
-    // files against the sums made at build time.
+    // The pushed layers are whole: a fresh store pulls them (several at
+    // once, each unpacked while it downloads) and checks the files against
+    // the sums made at build time.
     let root2 = tmp.0.join("root2");
     let ctx2 = tmp.0.join("ctx2");
     std::fs::create_dir_all(&ctx2).unwrap();
     std::fs::write(
         ctx2.join("Dockerfile"),
-        format!("FROM {dest}\nRUN md5sum -c /sums\n"),
+        format!("FROM {dest}\nRUN md5sum -c /sums && test -x /bin/busybox\n"),
     )
     .unwrap();
-    build(&root2, &ctx2, &[]);
+    let log = build(&root2, &ctx2, &[]);
+    let layers = remote_layers(&dest);
+    assert_eq!(layers.len(), 5, "busybox and four RUN layers: {layers:?}");
+    for l in &layers {
+        let hex = l.trim_start_matches("sha256:");
+        assert!(
+            log.contains(&format!("{}: unpacked while downloading", &hex[..12])),
+            "layer {l} was not unpacked while downloading:\n{log}"
+        );
+    }
 }
 
 /// When each build is killed, in tenths of what an undisturbed build into a

@@ -102,24 +102,38 @@ pub fn run(
     // while they arrive, so the pull shows with its time and bytes. Layers
     // already unpacked (built here, or pulled before) need no download.
     if prefetch {
-        let mut bytes = 0;
-        for l in &layers {
-            if needs_download(ctx.store, l) {
-                if ctx.executor.fetch_unpacked(l)? {
-                    let line =
-                        format!("{}: unpacked while downloading", &l.desc.digest.hex()[..12]);
-                    emit(ctx, i, EventKind::Output { line });
-                }
-                bytes += l.desc.size;
-                emit(ctx, i, EventKind::Bytes { bytes });
-            }
-        }
+        download_unpacked(ctx, i, &layers)?;
     }
     emit(ctx, i, EventKind::Finished);
     Ok(FsState {
         layers,
         ..FsState::empty(image_key(reference, digest))
     })
+}
+
+/// Downloads the layers a step will run on that are not here yet, a few at
+/// a time: each goes into a directory of its own, so they unpack side by
+/// side (inflating and writing files keep both cores busy where one layer
+/// after another would leave one idle).
+fn download_unpacked(ctx: &Ctx, i: usize, layers: &[crate::ops::Layer]) -> anyhow::Result<()> {
+    use cache::transport::registry::parallel::{TRANSFER_WORKERS, for_each_bounded_as};
+    let todo: Vec<&crate::ops::Layer> = layers
+        .iter()
+        .filter(|l| needs_download(ctx.store, l))
+        .collect();
+    let bytes = std::sync::Mutex::new(0);
+    for_each_bounded_as(&todo, TRANSFER_WORKERS, |l| -> anyhow::Result<()> {
+        if ctx.executor.fetch_unpacked(l)? {
+            let line = format!("{}: unpacked while downloading", &l.desc.digest.hex()[..12]);
+            emit(ctx, i, EventKind::Output { line });
+        }
+        // Under the lock, so the count a reader sees only grows.
+        let mut done = crate::lock(&bytes);
+        *done += l.desc.size;
+        emit(ctx, i, EventKind::Bytes { bytes: *done });
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// Whether a base layer must be downloaded before a step can run on it:

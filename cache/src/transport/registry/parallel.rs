@@ -18,8 +18,19 @@ pub fn for_each_bounded<T: Sync, R: Send>(
     workers: usize,
     f: impl Fn(&T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
+    for_each_bounded_as(items, workers, f)
+}
+
+/// [`for_each_bounded`] for work whose errors are of another type (the
+/// builder's, say, when it unpacks several base layers at once).
+pub fn for_each_bounded_as<T: Sync, R: Send, E: Send + From<RegistryError>>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(&T) -> std::result::Result<R, E> + Sync,
+) -> std::result::Result<Vec<R>, E> {
     let queue = Mutex::new(items.iter().enumerate());
-    let results: Mutex<Vec<(usize, Result<R>)>> = Mutex::new(Vec::with_capacity(items.len()));
+    let results: Mutex<Vec<(usize, std::result::Result<R, E>)>> =
+        Mutex::new(Vec::with_capacity(items.len()));
     std::thread::scope(|s| {
         for _ in 0..workers.max(1).min(items.len()) {
             s.spawn(|| {
@@ -53,9 +64,9 @@ pub fn for_each_bounded<T: Sync, R: Send>(
         out.push(r?);
     }
     if out.len() != items.len() {
-        return Err(RegistryError::Other(
-            "a transfer thread stopped without a result".into(),
-        ));
+        return Err(
+            RegistryError::Other("a transfer thread stopped without a result".into()).into(),
+        );
     }
     Ok(out)
 }
