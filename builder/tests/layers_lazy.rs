@@ -311,6 +311,58 @@ fn add_of_an_archive_bomb_stays_under_100_mib() {
     );
 }
 
+/// ADD of an archive whose PAX header claims 1 GiB (a few MB of gzip) is
+/// refused at that header, naming the file, with strata's peak RSS under
+/// 100 MiB: the tar reader would otherwise hold the whole header in memory.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn add_of_an_archive_with_a_huge_pax_header_is_refused_in_bounded_memory() {
+    let tmp = Scratch::new("paxbomb");
+    let ctx = tmp.0.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let len: u64 = 1 << 30;
+    let f = std::fs::File::create(ctx.join("pax.tar.gz")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path("PaxHeaders/x").unwrap();
+    h.set_size(len);
+    h.set_mode(0o644);
+    h.set_cksum();
+    gz.write_all(h.as_bytes()).unwrap();
+    std::io::copy(
+        &mut std::io::Read::take(std::io::repeat(b'a'), len),
+        &mut gz,
+    )
+    .unwrap();
+    gz.write_all(&[0u8; 1024]).unwrap();
+    gz.finish().unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nADD pax.tar.gz /\n").unwrap();
+    let root = tmp.0.join("root");
+    let mut c = strata_cmd(&root, &["build", "--progress", "plain"]);
+    let err_file = tmp.0.join("stderr");
+    c.arg(&ctx)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_file).unwrap());
+    let (ok, maxrss_kib) = run_measured(c);
+    let err = std::fs::read_to_string(&err_file).unwrap();
+    assert!(!ok, "the build succeeded:\n{err}");
+    assert!(
+        maxrss_kib < 100 * 1024,
+        "peak RSS {maxrss_kib} KiB (limit 100 MiB)"
+    );
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{err}"));
+    assert!(line.contains("pax.tar.gz"), "{line}");
+    assert!(
+        line.contains("refused tar member: a PAX extended header of 1073741824 bytes (at most 1048576 are accepted)"),
+        "{line}"
+    );
+}
+
 /// ADD unpacks gzip, bzip2 and xz archives by content, members with their
 /// modes, into the destination directory.
 #[test]

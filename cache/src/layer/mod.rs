@@ -20,6 +20,7 @@ mod error;
 mod ownership;
 mod path;
 mod read;
+mod tar_guard;
 mod tar_header;
 mod unpack;
 mod walk;
@@ -35,6 +36,7 @@ pub use error::{LayerError, Result};
 pub use ownership::{OwnerSource, ROOTLESS_XATTR, Record, RecordError};
 pub use path::{clean as clean_path, layer_order};
 pub use read::{Decompressed, ReadSummary, detect, for_each_entry, read_entries};
+pub use tar_guard::{MAX_EXTENSION, MAX_SPARSE_BLOCKS, TarGuard};
 pub use unpack::{
     OwnershipMode, UnpackOptions, UnpackStats, WhiteoutMode, unpack, unpack_entries,
     unpack_entries_at, unpack_mapped,

@@ -255,7 +255,8 @@ where
         hasher: Sha256::new(),
         size: 0,
     };
-    let mut archive = tar::Archive::new(hashing);
+    // The guard bounds what the tar crate reads into memory per member.
+    let mut archive = tar::Archive::new(super::tar_guard::TarGuard::new(hashing));
     let mut count = 0;
     for member in archive.entries().map_err(LayerError::Stream)? {
         let mut member = member.map_err(LayerError::Stream)?;
@@ -271,7 +272,7 @@ where
         count += 1;
         f(entry, &mut member)?;
     }
-    let mut rest = archive.into_inner();
+    let mut rest = archive.into_inner().into_inner();
     // The stream may continue after the end-of-archive blocks (padding to a
     // record size); it is part of what the diff_id covers.
     io::copy(&mut rest, &mut io::sink()).map_err(LayerError::Stream)?;

@@ -90,7 +90,8 @@ impl ArchiveContents {
         let what = format!("archive {}", path.display());
         // `docker load` takes gzip/zstd-compressed archives too.
         let (input, _) = Decompressed::new(file).ctx("read archive", path)?;
-        let mut ar = tar::Archive::new(input);
+        // The guard bounds what the tar crate reads into memory per member.
+        let mut ar = tar::Archive::new(crate::layer::TarGuard::new(input));
         let mut out = ArchiveContents {
             what: what.clone(),
             ..Default::default()
