@@ -22,6 +22,13 @@ use crate::layer::Decompressed;
 
 /// Members up to this size are kept in memory; larger ones go to the store.
 const SMALL: u64 = 1 << 20;
+/// At most this many bytes of small members are kept in memory; the rest
+/// go to the store too, so an archive of many small members (a few MB of
+/// gzip can hold thousands of 1 MiB members) cannot fill the memory.
+const HELD_IN_MEMORY: u64 = 16 << 20;
+/// Members (files and links) an archive may have. An image archive has a
+/// few per image and blob; the bound keeps the name maps small.
+const MAX_MEMBERS: usize = 100_000;
 /// Symlink hops followed before giving up.
 const MAX_HOPS: usize = 16;
 
@@ -38,6 +45,8 @@ pub(crate) struct ArchiveContents {
     files: HashMap<String, Member>,
     links: HashMap<String, String>,
     what: String,
+    /// Bytes of the members kept in memory.
+    held: u64,
 }
 
 /// Cleans a member name: no leading `/` or `./`, no `.` components, and no
@@ -99,6 +108,11 @@ impl ArchiveContents {
         let bad = |e: io::Error| invalid(format!("{what}: not a readable tar archive: {e}"));
         for entry in ar.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
+            if out.files.len() + out.links.len() >= MAX_MEMBERS {
+                return Err(invalid(format!(
+                    "{what}: more than {MAX_MEMBERS} files and links; an image archive (docker save, OCI layout) has a few per image and layer"
+                )));
+            }
             let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let name = normalize(&raw_name, &what)?;
             let kind = entry.header().entry_type();
@@ -144,12 +158,13 @@ impl ArchiveContents {
                         })?
                 };
                 Member::Blob(d, n)
-            } else if size > SMALL {
+            } else if size > SMALL || out.held + size > HELD_IN_MEMORY {
                 let (d, n) = blobs.put_stream(&mut entry, None)?;
                 Member::Blob(d, n)
             } else {
                 let mut buf = Vec::with_capacity(size as usize);
                 entry.read_to_end(&mut buf).map_err(bad)?;
+                out.held += size;
                 Member::Memory(buf)
             };
             out.files.insert(name, member);
@@ -223,5 +238,54 @@ mod tests {
             "abc.tar"
         );
         assert!(resolve_link("layer.tar", "../../etc/shadow", "t").is_err());
+    }
+
+    /// A tar of `n` members of `size` zero bytes each, in `dir`.
+    fn archive_of(dir: &Path, n: usize, size: usize) -> std::path::PathBuf {
+        let path = dir.join(format!("{n}x{size}.tar"));
+        let mut b = tar::Builder::new(File::create(&path).expect("create"));
+        let zeros = vec![0u8; size];
+        for i in 0..n {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(size as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("m{i}"), &zeros[..])
+                .expect("append");
+        }
+        b.finish().expect("finish");
+        path
+    }
+
+    #[test]
+    fn many_small_members_go_to_the_store_past_the_memory_budget() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(t.path().join("root")).expect("store");
+        let path = archive_of(t.path(), 40, 1 << 20);
+        let c = ArchiveContents::scan(store.blobs(), &path).expect("scan");
+        assert!(c.held <= HELD_IN_MEMORY, "{} bytes held", c.held);
+        let (in_memory, stored) = c.files.values().fold((0, 0), |(m, s), f| match f {
+            Member::Memory(_) => (m + 1, s),
+            Member::Blob(..) => (m, s + 1),
+        });
+        assert_eq!((in_memory, stored), (16, 24));
+        // Every member reads back whole, wherever it was kept.
+        for name in ["m0", "m39"] {
+            assert_eq!(
+                c.read(store.blobs(), name, 1 << 20).expect("read"),
+                vec![0u8; 1 << 20]
+            );
+        }
+    }
+
+    #[test]
+    fn an_archive_of_too_many_members_is_refused() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(t.path().join("root")).expect("store");
+        let path = archive_of(t.path(), MAX_MEMBERS + 1, 0);
+        let e = ArchiveContents::scan(store.blobs(), &path).expect_err("refused");
+        assert!(
+            e.to_string().contains("more than 100000 files and links"),
+            "{e}"
+        );
     }
 }
