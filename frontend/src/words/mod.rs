@@ -59,9 +59,22 @@ pub struct WordError {
     pub reason: String,
 }
 
+/// Words longer than this are cut in messages: a hostile Dockerfile's
+/// 600 KB word would otherwise make a 600 KB error line.
+const SHOWN_WORD: usize = 200;
+
 impl fmt::Display for WordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "failed to process {:?}: {}", self.word, self.reason)
+        if self.word.len() <= SHOWN_WORD {
+            return write!(f, "failed to process {:?}: {}", self.word, self.reason);
+        }
+        let cut = &self.word[..self.word.floor_char_boundary(SHOWN_WORD)];
+        write!(
+            f,
+            "failed to process {cut:?}… ({} bytes): {}",
+            self.word.len(),
+            self.reason
+        )
     }
 }
 
@@ -588,6 +601,25 @@ fn replace(value: &str, pattern: &Pattern, repl: &str, all: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_words_are_cut_in_messages() {
+        let short = WordError {
+            word: "${a:?}".into(),
+            reason: "a: is not allowed to be unset".into(),
+        };
+        assert_eq!(
+            short.to_string(),
+            "failed to process \"${a:?}\": a: is not allowed to be unset"
+        );
+        let long = WordError {
+            word: "é".repeat(1000),
+            reason: "r".into(),
+        };
+        let text = long.to_string();
+        assert!(text.ends_with("… (2000 bytes): r"), "{text}");
+        assert!(text.len() < 260, "{} bytes", text.len());
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
