@@ -51,11 +51,34 @@ pub(crate) fn not_supported(what: &str) -> anyhow::Error {
 /// An I/O error's words for a message a user reads (`Permission denied`),
 /// without Rust's ` (os error 13)` suffix.
 pub(crate) fn io_reason(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.rfind(" (os error ") {
-        Some(i) if s.ends_with(')') => s[..i].to_string(),
-        _ => s,
+    without_os_error_numbers(&e.to_string())
+}
+
+/// An error and its causes as a person reads them (`{:#}`: outermost
+/// first, joined by `: `), without the ` (os error N)` that Rust's I/O
+/// errors add wherever they sit in the chain.
+pub fn error_text(e: &anyhow::Error) -> String {
+    without_os_error_numbers(&format!("{e:#}"))
+}
+
+/// `s` with every ` (os error <digits>)` removed.
+fn without_os_error_numbers(s: &str) -> String {
+    const MARK: &str = " (os error ";
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(MARK) {
+        let after = &rest[i + MARK.len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + MARK.len()]);
+            rest = after;
+        }
     }
+    out.push_str(rest);
+    out
 }
 
 /// Locks a mutex, also when a thread panicked while holding it: the data
@@ -100,5 +123,23 @@ impl Registry {
             .get_or_init(|| registry_client(&self.insecure).map_err(|e| format!("{e:#}")))
             .as_ref()
             .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn os_error_numbers_are_dropped_wherever_they_are() {
+        let e = anyhow::Error::new(std::io::Error::from_raw_os_error(36))
+            .context("cannot walk /ctx/a")
+            .context("COPY . /x");
+        assert_eq!(
+            super::error_text(&e),
+            "COPY . /x: cannot walk /ctx/a: File name too long"
+        );
+        assert_eq!(
+            super::without_os_error_numbers("a (os error x) b (os error 2)"),
+            "a (os error x) b"
+        );
     }
 }

@@ -25,7 +25,7 @@ pub fn run(g: &GlobalOpts, args: RmiArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for s in &args.images {
         if let Err(e) = remove_one(&store, s, args.force) {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::error_text(&e));
             failed = true;
         }
     }

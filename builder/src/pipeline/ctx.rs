@@ -141,7 +141,7 @@ impl Ctx<'_> {
             self.req.pull,
         )
         .map_err(|e| resolver::not_a_stage(&self.stage_names, flag, reference, e));
-        let kept = r.as_ref().map(String::clone).map_err(|e| format!("{e:#}"));
+        let kept = r.as_ref().map(String::clone).map_err(crate::error_text);
         known().insert(reference.to_string(), kept);
         r
     }

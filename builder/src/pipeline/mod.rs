@@ -240,7 +240,7 @@ fn failure_message(
 ) -> String {
     let (vertex, error) = lock(&ctx.first_failure)
         .take()
-        .unwrap_or((f.vertex, format!("{:#}", f.error)));
+        .unwrap_or((f.vertex, crate::error_text(&f.error)));
     let v = &plan.nodes[vertex].op;
     let tail = lock(&ctx.tails).remove(&vertex).unwrap_or_default();
     let mut msg = format!("{}: {}", v.describe(file_name), error);

@@ -179,7 +179,7 @@ impl Task<'_> {
         let kind = match r {
             Ok(_) => EventKind::Finished,
             Err(e) => EventKind::Failed {
-                error: format!("{e:#}"),
+                error: crate::error_text(e),
             },
         };
         self.sink.event(&Event::now(self.step, kind));

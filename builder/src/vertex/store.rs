@@ -186,7 +186,7 @@ impl Events for StepEvents<'_> {
     }
 
     fn failed(&self, e: &anyhow::Error) {
-        let error = format!("{e:#}");
+        let error = crate::error_text(e);
         if self.ctx.executor.cancel_all() {
             *lock(&self.ctx.first_failure) = Some((self.index, error.clone()));
         }
