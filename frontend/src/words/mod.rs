@@ -68,7 +68,11 @@ impl fmt::Display for WordError {
         if self.word.len() <= SHOWN_WORD {
             return write!(f, "failed to process {:?}: {}", self.word, self.reason);
         }
-        let cut = &self.word[..self.word.floor_char_boundary(SHOWN_WORD)];
+        let mut end = SHOWN_WORD;
+        while !self.word.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = &self.word[..end];
         write!(
             f,
             "failed to process {cut:?}… ({} bytes): {}",
