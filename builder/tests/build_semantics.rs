@@ -667,6 +667,44 @@ fn add_unpacks_bzip2_and_xz_and_copies_other_files() {
     assert_eq!(b.file("/d/inner.tar").content, tar);
 }
 
+/// Serves `repo` (a work tree) on a loopback [`FileServer`] as a bare
+/// repository over git's dumb HTTP protocol; its URL (`…/repo.git`). ADD
+/// clones network remotes only, never a host path.
+fn serve_over_dumb_http(repo: &Path) -> String {
+    let bare = repo.with_extension("bare");
+    let run = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    run(
+        repo,
+        &["clone", "--quiet", "--bare", ".", bare.to_str().unwrap()],
+    );
+    run(&bare, &["update-server-info"]);
+    let srv = FileServer::start();
+    for e in walkdir::WalkDir::new(&bare) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let rel = e
+                .path()
+                .strip_prefix(&bare)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            srv.put(
+                &format!("/repo.git/{rel}"),
+                &std::fs::read(e.path()).unwrap(),
+            );
+        }
+    }
+    // The server's thread keeps serving after `srv` is dropped.
+    format!("http://{}/repo.git", srv.addr)
+}
+
 /// A tiny HTTP server on loopback for `ADD <url>`: serves the files in its
 /// map (changeable while it runs), 404 for anything else.
 struct FileServer {
@@ -691,7 +729,10 @@ impl FileServer {
                 let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
                 let mut line = String::new();
                 let _ = reader.read_line(&mut line);
-                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                // Like a static file server, the query is ignored (git's
+                // smart-HTTP probe then falls back to the dumb protocol).
+                let target = line.split_whitespace().nth(1).unwrap_or("");
+                let path = target.split('?').next().unwrap_or("").to_string();
                 loop {
                     let mut h = String::new();
                     if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
@@ -1041,7 +1082,7 @@ fn add_from_a_git_repository() {
     git(&["tag", "v1"]);
     std::fs::write(repo.join("sub/a.txt"), "two").unwrap();
     git(&["commit", "--quiet", "-am", "two"]);
-    let url = format!("file://{}", repo.display());
+    let url = serve_over_dumb_http(&repo);
     std::fs::write(
         c.ctx.join("Dockerfile"),
         format!(
@@ -1058,4 +1099,84 @@ fn add_from_a_git_repository() {
     assert_eq!(b.text("/sub/a.txt"), "one");
     assert_eq!(b.text("/withgit/sub/a.txt"), "two");
     assert_eq!(b.file("/withgit/.git").kind, tar::EntryType::Directory);
+}
+
+/// A Dockerfile cannot make ADD read a git repository of the host: not by
+/// its path, not by a `file://` URL, and not through the user's git
+/// configuration (here a `url.insteadOf` in `$HOME/.gitconfig` that would
+/// turn the public remote into the host's secret repository).
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn add_never_clones_a_host_repository() {
+    let c = Case::new("FROM scratch\n", &[]);
+    let top = c.ctx.parent().unwrap().to_path_buf();
+    let make = |name: &str, text: &str| {
+        let r = top.join(name);
+        std::fs::create_dir_all(&r).unwrap();
+        std::fs::write(r.join("f.txt"), text).unwrap();
+        for args in [
+            &["init", "--quiet"][..],
+            &["add", "."],
+            &[
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "user.name=t",
+                "commit",
+                "--quiet",
+                "-m",
+                "x",
+            ],
+        ] {
+            let out = Command::new("git")
+                .args(args)
+                .current_dir(&r)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+        }
+        r
+    };
+    let secret = make("secret", "TOPSECRET");
+    let public_url = serve_over_dumb_http(&make("public", "public"));
+    let home = top.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".gitconfig"),
+        format!(
+            "[url \"file://{}/.git\"]\n\tinsteadOf = {public_url}\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let build = |src: &str| {
+        std::fs::write(
+            c.ctx.join("Dockerfile"),
+            format!("FROM scratch\nADD {src} /x\n"),
+        )
+        .unwrap();
+        let fs = top.join("fs.tar");
+        let _ = std::fs::remove_file(&fs);
+        let out = c
+            .strata()
+            .env("HOME", &home)
+            .args(["build", "--progress", "plain", "-o"])
+            .arg(format!("type=tar,dest={}", fs.display()))
+            .arg(&c.ctx)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success().then(|| listing(&fs)), log)
+    };
+    for host_path in [
+        format!("{}/.git", secret.display()),
+        format!("file://{}/.git", secret.display()),
+    ] {
+        let (fs, log) = build(&host_path);
+        assert!(fs.is_none(), "ADD {host_path} built:\n{log}");
+        assert!(!log.contains("TOPSECRET"), "{log}");
+    }
+    let (fs, log) = build(&public_url);
+    let fs = fs.unwrap_or_else(|| panic!("ADD {public_url} failed:\n{log}"));
+    assert_eq!(fs["/x/f.txt"].content, b"public");
 }

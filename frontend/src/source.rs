@@ -24,9 +24,12 @@ pub enum AddSource {
     Git(GitRef),
 }
 
-/// Tells what an `ADD` source names: `git@…`, `git://…`, `ssh://…` and
-/// URLs ending in `.git` are git repositories; other `scheme://…` are
-/// downloads; anything else is a path of the context.
+/// Tells what an `ADD` source names, as BuildKit does: `git://…`,
+/// `ssh://…`, `user@host:path` and `http(s)://…` whose path ends in `.git`
+/// are git repositories; other `scheme://…` are downloads (only http and
+/// https are fetched; `file://` is refused there); anything else is a path
+/// of the context, `.git` or not (`ADD /srv/repo.git /x` reads the
+/// context's `srv/repo.git`, never the host's).
 pub fn classify(src: &str) -> AddSource {
     if is_git(src) {
         AddSource::Git(git_ref(src))
@@ -40,11 +43,29 @@ pub fn classify(src: &str) -> AddSource {
 /// Whether a source is a git repository.
 pub fn is_git(src: &str) -> bool {
     let base = src.split('#').next().unwrap_or("");
-    src.starts_with("git@")
-        || src.starts_with("git://")
-        || src.starts_with("ssh://")
-        || base.ends_with(".git")
-        || base.ends_with(".git/")
+    match base.split_once("://") {
+        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+            "git" | "ssh" => true,
+            "http" | "https" => {
+                let path = rest.split(['?']).next().unwrap_or("");
+                path.ends_with(".git") || path.ends_with(".git/")
+            }
+            _ => false,
+        },
+        None => is_scp_style(base),
+    }
+}
+
+/// `user@host:path`, git's scp-like ssh syntax (no scheme, no `/` before
+/// the `:`).
+fn is_scp_style(s: &str) -> bool {
+    let Some((user_host, path)) = s.split_once(':') else {
+        return false;
+    };
+    let Some((user, host)) = user_host.split_once('@') else {
+        return false;
+    };
+    !user.is_empty() && !host.is_empty() && !path.is_empty() && !user_host.contains('/')
 }
 
 /// A git source's repository, ref and subdirectory (`URL#ref:subdir`).
@@ -86,6 +107,24 @@ mod tests {
             })
         );
         assert_eq!(git_ref("git@x.org:o/r.git#:/").subdir, None);
+    }
+
+    #[test]
+    fn host_paths_are_never_git_repositories() {
+        for git in [
+            "git://x.org/r",
+            "ssh://git@x.org/r",
+            "deploy@x.org:team/r.git",
+            "HTTP://x.org/r.git/#main",
+        ] {
+            assert!(is_git(git), "{git}");
+        }
+        for local in ["/srv/r.git", "../r.git", "r.git", "dir/r.git", "C:/r.git"] {
+            assert!(!is_git(local), "{local}");
+            assert_eq!(classify(local), AddSource::Local, "{local}");
+        }
+        assert_eq!(classify("file:///srv/r.git"), AddSource::Http);
+        assert!(!is_git("https://x.org/r.tar.gz?x=.git"));
     }
 
     #[test]

@@ -12,9 +12,10 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
+
+use super::git_env::{GitAuth, auth_hint, git_command};
 
 /// A parsed git source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,54 +49,76 @@ pub struct Checkout {
     pub commit: String,
 }
 
-fn git(args: &[&str], cwd: Option<&Path>) -> anyhow::Result<String> {
-    let mut c = Command::new("git");
-    c.args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "true")
-        .stdin(Stdio::null());
-    if let Some(d) = cwd {
-        c.current_dir(d);
-    }
-    let out = c.output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            anyhow::anyhow!("ADD of a git repository needs the git command; install git")
-        } else {
-            anyhow::anyhow!("running git: {e}")
-        }
-    })?;
-    if !out.status.success() {
-        bail!(
-            "git {}: {}",
-            args.first().copied().unwrap_or(""),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// One checkout's `git`: the isolated environment of [`super::git_env`].
+struct Git<'a> {
+    home: PathBuf,
+    url: &'a str,
+    auth: &'a GitAuth,
 }
 
-/// Checks `src` out under `into` (a fresh directory).
-pub fn checkout(src: &GitSource, into: &Path, keep_git_dir: bool) -> anyhow::Result<Checkout> {
+impl Git<'_> {
+    fn run(&self, args: &[&str], cwd: Option<&Path>) -> anyhow::Result<String> {
+        let mut c = git_command(&self.home, self.url, self.auth);
+        c.args(args);
+        if let Some(d) = cwd {
+            c.current_dir(d);
+        }
+        let out = c.output().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                anyhow::anyhow!("ADD of a git repository needs the git command; install git")
+            } else {
+                anyhow::anyhow!("running git: {}", crate::io_reason(&e))
+            }
+        })?;
+        if !out.status.success() {
+            let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            let hint = auth_hint(self.url, self.auth)
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            bail!("git {}: {said}{hint}", args.first().copied().unwrap_or(""));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+/// Checks `src` out under `into` (a fresh directory), authenticating with
+/// `auth` only.
+pub fn checkout(
+    src: &GitSource,
+    into: &Path,
+    keep_git_dir: bool,
+    auth: &GitAuth,
+) -> anyhow::Result<Checkout> {
+    if let Some(r) = src.reference.as_deref().filter(|r| r.starts_with('-')) {
+        bail!("{}#{r}: a git ref cannot start with '-'", src.url);
+    }
+    let home = into.join("home");
+    std::fs::create_dir_all(&home).context("making the checkout's home")?;
+    let git = Git {
+        home,
+        url: &src.url,
+        auth,
+    };
     let repo = into.join("repo");
     let repo_s = repo.display().to_string();
     let mut shallow = vec!["clone", "--quiet", "--depth", "1", "--no-tags"];
     if let Some(r) = &src.reference {
         shallow.extend(["--branch", r.as_str()]);
     }
-    shallow.extend([src.url.as_str(), repo_s.as_str()]);
-    if git(&shallow, None).is_err() {
+    shallow.extend(["--", src.url.as_str(), repo_s.as_str()]);
+    if git.run(&shallow, None).is_err() {
         // A commit, or a server without shallow clones (dumb HTTP).
         let _ = std::fs::remove_dir_all(&repo);
-        git(
-            &["clone", "--quiet", "--no-checkout", &src.url, &repo_s],
+        git.run(
+            &["clone", "--quiet", "--no-checkout", "--", &src.url, &repo_s],
             None,
         )
         .with_context(|| format!("cloning {}", src.url))?;
         let target = src.reference.as_deref().unwrap_or("HEAD");
-        git(&["checkout", "--quiet", "--detach", target], Some(&repo))
+        git.run(&["checkout", "--quiet", "--detach", target], Some(&repo))
             .with_context(|| format!("checking out {target} of {}", src.url))?;
     }
-    let commit = git(&["rev-parse", "HEAD"], Some(&repo))?;
+    let commit = git.run(&["rev-parse", "HEAD"], Some(&repo))?;
     if !keep_git_dir {
         std::fs::remove_dir_all(repo.join(".git")).context("removing .git from the checkout")?;
     }
@@ -148,29 +171,86 @@ mod tests {
         assert_eq!(GitSource::parse("git@x.org:o/r.git").reference, None);
     }
 
+    /// Runs `git` for a test's own set-up (not through the checkout's
+    /// isolated environment).
+    fn setup_git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.email=t@t", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A repository with tag v1 ("one") and a later commit ("two"), as a
+    /// bare repository ready for dumb HTTP; and the first commit.
+    fn two_commit_repo(t: &Path) -> (PathBuf, String) {
+        let w = t.join("work");
+        std::fs::create_dir_all(w.join("sub")).unwrap();
+        setup_git(&w, &["init", "--quiet"]);
+        std::fs::write(w.join("sub/a.txt"), "one").unwrap();
+        setup_git(&w, &["add", "."]);
+        setup_git(&w, &["commit", "--quiet", "-m", "one"]);
+        let first = setup_git(&w, &["rev-parse", "HEAD"]);
+        setup_git(&w, &["tag", "v1"]);
+        std::fs::write(w.join("sub/a.txt"), "two").unwrap();
+        setup_git(&w, &["commit", "--quiet", "-am", "two"]);
+        let bare = t.join("srv/src.git");
+        setup_git(t, &["clone", "--quiet", "--bare", "work", "srv/src.git"]);
+        setup_git(&bare, &["update-server-info"]);
+        (bare, first)
+    }
+
+    /// Serves the files under `root` over plain HTTP on loopback (what
+    /// git's dumb HTTP transport reads); returns the base URL.
+    fn serve_dir(root: PathBuf) -> String {
+        use std::io::{BufRead as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                // A static server ignores the query (git's smart-HTTP probe
+                // then gets info/refs and falls back to the dumb protocol).
+                let target = line.split_whitespace().nth(1).unwrap_or("/");
+                let path = target.split('?').next().unwrap_or("/").to_string();
+                let mut h = String::new();
+                while reader.read_line(&mut h).unwrap_or(0) > 2 {
+                    h.clear();
+                }
+                let file = root.join(path.trim_start_matches('/'));
+                let _ = match std::fs::read(&file).ok().filter(|_| !path.contains("..")) {
+                    Some(b) => conn
+                        .write_all(
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len())
+                                .as_bytes(),
+                        )
+                        .and_then(|_| conn.write_all(&b)),
+                    None => conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                };
+            }
+        });
+        format!("http://{addr}")
+    }
+
     #[test]
-    fn a_local_repository_checks_out_at_a_tag_and_a_commit() {
+    fn a_repository_over_http_checks_out_at_a_tag_a_commit_and_its_head() {
         let t = tempfile::tempdir().unwrap();
-        let r = t.path().join("src.git");
-        let w = |args: &[&str]| git(args, Some(&r)).unwrap();
-        std::fs::create_dir(&r).unwrap();
-        w(&["init", "--quiet"]);
-        w(&["config", "user.email", "t@t"]);
-        w(&["config", "user.name", "t"]);
-        std::fs::create_dir(r.join("sub")).unwrap();
-        std::fs::write(r.join("sub/a.txt"), "one").unwrap();
-        w(&["add", "."]);
-        w(&["commit", "--quiet", "-m", "one"]);
-        let first = w(&["rev-parse", "HEAD"]);
-        w(&["tag", "v1"]);
-        std::fs::write(r.join("sub/a.txt"), "two").unwrap();
-        w(&["commit", "--quiet", "-am", "two"]);
-        let url = format!("file://{}", r.display());
+        let (bare, first) = two_commit_repo(t.path());
+        let url = format!(
+            "{}/src.git",
+            serve_dir(bare.parent().unwrap().to_path_buf())
+        );
         let at_first = format!("#{first}");
         for (frag, want) in [("#v1", "one"), (at_first.as_str(), "one"), ("#", "two")] {
             let into = tempfile::tempdir().unwrap();
             let src = GitSource::parse(&format!("{url}{frag}:sub"));
-            let co = checkout(&src, into.path(), false).unwrap();
+            let co = checkout(&src, into.path(), false, &GitAuth::default()).unwrap();
             assert_eq!(
                 std::fs::read_to_string(co.dir.join("a.txt")).unwrap(),
                 want,
@@ -178,5 +258,29 @@ mod tests {
             );
             assert!(!into.path().join("repo/.git").exists());
         }
+    }
+
+    #[test]
+    fn local_paths_and_file_urls_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let (bare, _) = two_commit_repo(t.path());
+        for url in [
+            format!("file://{}", bare.display()),
+            bare.display().to_string(),
+        ] {
+            let into = tempfile::tempdir().unwrap();
+            let src = GitSource::parse(&url);
+            let err = checkout(&src, into.path(), false, &GitAuth::default())
+                .expect_err("a host path is not a remote");
+            let text = format!("{err:#}");
+            assert!(
+                text.contains("transport 'file' not allowed"),
+                "{url}: {text}"
+            );
+            assert!(!into.path().join("repo/sub/a.txt").exists());
+        }
+        let src = GitSource::parse("https://x.invalid/r.git#--upload-pack=touch");
+        let err = checkout(&src, t.path(), false, &GitAuth::default()).unwrap_err();
+        assert!(err.to_string().contains("cannot start with '-'"), "{err}");
     }
 }

@@ -7,6 +7,7 @@ pub mod chmod;
 pub mod dockerignore;
 pub mod filtered;
 pub mod git;
+pub mod git_env;
 pub mod pattern;
 pub mod remote;
 pub mod resolve;

@@ -10,14 +10,13 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use frontend::runmount::{MountType, RunMount as FeMount, Sharing};
 use runtime::sandbox::run_mounts::{
     BindFrom, BindMount, CacheMount, CacheSharing, RunMount, SecretMount, SecretValue, SshMount,
     TmpfsMount,
 };
 
-use crate::options::{SecretSource, SecretSpec, SshSpec};
+use crate::options::{SecretSpec, SshSpec};
 
 /// Converts the mounts of one RUN.
 /// `from_dirs[n]` is the prepared filesystem of mount `n`'s `from=` (a
@@ -86,16 +85,7 @@ pub fn convert(
                 let id = m.id.clone().unwrap_or_default();
                 let value = match secrets.iter().find(|s| s.id == id) {
                     None => None,
-                    Some(s) => Some(SecretValue(match &s.source {
-                        SecretSource::File(p) => std::fs::read(p).with_context(|| {
-                            format!("--secret id={id}: cannot read {}", p.display())
-                        })?,
-                        SecretSource::Env(v) => std::env::var(v)
-                            .with_context(|| {
-                                format!("--secret id={id}: the environment variable {v} is not set")
-                            })?
-                            .into_bytes(),
-                    })),
+                    Some(s) => Some(SecretValue(s.value()?)),
                 };
                 RunMount::Secret(SecretMount {
                     id,
@@ -110,12 +100,10 @@ pub fn convert(
             }
             MountType::Ssh => {
                 let id = m.id.clone().unwrap_or_else(|| "default".into());
-                let socket = ssh.iter().find(|s| s.id == id).and_then(|s| {
-                    s.paths
-                        .first()
-                        .cloned()
-                        .or_else(|| std::env::var_os("SSH_AUTH_SOCK").map(Into::into))
-                });
+                let socket = ssh
+                    .iter()
+                    .find(|s| s.id == id)
+                    .and_then(SshSpec::agent_or_key);
                 RunMount::Ssh(SshMount {
                     id: Some(id),
                     target: target.or_else(|| Some(format!("/run/buildkit/ssh_agent.{n}"))),

@@ -83,12 +83,42 @@ impl std::str::FromStr for SecretSpec {
     }
 }
 
+impl SecretSpec {
+    /// The secret's bytes, read now from its file or variable.
+    pub fn value(&self) -> anyhow::Result<Vec<u8>> {
+        let id = &self.id;
+        match &self.source {
+            SecretSource::File(p) => std::fs::read(p).map_err(|e| {
+                anyhow!(
+                    "--secret id={id}: cannot read {}: {}",
+                    p.display(),
+                    crate::io_reason(&e)
+                )
+            }),
+            SecretSource::Env(v) => std::env::var(v)
+                .map(String::into_bytes)
+                .map_err(|_| anyhow!("--secret id={id}: the environment variable {v} is not set")),
+        }
+    }
+}
+
 /// `--ssh default|id=path,…`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshSpec {
     pub id: String,
     /// Agent socket or key paths; empty = `$SSH_AUTH_SOCK`.
     pub paths: Vec<PathBuf>,
+}
+
+impl SshSpec {
+    /// The agent socket or key this id stands for: its first path, or the
+    /// caller's `$SSH_AUTH_SOCK`.
+    pub fn agent_or_key(&self) -> Option<PathBuf> {
+        self.paths
+            .first()
+            .cloned()
+            .or_else(|| std::env::var_os("SSH_AUTH_SOCK").map(Into::into))
+    }
 }
 
 impl std::str::FromStr for SshSpec {

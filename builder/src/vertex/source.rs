@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::context::{git, remote};
+use crate::context::{git, git_env, remote};
 use crate::ops::{Layer, source};
 use crate::pipeline::plan::VertexOp;
 use cache::store::Store;
@@ -215,7 +215,8 @@ fn fetch(ctx: &Ctx, op: &VertexOp) -> anyhow::Result<FsState> {
                 reference: reference.clone(),
                 subdir: subdir.clone(),
             };
-            let co = git::checkout(&src, dir.path(), *keep_git_dir)?;
+            let auth = git_env::GitAuth::for_remote(&src.url, &ctx.req.secrets, &ctx.req.ssh)?;
+            let co = git::checkout(&src, dir.path(), *keep_git_dir, &auth)?;
             let key = cache_key(&KeyInputs {
                 definition: &def,
                 base_digest: Some(&co.commit),
