@@ -225,8 +225,10 @@ pub fn open_layer(
     Ok(Box::new(store.blobs().open(&l.desc.digest)?))
 }
 
-/// Reads one file (`etc/passwd`) from a stack of layers, topmost first
-/// wins; `None` if no layer has it.
+/// Reads one account file (`etc/passwd`, `etc/group`) from a stack of
+/// layers, topmost first wins, at most its first
+/// [`runtime::sandbox::user::MAX_ACCOUNT_FILE`] bytes in whole lines;
+/// `None` if no layer has it.
 pub fn read_from_layers(
     store: &Store,
     executor: &Executor,
@@ -235,25 +237,15 @@ pub fn read_from_layers(
 ) -> anyhow::Result<Option<Vec<u8>>> {
     for l in layers.iter().rev() {
         let mut found = None;
-        let mut read_err = None;
         cache::layer::for_each_entry(open_layer(store, executor, l)?, |e, r| {
             if found.is_none() && e.path == Path::new(path) && matches!(e.kind, LayerKind::File(_))
             {
-                let mut b = Vec::new();
-                match r.read_to_end(&mut b) {
-                    Ok(_) => found = Some(b),
-                    Err(err) => read_err = Some(err),
-                }
+                // A read error surfaces from the layer's own digest check.
+                found = Some(runtime::sandbox::user::read_account_file(&mut *r).into_bytes());
             }
             Ok(())
         })
         .with_context(|| format!("reading layer {}", l.desc.digest))?;
-        if let Some(e) = read_err {
-            return Err(anyhow::anyhow!(
-                "reading /{path} from layer {}: {e}",
-                l.desc.digest
-            ));
-        }
         if found.is_some() {
             return Ok(found);
         }

@@ -10,7 +10,7 @@ use std::os::fd::RawFd;
 
 use crate::sandbox::idmap::NEED_RANGE_HINT;
 use crate::sandbox::sys::{self, frame};
-use crate::sandbox::user::{ResolvedUser, resolve_user};
+use crate::sandbox::user::{ResolvedUser, read_account_file, resolve_user};
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -42,8 +42,9 @@ fn setup_err(s: String) -> ExecFailure {
 }
 
 fn resolve(plan: &ExecPlan) -> Result<ResolvedUser, ExecFailure> {
-    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = fs::read_to_string("/etc/group").unwrap_or_default();
+    let account = |p: &str| fs::File::open(p).map(read_account_file).unwrap_or_default();
+    let passwd = account("/etc/passwd");
+    let group = account("/etc/group");
     let spec = plan.user.as_deref().unwrap_or("0");
     let u = resolve_user(spec, &passwd, &group).map_err(|e| (frame::EXEC, e))?;
     if u.uid > plan.max_uid || u.gid > plan.max_gid {

@@ -6,6 +6,27 @@
 //! `id` prints `groups=1001(appgrp),…` as under Docker (runc puts the
 //! primary gid into the list since the fix for CVE-2023-25173).
 
+use std::io::Read;
+
+/// How much of an image's /etc/passwd or /etc/group is read. Real ones are
+/// kilobytes; a hostile base image may ship gigabytes, which must not
+/// become gigabytes of memory in every step.
+pub const MAX_ACCOUNT_FILE: u64 = 16 << 20;
+
+/// The first [`MAX_ACCOUNT_FILE`] bytes of an account file, cut after the
+/// last whole line when the file is longer (an unreadable rest counts as
+/// absent, like an unreadable file).
+pub fn read_account_file(r: impl Read) -> String {
+    let mut b = Vec::new();
+    let _ = r.take(MAX_ACCOUNT_FILE).read_to_end(&mut b);
+    if b.len() as u64 == MAX_ACCOUNT_FILE
+        && let Some(i) = b.iter().rposition(|c| *c == b'\n')
+    {
+        b.truncate(i + 1);
+    }
+    String::from_utf8_lossy(&b).into_owned()
+}
+
 /// The ids a step's process runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedUser {
@@ -115,6 +136,20 @@ mod tests {
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n";
     const GROUP: &str =
         "root:x:0:\nwheel:x:10:app,root\nnogroup:x:65534:\napp:x:1000:\ndocker:x:999:app\n";
+
+    #[test]
+    fn account_files_are_read_up_to_a_bound_in_whole_lines() {
+        assert_eq!(read_account_file(PASSWD.as_bytes()), PASSWD);
+        // A file far over the bound: the first whole lines only, and the
+        // entries in them still resolve.
+        let line = "app:x:1000:1000::/home/app:/bin/sh\n";
+        let endless = std::io::repeat(b'#').take(MAX_ACCOUNT_FILE * 4);
+        let text = read_account_file(line.as_bytes().chain(endless));
+        assert!(text.len() as u64 <= MAX_ACCOUNT_FILE);
+        assert!(text.ends_with('\n'));
+        let r = resolve_user("app", &text, "").unwrap();
+        assert_eq!((r.uid, r.gid), (1000, 1000));
+    }
 
     #[test]
     fn names_numbers_and_groups() {
