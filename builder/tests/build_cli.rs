@@ -114,6 +114,48 @@ fn failed_run_reads_like_buildkit() {
     );
 }
 
+/// A step's output stops at BuildKit's 2 MiB log limit with its notice,
+/// once; `BUILDKIT_STEP_LOG_MAX_SIZE=-1` lifts the limit. The step runs to
+/// its end either way.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn step_output_is_clipped_at_the_log_limit() {
+    let tmp = Scratch::new("logclip");
+    // 40,000 lines of 90 bytes: about 3.4 MiB.
+    let ctx = context(
+        &tmp.0,
+        "FROM {base}\nRUN i=0; while [ $i -lt 40000 ]; do printf 'line %05d %080d\\n' $i 0; i=$((i+1)); done; echo done > /done\n",
+    );
+    let root = tmp.0.join("root");
+    let log = ok(&build(&root, &ctx, &["--no-cache"]));
+    let notice = "[output clipped, log limit 2MiB reached]";
+    assert_eq!(
+        log.matches(notice).count(),
+        1,
+        "{}",
+        &log[log.len().saturating_sub(2000)..]
+    );
+    assert!(log.contains("line 00000 "), "the first lines are shown");
+    assert!(
+        !log.contains("line 39999 "),
+        "lines past the limit are not shown"
+    );
+    assert!(
+        log.len() < (2 << 20) + (256 << 10),
+        "{} bytes of progress",
+        log.len()
+    );
+    let out = strata_cmd(&root, &["build", "--progress", "plain", "--no-cache"])
+        .arg(&ctx)
+        .env("BUILDKIT_STEP_LOG_MAX_SIZE", "-1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let all = ok(&out);
+    assert!(all.contains("line 39999 "), "unlimited shows every line");
+    assert!(!all.contains(notice));
+}
+
 /// `--provenance=false` and `--sbom=false` are accepted; asking for an
 /// attestation is refused.
 #[test]

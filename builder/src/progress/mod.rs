@@ -5,6 +5,7 @@
 //! `quiet`. `auto` picks `tty` when stderr is a terminal, else `plain`.
 //! Sinks write to stderr so stdout stays free for `-q` and `--iidfile -`.
 
+pub mod clip;
 mod json;
 mod plain;
 mod tty;

@@ -14,6 +14,7 @@ use crate::lock;
 use crate::ops::{Layer, file, source};
 use crate::pipeline::ctx::emit;
 use crate::progress::EventKind;
+use crate::progress::clip::{Admit, StepLog};
 use crate::solver::cache_key::{KeyInputs, cache_key};
 use crate::solver::solve::Keyed;
 
@@ -79,14 +80,17 @@ pub fn run(
 ) -> anyhow::Result<Option<Layer>> {
     let ctx = step.ctx;
     let i = step.index;
+    let mut log = StepLog::from_env();
     let mut out = |line: &str| {
-        emit(
-            ctx,
-            i,
-            EventKind::Output {
-                line: line.to_string(),
-            },
-        );
+        let shown = match log.admit(line) {
+            Admit::Show => Some(line.to_string()),
+            Admit::Clip(notice) => Some(notice),
+            Admit::Drop => None,
+        };
+        if let Some(line) = shown {
+            emit(ctx, i, EventKind::Output { line });
+        }
+        // The tail for a failure message follows the output to its end.
         let mut t = lock(&ctx.tails);
         let v = t.entry(i).or_default();
         v.push(line.to_string());
