@@ -200,8 +200,41 @@ const KILL_AT_TENTHS: [u32; 8] = [1, 2, 3, 4, 5, 6, 7, 9];
 #[ignore = "needs the local registry (CI runs it with --include-ignored)"]
 fn a_build_killed_while_its_base_streams_in_leaves_no_layer_a_later_build_trusts() {
     let tmp = Scratch::new("xfer-kill");
+    kill_builds_then_compare(
+        &tmp,
+        &format!("{}/library/debian:bookworm-slim", registry()),
+    );
+}
+
+/// The same with a base of five layers, which download and unpack side by
+/// side, one of them deleting files of a lower one (whiteouts).
+#[test]
+#[ignore = "needs the local registry (CI runs it with --include-ignored)"]
+fn a_build_killed_while_several_base_layers_stream_in_leaves_no_layer_a_later_build_trusts() {
+    let tmp = Scratch::new("xfer-kill-multi");
+    let busybox = format!("{}/library/busybox:latest", registry());
+    let base = format!("{}/strata-xfer/killbase-{}:1", registry(), unique());
+    let ctx = context(
+        &tmp.0,
+        &format!(
+            "FROM {busybox}\n\
+             RUN head -c 6291456 /dev/urandom > /one && mkdir /d && seq 1 50000 > /d/n\n\
+             RUN head -c 6291456 /dev/urandom > /two\n\
+             RUN rm -r /d /bin/vi && head -c 4194304 /dev/urandom > /three\n\
+             RUN seq 1 300000 > /four\n"
+        ),
+    );
+    build(&tmp.0.join("maker"), &ctx, &["-t", &base, "--push"]);
+    std::fs::remove_dir_all(&ctx).unwrap();
+    kill_builds_then_compare(&tmp, &base);
+}
+
+/// Builds `FROM base` + a RUN that counts the files and bytes it sees:
+/// once undisturbed in a fresh root (timed), then killed again and again
+/// in one root from early in the base's download to near its end, then
+/// once more in that root, which must see what the fresh build saw.
+fn kill_builds_then_compare(tmp: &Scratch, base: &str) {
     let root = tmp.0.join("root");
-    let base = format!("{}/library/debian:bookworm-slim", registry());
     let ctx = context(
         &tmp.0,
         &format!(
@@ -232,12 +265,13 @@ fn a_build_killed_while_its_base_streams_in_leaves_no_layer_a_later_build_trusts
             std::thread::sleep(Duration::from_millis(5));
         }
         if child.try_wait().unwrap().is_some() {
-            break; // finished: the base layer is in place now
+            break; // finished: the base layers are in place now
         }
         child.kill().unwrap();
         let _ = child.wait();
         killed += 1;
     }
+    eprintln!("{killed} builds killed while running (an undisturbed build took {took:?})");
     assert!(
         killed >= 2,
         "too few builds were killed while running (seed {seed}, an undisturbed build took {took:?})"
