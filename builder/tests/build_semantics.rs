@@ -1101,6 +1101,37 @@ fn add_from_a_git_repository() {
     assert_eq!(b.file("/withgit/.git").kind, tar::EntryType::Directory);
 }
 
+/// `--build-context name=<git URL>#ref:dir` is a context checked out from
+/// the repository: COPY --from=name reads it.
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn a_named_context_can_be_a_git_repository() {
+    let c = Case::new("FROM scratch\nCOPY --from=src a.txt /a.txt\n", &[]);
+    let repo = c.ctx.parent().unwrap().join("named");
+    std::fs::create_dir_all(repo.join("sub")).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.email=t@t", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "--quiet"]);
+    std::fs::write(repo.join("sub/a.txt"), "one").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "--quiet", "-m", "one"]);
+    git(&["tag", "v1"]);
+    std::fs::write(repo.join("sub/a.txt"), "two").unwrap();
+    git(&["commit", "--quiet", "-am", "two"]);
+    let url = serve_over_dumb_http(&repo);
+    let b = c.build(&["--build-context", &format!("src={url}#v1:sub")]);
+    assert_eq!(b.text("/a.txt"), "one");
+    let b = c.build(&["--build-context", &format!("src={url}#:sub")]);
+    assert_eq!(b.text("/a.txt"), "two");
+}
+
 /// A Dockerfile cannot make ADD read a git repository of the host: not by
 /// its path, not by a `file://` URL, and not through the user's git
 /// configuration (here a `url.insteadOf` in `$HOME/.gitconfig` that would

@@ -10,12 +10,14 @@
 //! Modes are normalised to what git records (0644, 0755 for executables,
 //! 0755 directories), so the host's umask never reaches the image.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
 use super::git_env::{GitAuth, auth_hint, git_command};
+use crate::options::{NamedContextSource, SecretSpec, SshSpec};
 
 /// A parsed git source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +136,32 @@ pub fn checkout(
         }
     };
     Ok(Checkout { dir, commit })
+}
+
+/// Checks out every git repository among `named` (`--build-context
+/// name=URL`) into a directory under `scratch`, which then stands for it;
+/// the directories live as long as the returned handles.
+pub fn checkout_named(
+    named: &mut BTreeMap<String, NamedContextSource>,
+    scratch: &Path,
+    secrets: &[SecretSpec],
+    ssh: &[SshSpec],
+) -> anyhow::Result<Vec<tempfile::TempDir>> {
+    let mut kept = Vec::new();
+    for (name, source) in named.iter_mut() {
+        let NamedContextSource::Git(src) = source else {
+            continue;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("context-git-")
+            .tempdir_in(scratch)?;
+        let auth = GitAuth::for_remote(&src.url, secrets, ssh)?;
+        let co = checkout(src, dir.path(), false, &auth)
+            .with_context(|| format!("--build-context {name}={}", src.url))?;
+        *source = NamedContextSource::Dir(co.dir);
+        kept.push(dir);
+    }
+    Ok(kept)
 }
 
 /// 0644/0755 files and 0755 directories, as git records them.

@@ -166,6 +166,9 @@ pub enum NamedContextSource {
     Dir(PathBuf),
     Image(String),
     OciLayout(PathBuf),
+    /// A git repository (`https://…/repo.git#ref:dir`, `git@…`): checked
+    /// out when the build starts, then read like a directory.
+    Git(crate::context::git::GitSource),
 }
 
 impl std::str::FromStr for NamedContext {
@@ -175,14 +178,16 @@ impl std::str::FromStr for NamedContext {
         let (name, v) = s
             .split_once('=')
             .filter(|(n, v)| !n.is_empty() && !v.is_empty())
-            .ok_or_else(|| anyhow!("{FLAG}: expected NAME=DIR, NAME=docker-image://REF or NAME=oci-layout://PATH, got {s:?}"))?;
+            .ok_or_else(|| anyhow!("{FLAG}: expected NAME=DIR, NAME=docker-image://REF, NAME=oci-layout://PATH or NAME=GIT-URL, got {s:?}"))?;
         let source = if let Some(r) = v.strip_prefix("docker-image://") {
             NamedContextSource::Image(r.to_string())
         } else if let Some(p) = v.strip_prefix("oci-layout://") {
             NamedContextSource::OciLayout(PathBuf::from(p))
+        } else if frontend::source::is_git(v) {
+            NamedContextSource::Git(crate::context::git::GitSource::parse(v))
         } else if v.contains("://") {
             return Err(crate::not_supported(&format!(
-                "{FLAG} source {v:?} (use a directory, docker-image:// or oci-layout://)"
+                "{FLAG} source {v:?}: an HTTP file as a context (use a directory, a git repository, docker-image:// or oci-layout://)"
             )));
         } else {
             NamedContextSource::Dir(PathBuf::from(v))
@@ -456,5 +461,17 @@ mod tests {
                 .to_string()
                 .contains("not supported yet")
         );
+        let g: NamedContext = "Src=https://git.example/r.git#v1:sub".parse().unwrap();
+        assert_eq!(g.name, "src");
+        assert_eq!(
+            g.source,
+            NamedContextSource::Git(crate::context::git::GitSource {
+                url: "https://git.example/r.git".into(),
+                reference: Some("v1".into()),
+                subdir: Some("sub".into()),
+            })
+        );
+        let d: NamedContext = "d=vendor/r.git".parse().unwrap();
+        assert_eq!(d.source, NamedContextSource::Dir("vendor/r.git".into()));
     }
 }

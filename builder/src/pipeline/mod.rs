@@ -26,7 +26,7 @@ use anyhow::{Context as _, anyhow, bail};
 use cache::store::Store;
 
 use crate::context::checksum::ChecksumIndex;
-use crate::context::dockerignore;
+use crate::context::{dockerignore, git};
 use crate::lock;
 use crate::ops::exec::Executor;
 use crate::options::{BuildRequest, DockerfileSource, NamedContextSource};
@@ -76,6 +76,21 @@ pub fn build(req: &BuildRequest) -> anyhow::Result<Built> {
     }
 }
 
+/// `--build-context`s by name, git repositories checked out into the
+/// store's scratch space (kept while the returned handles live).
+fn named_contexts(
+    req: &BuildRequest,
+    store: &Store,
+) -> anyhow::Result<(BTreeMap<String, NamedContextSource>, Vec<tempfile::TempDir>)> {
+    let mut named: BTreeMap<String, NamedContextSource> = req
+        .build_contexts
+        .iter()
+        .map(|c| (c.name.clone(), c.source.clone()))
+        .collect();
+    let kept = git::checkout_named(&mut named, store.scratch_dir(), &req.secrets, &req.ssh)?;
+    Ok((named, kept))
+}
+
 type Outcome = Result<(Built, usize, usize), (anyhow::Error, usize, usize)>;
 
 fn build_with(req: &BuildRequest, sink: &dyn Sink) -> Outcome {
@@ -95,17 +110,13 @@ fn build_inner(
     ran: &AtomicUsize,
     cached: &AtomicUsize,
 ) -> anyhow::Result<Built> {
-    let named: BTreeMap<String, NamedContextSource> = req
-        .build_contexts
-        .iter()
-        .map(|c| (c.name.clone(), c.source.clone()))
-        .collect();
     let (file_name, text, df_path) = read_dockerfile(req)?;
     let (ignore, _) = dockerignore::load_for_build(&req.context, df_path.as_deref())?;
     preflight::check(req)?;
     let store = Store::open(&req.root)
         .with_context(|| format!("opening the store {}", req.root.display()))?;
     let df = frontend::parse(&file_name, &text).map_err(|d| anyhow!("{d}"))?;
+    let (named, _checkouts) = named_contexts(req, &store)?;
     let registry = std::sync::Arc::new(crate::Registry::new(&req.insecure_registries));
     let mut resolver = resolver::StoreResolver::new(&store, &registry, req.pull);
     for (name, src) in &named {

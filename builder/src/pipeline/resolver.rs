@@ -94,6 +94,11 @@ impl ImageResolver for StoreResolver<'_> {
                     config: ImageConfig::default(),
                 });
             }
+            Some(crate::options::NamedContextSource::Git(_)) => {
+                return Err(format!(
+                    "internal: the git context {reference} was not checked out"
+                ));
+            }
             None => reference.to_string(),
         };
         let (resolved, served) = self
