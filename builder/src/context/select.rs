@@ -539,4 +539,24 @@ mod tests {
         .unwrap();
         assert_eq!(s.entries[0].rel, "top.txt");
     }
+
+    #[test]
+    fn a_fifo_is_refused_by_name() {
+        let d = ctx();
+        let made = std::process::Command::new("mkfifo")
+            .arg(d.path().join("pipe"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = select(
+            d.path(),
+            &Matcher::default(),
+            &CopySpec::new(vec![".".into()], "/t"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not supported yet: copying the fifo or device node \"pipe\" (COPY and ADD copy files, directories and symbolic links)"
+        );
+    }
 }

@@ -106,7 +106,7 @@ pub(super) fn entry_for(
             return Ok(None);
         }
         return Err(crate::not_supported(&format!(
-            "copying the device or fifo {rel:?} from the build context"
+            "copying the fifo or device node {rel:?} (COPY and ADD copy files, directories and symbolic links)"
         )));
     };
     Ok(Some(Entry {
