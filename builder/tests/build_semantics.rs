@@ -672,19 +672,11 @@ fn add_unpacks_bzip2_and_xz_and_copies_other_files() {
 /// clones network remotes only, never a host path.
 fn serve_over_dumb_http(repo: &Path) -> String {
     let bare = repo.with_extension("bare");
-    let run = |dir: &Path, args: &[&str]| {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-    };
-    run(
+    git_in(
         repo,
         &["clone", "--quiet", "--bare", ".", bare.to_str().unwrap()],
     );
-    run(&bare, &["update-server-info"]);
+    git_in(&bare, &["update-server-info"]);
     let srv = FileServer::start();
     for e in walkdir::WalkDir::new(&bare) {
         let e = e.unwrap();
@@ -1047,6 +1039,41 @@ fn several_sources_into_an_existing_directory_without_a_slash() {
     );
 }
 
+/// `git ARGS` in `dir` with a test identity, failing the test with git's
+/// words.
+fn git_in(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.email=t@t", "-c", "user.name=t"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A work tree at `repo` whose tag `v1` has `sub/a.txt` = "one" (and an
+/// executable `run.sh`) and whose head has "two".
+fn two_commit_repo(repo: &Path) {
+    std::fs::create_dir_all(repo.join("sub")).unwrap();
+    git_in(repo, &["init", "--quiet"]);
+    std::fs::write(repo.join("sub/a.txt"), "one").unwrap();
+    std::fs::write(repo.join("run.sh"), "#!/bin/sh\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(repo.join("run.sh"), std::fs::Permissions::from_mode(0o775))
+            .unwrap();
+    }
+    git_in(repo, &["add", "."]);
+    git_in(repo, &["commit", "--quiet", "-m", "one"]);
+    git_in(repo, &["tag", "v1"]);
+    std::fs::write(repo.join("sub/a.txt"), "two").unwrap();
+    git_in(repo, &["commit", "--quiet", "-am", "two"]);
+}
+
 /// `ADD <git repository>`: the tree at a tag (or the default branch) copied
 /// into the destination directory, a `:subdir` fragment, git's modes, no
 /// `.git` unless `--keep-git-dir=true`.
@@ -1055,33 +1082,7 @@ fn several_sources_into_an_existing_directory_without_a_slash() {
 fn add_from_a_git_repository() {
     let c = Case::new("FROM BASE\n", &[]);
     let repo = c.ctx.parent().unwrap().join("src.git");
-    std::fs::create_dir_all(repo.join("sub")).unwrap();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(["-c", "user.email=t@t", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    git(&["init", "--quiet"]);
-    std::fs::write(repo.join("sub/a.txt"), "one").unwrap();
-    std::fs::write(repo.join("run.sh"), "#!/bin/sh\n").unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(repo.join("run.sh"), std::fs::Permissions::from_mode(0o775))
-            .unwrap();
-    }
-    git(&["add", "."]);
-    git(&["commit", "--quiet", "-m", "one"]);
-    git(&["tag", "v1"]);
-    std::fs::write(repo.join("sub/a.txt"), "two").unwrap();
-    git(&["commit", "--quiet", "-am", "two"]);
+    two_commit_repo(&repo);
     let url = serve_over_dumb_http(&repo);
     std::fs::write(
         c.ctx.join("Dockerfile"),
@@ -1108,23 +1109,7 @@ fn add_from_a_git_repository() {
 fn a_named_context_can_be_a_git_repository() {
     let c = Case::new("FROM scratch\nCOPY --from=src a.txt /a.txt\n", &[]);
     let repo = c.ctx.parent().unwrap().join("named");
-    std::fs::create_dir_all(repo.join("sub")).unwrap();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(["-c", "user.email=t@t", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-    };
-    git(&["init", "--quiet"]);
-    std::fs::write(repo.join("sub/a.txt"), "one").unwrap();
-    git(&["add", "."]);
-    git(&["commit", "--quiet", "-m", "one"]);
-    git(&["tag", "v1"]);
-    std::fs::write(repo.join("sub/a.txt"), "two").unwrap();
-    git(&["commit", "--quiet", "-am", "two"]);
+    two_commit_repo(&repo);
     let url = serve_over_dumb_http(&repo);
     let b = c.build(&["--build-context", &format!("src={url}#v1:sub")]);
     assert_eq!(b.text("/a.txt"), "one");
@@ -1145,27 +1130,9 @@ fn add_never_clones_a_host_repository() {
         let r = top.join(name);
         std::fs::create_dir_all(&r).unwrap();
         std::fs::write(r.join("f.txt"), text).unwrap();
-        for args in [
-            &["init", "--quiet"][..],
-            &["add", "."],
-            &[
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "user.name=t",
-                "commit",
-                "--quiet",
-                "-m",
-                "x",
-            ],
-        ] {
-            let out = Command::new("git")
-                .args(args)
-                .current_dir(&r)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "git {args:?}: {out:?}");
-        }
+        git_in(&r, &["init", "--quiet"]);
+        git_in(&r, &["add", "."]);
+        git_in(&r, &["commit", "--quiet", "-m", "x"]);
         r
     };
     let secret = make("secret", "TOPSECRET");

@@ -121,22 +121,25 @@ pub fn auth_hint(url: &str, auth: &GitAuth) -> Option<&'static str> {
 
 /// The variables kept from strata's environment: where programs are and
 /// how to reach the network (proxies, CA certificates), no credentials.
+const PASSED_THROUGH: [&str; 12] = [
+    "PATH",
+    "TMPDIR",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// [`PASSED_THROUGH`]'s variables that are set here.
 fn passed_through() -> Vec<(OsString, OsString)> {
-    const KEEP: [&str; 12] = [
-        "PATH",
-        "TMPDIR",
-        "http_proxy",
-        "https_proxy",
-        "no_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "NO_PROXY",
-        "ALL_PROXY",
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-    ];
-    KEEP.iter()
+    PASSED_THROUGH
+        .iter()
         .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
         .collect()
 }
