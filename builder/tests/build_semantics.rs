@@ -1074,6 +1074,35 @@ fn two_commit_repo(repo: &Path) {
     git_in(repo, &["commit", "--quiet", "-am", "two"]);
 }
 
+/// COPY of a named pipe, from the context or from a stage, makes a named
+/// pipe with the source's mode, as Docker does (it used to be refused).
+#[test]
+#[ignore = "needs the .ci/test.sh environment"]
+fn fifos_are_copied_as_fifos() {
+    let c = Case::new(
+        "FROM BASE AS s\nRUN mkfifo -m 600 /made\n\
+         FROM scratch\nCOPY pipe /from-context\nCOPY --from=s /made /from-stage\n",
+        &[],
+    );
+    let made = Command::new("mkfifo")
+        .args(["-m", "640"])
+        .arg(c.ctx.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let b = c.build(&[]);
+    let from_context = b.file("/from-context");
+    assert_eq!(
+        (from_context.kind, from_context.mode),
+        (tar::EntryType::Fifo, 0o640)
+    );
+    let from_stage = b.file("/from-stage");
+    assert_eq!(
+        (from_stage.kind, from_stage.mode),
+        (tar::EntryType::Fifo, 0o600)
+    );
+}
+
 /// `ADD <git repository>`: the tree at a tag (or the default branch) copied
 /// into the destination directory, a `:subdir` fragment, git's modes, no
 /// `.git` unless `--keep-git-dir=true`.

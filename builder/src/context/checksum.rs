@@ -284,6 +284,7 @@ pub fn checksum_selection(
             EntryKind::File => ("f", c.as_str()),
             EntryKind::Dir => ("d", ""),
             EntryKind::Symlink(t) => ("l", t.as_str()),
+            EntryKind::Fifo => ("p", ""),
         };
         let mode = ov.mode_for(&e.kind, e.key_mode());
         // Length-prefixed fields: no two different entries hash alike.

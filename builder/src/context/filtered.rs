@@ -33,6 +33,14 @@ pub fn filtered_view(
         let made = match &e.kind {
             EntryKind::Dir => std::fs::create_dir_all(&to),
             EntryKind::Symlink(target) => std::os::unix::fs::symlink(target, &to),
+            EntryKind::Fifo => rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &to,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(e.host_mode),
+                0,
+            )
+            .map_err(std::io::Error::from),
             EntryKind::File => {
                 std::fs::hard_link(&from, &to).or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
             }
@@ -61,6 +69,11 @@ mod tests {
             std::fs::write(f, c).unwrap();
         }
         std::os::unix::fs::symlink("a.txt", ctx.path().join("link")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(ctx.path().join("pipe"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
         let ignore = Matcher::new(&["*.log", "!keep.log"]).unwrap();
         let view = filtered_view(ctx.path(), &ignore, scratch.path()).unwrap();
         let v = view.path();
@@ -72,5 +85,8 @@ mod tests {
             std::fs::read_link(v.join("link")).unwrap(),
             Path::new("a.txt")
         );
+        use std::os::unix::fs::FileTypeExt as _;
+        let pipe = std::fs::symlink_metadata(v.join("pipe")).unwrap();
+        assert!(pipe.file_type().is_fifo());
     }
 }

@@ -57,6 +57,8 @@ pub enum EntryKind {
     File,
     Dir,
     Symlink(String),
+    /// A named pipe: copied as one, as Docker does.
+    Fifo,
 }
 
 /// The stat fields that tell whether a file changed since it was hashed.
@@ -541,22 +543,30 @@ mod tests {
     }
 
     #[test]
-    fn a_fifo_is_refused_by_name() {
+    fn a_fifo_is_selected_as_one_and_a_device_refused() {
         let d = ctx();
         let made = std::process::Command::new("mkfifo")
             .arg(d.path().join("pipe"))
             .status()
             .unwrap();
         assert!(made.success());
-        let err = select(
+        let s = select(
             d.path(),
             &Matcher::default(),
-            &CopySpec::new(vec![".".into()], "/t"),
+            &CopySpec::new(vec!["pipe".into()], "/t/"),
         )
-        .unwrap_err();
+        .unwrap();
+        assert_eq!(s.entries.len(), 1);
+        assert_eq!(
+            (s.entries[0].dest.as_str(), &s.entries[0].kind),
+            ("/t/pipe", &EntryKind::Fifo)
+        );
+        let md = std::fs::metadata("/dev/null").unwrap();
+        let err =
+            super::super::walk::entry_for(Path::new("/dev/null"), "null", "/n", &md).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "not supported yet: copying the fifo or device node \"pipe\" (COPY and ADD copy files, directories and symbolic links)"
+            "not supported yet: copying the device node \"null\" (strata cannot create device nodes in a layer)"
         );
     }
 }

@@ -105,9 +105,12 @@ pub(super) fn entry_for(
             // Docker leaves sockets out of the context too.
             return Ok(None);
         }
-        return Err(crate::not_supported(&format!(
-            "copying the fifo or device node {rel:?} (COPY and ADD copy files, directories and symbolic links)"
-        )));
+        if !ft.is_fifo() {
+            return Err(crate::not_supported(&format!(
+                "copying the device node {rel:?} (strata cannot create device nodes in a layer)"
+            )));
+        }
+        EntryKind::Fifo
     };
     Ok(Some(Entry {
         rel: rel.to_string(),

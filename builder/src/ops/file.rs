@@ -84,6 +84,7 @@ pub fn copy_entries(
             EntryKind::File => LayerKind::File(Content::Path(root.join(&e.rel))),
             EntryKind::Dir => LayerKind::Dir,
             EntryKind::Symlink(t) => LayerKind::Symlink(PathBuf::from(t)),
+            EntryKind::Fifo => LayerKind::Fifo,
         };
         // From the context: the host mode and 0:0 unless --chown.
         // From a stage or image: the source's exact mode and owner.
