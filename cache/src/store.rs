@@ -54,6 +54,15 @@ fn private_root(root: &Path) -> Result<()> {
                 .ctx("read store directory", root)?
                 .next()
                 .is_none();
+            // Another strata opening the same empty directory may have
+            // just made it private and started filling it (the mode is
+            // changed before anything is put in): look again.
+            let now_private = fs::metadata(root)
+                .map(|m| m.permissions().mode() & 0o011 == 0)
+                .unwrap_or(false);
+            if !empty && now_private {
+                return Ok(());
+            }
             if !empty {
                 return Err(Error::Unsafe(format!(
                     "the store at {} can be entered by other users (mode {mode:04o}): a setuid file a build leaves there would be theirs to run; make it private with `chmod 700 {}` (or pass another --root)",
@@ -342,6 +351,27 @@ mod tests {
 
     fn mode_of(p: &Path) -> u32 {
         fs::metadata(p).expect("stat").permissions().mode() & 0o7777
+    }
+
+    /// Stores opened at once on one empty 0755 directory: one makes it
+    /// private and fills it, the others must not mistake that for a store
+    /// others can enter (seen in CI before the second look).
+    #[test]
+    fn simultaneous_first_opens_of_an_empty_directory_all_succeed() {
+        for round in 0..100 {
+            let t = tempfile::tempdir().expect("tempdir");
+            fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+            let go = std::sync::Barrier::new(6);
+            std::thread::scope(|s| {
+                for _ in 0..6 {
+                    s.spawn(|| {
+                        go.wait();
+                        Store::open(t.path()).unwrap_or_else(|e| panic!("round {round}: {e}"));
+                    });
+                }
+            });
+            assert_eq!(mode_of(t.path()), 0o700);
+        }
     }
 
     #[test]
