@@ -155,23 +155,16 @@ fn ssh_command(home: &Path, given: Option<&Path>) -> String {
     // Naming an identity file keeps ssh from trying the user's ~/.ssh/id_*
     // (it adds those only when none is named); a missing one is skipped.
     let none = home.join("no-identity");
-    match given {
-        Some(p) if is_socket(p) => {
-            cmd.push_str(&format!(
-                " -o IdentityAgent={} -o IdentityFile={}",
-                shell_quote(p),
-                shell_quote(&none)
-            ));
-        }
-        Some(key) => cmd.push_str(&format!(
-            " -o IdentityAgent=none -o IdentitiesOnly=yes -o IdentityFile={}",
-            shell_quote(key)
-        )),
-        None => cmd.push_str(&format!(
-            " -o IdentityAgent=none -o IdentitiesOnly=yes -o IdentityFile={}",
-            shell_quote(&none)
-        )),
+    let (agent, identity) = match given {
+        Some(sock) if is_socket(sock) => (Some(sock), none.as_path()),
+        Some(key) => (None, key),
+        None => (None, none.as_path()),
+    };
+    match agent {
+        Some(sock) => cmd.push_str(&format!(" -o IdentityAgent={}", shell_quote(sock))),
+        None => cmd.push_str(" -o IdentityAgent=none -o IdentitiesOnly=yes"),
     }
+    cmd.push_str(&format!(" -o IdentityFile={}", shell_quote(identity)));
     cmd
 }
 
