@@ -316,16 +316,20 @@ fn an_honest_fake_pulls_fine_so_the_tamper_tests_mean_something() {
     );
 }
 
+/// The fake registry's layer blob with its first byte changed: the same
+/// length, different bytes.
+fn tamper_layer(path: &str, mut b: Vec<u8>) -> Vec<u8> {
+    if path.contains("/blobs/") && b.starts_with(b"not really") {
+        b[0] = b'N';
+    }
+    b
+}
+
 #[test]
 fn a_tampered_layer_is_rejected_and_nothing_is_stored() {
     let fx = Fixture::new();
     let layer_digest = Digest::of(&fx.layer);
-    let reg = FakeRegistry::start(fx.handler(|path, mut b| {
-        if path.contains("/blobs/") && b.starts_with(b"not really") {
-            b[0] = b'N'; // same length, different bytes
-        }
-        b
-    }));
+    let reg = FakeRegistry::start(fx.handler(tamper_layer));
     let root = tempfile::tempdir().expect("tempdir");
     let store = Store::open(root.path()).expect("store");
     let r = Reference::parse(&format!("{}/test/img:v1", reg.addr)).expect("ref");
@@ -950,12 +954,7 @@ fn a_tampered_layer_fetched_in_one_pass_is_refused_and_not_kept() {
         Digest::of(&fx.layer),
         fx.layer.len() as u64,
     );
-    let reg = FakeRegistry::start(fx.handler(|path, mut b| {
-        if path.contains("/blobs/") && b.starts_with(b"not really") {
-            b[0] = b'N'; // same length, different bytes
-        }
-        b
-    }));
+    let reg = FakeRegistry::start(fx.handler(tamper_layer));
     let root = tempfile::tempdir().expect("tempdir");
     let store = Store::open(root.path()).expect("store");
     let r = Reference::parse(&format!("{}/test/img:v1", reg.addr)).expect("ref");
