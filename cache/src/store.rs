@@ -44,26 +44,24 @@ use crate::reference::Reference;
 /// can have been reached yet.
 fn private_root(root: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let private = |md: &fs::Metadata| md.permissions().mode() & 0o011 == 0;
     match fs::metadata(root) {
         Ok(md) if md.is_dir() => {
-            let mode = md.permissions().mode() & 0o7777;
-            if mode & 0o011 == 0 {
+            if private(&md) {
                 return Ok(());
             }
+            let mode = md.permissions().mode() & 0o7777;
             let empty = fs::read_dir(root)
                 .ctx("read store directory", root)?
                 .next()
                 .is_none();
-            // Another strata opening the same empty directory may have
-            // just made it private and started filling it (the mode is
-            // changed before anything is put in): look again.
-            let now_private = fs::metadata(root)
-                .map(|m| m.permissions().mode() & 0o011 == 0)
-                .unwrap_or(false);
-            if !empty && now_private {
-                return Ok(());
-            }
             if !empty {
+                // Another strata opening the same empty directory may have
+                // just made it private and started filling it (the mode is
+                // changed before anything is put in): look again.
+                if fs::metadata(root).is_ok_and(|m| private(&m)) {
+                    return Ok(());
+                }
                 return Err(Error::Unsafe(format!(
                     "the store at {} can be entered by other users (mode {mode:04o}): a setuid file a build leaves there would be theirs to run; make it private with `chmod 700 {}` (or pass another --root)",
                     root.display(),
